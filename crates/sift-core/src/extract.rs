@@ -1,0 +1,567 @@
+//! The extraction loop: ask, read, validate, re-ask with the errors, sum the usage.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{Instrument, field};
+
+use crate::message::{ChatRequest, ChatResponse, Message, Role, Usage};
+use crate::mode::{Mode, ReadError, parse_json};
+use crate::provider::{Provider, ProviderError};
+use crate::schema::ResponseSchema;
+use crate::validate::{FieldError, SchemaValidator, Validate, deserialize};
+
+/// Re-asks after the first attempt when none is configured: 2, so at most 3 calls.
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+
+/// A handle on a provider plus defaults for every extraction. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    provider: Arc<dyn Provider>,
+    model: Option<String>,
+    mode: Mode,
+    max_retries: u32,
+}
+
+impl Client {
+    /// A client over `provider`, with mode [`Mode::Tools`] and [`DEFAULT_MAX_RETRIES`].
+    pub fn new(provider: impl Provider + 'static) -> Self {
+        Self::from_arc(Arc::new(provider))
+    }
+
+    /// A client over a shared provider.
+    pub fn from_arc(provider: Arc<dyn Provider>) -> Self {
+        Self {
+            provider,
+            model: None,
+            mode: Mode::default(),
+            max_retries: DEFAULT_MAX_RETRIES,
+        }
+    }
+
+    /// The model used when an extraction names none (else the provider's default).
+    #[must_use]
+    pub fn with_model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// The default mode.
+    #[must_use]
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The default number of re-asks.
+    #[must_use]
+    pub fn with_max_retries(mut self, max_retries: u32) -> Self {
+        self.max_retries = max_retries;
+        self
+    }
+
+    /// The provider behind this client.
+    pub fn provider(&self) -> &Arc<dyn Provider> {
+        &self.provider
+    }
+
+    /// The model extractions use unless told otherwise.
+    pub fn model(&self) -> &str {
+        self.model
+            .as_deref()
+            .unwrap_or_else(|| self.provider.default_model())
+    }
+
+    /// Starts an extraction of a `T`.
+    ///
+    /// ```no_run
+    /// # async fn run(client: sift_core::Client) -> Result<(), sift_core::ExtractError> {
+    /// #[derive(serde::Deserialize, schemars::JsonSchema, Debug)]
+    /// struct UserDetail { name: String, age: u8 }
+    ///
+    /// let out = client
+    ///     .extract::<UserDetail>()
+    ///     .user("Extract: `Daniel is a 24 year man living in New York City`")
+    ///     .max_retries(2)
+    ///     .send()
+    ///     .await?;
+    /// println!("{:?} in {} attempts, {} tokens", out.value, out.attempts.len(), out.usage.total_tokens());
+    /// # Ok(()) }
+    /// ```
+    pub fn extract<T>(&self) -> ExtractBuilder<T>
+    where
+        T: DeserializeOwned + JsonSchema + 'static,
+    {
+        ExtractBuilder {
+            client: self.clone(),
+            messages: Vec::new(),
+            model: None,
+            mode: self.mode,
+            max_retries: self.max_retries,
+            temperature: None,
+            max_tokens: None,
+            validator: None,
+            _type: PhantomData,
+        }
+    }
+}
+
+type ValidatorFn<T> = Arc<dyn Fn(&T) -> Result<(), Vec<FieldError>> + Send + Sync>;
+
+/// One extraction being set up. Finish with [`ExtractBuilder::send`].
+#[must_use = "an extraction does nothing until `send` is awaited"]
+pub struct ExtractBuilder<T> {
+    client: Client,
+    messages: Vec<Message>,
+    model: Option<String>,
+    mode: Mode,
+    max_retries: u32,
+    temperature: Option<f32>,
+    max_tokens: Option<u32>,
+    validator: Option<ValidatorFn<T>>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> ExtractBuilder<T>
+where
+    T: DeserializeOwned + JsonSchema + 'static,
+{
+    /// Adds a system message.
+    pub fn system(self, content: impl Into<String>) -> Self {
+        self.message(Message::system(content))
+    }
+
+    /// Adds a user message.
+    pub fn user(self, content: impl Into<String>) -> Self {
+        self.message(Message::user(content))
+    }
+
+    /// Adds any message.
+    pub fn message(mut self, message: Message) -> Self {
+        self.messages.push(message);
+        self
+    }
+
+    /// Adds messages.
+    pub fn messages(mut self, messages: impl IntoIterator<Item = Message>) -> Self {
+        self.messages.extend(messages);
+        self
+    }
+
+    /// The model to ask.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// How to ask for structured output.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How many times to re-ask after a failed attempt: `0` means a single call, the default
+    /// [`DEFAULT_MAX_RETRIES`] means at most three calls. Transport retries (429, 5xx, ...) are
+    /// the provider's and are not counted here.
+    pub fn max_retries(mut self, max_retries: u32) -> Self {
+        self.max_retries = max_retries;
+        self
+    }
+
+    /// Sampling temperature.
+    pub fn temperature(mut self, temperature: f32) -> Self {
+        self.temperature = Some(temperature);
+        self
+    }
+
+    /// Limit on generated tokens per attempt.
+    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
+        self.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Adds a rule checked after the answer deserialises; its errors are fed back like schema
+    /// errors.
+    pub fn validate_with<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&T) -> Result<(), Vec<FieldError>> + Send + Sync + 'static,
+    {
+        self.validator = Some(Arc::new(check));
+        self
+    }
+
+    /// Checks answers with `T`'s [`Validate`] implementation.
+    pub fn validated(self) -> Self
+    where
+        T: Validate,
+    {
+        self.validate_with(T::validate)
+    }
+
+    /// Runs the extraction.
+    pub async fn send(self) -> Result<Extraction<T>, ExtractError> {
+        let compiled = compiled_schema::<T>()?;
+        let schema = &compiled.schema;
+        let model = self
+            .model
+            .clone()
+            .unwrap_or_else(|| self.client.model().to_owned());
+        let span = tracing::info_span!(
+            "extract",
+            otel.name = format!("extract {}", schema.name),
+            response_model = %schema.name,
+            mode = %self.mode,
+            max_retries = self.max_retries,
+            attempts = field::Empty,
+            outcome = field::Empty,
+            gen_ai.usage.input_tokens = field::Empty,
+            gen_ai.usage.output_tokens = field::Empty,
+        );
+        let result = self.run(&compiled, model).instrument(span.clone()).await;
+        let (attempts, usage, outcome) = match &result {
+            Ok(e) => (e.attempts.len(), e.usage, "success"),
+            Err(e) => (e.attempts().len(), e.usage(), e.kind()),
+        };
+        span.record("attempts", attempts);
+        span.record("outcome", outcome);
+        span.record("gen_ai.usage.input_tokens", usage.input_tokens);
+        span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+        result
+    }
+
+    async fn run(self, compiled: &Compiled, model: String) -> Result<Extraction<T>, ExtractError> {
+        let schema = &compiled.schema;
+        let (output, instructions) = self.mode.output(schema);
+        let mut messages = self.messages;
+        if let Some(text) = instructions {
+            match messages.iter_mut().find(|m| m.role == Role::System) {
+                Some(system) => {
+                    let content = system.content.get_or_insert_with(String::new);
+                    content.push_str("\n\n");
+                    content.push_str(&text);
+                }
+                None => messages.insert(0, Message::system(text)),
+            }
+        }
+        let mut request = ChatRequest {
+            model,
+            messages,
+            output,
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+        };
+        let provider = self.client.provider.clone();
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut last: Option<ChatResponse> = None;
+        for number in 1..=self.max_retries + 1 {
+            let started = Instant::now();
+            let chat_span = tracing::info_span!(
+                "chat",
+                otel.name = format!("chat {}", request.model),
+                otel.kind = "client",
+                gen_ai.operation.name = "chat",
+                gen_ai.provider.name = provider.name(),
+                gen_ai.request.model = %request.model,
+                sift.attempt = number,
+                gen_ai.response.model = field::Empty,
+                gen_ai.response.id = field::Empty,
+                gen_ai.usage.input_tokens = field::Empty,
+                gen_ai.usage.output_tokens = field::Empty,
+                error.r#type = field::Empty,
+            );
+            let response = match provider.chat(&request).instrument(chat_span.clone()).await {
+                Ok(r) => r,
+                Err(source) => {
+                    chat_span.record("error.type", source.kind());
+                    attempts.push(Attempt {
+                        number,
+                        duration: started.elapsed(),
+                        usage: Usage::default(),
+                        outcome: AttemptOutcome::ProviderError,
+                        errors: vec![FieldError::new("", source.to_string())],
+                        output: None,
+                    });
+                    let usage = attempts.iter().map(|a| a.usage).sum();
+                    return Err(ExtractError::Provider {
+                        attempt: number,
+                        source,
+                        attempts,
+                        usage,
+                    });
+                }
+            };
+            if let Some(m) = &response.model {
+                chat_span.record("gen_ai.response.model", m.as_str());
+            }
+            if let Some(id) = &response.id {
+                chat_span.record("gen_ai.response.id", id.as_str());
+            }
+            chat_span.record("gen_ai.usage.input_tokens", response.usage.input_tokens);
+            chat_span.record("gen_ai.usage.output_tokens", response.usage.output_tokens);
+
+            let (outcome, errors, output) =
+                match self.mode.read(schema, &response) {
+                    Err(ReadError::Missing(m)) => {
+                        (AttemptOutcome::NoOutput, vec![FieldError::new("", m)], None)
+                    }
+                    Err(ReadError::InvalidJson(m)) => {
+                        (AttemptOutcome::InvalidJson, vec![FieldError::new("", m)], None)
+                    }
+                    Ok(text) => {
+                        let output = Some(text.to_owned());
+                        match check::<T>(compiled, text, self.validator.as_deref()) {
+                            Ok(value) => {
+                                attempts.push(Attempt {
+                                    number,
+                                    duration: started.elapsed(),
+                                    usage: response.usage,
+                                    outcome: AttemptOutcome::Success,
+                                    errors: Vec::new(),
+                                    output,
+                                });
+                                tracing::debug!(attempt = number, "validate {} succeeded", schema.name);
+                                let usage = attempts.iter().map(|a| a.usage).sum();
+                                return Ok(Extraction {
+                                    value,
+                                    usage,
+                                    attempts,
+                                    response,
+                                });
+                            }
+                            Err((outcome, errors)) => (outcome, errors, output),
+                        }
+                    }
+                };
+            let truncated = response.finish_reason.as_deref() == Some("length");
+            let outcome = if truncated && outcome == AttemptOutcome::InvalidJson {
+                AttemptOutcome::Truncated
+            } else {
+                outcome
+            };
+            chat_span.record("error.type", outcome.as_str());
+            tracing::warn!(
+                attempt = number,
+                errors = %serde_json::to_string(&errors).unwrap_or_default(),
+                "validate {} failed", schema.name
+            );
+            request
+                .messages
+                .extend(self.mode.reask(schema, &response, &errors));
+            attempts.push(Attempt {
+                number,
+                duration: started.elapsed(),
+                usage: response.usage,
+                outcome,
+                errors,
+                output,
+            });
+            last = Some(response);
+        }
+        let usage = attempts.iter().map(|a| a.usage).sum();
+        Err(ExtractError::RetriesExhausted {
+            attempts,
+            usage,
+            last_response: last.map(Box::new),
+        })
+    }
+}
+
+/// Parses, schema-checks, deserialises and validates one answer.
+fn check<T: DeserializeOwned>(
+    compiled: &Compiled,
+    text: &str,
+    validator: Option<&(dyn Fn(&T) -> Result<(), Vec<FieldError>> + Send + Sync)>,
+) -> Result<T, (AttemptOutcome, Vec<FieldError>)> {
+    let json = parse_json(text).map_err(|e| match e {
+        ReadError::InvalidJson(m) | ReadError::Missing(m) => {
+            (AttemptOutcome::InvalidJson, vec![FieldError::new("", m)])
+        }
+    })?;
+    let json = compiled.schema.unwrap_value(json);
+    let errors = compiled.validator.errors(&json);
+    if !errors.is_empty() {
+        return Err((AttemptOutcome::ValidationFailed, errors));
+    }
+    let value: T =
+        deserialize(json).map_err(|e| (AttemptOutcome::ValidationFailed, vec![e]))?;
+    if let Some(check) = validator {
+        check(&value).map_err(|errors| (AttemptOutcome::ValidationFailed, errors))?;
+    }
+    Ok(value)
+}
+
+/// A type's schema and compiled validator, built once per type.
+#[derive(Debug)]
+struct Compiled {
+    schema: ResponseSchema,
+    validator: SchemaValidator,
+}
+
+fn compiled_schema<T: JsonSchema + 'static>() -> Result<Arc<Compiled>, ExtractError> {
+    static CACHE: OnceLock<Mutex<HashMap<TypeId, Arc<Compiled>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = TypeId::of::<T>();
+    if let Some(hit) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return Ok(hit);
+    }
+    let schema = ResponseSchema::of::<T>();
+    let validator = SchemaValidator::new(&schema.schema).map_err(ExtractError::Schema)?;
+    let compiled = Arc::new(Compiled { schema, validator });
+    if let Ok(mut c) = cache.lock() {
+        c.insert(key, compiled.clone());
+    }
+    Ok(compiled)
+}
+
+/// A successful extraction.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Extraction<T> {
+    /// The validated value.
+    pub value: T,
+    /// Tokens used by every attempt together.
+    pub usage: Usage,
+    /// Every attempt, the last one successful.
+    pub attempts: Vec<Attempt>,
+    /// The final raw completion.
+    pub response: ChatResponse,
+}
+
+impl<T> Extraction<T> {
+    /// The value, dropping the rest.
+    pub fn into_value(self) -> T {
+        self.value
+    }
+}
+
+/// What became of one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AttemptOutcome {
+    /// Parsed and validated.
+    Success,
+    /// No tool call or no content.
+    NoOutput,
+    /// Not valid JSON.
+    InvalidJson,
+    /// Cut off at the token limit.
+    Truncated,
+    /// Valid JSON that failed the schema, deserialisation or a custom rule.
+    ValidationFailed,
+    /// The provider call itself failed.
+    ProviderError,
+}
+
+impl AttemptOutcome {
+    /// The outcome's name (`success`, `validation_failed`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Success => "success",
+            AttemptOutcome::NoOutput => "no_output",
+            AttemptOutcome::InvalidJson => "invalid_json",
+            AttemptOutcome::Truncated => "truncated",
+            AttemptOutcome::ValidationFailed => "validation_failed",
+            AttemptOutcome::ProviderError => "provider_error",
+        }
+    }
+}
+
+/// The record of one call to the model.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    /// 1 for the first call.
+    pub number: u32,
+    /// Wall time of the call and the checks.
+    #[serde(serialize_with = "serialize_millis", rename = "duration_ms")]
+    pub duration: Duration,
+    /// Tokens this call used.
+    pub usage: Usage,
+    /// What became of it.
+    pub outcome: AttemptOutcome,
+    /// What was wrong (empty on success).
+    pub errors: Vec<FieldError>,
+    /// The JSON text the model produced, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+fn serialize_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+/// Why an extraction failed. Every variant keeps the attempts made and the tokens spent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExtractError {
+    /// A call to the provider failed (after its own transport retries).
+    #[error("model call failed on attempt {attempt}")]
+    Provider {
+        /// Which attempt failed.
+        attempt: u32,
+        /// The provider's error.
+        #[source]
+        source: ProviderError,
+        /// Every attempt, the failed one last.
+        attempts: Vec<Attempt>,
+        /// Tokens spent before the failure.
+        usage: Usage,
+    },
+    /// No attempt produced a valid answer.
+    #[error("no valid answer after {} attempts", attempts.len())]
+    RetriesExhausted {
+        /// Every attempt with its errors.
+        attempts: Vec<Attempt>,
+        /// Tokens spent in all.
+        usage: Usage,
+        /// The last completion.
+        last_response: Option<Box<ChatResponse>>,
+    },
+    /// The response type's schema could not be compiled.
+    #[error("invalid response schema: {0}")]
+    Schema(String),
+}
+
+impl ExtractError {
+    /// The attempts made.
+    pub fn attempts(&self) -> &[Attempt] {
+        match self {
+            ExtractError::Provider { attempts, .. }
+            | ExtractError::RetriesExhausted { attempts, .. } => attempts,
+            ExtractError::Schema(_) => &[],
+        }
+    }
+
+    /// Tokens spent in all.
+    pub fn usage(&self) -> Usage {
+        match self {
+            ExtractError::Provider { usage, .. } | ExtractError::RetriesExhausted { usage, .. } => {
+                *usage
+            }
+            ExtractError::Schema(_) => Usage::default(),
+        }
+    }
+
+    /// A short name for the failure (`provider_error`, `retries_exhausted`, `schema`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExtractError::Provider { .. } => "provider_error",
+            ExtractError::RetriesExhausted { .. } => "retries_exhausted",
+            ExtractError::Schema(_) => "schema",
+        }
+    }
+
+    /// The provider error, if that is what failed.
+    pub fn provider_error(&self) -> Option<&ProviderError> {
+        match self {
+            ExtractError::Provider { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! sift's core: turn free text into typed, validated data with a language model.
+//!
+//! A Rust type (serde + schemars) becomes a JSON Schema; a [`Provider`] is asked for an answer
+//! in one of four [`Mode`]s; the answer is parsed, checked against the schema, deserialised and
+//! validated; on failure the errors go back to the model and it tries again. Usage is summed
+//! over every attempt, and each attempt is recorded.
+//!
+//! ```no_run
+//! use sift_core::{Client, Mode};
+//!
+//! #[derive(serde::Deserialize, schemars::JsonSchema, Debug)]
+//! struct UserDetail {
+//!     name: String,
+//!     #[schemars(range(max = 150))]
+//!     age: u8,
+//! }
+//!
+//! # async fn run(client: Client) -> Result<(), sift_core::ExtractError> {
+//! let user = client
+//!     .extract::<UserDetail>()
+//!     .user("Extract: `Daniel is a 24 year man living in New York City`")
+//!     .mode(Mode::Tools)
+//!     .send()
+//!     .await?;
+//! assert_eq!(user.value.name, "Daniel");
+//! # Ok(()) }
+//! ```
+
+mod extract;
+mod message;
+mod mode;
+mod provider;
+mod schema;
+mod validate;
+
+pub use extract::{
+    Attempt, AttemptOutcome, Client, DEFAULT_MAX_RETRIES, ExtractBuilder, ExtractError, Extraction,
+};
+pub use message::{ChatRequest, ChatResponse, Message, OutputFormat, Role, ToolCall, Usage};
+pub use mode::Mode;
+pub use provider::{Capabilities, Provider, ProviderError};
+pub use schema::{ResponseSchema, WRAPPER_FIELD};
+pub use validate::{FieldError, SchemaValidator, Validate, deserialize, pointer_to_path};
+
+pub use async_trait::async_trait;

@@ -1,0 +1,195 @@
+//! Provider-neutral chat types: what sift sends to a model and what comes back.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Who said a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Instructions for the model.
+    System,
+    /// The caller's turn.
+    User,
+    /// The model's turn.
+    Assistant,
+    /// The answer to a tool call.
+    Tool,
+}
+
+/// One tool call made by the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The call's id, echoed by the tool message that answers it.
+    pub id: String,
+    /// The function's name.
+    pub name: String,
+    /// The arguments as the model wrote them (a JSON text, perhaps malformed).
+    pub arguments: String,
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Who said it.
+    pub role: Role,
+    /// Its text, if any (an assistant turn that only calls tools has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Tool calls made in an assistant turn.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For a tool message: the id of the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    fn text(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: Some(content.into()),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
+    /// A system message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::text(Role::System, content)
+    }
+
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::text(Role::User, content)
+    }
+
+    /// An assistant message with text only.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::text(Role::Assistant, content)
+    }
+
+    /// A tool message answering the call `tool_call_id`.
+    pub fn tool(tool_call_id: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: Role::Tool,
+            content: Some(content.into()),
+            tool_calls: Vec::new(),
+            tool_call_id: Some(tool_call_id.into()),
+        }
+    }
+}
+
+/// How the model is asked to shape its answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub enum OutputFormat {
+    /// Free text.
+    Text,
+    /// A forced call of the one function described.
+    Tool {
+        /// Function name.
+        name: String,
+        /// Function description.
+        description: String,
+        /// JSON Schema of the parameters.
+        parameters: Value,
+        /// Whether the schema is strict-mode compatible.
+        strict: bool,
+    },
+    /// Native structured output against a JSON Schema.
+    JsonSchema {
+        /// Schema name.
+        name: String,
+        /// The schema.
+        schema: Value,
+        /// Whether to ask for strict adherence.
+        strict: bool,
+    },
+    /// Any JSON object (the schema travels in the prompt).
+    JsonObject,
+}
+
+/// A request to a chat model, independent of any provider's wire format.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChatRequest {
+    /// Model name, as the provider knows it.
+    pub model: String,
+    /// The conversation so far.
+    pub messages: Vec<Message>,
+    /// The shape asked of the answer.
+    pub output: OutputFormat,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Limit on generated tokens.
+    pub max_tokens: Option<u32>,
+}
+
+/// Token counts of one call or, summed, of several.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+}
+
+impl Usage {
+    /// Input plus output tokens.
+    pub fn total_tokens(&self) -> u64 {
+        self.input_tokens + self.output_tokens
+    }
+}
+
+impl std::ops::Add for Usage {
+    type Output = Usage;
+    fn add(self, rhs: Usage) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens + rhs.input_tokens,
+            output_tokens: self.output_tokens + rhs.output_tokens,
+        }
+    }
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, rhs: Usage) {
+        *self = *self + rhs;
+    }
+}
+
+impl std::iter::Sum for Usage {
+    fn sum<I: Iterator<Item = Usage>>(iter: I) -> Usage {
+        iter.fold(Usage::default(), |a, b| a + b)
+    }
+}
+
+/// A model's answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChatResponse {
+    /// The provider's id for this completion.
+    pub id: Option<String>,
+    /// The model that answered.
+    pub model: Option<String>,
+    /// Text content.
+    pub content: Option<String>,
+    /// Tool calls.
+    pub tool_calls: Vec<ToolCall>,
+    /// Why generation stopped (`stop`, `length`, `tool_calls`, ...).
+    pub finish_reason: Option<String>,
+    /// Tokens used.
+    pub usage: Usage,
+    /// The provider's raw answer, for inspection.
+    pub raw: Value,
+}
+
+impl ChatResponse {
+    /// The assistant turn to echo back in a re-ask.
+    pub fn to_message(&self) -> Message {
+        Message {
+            role: Role::Assistant,
+            content: self.content.clone(),
+            tool_calls: self.tool_calls.clone(),
+            tool_call_id: None,
+        }
+    }
+}

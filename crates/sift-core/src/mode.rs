@@ -1,0 +1,220 @@
+//! How the model is asked for structured output, how its answer is read back, and how errors
+//! are fed back for a re-ask. Each [`Mode`] is one of instructor's.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::message::{ChatResponse, Message, OutputFormat};
+use crate::schema::ResponseSchema;
+use crate::validate::FieldError;
+
+/// How structured output is requested.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Mode {
+    /// The schema as a function's parameters, the call forced (`tool_choice`). The default.
+    #[default]
+    Tools,
+    /// Native structured output: `response_format: {"type": "json_schema", ...}`, strict where
+    /// the schema allows.
+    JsonSchema,
+    /// `response_format: {"type": "json_object"}`, the schema in the system prompt.
+    Json,
+    /// Plain text with the JSON in a fenced ```` ```json ```` block; the schema in the system prompt.
+    MdJson,
+}
+
+impl Mode {
+    /// The mode's name as used in configuration and telemetry (`tools`, `json_schema`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Tools => "tools",
+            Mode::JsonSchema => "json_schema",
+            Mode::Json => "json",
+            Mode::MdJson => "md_json",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().replace('-', "_").as_str() {
+            "tools" | "tool" => Ok(Mode::Tools),
+            "json_schema" => Ok(Mode::JsonSchema),
+            "json" => Ok(Mode::Json),
+            "md_json" => Ok(Mode::MdJson),
+            other => Err(format!(
+                "unknown mode `{other}`: expected tools, json_schema, json or md_json"
+            )),
+        }
+    }
+}
+
+/// Why an answer could not be read as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReadError {
+    /// No tool call, no content, or no JSON found.
+    Missing(String),
+    /// Text found, but not valid JSON.
+    InvalidJson(String),
+}
+
+impl Mode {
+    /// The output format to request and the system prompt text to add (if any).
+    pub(crate) fn output(self, schema: &ResponseSchema) -> (OutputFormat, Option<String>) {
+        match self {
+            Mode::Tools => (
+                OutputFormat::Tool {
+                    name: schema.name.clone(),
+                    description: schema.description.clone(),
+                    parameters: schema.model_schema.clone(),
+                    strict: schema.strict,
+                },
+                None,
+            ),
+            Mode::JsonSchema => (
+                OutputFormat::JsonSchema {
+                    name: schema.name.clone(),
+                    schema: schema.model_schema.clone(),
+                    strict: schema.strict,
+                },
+                None,
+            ),
+            Mode::Json => (
+                OutputFormat::JsonObject,
+                Some(format!(
+                    "As a genius expert, your task is to understand the content and provide the parsed objects in json that match the following json_schema:\n\n{}\n\nMake sure to return an instance of the JSON, not the schema itself.",
+                    schema.model_schema
+                )),
+            ),
+            Mode::MdJson => (
+                OutputFormat::Text,
+                Some(format!(
+                    "As a genius expert, your task is to understand the content and provide the parsed objects in json that match the following json_schema:\n\n{}\n\nMake sure to return an instance of the JSON, not the schema itself. Reply with the JSON in a ```json fenced code block.",
+                    schema.model_schema
+                )),
+            ),
+        }
+    }
+
+    /// The JSON text in the model's answer.
+    pub(crate) fn read<'a>(
+        self,
+        schema: &ResponseSchema,
+        response: &'a ChatResponse,
+    ) -> Result<&'a str, ReadError> {
+        match self {
+            Mode::Tools => response
+                .tool_calls
+                .iter()
+                .find(|c| c.name == schema.name)
+                .or_else(|| response.tool_calls.first())
+                .map(|c| c.arguments.as_str())
+                .ok_or_else(|| {
+                    ReadError::Missing(format!(
+                        "the model did not call the function `{}`",
+                        schema.name
+                    ))
+                }),
+            Mode::JsonSchema | Mode::Json => match response.content.as_deref() {
+                Some(text) if !text.trim().is_empty() => Ok(text),
+                _ => Err(ReadError::Missing("the answer has no content".into())),
+            },
+            Mode::MdJson => match response.content.as_deref() {
+                Some(text) => extract_fenced_json(text)
+                    .ok_or_else(|| ReadError::Missing("no JSON found in the answer".into())),
+                None => Err(ReadError::Missing("the answer has no content".into())),
+            },
+        }
+    }
+
+    /// The messages that feed `errors` back to the model after its answer `response`.
+    pub(crate) fn reask(
+        self,
+        schema: &ResponseSchema,
+        response: &ChatResponse,
+        errors: &[FieldError],
+    ) -> Vec<Message> {
+        let listed = serde_json::to_string(errors).unwrap_or_else(|_| "[]".into());
+        let mut messages = vec![response.to_message()];
+        match (self, response.tool_calls.as_slice()) {
+            (Mode::Tools, calls) if !calls.is_empty() => {
+                let text = format!(
+                    "Validation errors: {listed}\nCall `{}` again with the arguments corrected.",
+                    schema.name
+                );
+                // Every call must be answered before the next user turn.
+                messages.extend(calls.iter().map(|c| Message::tool(c.id.clone(), text.clone())));
+            }
+            (Mode::Tools, _) => messages.push(Message::user(format!(
+                "Errors: {listed}\nYou must call the function `{}` with arguments that match its schema.",
+                schema.name
+            ))),
+            _ => messages.push(Message::user(format!(
+                "Validation errors: {listed}\nCorrect your JSON answer and reply with the corrected JSON only."
+            ))),
+        }
+        messages
+    }
+}
+
+/// Finds the JSON in a plain-text answer: a ```` ```json ```` fence first, any fence next, then the
+/// text from the first `{` or `[` to the last matching bracket.
+fn extract_fenced_json(text: &str) -> Option<&str> {
+    for marker in ["```json", "```JSON", "```"] {
+        if let Some(start) = text.find(marker) {
+            let body = &text[start + marker.len()..];
+            let end = body.find("```").unwrap_or(body.len());
+            let candidate = body[..end].trim();
+            if !candidate.is_empty() {
+                return Some(candidate);
+            }
+        }
+    }
+    let start = text.find(['{', '['])?;
+    let close = if text[start..].starts_with('{') { '}' } else { ']' };
+    let end = text.rfind(close)?;
+    (end >= start).then(|| &text[start..=end])
+}
+
+/// Parses JSON text, describing where it broke.
+pub(crate) fn parse_json(text: &str) -> Result<Value, ReadError> {
+    serde_json::from_str(text).map_err(|e| {
+        ReadError::InvalidJson(format!(
+            "invalid JSON at line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fenced_json_is_found() {
+        assert_eq!(
+            extract_fenced_json("Sure!\n```json\n{\"a\": 1}\n```\nbye"),
+            Some("{\"a\": 1}")
+        );
+        assert_eq!(extract_fenced_json("```\n[1]\n```"), Some("[1]"));
+        assert_eq!(extract_fenced_json("here: {\"a\": {}} ok"), Some("{\"a\": {}}"));
+        assert_eq!(extract_fenced_json("nothing here"), None);
+    }
+
+    #[test]
+    fn modes_parse_from_strings() {
+        assert_eq!("json-schema".parse::<Mode>(), Ok(Mode::JsonSchema));
+        assert_eq!("MD_JSON".parse::<Mode>(), Ok(Mode::MdJson));
+        assert!("xml".parse::<Mode>().unwrap_err().contains("xml"));
+    }
+}

@@ -1,0 +1,126 @@
+//! The provider trait: one chat call to one model backend.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::message::{ChatRequest, ChatResponse};
+
+/// What a provider can do, so the extraction loop can pick a fitting request shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Forced tool calls.
+    pub tools: bool,
+    /// Native JSON-schema output.
+    pub json_schema: bool,
+    /// Token streaming (used by streaming extraction).
+    pub streaming: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self {
+            tools: true,
+            json_schema: true,
+            streaming: false,
+        }
+    }
+}
+
+/// A model backend. Remote (OpenAI-compatible) and in-process providers both implement it.
+///
+/// Providers handle their own transport retries; the extraction loop handles re-asks.
+#[async_trait]
+pub trait Provider: Send + Sync + std::fmt::Debug {
+    /// The provider's name as the OpenTelemetry GenAI conventions spell it (`openai`, ...).
+    fn name(&self) -> &str;
+
+    /// The model used when a request names none.
+    fn default_model(&self) -> &str;
+
+    /// One chat completion.
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError>;
+
+    /// What this provider supports.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+}
+
+/// Why a provider call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    /// The server could not be reached.
+    #[error("could not connect to {url}")]
+    Connect {
+        /// The address tried.
+        url: String,
+        /// The transport error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// No complete answer arrived in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The server answered with an error status.
+    #[error("upstream answered {status}: {message}")]
+    Status {
+        /// HTTP status code.
+        status: u16,
+        /// The upstream's own error message.
+        message: String,
+        /// Seconds the upstream asked us to wait, if it said.
+        retry_after: Option<Duration>,
+    },
+    /// The answer could not be understood.
+    #[error("invalid answer from upstream: {0}")]
+    InvalidResponse(String),
+    /// Any other transport failure.
+    #[error("transport error")]
+    Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The provider is busy and refused the call.
+    #[error("provider is busy")]
+    Busy {
+        /// When to try again.
+        retry_after: Option<Duration>,
+    },
+}
+
+impl ProviderError {
+    /// Whether trying the same call again may succeed: connect errors, timeouts,
+    /// 408, 409, 429 and 5xx.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProviderError::Connect { .. } | ProviderError::Timeout(_) => true,
+            ProviderError::Status { status, .. } => {
+                matches!(status, 408 | 409 | 429) || (500..=599).contains(status)
+            }
+            ProviderError::Busy { .. } => true,
+            ProviderError::InvalidResponse(_) | ProviderError::Transport(_) => false,
+        }
+    }
+
+    /// The wait the upstream asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProviderError::Status { retry_after, .. } | ProviderError::Busy { retry_after } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+
+    /// A short machine-readable name for the error class (`timeout`, `429`, ...).
+    pub fn kind(&self) -> String {
+        match self {
+            ProviderError::Connect { .. } => "connect".into(),
+            ProviderError::Timeout(_) => "timeout".into(),
+            ProviderError::Status { status, .. } => status.to_string(),
+            ProviderError::InvalidResponse(_) => "invalid_response".into(),
+            ProviderError::Transport(_) => "transport".into(),
+            ProviderError::Busy { .. } => "busy".into(),
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Validation of a model's answer: JSON Schema (types, bounds, enums), deserialisation, then
+//! the caller's own rules. Every error carries the path of the value it concerns.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One thing wrong with an answer, at a path such as `age` or `items[2].name` (empty for the root).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// Where: field names joined by `.`, array indices in brackets; empty for the whole value.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A new error at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Rules beyond what types and the JSON Schema express.
+///
+/// ```
+/// use sift_core::{FieldError, Validate};
+///
+/// struct User { name: String, age: i64 }
+///
+/// impl Validate for User {
+///     fn validate(&self) -> Result<(), Vec<FieldError>> {
+///         let mut errors = Vec::new();
+///         if !(0..=150).contains(&self.age) {
+///             errors.push(FieldError::new("age", format!("must be within 0..=150, got {}", self.age)));
+///         }
+///         if self.name.trim().is_empty() {
+///             errors.push(FieldError::new("name", "must not be empty"));
+///         }
+///         if errors.is_empty() { Ok(()) } else { Err(errors) }
+///     }
+/// }
+/// ```
+pub trait Validate {
+    /// Checks the value; every problem found is returned, each with its path.
+    fn validate(&self) -> Result<(), Vec<FieldError>>;
+}
+
+/// A compiled JSON Schema validator.
+#[derive(Debug)]
+pub struct SchemaValidator {
+    validator: jsonschema::Validator,
+}
+
+impl SchemaValidator {
+    /// Compiles `schema`.
+    pub fn new(schema: &Value) -> Result<Self, String> {
+        jsonschema::validator_for(schema)
+            .map(|validator| Self { validator })
+            .map_err(|e| e.to_string())
+    }
+
+    /// Every violation in `instance`.
+    pub fn errors(&self, instance: &Value) -> Vec<FieldError> {
+        self.validator
+            .iter_errors(instance)
+            .map(|e| {
+                let pointer = e.instance_path().to_string();
+                FieldError::new(pointer_to_path(&pointer, instance), e.to_string())
+            })
+            .collect()
+    }
+}
+
+/// Turns a JSON pointer (`/items/2/name`) into sift's path form (`items[2].name`), using the
+/// instance to tell array indices from object keys that look like numbers.
+pub fn pointer_to_path(pointer: &str, instance: &Value) -> String {
+    let mut path = String::new();
+    let mut current = Some(instance);
+    for raw in pointer.split('/').skip(1) {
+        let segment = raw.replace("~1", "/").replace("~0", "~");
+        match current {
+            Some(Value::Array(items)) => {
+                path.push('[');
+                path.push_str(&segment);
+                path.push(']');
+                current = segment.parse::<usize>().ok().and_then(|i| items.get(i));
+            }
+            other => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&segment);
+                current = other.and_then(|v| v.get(&segment));
+            }
+        }
+    }
+    path
+}
+
+/// Deserialises `value` into `T`, reporting where it failed.
+pub fn deserialize<T: DeserializeOwned>(value: Value) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        FieldError::new(path, e.into_inner().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pointers_become_paths() {
+        let v = json!({"items": [{"name": 1}, {"name": 2}, {"name": 3}], "m": {"0": true}});
+        assert_eq!(pointer_to_path("/items/2/name", &v), "items[2].name");
+        assert_eq!(pointer_to_path("/m/0", &v), "m.0");
+        assert_eq!(pointer_to_path("", &v), "");
+    }
+
+    #[test]
+    fn schema_errors_carry_paths() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "age": {"type": "integer", "minimum": 0, "maximum": 150},
+                "items": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}}
+            },
+            "required": ["age"]
+        });
+        let v = SchemaValidator::new(&schema).unwrap();
+        let errors = v.errors(&json!({"age": 200, "items": [{"name": "a"}, {"name": "b"}, {}]}));
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths.contains(&"age"), "{errors:?}");
+        assert!(paths.contains(&"items[2]"), "{errors:?}");
+        assert!(errors.iter().any(|e| e.message.contains("150")), "{errors:?}");
+    }
+
+    #[test]
+    fn deserialize_errors_carry_paths() {
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Item {
+            name: String,
+        }
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Doc {
+            items: Vec<Item>,
+        }
+        let err = deserialize::<Doc>(json!({"items": [{"name": "a"}, {"name": 5}]})).unwrap_err();
+        assert_eq!(err.path, "items[1].name");
+        assert!(err.message.contains("expected a string"), "{err}");
+    }
+}

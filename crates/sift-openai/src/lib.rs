@@ -1,0 +1,375 @@
+//! An OpenAI-compatible chat provider for sift.
+//!
+//! Any server that speaks `POST {base_url}/chat/completions` works. Base URLs (each includes
+//! `/v1`, as `OPENAI_BASE_URL` does for the OpenAI SDKs):
+//!
+//! | server | base URL | notes |
+//! |---|---|---|
+//! | OpenAI | `https://api.openai.com/v1` | the default |
+//! | Ollama | `http://localhost:11434/v1` | any API key |
+//! | vLLM | `http://localhost:8000/v1` | `--api-key` if the server sets one |
+//! | llama.cpp server | `http://localhost:8080/v1` | `llama-server --jinja` for tool calls |
+//! | OpenRouter | `https://openrouter.ai/api/v1` | |
+//! | Groq | `https://api.groq.com/openai/v1` | |
+//!
+//! Transport failures (connect errors, timeouts, 408, 409, 429, 5xx) are retried with
+//! exponential backoff and jitter, waiting what `Retry-After` asks when it is sent; any other
+//! error status is returned at once with the upstream's own message.
+//!
+//! ```no_run
+//! use sift_openai::{OpenAi, OpenAiConfig};
+//! let provider = OpenAi::new(
+//!     OpenAiConfig::new("http://localhost:11434/v1").default_model("llama3.2"),
+//! ).expect("valid configuration");
+//! let client = sift_core::Client::new(provider);
+//! ```
+
+mod wire;
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use sift_core::{ChatRequest, ChatResponse, Provider, ProviderError, async_trait};
+
+/// The default base URL.
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+/// The default model.
+pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
+
+/// Settings for [`OpenAi`]. The API key is never printed by `Debug`.
+#[derive(Clone)]
+#[must_use]
+pub struct OpenAiConfig {
+    base_url: String,
+    api_key: Option<String>,
+    organization: Option<String>,
+    headers: Vec<(String, String)>,
+    default_model: String,
+    connect_timeout: Duration,
+    timeout: Duration,
+    max_transport_retries: u32,
+    backoff_base: Duration,
+    backoff_max: Duration,
+    max_retry_after: Duration,
+}
+
+impl fmt::Debug for OpenAiConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("organization", &self.organization)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("default_model", &self.default_model)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("max_transport_retries", &self.max_transport_retries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenAiConfig {
+    /// Settings for the server at `base_url` (including `/v1`), with no key.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            api_key: None,
+            organization: None,
+            headers: Vec::new(),
+            default_model: DEFAULT_MODEL.into(),
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(120),
+            max_transport_retries: 2,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+
+    /// Settings from `OPENAI_BASE_URL`, `OPENAI_API_KEY`, `OPENAI_ORG_ID` (or
+    /// `OPENAI_ORGANIZATION`), as the OpenAI SDKs read them.
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let mut config = Self::new(var("OPENAI_BASE_URL").unwrap_or_else(|| OPENAI_BASE_URL.into()));
+        config.api_key = var("OPENAI_API_KEY");
+        config.organization = var("OPENAI_ORG_ID").or_else(|| var("OPENAI_ORGANIZATION"));
+        config
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The bearer token sent as `Authorization`.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// The `OpenAI-Organization` header.
+    pub fn organization(mut self, org: impl Into<String>) -> Self {
+        self.organization = Some(org.into());
+        self
+    }
+
+    /// An extra header sent with every request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The model used when a request names none.
+    pub fn default_model(mut self, model: impl Into<String>) -> Self {
+        self.default_model = model.into();
+        self
+    }
+
+    /// Time allowed to open a connection (default 10 s).
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Time allowed for one HTTP attempt, answer body included (default 120 s).
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// Transport retries after the first try (default 2).
+    pub fn max_transport_retries(mut self, n: u32) -> Self {
+        self.max_transport_retries = n;
+        self
+    }
+
+    /// First backoff and the cap on any backoff (defaults 500 ms and 8 s). Each wait is
+    /// `base * 2^retry`, capped, times a random factor in 0.5..1.0.
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.backoff_base = base;
+        self.backoff_max = max;
+        self
+    }
+
+    /// The longest `Retry-After` honoured (default 60 s); a longer one fails the call at once.
+    pub fn max_retry_after(mut self, t: Duration) -> Self {
+        self.max_retry_after = t;
+        self
+    }
+}
+
+/// Why a provider could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A header name or value is not valid HTTP.
+    #[error("invalid header `{0}`")]
+    InvalidHeader(String),
+    /// The HTTP client could not be created.
+    #[error("could not create the HTTP client")]
+    Http(#[source] reqwest::Error),
+}
+
+/// An OpenAI-compatible provider.
+#[derive(Debug, Clone)]
+pub struct OpenAi {
+    http: reqwest::Client,
+    config: OpenAiConfig,
+    endpoint: String,
+}
+
+impl OpenAi {
+    /// Builds the provider and its connection pool.
+    pub fn new(config: OpenAiConfig) -> Result<Self, BuildError> {
+        // reqwest is built without a bundled crypto provider so that ring (quick to compile)
+        // backs rustls; installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &config.api_key {
+            let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| BuildError::InvalidHeader("Authorization".into()))?;
+            value.set_sensitive(true);
+            headers.insert(http::header::AUTHORIZATION, value);
+        }
+        if let Some(org) = &config.organization {
+            headers.insert(
+                "openai-organization",
+                HeaderValue::from_str(org)
+                    .map_err(|_| BuildError::InvalidHeader("OpenAI-Organization".into()))?,
+            );
+        }
+        for (k, v) in &config.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| BuildError::InvalidHeader(k.clone()))?;
+            let mut value =
+                HeaderValue::from_str(v).map_err(|_| BuildError::InvalidHeader(k.clone()))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(config.connect_timeout)
+            .user_agent(concat!("sift/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(BuildError::Http)?;
+        let endpoint = format!("{}/chat/completions", config.base_url);
+        Ok(Self {
+            http,
+            config,
+            endpoint,
+        })
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &OpenAiConfig {
+        &self.config
+    }
+
+    async fn try_once(&self, body: &[u8]) -> Result<ChatResponse, ProviderError> {
+        let response = self
+            .http
+            .post(&self.endpoint)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .timeout(self.config.timeout)
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let bytes = response.bytes().await.map_err(|e| self.transport_error(e))?;
+        if !status.is_success() {
+            return Err(ProviderError::Status {
+                status: status.as_u16(),
+                message: wire::error_message(&bytes),
+                retry_after,
+            });
+        }
+        let raw: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ProviderError::InvalidResponse(format!("the answer is not JSON: {e}"))
+        })?;
+        if let Some(err) = raw.get("error").filter(|e| !e.is_null()) {
+            // Some servers answer 200 with an error object.
+            return Err(ProviderError::InvalidResponse(wire::error_message(
+                err.to_string().as_bytes(),
+            )));
+        }
+        wire::parse_response(raw)
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> ProviderError {
+        if e.is_timeout() {
+            ProviderError::Timeout(self.config.timeout)
+        } else if e.is_connect() {
+            ProviderError::Connect {
+                url: self.endpoint.clone(),
+                source: Box::new(e.without_url()),
+            }
+        } else {
+            ProviderError::Transport(Box::new(e.without_url()))
+        }
+    }
+
+    fn backoff(&self, retry: u32) -> Duration {
+        let exp = self
+            .config
+            .backoff_base
+            .saturating_mul(2u32.saturating_pow(retry))
+            .min(self.config.backoff_max);
+        exp.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
+
+#[async_trait]
+impl Provider for OpenAi {
+    fn name(&self) -> &str {
+        "openai"
+    }
+
+    fn default_model(&self) -> &str {
+        &self.config.default_model
+    }
+
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let body = serde_json::to_vec(&wire::request_body(request))
+            .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
+        let mut retry = 0;
+        loop {
+            let err = match self.try_once(&body).await {
+                Ok(r) => return Ok(r),
+                Err(e) => e,
+            };
+            if !err.is_retryable() || retry >= self.config.max_transport_retries {
+                return Err(err);
+            }
+            let wait = match err.retry_after() {
+                Some(asked) if asked > self.config.max_retry_after => return Err(err),
+                Some(asked) => asked,
+                None => self.backoff(retry),
+            };
+            retry += 1;
+            tracing::warn!(
+                error = %err,
+                retry,
+                wait_ms = wait.as_millis() as u64,
+                "upstream call failed; retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// `Retry-After` (seconds or an HTTP date) or `retry-after-ms`.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_dates_and_millis() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", HeaderValue::from_static("150"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
+        let mut h = HeaderMap::new();
+        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(5));
+        h.insert("retry-after", HeaderValue::from_str(&past).unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert("retry-after", HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let c = OpenAiConfig::new("http://x/v1")
+            .api_key("sk-very-secret")
+            .header("x-api-key", "also-secret");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("sk-very-secret"), "{shown}");
+        assert!(!shown.contains("also-secret"), "{shown}");
+    }
+}

@@ -1,0 +1,200 @@
+//! OpenAI chat-completions wire format: provider-neutral types to JSON and back.
+
+use serde_json::{Map, Value, json};
+use sift_core::{ChatRequest, ChatResponse, Message, OutputFormat, ProviderError, ToolCall, Usage};
+
+/// The JSON body of a `POST /chat/completions`.
+pub(crate) fn request_body(request: &ChatRequest) -> Value {
+    let mut body = Map::new();
+    body.insert("model".into(), Value::String(request.model.clone()));
+    body.insert(
+        "messages".into(),
+        Value::Array(request.messages.iter().map(message).collect()),
+    );
+    match &request.output {
+        OutputFormat::Tool {
+            name,
+            description,
+            parameters,
+            strict,
+        } => {
+            body.insert(
+                "tools".into(),
+                json!([{
+                    "type": "function",
+                    "function": {
+                        "name": name,
+                        "description": description,
+                        "parameters": parameters,
+                        "strict": strict,
+                    }
+                }]),
+            );
+            body.insert(
+                "tool_choice".into(),
+                json!({"type": "function", "function": {"name": name}}),
+            );
+        }
+        OutputFormat::JsonSchema {
+            name,
+            schema,
+            strict,
+        } => {
+            body.insert(
+                "response_format".into(),
+                json!({
+                    "type": "json_schema",
+                    "json_schema": {"name": name, "schema": schema, "strict": strict}
+                }),
+            );
+        }
+        OutputFormat::JsonObject => {
+            body.insert("response_format".into(), json!({"type": "json_object"}));
+        }
+        OutputFormat::Text | _ => {}
+    }
+    if let Some(t) = request.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(n) = request.max_tokens {
+        body.insert("max_tokens".into(), json!(n));
+    }
+    Value::Object(body)
+}
+
+fn message(m: &Message) -> Value {
+    let mut out = Map::new();
+    out.insert("role".into(), serde_json::to_value(m.role).unwrap_or(Value::Null));
+    out.insert(
+        "content".into(),
+        m.content.clone().map(Value::String).unwrap_or(Value::Null),
+    );
+    if !m.tool_calls.is_empty() {
+        out.insert(
+            "tool_calls".into(),
+            Value::Array(
+                m.tool_calls
+                    .iter()
+                    .map(|c| {
+                        json!({
+                            "id": c.id,
+                            "type": "function",
+                            "function": {"name": c.name, "arguments": c.arguments}
+                        })
+                    })
+                    .collect(),
+            ),
+        );
+    }
+    if let Some(id) = &m.tool_call_id {
+        out.insert("tool_call_id".into(), Value::String(id.clone()));
+    }
+    Value::Object(out)
+}
+
+/// Reads a chat-completions answer.
+pub(crate) fn parse_response(raw: Value) -> Result<ChatResponse, ProviderError> {
+    let choice = raw
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .ok_or_else(|| ProviderError::InvalidResponse("no `choices[0]` in the answer".into()))?;
+    let message = choice
+        .get("message")
+        .ok_or_else(|| ProviderError::InvalidResponse("no `choices[0].message`".into()))?;
+    let content = message
+        .get("content")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let tool_calls = message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .map(|calls| {
+            calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let function = c.get("function");
+                    let arguments = match function.and_then(|f| f.get("arguments")) {
+                        Some(Value::String(s)) => s.clone(),
+                        // Some servers send the arguments as an object rather than a string.
+                        Some(other) => other.to_string(),
+                        None => String::new(),
+                    };
+                    ToolCall {
+                        id: str_at(c, "id").unwrap_or_else(|| format!("call_{i}")),
+                        name: function
+                            .and_then(|f| str_at(f, "name"))
+                            .unwrap_or_default(),
+                        arguments,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let usage = raw
+        .get("usage")
+        .map(|u| Usage {
+            input_tokens: u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
+            output_tokens: u
+                .get("completion_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+        })
+        .unwrap_or_default();
+    Ok(ChatResponse {
+        id: str_at(&raw, "id"),
+        model: str_at(&raw, "model"),
+        content,
+        tool_calls,
+        finish_reason: str_at(choice, "finish_reason"),
+        usage,
+        raw,
+    })
+}
+
+fn str_at(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The upstream's own message from an error body (`{"error": {"message": ...}}` or text).
+pub(crate) fn error_message(body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        let found = v
+            .pointer("/error/message")
+            .or_else(|| v.get("error").filter(|e| e.is_string()))
+            .or_else(|| v.get("message"))
+            .or_else(|| v.get("detail"));
+        if let Some(m) = found {
+            return m.as_str().map(str::to_owned).unwrap_or_else(|| m.to_string());
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        "(empty body)".into()
+    } else {
+        text.chars().take(500).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_are_found() {
+        assert_eq!(
+            error_message(br#"{"error": {"message": "bad model", "type": "invalid"}}"#),
+            "bad model"
+        );
+        assert_eq!(error_message(br#"{"error": "nope"}"#), "nope");
+        assert_eq!(error_message(b"  upstream down "), "upstream down");
+        assert_eq!(error_message(b""), "(empty body)");
+    }
+
+    #[test]
+    fn responses_without_choices_are_invalid() {
+        let err = parse_response(json!({"id": "x"})).unwrap_err();
+        assert!(err.to_string().contains("choices"), "{err}");
+    }
+}

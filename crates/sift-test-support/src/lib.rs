@@ -1,0 +1,365 @@
+//! A scripted OpenAI-compatible server for tests, over real HTTP on `127.0.0.1:0`.
+//!
+//! Each test queues the replies it wants ([`Reply`]): a tool call, content, an error status, a
+//! malformed body, a delay, usage. Requests beyond the queue go to a fallback (a function of
+//! the request) or get a 500 that names the missing script. Everything received is recorded
+//! so tests can assert on what sift sent.
+//!
+//! ```no_run
+//! # async fn t() {
+//! use sift_test_support::{Reply, ScriptedServer};
+//! let server = ScriptedServer::start().await;
+//! server.push(Reply::tool_call("UserDetail", r#"{"name": "Daniel", "age": 24}"#).usage(50, 10));
+//! // point a provider at server.base_url() ...
+//! assert_eq!(server.requests().len(), 0);
+//! # }
+//! ```
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+/// What the server answers to one request.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Reply {
+    status: u16,
+    body: ReplyBody,
+    delay: Duration,
+    headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+enum ReplyBody {
+    Completion {
+        content: Option<String>,
+        tool_calls: Vec<(String, String)>,
+        finish_reason: String,
+        usage: (u64, u64),
+    },
+    Json(Value),
+    Raw(String),
+}
+
+impl Reply {
+    fn completion(content: Option<String>, tool_calls: Vec<(String, String)>, finish: &str) -> Self {
+        Self {
+            status: 200,
+            body: ReplyBody::Completion {
+                content,
+                tool_calls,
+                finish_reason: finish.into(),
+                usage: (0, 0),
+            },
+            delay: Duration::ZERO,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A completion that calls the function `name` with `arguments` (JSON text, valid or not).
+    pub fn tool_call(name: &str, arguments: impl Into<String>) -> Self {
+        Self::completion(None, vec![(name.into(), arguments.into())], "tool_calls")
+    }
+
+    /// A completion with several tool calls.
+    pub fn tool_calls<'a>(calls: impl IntoIterator<Item = (&'a str, String)>) -> Self {
+        Self::completion(
+            None,
+            calls.into_iter().map(|(n, a)| (n.to_owned(), a)).collect(),
+            "tool_calls",
+        )
+    }
+
+    /// A completion whose message content is `text`.
+    pub fn content(text: impl Into<String>) -> Self {
+        Self::completion(Some(text.into()), Vec::new(), "stop")
+    }
+
+    /// An error status with an OpenAI-shaped error body carrying `message`.
+    pub fn error(status: u16, message: &str) -> Self {
+        Self {
+            status,
+            body: ReplyBody::Json(json!({"error": {"message": message, "type": "scripted"}})),
+            delay: Duration::ZERO,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Any JSON body with any status.
+    pub fn json(status: u16, body: Value) -> Self {
+        Self {
+            status,
+            body: ReplyBody::Json(body),
+            delay: Duration::ZERO,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A raw body (for malformed JSON) with status 200.
+    pub fn raw(body: impl Into<String>) -> Self {
+        Self {
+            status: 200,
+            body: ReplyBody::Raw(body.into()),
+            delay: Duration::ZERO,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Token counts reported in `usage`.
+    pub fn usage(mut self, prompt: u64, completion: u64) -> Self {
+        if let ReplyBody::Completion { usage, .. } = &mut self.body {
+            *usage = (prompt, completion);
+        }
+        self
+    }
+
+    /// The `finish_reason` reported.
+    pub fn finish_reason(mut self, reason: &str) -> Self {
+        if let ReplyBody::Completion { finish_reason, .. } = &mut self.body {
+            *finish_reason = reason.into();
+        }
+        self
+    }
+
+    /// Waits before answering.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// Never answers (well, not for an hour).
+    pub fn hang() -> Self {
+        Self::content("too late").delay(Duration::from_secs(3600))
+    }
+
+    /// Adds a response header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    fn render(&self, n: usize, model: &str) -> String {
+        match &self.body {
+            ReplyBody::Completion {
+                content,
+                tool_calls,
+                finish_reason,
+                usage,
+            } => {
+                let calls: Vec<Value> = tool_calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, args))| {
+                        json!({"id": format!("call_{n}_{i}"), "type": "function",
+                               "function": {"name": name, "arguments": args}})
+                    })
+                    .collect();
+                let mut message = json!({"role": "assistant", "content": content});
+                if !calls.is_empty() {
+                    message["tool_calls"] = Value::Array(calls);
+                }
+                json!({
+                    "id": format!("chatcmpl-{n}"),
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": model,
+                    "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+                    "usage": {"prompt_tokens": usage.0, "completion_tokens": usage.1,
+                              "total_tokens": usage.0 + usage.1}
+                })
+                .to_string()
+            }
+            ReplyBody::Json(v) => v.to_string(),
+            ReplyBody::Raw(s) => s.clone(),
+        }
+    }
+}
+
+/// One request the server received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The body, parsed (`Value::Null` if it was not JSON).
+    pub body: Value,
+    /// The headers.
+    pub headers: HeaderMap,
+}
+
+impl Recorded {
+    /// The messages sent.
+    pub fn messages(&self) -> &[Value] {
+        self.body["messages"].as_array().map_or(&[], Vec::as_slice)
+    }
+}
+
+type Fallback = Arc<dyn Fn(&Value) -> Reply + Send + Sync>;
+
+#[derive(Default)]
+struct Inner {
+    queue: VecDeque<Reply>,
+    fallback: Option<Fallback>,
+    received: Vec<Recorded>,
+}
+
+#[derive(Default)]
+struct Shared {
+    inner: Mutex<Inner>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    finished: AtomicUsize,
+}
+
+/// A running scripted server; stops when dropped.
+pub struct ScriptedServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ScriptedServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let _guard = InFlight(shared.clone());
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (reply, n) = {
+        let mut inner = match shared.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        inner.received.push(Recorded {
+            body: parsed.clone(),
+            headers,
+        });
+        let n = inner.received.len();
+        let reply = match inner.queue.pop_front() {
+            Some(r) => r,
+            None => match &inner.fallback {
+                Some(f) => f(&parsed),
+                None => Reply::error(500, &format!("scripted server: no reply scripted for request {n}")),
+            },
+        };
+        (reply, n)
+    };
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let model = parsed["model"].as_str().unwrap_or("scripted-model").to_owned();
+    let mut response = (
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        reply.render(n, &model),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    for (k, v) in &reply.headers {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            response.headers_mut().insert(k, v);
+        }
+    }
+    shared.finished.fetch_add(1, Ordering::SeqCst);
+    response
+}
+
+impl ScriptedServer {
+    /// Starts a server on a free port of 127.0.0.1.
+    ///
+    /// # Panics
+    /// If no port can be bound (test support only).
+    #[allow(clippy::expect_used)]
+    pub async fn start() -> Self {
+        let shared = Arc::new(Shared::default());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(handle))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, shared, task }
+    }
+
+    /// `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// The address bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        match self.shared.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Queues a reply for the next unanswered request.
+    pub fn push(&self, reply: Reply) -> &Self {
+        self.inner().queue.push_back(reply);
+        self
+    }
+
+    /// Answers requests beyond the queue with `f(request body)`.
+    pub fn fallback(&self, f: impl Fn(&Value) -> Reply + Send + Sync + 'static) -> &Self {
+        self.inner().fallback = Some(Arc::new(f));
+        self
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.inner().received.clone()
+    }
+
+    /// The most requests ever in flight at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Requests answered in full.
+    pub fn finished(&self) -> usize {
+        self.shared.finished.load(Ordering::SeqCst)
+    }
+}
+
+/// The text of the last user message in a recorded request body.
+pub fn last_user_text(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
