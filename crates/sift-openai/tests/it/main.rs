@@ -1,0 +1,30 @@
+//! Extraction against the scripted OpenAI-compatible server, over real HTTP.
+
+mod reask;
+mod transport;
+
+use std::time::Duration;
+
+use sift_core::Client;
+use sift_openai::{OpenAi, OpenAiConfig};
+use sift_test_support::ScriptedServer;
+
+#[derive(Debug, PartialEq, serde::Deserialize, schemars::JsonSchema)]
+pub struct UserDetail {
+    pub name: String,
+    #[schemars(range(max = 150))]
+    pub age: u32,
+}
+
+pub const API_KEY: &str = "sk-test-secret-key";
+
+pub fn config(server: &ScriptedServer) -> OpenAiConfig {
+    OpenAiConfig::new(server.base_url())
+        .api_key(API_KEY)
+        .backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .timeout(Duration::from_secs(5))
+}
+
+pub fn client(server: &ScriptedServer) -> Client {
+    Client::new(OpenAi::new(config(server)).unwrap()).with_model("test-model")
+}
