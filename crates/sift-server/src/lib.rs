@@ -1,1 +1,98 @@
-//! placeholder
+//! sift's HTTP service as a library: [`router`] builds the axum `Router` that `sift serve` runs.
+//!
+//! Endpoints: the seed's `POST /user`, `POST /many-users` and `POST /extract`, plus
+//! `GET /openapi.json`, `GET /docs` (Swagger UI, served from the binary) and `GET /healthz`.
+//! Request errors are FastAPI-shaped `422`s; extraction failures answer `502` (`504` for an
+//! upstream timeout) with a `detail` saying which attempt failed and why.
+//!
+//! ```no_run
+//! # async fn run(client: sift_core::Client) -> std::io::Result<()> {
+//! let app = sift_server::router(client, sift_server::ServerConfig::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+
+pub mod error;
+mod handlers;
+pub mod models;
+mod openapi;
+pub mod request;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use sift_core::Client;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use handlers::{Health, StreamDone, user_prompt};
+pub use openapi::openapi;
+
+/// Limits and settings of the service.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Model calls in flight per `/many-users` request (default 16).
+    pub max_concurrency: usize,
+    /// Most queries accepted by `/many-users` (default 1000).
+    pub max_queries: usize,
+    /// Largest request body in bytes (default 1 MiB).
+    pub body_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrency: 16,
+            max_queries: 1000,
+            body_limit: 1024 * 1024,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Sets the `/many-users` concurrency bound.
+    #[must_use]
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n.max(1);
+        self
+    }
+
+    /// Sets the `/many-users` query limit.
+    #[must_use]
+    pub fn max_queries(mut self, n: usize) -> Self {
+        self.max_queries = n;
+        self
+    }
+
+    /// Sets the body size limit.
+    #[must_use]
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+}
+
+pub(crate) struct AppState {
+    pub(crate) client: Client,
+    pub(crate) config: ServerConfig,
+}
+
+/// The service's router.
+pub fn router(client: Client, config: ServerConfig) -> Router {
+    let body_limit = config.body_limit;
+    let state = Arc::new(AppState { client, config });
+    Router::new()
+        .route("/user", post(handlers::user))
+        .route("/many-users", post(handlers::many_users))
+        .route("/extract", post(handlers::extract))
+        .route("/healthz", get(handlers::healthz))
+        .with_state(state)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http().on_response(DefaultOnResponse::new().level(Level::INFO)))
+}

@@ -1,4 +1,5 @@
 //! Extraction against the scripted OpenAI-compatible server, over real HTTP.
+#![allow(missing_docs)]
 
 mod reask;
 mod transport;

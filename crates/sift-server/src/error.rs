@@ -1,0 +1,238 @@
+//! Error answers. Every one is JSON with a `detail`; none is a bare 500.
+
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+use sift_core::{Attempt, ExtractError, ProviderError, Usage};
+use utoipa::ToSchema;
+
+use crate::models::UserDetail;
+use crate::request::ErrorDetail;
+
+/// `422`: FastAPI's validation error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HttpValidationError {
+    /// Every problem found in the request.
+    pub detail: Vec<ErrorDetail>,
+}
+
+/// Tokens spent.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct UsageReport {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+}
+
+impl From<Usage> for UsageReport {
+    fn from(u: Usage) -> Self {
+        Self {
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+        }
+    }
+}
+
+/// One error in a model's answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AnswerError {
+    /// Where in the answer (`age`, `items[2].name`; empty for the whole answer).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// One call to the model.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AttemptReport {
+    /// 1 for the first call.
+    pub number: u32,
+    /// `success`, `no_output`, `invalid_json`, `truncated`, `validation_failed` or `provider_error`.
+    pub outcome: String,
+    /// Wall time in milliseconds.
+    pub duration_ms: f64,
+    /// What was wrong with the answer.
+    pub errors: Vec<AnswerError>,
+    /// Tokens this call used.
+    pub usage: UsageReport,
+}
+
+impl From<&Attempt> for AttemptReport {
+    fn from(a: &Attempt) -> Self {
+        Self {
+            number: a.number,
+            outcome: a.outcome.as_str().into(),
+            duration_ms: a.duration.as_secs_f64() * 1000.0,
+            errors: a
+                .errors
+                .iter()
+                .map(|e| AnswerError {
+                    path: e.path.clone(),
+                    message: e.message.clone(),
+                })
+                .collect(),
+            usage: a.usage.into(),
+        }
+    }
+}
+
+/// Why one extraction failed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ExtractionFailure {
+    /// What failed, cause included.
+    pub message: String,
+    /// `provider_error`, `retries_exhausted` or `schema`.
+    pub kind: String,
+    /// The upstream's HTTP status, when it answered with an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    /// Every call made, with its errors.
+    pub attempts: Vec<AttemptReport>,
+    /// Tokens spent in all.
+    pub usage: UsageReport,
+}
+
+impl ExtractionFailure {
+    /// Describes `e`.
+    pub fn from_error(e: &ExtractError) -> Self {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        Self {
+            message,
+            kind: e.kind().into(),
+            upstream_status: match e.provider_error() {
+                Some(ProviderError::Status { status, .. }) => Some(*status),
+                _ => None,
+            },
+            attempts: e.attempts().iter().map(AttemptReport::from).collect(),
+            usage: e.usage().into(),
+        }
+    }
+}
+
+/// Body of a failed `/user` or `/extract`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExtractionError {
+    /// What failed.
+    pub detail: ExtractionFailure,
+}
+
+/// One failed query of `/many-users`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QueryFailure {
+    /// Its position in `queries`.
+    pub index: usize,
+    /// The query.
+    pub query: String,
+    /// Why it failed.
+    pub error: ExtractionFailure,
+}
+
+/// What went wrong in `/many-users`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ManyUsersFailureDetail {
+    /// A summary (`2 of 20 queries failed`).
+    pub message: String,
+    /// The failed queries.
+    pub failed: Vec<QueryFailure>,
+    /// Every query's result in order, `null` where it failed.
+    pub results: Vec<Option<UserDetail>>,
+}
+
+/// Body of a failed `/many-users`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ManyUsersError {
+    /// What failed.
+    pub detail: ManyUsersFailureDetail,
+}
+
+/// Every way a request can fail.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// `422`: the request body does not fit.
+    Validation(Vec<ErrorDetail>),
+    /// `413`: the body is over the limit.
+    PayloadTooLarge,
+    /// `400`: the body could not be read.
+    BadBody(String),
+    /// The extraction failed; the status depends on how.
+    Extraction(Box<ExtractError>),
+    /// Some `/many-users` queries failed.
+    ManyUsers(ManyUsersFailureDetail, StatusCode),
+}
+
+impl ApiError {
+    pub(crate) fn from_body_rejection(rejection: &BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadBody(rejection.body_text())
+        }
+    }
+}
+
+/// The status an extraction failure answers with: `504` for an upstream timeout, `503` when
+/// the model is busy, `500` for a response type whose schema does not compile, else `502`.
+pub fn extraction_status(e: &ExtractError) -> StatusCode {
+    match e.provider_error() {
+        Some(ProviderError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+        Some(ProviderError::Busy { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+        Some(_) => StatusCode::BAD_GATEWAY,
+        None if matches!(e, ExtractError::Schema(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+        None => StatusCode::BAD_GATEWAY,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Validation(detail) => {
+                tracing::warn!(
+                    errors = %serde_json::to_string(&detail).unwrap_or_default(),
+                    "request validation failed"
+                );
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Json(HttpValidationError { detail }),
+                )
+                    .into_response()
+            }
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(json!({"detail": "request body is larger than the limit"})),
+            )
+                .into_response(),
+            ApiError::BadBody(text) => (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"detail": format!("could not read the request body: {text}")})),
+            )
+                .into_response(),
+            ApiError::Extraction(e) => {
+                let status = extraction_status(&e);
+                let detail = ExtractionFailure::from_error(&e);
+                tracing::error!(status = status.as_u16(), error = %detail.message, "extraction failed");
+                let mut response = (status, Json(ExtractionError { detail })).into_response();
+                if let Some(wait) = e.provider_error().and_then(ProviderError::retry_after) {
+                    if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                        response.headers_mut().insert(header::RETRY_AFTER, v);
+                    }
+                }
+                response
+            }
+            ApiError::ManyUsers(detail, status) => {
+                tracing::error!(status = status.as_u16(), error = %detail.message, "many-users failed");
+                (status, Json(ManyUsersError { detail })).into_response()
+            }
+        }
+    }
+}
