@@ -112,7 +112,8 @@ impl Client {
     }
 }
 
-type ValidatorFn<T> = Arc<dyn Fn(&T) -> Result<(), Vec<FieldError>> + Send + Sync>;
+type Check<T> = dyn Fn(&T) -> Result<(), Vec<FieldError>> + Send + Sync;
+type ValidatorFn<T> = Arc<Check<T>>;
 
 /// One extraction being set up. Finish with [`ExtractBuilder::send`].
 #[must_use = "an extraction does nothing until `send` is awaited"]
@@ -305,39 +306,40 @@ where
             chat_span.record("gen_ai.usage.input_tokens", response.usage.input_tokens);
             chat_span.record("gen_ai.usage.output_tokens", response.usage.output_tokens);
 
-            let (outcome, errors, output) =
-                match self.mode.read(schema, &response) {
-                    Err(ReadError::Missing(m)) => {
-                        (AttemptOutcome::NoOutput, vec![FieldError::new("", m)], None)
-                    }
-                    Err(ReadError::InvalidJson(m)) => {
-                        (AttemptOutcome::InvalidJson, vec![FieldError::new("", m)], None)
-                    }
-                    Ok(text) => {
-                        let output = Some(text.to_owned());
-                        match check::<T>(compiled, text, self.validator.as_deref()) {
-                            Ok(value) => {
-                                attempts.push(Attempt {
-                                    number,
-                                    duration: started.elapsed(),
-                                    usage: response.usage,
-                                    outcome: AttemptOutcome::Success,
-                                    errors: Vec::new(),
-                                    output,
-                                });
-                                tracing::debug!(attempt = number, "validate {} succeeded", schema.name);
-                                let usage = attempts.iter().map(|a| a.usage).sum();
-                                return Ok(Extraction {
-                                    value,
-                                    usage,
-                                    attempts,
-                                    response,
-                                });
-                            }
-                            Err((outcome, errors)) => (outcome, errors, output),
+            let (outcome, errors, output) = match self.mode.read(schema, &response) {
+                Err(ReadError::Missing(m)) => {
+                    (AttemptOutcome::NoOutput, vec![FieldError::new("", m)], None)
+                }
+                Err(ReadError::InvalidJson(m)) => (
+                    AttemptOutcome::InvalidJson,
+                    vec![FieldError::new("", m)],
+                    None,
+                ),
+                Ok(text) => {
+                    let output = Some(text.to_owned());
+                    match check::<T>(compiled, text, self.validator.as_deref()) {
+                        Ok(value) => {
+                            attempts.push(Attempt {
+                                number,
+                                duration: started.elapsed(),
+                                usage: response.usage,
+                                outcome: AttemptOutcome::Success,
+                                errors: Vec::new(),
+                                output,
+                            });
+                            tracing::debug!(attempt = number, "validate {} succeeded", schema.name);
+                            let usage = attempts.iter().map(|a| a.usage).sum();
+                            return Ok(Extraction {
+                                value,
+                                usage,
+                                attempts,
+                                response,
+                            });
                         }
+                        Err((outcome, errors)) => (outcome, errors, output),
                     }
-                };
+                }
+            };
             let truncated = response.finish_reason.as_deref() == Some("length");
             let outcome = if truncated && outcome == AttemptOutcome::InvalidJson {
                 AttemptOutcome::Truncated
@@ -376,7 +378,7 @@ where
 fn check<T: DeserializeOwned>(
     compiled: &Compiled,
     text: &str,
-    validator: Option<&(dyn Fn(&T) -> Result<(), Vec<FieldError>> + Send + Sync)>,
+    validator: Option<&Check<T>>,
 ) -> Result<T, (AttemptOutcome, Vec<FieldError>)> {
     let json = parse_json(text).map_err(|e| match e {
         ReadError::InvalidJson(m) | ReadError::Missing(m) => {
@@ -388,8 +390,7 @@ fn check<T: DeserializeOwned>(
     if !errors.is_empty() {
         return Err((AttemptOutcome::ValidationFailed, errors));
     }
-    let value: T =
-        deserialize(json).map_err(|e| (AttemptOutcome::ValidationFailed, vec![e]))?;
+    let value: T = deserialize(json).map_err(|e| (AttemptOutcome::ValidationFailed, vec![e]))?;
     if let Some(check) = validator {
         check(&value).map_err(|errors| (AttemptOutcome::ValidationFailed, errors))?;
     }

@@ -180,7 +180,11 @@ fn extract_fenced_json(text: &str) -> Option<&str> {
         }
     }
     let start = text.find(['{', '['])?;
-    let close = if text[start..].starts_with('{') { '}' } else { ']' };
+    let close = if text[start..].starts_with('{') {
+        '}'
+    } else {
+        ']'
+    };
     let end = text.rfind(close)?;
     (end >= start).then(|| &text[start..=end])
 }
@@ -207,7 +211,10 @@ mod tests {
             Some("{\"a\": 1}")
         );
         assert_eq!(extract_fenced_json("```\n[1]\n```"), Some("[1]"));
-        assert_eq!(extract_fenced_json("here: {\"a\": {}} ok"), Some("{\"a\": {}}"));
+        assert_eq!(
+            extract_fenced_json("here: {\"a\": {}} ok"),
+            Some("{\"a\": {}}")
+        );
         assert_eq!(extract_fenced_json("nothing here"), None);
     }
 

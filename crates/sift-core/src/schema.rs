@@ -6,7 +6,15 @@ use serde_json::{Map, Value, json};
 /// Formats OpenAI's strict mode accepts; schemars' numeric formats (`uint8`, `int32`, ...) are not
 /// among them and are dropped from the schema the model sees (the bounds stay).
 const STRICT_FORMATS: &[&str] = &[
-    "date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid",
+    "date-time",
+    "time",
+    "date",
+    "duration",
+    "email",
+    "hostname",
+    "ipv4",
+    "ipv6",
+    "uuid",
 ];
 
 /// Name of the property wrapping a response type whose schema is not an object.
@@ -59,9 +67,7 @@ impl ResponseSchema {
         let wrapped = schema.get("type").and_then(Value::as_str) != Some("object");
         let mut model_schema = schema.clone();
         if wrapped {
-            let defs = model_schema
-                .as_object_mut()
-                .and_then(|o| o.remove("$defs"));
+            let defs = model_schema.as_object_mut().and_then(|o| o.remove("$defs"));
             let mut root = json!({
                 "type": "object",
                 "properties": { WRAPPER_FIELD: model_schema },
@@ -127,10 +133,11 @@ fn strict_compatible(schema: &Value) -> bool {
             if map.contains_key("patternProperties") {
                 return false;
             }
-            if let Some(ap) = map.get("additionalProperties") {
-                if ap != &Value::Bool(false) {
-                    return false;
-                }
+            if map
+                .get("additionalProperties")
+                .is_some_and(|ap| ap != &Value::Bool(false))
+            {
+                return false;
             }
             map.values().all(strict_compatible)
         }
@@ -145,10 +152,10 @@ fn make_strict(schema: &mut Value) {
     match schema {
         Value::Object(map) => {
             map.remove("default");
-            if let Some(Value::String(f)) = map.get("format") {
-                if !STRICT_FORMATS.contains(&f.as_str()) {
-                    map.remove("format");
-                }
+            if let Some(Value::String(f)) = map.get("format")
+                && !STRICT_FORMATS.contains(&f.as_str())
+            {
+                map.remove("format");
             }
             if let Some(Value::Object(props)) = map.get("properties") {
                 let required: Vec<String> = map
@@ -287,7 +294,10 @@ mod tests {
 
     #[test]
     fn names_are_sanitised() {
-        let s = ResponseSchema::from_schema("x", json!({"title": "Vec<User Detail>", "type": "object", "properties": {}}));
+        let s = ResponseSchema::from_schema(
+            "x",
+            json!({"title": "Vec<User Detail>", "type": "object", "properties": {}}),
+        );
         assert_eq!(s.name, "Vec_User_Detail_");
     }
 }

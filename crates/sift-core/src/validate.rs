@@ -150,7 +150,10 @@ mod tests {
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         assert!(paths.contains(&"age"), "{errors:?}");
         assert!(paths.contains(&"items[2]"), "{errors:?}");
-        assert!(errors.iter().any(|e| e.message.contains("150")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.message.contains("150")),
+            "{errors:?}"
+        );
     }
 
     #[test]

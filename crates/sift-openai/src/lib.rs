@@ -94,7 +94,8 @@ impl OpenAiConfig {
     /// `OPENAI_ORGANIZATION`), as the OpenAI SDKs read them.
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let mut config = Self::new(var("OPENAI_BASE_URL").unwrap_or_else(|| OPENAI_BASE_URL.into()));
+        let mut config =
+            Self::new(var("OPENAI_BASE_URL").unwrap_or_else(|| OPENAI_BASE_URL.into()));
         config.api_key = var("OPENAI_API_KEY");
         config.organization = var("OPENAI_ORG_ID").or_else(|| var("OPENAI_ORGANIZATION"));
         config
@@ -241,7 +242,10 @@ impl OpenAi {
             .map_err(|e| self.transport_error(e))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let bytes = response.bytes().await.map_err(|e| self.transport_error(e))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
         if !status.is_success() {
             return Err(ProviderError::Status {
                 status: status.as_u16(),
@@ -249,9 +253,8 @@ impl OpenAi {
                 retry_after,
             });
         }
-        let raw: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ProviderError::InvalidResponse(format!("the answer is not JSON: {e}"))
-        })?;
+        let raw: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ProviderError::InvalidResponse(format!("the answer is not JSON: {e}")))?;
         if let Some(err) = raw.get("error").filter(|e| !e.is_null()) {
             // Some servers answer 200 with an error object.
             return Err(ProviderError::InvalidResponse(wire::error_message(
@@ -333,7 +336,11 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     {
         return Some(Duration::from_secs_f64(ms / 1000.0));
     }
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = value.parse::<f64>() {
         return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
     }

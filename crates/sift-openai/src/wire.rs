@@ -64,7 +64,10 @@ pub(crate) fn request_body(request: &ChatRequest) -> Value {
 
 fn message(m: &Message) -> Value {
     let mut out = Map::new();
-    out.insert("role".into(), serde_json::to_value(m.role).unwrap_or(Value::Null));
+    out.insert(
+        "role".into(),
+        serde_json::to_value(m.role).unwrap_or(Value::Null),
+    );
     out.insert(
         "content".into(),
         m.content.clone().map(Value::String).unwrap_or(Value::Null),
@@ -122,9 +125,7 @@ pub(crate) fn parse_response(raw: Value) -> Result<ChatResponse, ProviderError> 
                     };
                     ToolCall {
                         id: str_at(c, "id").unwrap_or_else(|| format!("call_{i}")),
-                        name: function
-                            .and_then(|f| str_at(f, "name"))
-                            .unwrap_or_default(),
+                        name: function.and_then(|f| str_at(f, "name")).unwrap_or_default(),
                         arguments,
                     }
                 })
@@ -165,7 +166,10 @@ pub(crate) fn error_message(body: &[u8]) -> String {
             .or_else(|| v.get("message"))
             .or_else(|| v.get("detail"));
         if let Some(m) = found {
-            return m.as_str().map(str::to_owned).unwrap_or_else(|| m.to_string());
+            return m
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| m.to_string());
         }
     }
     let text = String::from_utf8_lossy(body);

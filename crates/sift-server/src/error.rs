@@ -222,10 +222,10 @@ impl IntoResponse for ApiError {
                 let detail = ExtractionFailure::from_error(&e);
                 tracing::error!(status = status.as_u16(), error = %detail.message, "extraction failed");
                 let mut response = (status, Json(ExtractionError { detail })).into_response();
-                if let Some(wait) = e.provider_error().and_then(ProviderError::retry_after) {
-                    if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-                        response.headers_mut().insert(header::RETRY_AFTER, v);
-                    }
+                if let Some(wait) = e.provider_error().and_then(ProviderError::retry_after)
+                    && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
+                {
+                    response.headers_mut().insert(header::RETRY_AFTER, v);
                 }
                 response
             }

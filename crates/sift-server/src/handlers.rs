@@ -81,14 +81,15 @@ pub(crate) async fn many_users(
             state.config.max_queries,
         )]));
     }
-    let results: Vec<Result<UserDetail, ApiError>> = futures::stream::iter(data.queries.iter().cloned())
-        .map(|q| {
-            let state = state.clone();
-            async move { extract_user(&state, &q).await }
-        })
-        .buffered(state.config.max_concurrency.max(1))
-        .collect()
-        .await;
+    let results: Vec<Result<UserDetail, ApiError>> =
+        futures::stream::iter(data.queries.iter().cloned())
+            .map(|q| {
+                let state = state.clone();
+                async move { extract_user(&state, &q).await }
+            })
+            .buffered(state.config.max_concurrency.max(1))
+            .collect()
+            .await;
     let mut failed = Vec::new();
     let mut statuses = Vec::new();
     let mut values = Vec::with_capacity(results.len());

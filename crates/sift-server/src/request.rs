@@ -58,7 +58,8 @@ impl ErrorDetail {
             ),
             json!(input),
         );
-        e.ctx = Some(json!({"field_type": "List", "max_length": max, "actual_length": input.len()}));
+        e.ctx =
+            Some(json!({"field_type": "List", "max_length": max, "actual_length": input.len()}));
         e
     }
 }
@@ -138,7 +139,12 @@ pub(crate) fn object(body: &Value) -> Result<&Map<String, Value>, Vec<ErrorDetai
 }
 
 fn missing(name: &str, whole: &Value) -> ErrorDetail {
-    ErrorDetail::new("missing", vec![body(), key(name)], "Field required", whole.clone())
+    ErrorDetail::new(
+        "missing",
+        vec![body(), key(name)],
+        "Field required",
+        whole.clone(),
+    )
 }
 
 /// A required string field.

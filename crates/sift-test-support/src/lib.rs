@@ -52,7 +52,11 @@ enum ReplyBody {
 }
 
 impl Reply {
-    fn completion(content: Option<String>, tool_calls: Vec<(String, String)>, finish: &str) -> Self {
+    fn completion(
+        content: Option<String>,
+        tool_calls: Vec<(String, String)>,
+        finish: &str,
+    ) -> Self {
         Self {
             status: 200,
             body: ReplyBody::Completion {
@@ -258,7 +262,10 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             Some(r) => r,
             None => match &inner.fallback {
                 Some(f) => f(&parsed),
-                None => Reply::error(500, &format!("scripted server: no reply scripted for request {n}")),
+                None => Reply::error(
+                    500,
+                    &format!("scripted server: no reply scripted for request {n}"),
+                ),
             },
         };
         (reply, n)
@@ -266,7 +273,10 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    let model = parsed["model"].as_str().unwrap_or("scripted-model").to_owned();
+    let model = parsed["model"]
+        .as_str()
+        .unwrap_or("scripted-model")
+        .to_owned();
     let mut response = (
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         reply.render(n, &model),
@@ -362,4 +372,15 @@ pub fn last_user_text(body: &Value) -> String {
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default()
         .to_owned()
+}
+
+/// A reqwest client for talking to servers under test (installs rustls' ring provider, which
+/// reqwest needs as sift builds it without a bundled one).
+///
+/// # Panics
+/// If the client cannot be built (test support only).
+#[allow(clippy::expect_used)]
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().build().expect("reqwest client")
 }

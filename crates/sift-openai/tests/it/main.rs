@@ -1,5 +1,5 @@
 //! Extraction against the scripted OpenAI-compatible server, over real HTTP.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod reask;
 mod transport;

@@ -12,7 +12,8 @@ fn invalid_then_valid(mode: Mode) -> (Reply, Reply) {
         ),
         Mode::MdJson => (
             Reply::content("```json\n{\"name\": \"Daniel\", \"age\": 240}\n```").usage(100, 20),
-            Reply::content("Here:\n```json\n{\"name\": \"Daniel\", \"age\": 24}\n```").usage(130, 15),
+            Reply::content("Here:\n```json\n{\"name\": \"Daniel\", \"age\": 24}\n```")
+                .usage(130, 15),
         ),
         _ => (
             Reply::content(r#"{"name": "Daniel", "age": 240}"#).usage(100, 20),
@@ -32,7 +33,13 @@ async fn reask_in(mode: Mode) {
         .send()
         .await
         .unwrap();
-    assert_eq!(out.value, UserDetail { name: "Daniel".into(), age: 24 });
+    assert_eq!(
+        out.value,
+        UserDetail {
+            name: "Daniel".into(),
+            age: 24
+        }
+    );
     assert_eq!(out.attempts.len(), 2);
     assert_eq!(out.attempts[0].outcome, AttemptOutcome::ValidationFailed);
     assert_eq!(out.attempts[0].errors[0].path, "age");
@@ -66,10 +73,16 @@ async fn reask_in(mode: Mode) {
             assert_eq!(rf["type"], "json_schema");
             assert_eq!(rf["json_schema"]["name"], "UserDetail");
             assert_eq!(rf["json_schema"]["strict"], true);
-            assert_eq!(rf["json_schema"]["schema"]["properties"]["name"]["type"], "string");
+            assert_eq!(
+                rf["json_schema"]["schema"]["properties"]["name"]["type"],
+                "string"
+            );
         }
         Mode::Json => {
-            assert_eq!(first.body["response_format"], json!({"type": "json_object"}));
+            assert_eq!(
+                first.body["response_format"],
+                json!({"type": "json_object"})
+            );
             let system = first.messages()[0]["content"].as_str().unwrap();
             assert!(system.contains("\"maximum\":150"), "{system}");
         }
@@ -91,7 +104,10 @@ async fn reask_in(mode: Mode) {
     let feedback = &second[first_len + 1];
     let text = feedback["content"].as_str().unwrap();
     if mode == Mode::Tools {
-        assert_eq!(echoed["tool_calls"][0]["function"]["arguments"], r#"{"name": "Daniel", "age": 240}"#);
+        assert_eq!(
+            echoed["tool_calls"][0]["function"]["arguments"],
+            r#"{"name": "Daniel", "age": 240}"#
+        );
         assert_eq!(feedback["role"], "tool");
         assert_eq!(feedback["tool_call_id"], echoed["tool_calls"][0]["id"]);
     } else {
@@ -143,13 +159,22 @@ async fn malformed_json_and_missing_tool_call_are_reasked() {
     let outcomes: Vec<_> = out.attempts.iter().map(|a| a.outcome).collect();
     assert_eq!(
         outcomes,
-        [AttemptOutcome::NoOutput, AttemptOutcome::InvalidJson, AttemptOutcome::Success]
+        [
+            AttemptOutcome::NoOutput,
+            AttemptOutcome::InvalidJson,
+            AttemptOutcome::Success
+        ]
     );
     assert_eq!(out.usage.input_tokens, 60);
     // With no tool call to answer, the feedback is a user message.
     let second = server.requests()[1].messages().to_vec();
     assert_eq!(second.last().unwrap()["role"], "user");
-    assert!(second.last().unwrap()["content"].as_str().unwrap().contains("UserDetail"));
+    assert!(
+        second.last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .contains("UserDetail")
+    );
     assert!(out.attempts[1].errors[0].message.contains("invalid JSON"));
 }
 
@@ -158,7 +183,8 @@ async fn retries_exhausted_lists_every_attempt() {
     let server = ScriptedServer::start().await;
     for age in [200, 300, 400] {
         server.push(
-            Reply::tool_call("UserDetail", format!(r#"{{"name": "D", "age": {age}}}"#)).usage(10, 1),
+            Reply::tool_call("UserDetail", format!(r#"{{"name": "D", "age": {age}}}"#))
+                .usage(10, 1),
         );
     }
     let err = client(&server)
@@ -168,14 +194,21 @@ async fn retries_exhausted_lists_every_attempt() {
         .send()
         .await
         .unwrap_err();
-    assert!(matches!(err, ExtractError::RetriesExhausted { .. }), "{err:?}");
+    assert!(
+        matches!(err, ExtractError::RetriesExhausted { .. }),
+        "{err:?}"
+    );
     assert_eq!(err.to_string(), "no valid answer after 3 attempts");
     let attempts = err.attempts();
     assert_eq!(attempts.len(), 3);
     for (attempt, age) in attempts.iter().zip(["200", "300", "400"]) {
         assert_eq!(attempt.outcome, AttemptOutcome::ValidationFailed);
         assert_eq!(attempt.errors[0].path, "age");
-        assert!(attempt.errors[0].message.contains(age), "{:?}", attempt.errors);
+        assert!(
+            attempt.errors[0].message.contains(age),
+            "{:?}",
+            attempt.errors
+        );
     }
     assert_eq!(err.usage().input_tokens, 30);
     assert_eq!(server.requests().len(), 3);
@@ -194,7 +227,10 @@ async fn max_retries_zero_means_one_call() {
         .unwrap_err();
     assert_eq!(err.attempts().len(), 1);
     assert_eq!(server.requests().len(), 1);
-    assert!(err.attempts()[0].errors[0].message.contains("name"), "{err:?}");
+    assert!(
+        err.attempts()[0].errors[0].message.contains("name"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -202,7 +238,10 @@ async fn custom_validators_feed_back_their_errors() {
     let server = ScriptedServer::start().await;
     server
         .push(Reply::tool_call("UserDetail", r#"{"name": "", "age": 3}"#))
-        .push(Reply::tool_call("UserDetail", r#"{"name": "Ann", "age": 3}"#));
+        .push(Reply::tool_call(
+            "UserDetail",
+            r#"{"name": "Ann", "age": 3}"#,
+        ));
     let out = client(&server)
         .extract::<UserDetail>()
         .user("x")
@@ -219,7 +258,10 @@ async fn custom_validators_feed_back_their_errors() {
     assert_eq!(out.value.name, "Ann");
     let feedback = server.requests()[1].messages().last().unwrap().clone();
     assert!(
-        feedback["content"].as_str().unwrap().contains(r#"{"path":"name","message":"must not be empty"}"#),
+        feedback["content"]
+            .as_str()
+            .unwrap()
+            .contains(r#"{"path":"name","message":"must not be empty"}"#),
         "{feedback}"
     );
 }

@@ -21,7 +21,11 @@ async fn retries_429_after_the_wait_it_asks() {
         .send()
         .await
         .unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(300), "waited {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "waited {:?}",
+        started.elapsed()
+    );
     assert_eq!(out.value.age, 24);
     assert_eq!(server.requests().len(), 2);
     // A transport retry is not a re-ask.
@@ -35,7 +39,12 @@ async fn retries_503_then_succeeds() {
         .push(Reply::error(503, "overloaded"))
         .push(Reply::error(500, "oops"))
         .push(Reply::tool_call("UserDetail", GOOD));
-    let out = client(&server).extract::<UserDetail>().user("x").send().await.unwrap();
+    let out = client(&server)
+        .extract::<UserDetail>()
+        .user("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.value.name, "Daniel");
     assert_eq!(server.requests().len(), 3);
 }
@@ -46,9 +55,18 @@ async fn gives_up_after_the_transport_retry_limit() {
     for _ in 0..3 {
         server.push(Reply::error(503, "still overloaded"));
     }
-    let err = client(&server).extract::<UserDetail>().user("x").send().await.unwrap_err();
+    let err = client(&server)
+        .extract::<UserDetail>()
+        .user("x")
+        .send()
+        .await
+        .unwrap_err();
     match err.provider_error() {
-        Some(ProviderError::Status { status: 503, message, .. }) => {
+        Some(ProviderError::Status {
+            status: 503,
+            message,
+            ..
+        }) => {
             assert_eq!(message, "still overloaded")
         }
         other => panic!("unexpected {other:?}"),
@@ -59,11 +77,22 @@ async fn gives_up_after_the_transport_retry_limit() {
 #[tokio::test]
 async fn a_400_is_surfaced_without_retry() {
     let server = ScriptedServer::start().await;
-    server.push(Reply::error(400, "Invalid schema for function 'UserDetail'"));
-    let err = client(&server).extract::<UserDetail>().user("x").send().await.unwrap_err();
+    server.push(Reply::error(
+        400,
+        "Invalid schema for function 'UserDetail'",
+    ));
+    let err = client(&server)
+        .extract::<UserDetail>()
+        .user("x")
+        .send()
+        .await
+        .unwrap_err();
     assert!(matches!(err, ExtractError::Provider { attempt: 1, .. }));
     let source = std::error::Error::source(&err).unwrap().to_string();
-    assert_eq!(source, "upstream answered 400: Invalid schema for function 'UserDetail'");
+    assert_eq!(
+        source,
+        "upstream answered 400: Invalid schema for function 'UserDetail'"
+    );
     assert_eq!(server.requests().len(), 1);
 }
 
@@ -85,8 +114,14 @@ async fn a_hung_upstream_hits_the_timeout() {
         .await
         .unwrap_err();
     let took = started.elapsed();
-    assert!(matches!(err.provider_error(), Some(ProviderError::Timeout(_))), "{err:?}");
-    assert!(took >= Duration::from_millis(600), "two tries of 300 ms: {took:?}");
+    assert!(
+        matches!(err.provider_error(), Some(ProviderError::Timeout(_))),
+        "{err:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(600),
+        "two tries of 300 ms: {took:?}"
+    );
     assert!(took < Duration::from_secs(5), "must not hang: {took:?}");
     assert_eq!(server.requests().len(), 2);
 }
@@ -96,9 +131,17 @@ async fn a_too_long_retry_after_is_not_waited_for() {
     let server = ScriptedServer::start().await;
     server.push(Reply::error(429, "quota").header("retry-after", "3600"));
     let started = Instant::now();
-    let err = client(&server).extract::<UserDetail>().user("x").send().await.unwrap_err();
+    let err = client(&server)
+        .extract::<UserDetail>()
+        .user("x")
+        .send()
+        .await
+        .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(matches!(err.provider_error(), Some(ProviderError::Status { status: 429, .. })));
+    assert!(matches!(
+        err.provider_error(),
+        Some(ProviderError::Status { status: 429, .. })
+    ));
     assert_eq!(server.requests().len(), 1);
 }
 
@@ -106,14 +149,26 @@ async fn a_too_long_retry_after_is_not_waited_for() {
 async fn malformed_upstream_json_is_an_error_not_a_panic() {
     let server = ScriptedServer::start().await;
     server.push(Reply::raw("{\"choices\": [ this is not json"));
-    let err = client(&server).extract::<UserDetail>().user("x").send().await.unwrap_err();
-    assert!(matches!(err.provider_error(), Some(ProviderError::InvalidResponse(m)) if m.contains("not JSON")), "{err:?}");
+    let err = client(&server)
+        .extract::<UserDetail>()
+        .user("x")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.provider_error(), Some(ProviderError::InvalidResponse(m)) if m.contains("not JSON")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn connection_refused_is_a_connect_error() {
     // Bind then drop, so the port is (almost surely) closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let provider = OpenAi::new(
         sift_openai::OpenAiConfig::new(format!("http://127.0.0.1:{port}/v1"))
             .backoff(Duration::from_millis(1), Duration::from_millis(5)),
@@ -125,5 +180,8 @@ async fn connection_refused_is_a_connect_error() {
         .send()
         .await
         .unwrap_err();
-    assert!(matches!(err.provider_error(), Some(ProviderError::Connect { .. })), "{err:?}");
+    assert!(
+        matches!(err.provider_error(), Some(ProviderError::Connect { .. })),
+        "{err:?}"
+    );
 }

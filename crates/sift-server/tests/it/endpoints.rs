@@ -8,7 +8,10 @@ use crate::{app, call, call_with, json};
 #[tokio::test]
 async fn user_extracts_with_the_seed_prompt() {
     let server = ScriptedServer::start().await;
-    server.push(Reply::tool_call("UserDetail", r#"{"name": "Daniel", "age": 24}"#));
+    server.push(Reply::tool_call(
+        "UserDetail",
+        r#"{"name": "Daniel", "age": 24}"#,
+    ));
     let app = app(&server, ServerConfig::default());
     let (status, ct, body) = call(
         &app,
@@ -58,7 +61,10 @@ async fn user_reports_exhausted_retries_with_every_attempt() {
     assert_eq!(detail["kind"], "retries_exhausted");
     assert_eq!(detail["attempts"].as_array().unwrap().len(), 3);
     assert_eq!(detail["attempts"][2]["errors"][0]["path"], "age");
-    assert_eq!(detail["usage"], json!({"input_tokens": 30, "output_tokens": 6}));
+    assert_eq!(
+        detail["usage"],
+        json!({"input_tokens": 30, "output_tokens": 6})
+    );
 }
 
 #[tokio::test]
@@ -102,7 +108,10 @@ async fn healthz_and_docs_answer() {
     assert!(ct.starts_with("text/html"), "{ct}");
     assert!(body.contains("swagger"), "{body}");
     // The UI's assets come from the binary, not a CDN.
-    assert!(!body.contains("unpkg.com") && !body.contains("cdn"), "{body}");
+    assert!(
+        !body.contains("unpkg.com") && !body.contains("cdn"),
+        "{body}"
+    );
     let (status, _, body) = call(&app, "GET", "/docs/swagger-ui-bundle.js", "").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.len() > 100_000, "bundle served: {} bytes", body.len());

@@ -1,5 +1,5 @@
 //! The service against the scripted upstream, over real HTTP.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod endpoints;
 mod many_users;
@@ -31,7 +31,12 @@ pub fn app(server: &ScriptedServer, config: ServerConfig) -> Router {
 }
 
 /// Sends one request through the router; returns status, content type and body text.
-pub async fn call(app: &Router, method: &str, path: &str, body: &str) -> (StatusCode, String, String) {
+pub async fn call(
+    app: &Router,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (StatusCode, String, String) {
     call_with(app, method, path, body, None).await
 }
 

@@ -17,9 +17,12 @@ fn echo_people(server: &ScriptedServer, delay: Duration) {
             .next()
             .and_then(|n| n.parse().ok())
             .unwrap_or(999);
-        Reply::tool_call("UserDetail", format!(r#"{{"name": "Person {n}", "age": {n}}}"#))
-            .usage(10, 5)
-            .delay(delay)
+        Reply::tool_call(
+            "UserDetail",
+            format!(r#"{{"name": "Person {n}", "age": {n}}}"#),
+        )
+        .usage(10, 5)
+        .delay(delay)
     });
 }
 
@@ -34,11 +37,17 @@ async fn twenty_queries_run_concurrently_in_order_under_the_bound() {
     let (status, _, text) = call(&app, "POST", "/many-users", &body).await;
     let took = started.elapsed();
     assert_eq!(status, StatusCode::OK, "{text}");
-    let expected: Vec<_> = (0..20).map(|i| json!({"name": format!("Person {i}"), "age": i})).collect();
+    let expected: Vec<_> = (0..20)
+        .map(|i| json!({"name": format!("Person {i}"), "age": i}))
+        .collect();
     assert_eq!(json(&text), json!(expected), "order kept");
     // 20 x 200 ms serially is 4 s; 8 at a time needs 3 waves, about 600 ms.
     assert!(took < Duration::from_millis(2000), "took {took:?}");
-    assert_eq!(server.max_in_flight(), 8, "the bound is reached and never exceeded");
+    assert_eq!(
+        server.max_in_flight(),
+        8,
+        "the bound is reached and never exceeded"
+    );
 }
 
 #[tokio::test]
@@ -47,7 +56,13 @@ async fn the_default_bound_is_sixteen() {
     echo_people(&server, Duration::from_millis(100));
     let app = app(&server, ServerConfig::default());
     let queries: Vec<String> = (0..40).map(|i| format!("Person {i} is {i}")).collect();
-    let (status, _, _) = call(&app, "POST", "/many-users", &json!({ "queries": queries }).to_string()).await;
+    let (status, _, _) = call(
+        &app,
+        "POST",
+        "/many-users",
+        &json!({ "queries": queries }).to_string(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(server.max_in_flight(), 16);
 }
@@ -74,10 +89,21 @@ async fn failures_name_the_query_and_keep_the_other_results() {
     let detail = &json(&text)["detail"];
     assert_eq!(detail["message"], "1 of 2 queries failed");
     assert_eq!(detail["failed"][0]["index"], 1);
-    assert_eq!(detail["failed"][0]["query"], "Jeffrey is 55 and lives down in Leeds");
+    assert_eq!(
+        detail["failed"][0]["query"],
+        "Jeffrey is 55 and lives down in Leeds"
+    );
     assert_eq!(detail["failed"][0]["error"]["upstream_status"], 400);
-    assert!(detail["failed"][0]["error"]["message"].as_str().unwrap().contains("content policy"));
-    assert_eq!(detail["results"], json!([{"name": "Sarah", "age": 20}, null]));
+    assert!(
+        detail["failed"][0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("content policy")
+    );
+    assert_eq!(
+        detail["results"],
+        json!([{"name": "Sarah", "age": 20}, null])
+    );
 }
 
 #[tokio::test]

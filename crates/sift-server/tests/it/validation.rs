@@ -53,7 +53,13 @@ async fn malformed_json() {
     assert_eq!(detail["type"], "json_invalid");
     assert_eq!(detail["loc"], json!(["body", 14]));
     assert_eq!(detail["msg"], "JSON decode error");
-    assert!(detail["ctx"]["error"].as_str().unwrap().contains("trailing comma"), "{detail}");
+    assert!(
+        detail["ctx"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("trailing comma"),
+        "{detail}"
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,156 @@
+//! `sift serve`.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use sift_core::{Client, Mode};
+use sift_openai::{OpenAi, OpenAiConfig};
+use sift_server::ServerConfig;
+use tracing_subscriber::EnvFilter;
+
+/// Which model backend answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible server (`OPENAI_BASE_URL`, `OPENAI_API_KEY`).
+    Openai,
+    /// The embedded GGUF model, in-process.
+    Local,
+}
+
+/// Flags of `sift serve`; each also reads its environment variable.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to bind.
+    #[arg(long, env = "SIFT_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port to bind (0 picks a free one and prints it).
+    #[arg(long, env = "SIFT_PORT", default_value_t = 8000)]
+    port: u16,
+    /// Model backend [default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else local].
+    #[arg(long, env = "SIFT_PROVIDER", value_enum)]
+    provider: Option<ProviderKind>,
+    /// Model name sent upstream [default: the provider's, gpt-4o-mini for openai].
+    #[arg(long, env = "SIFT_MODEL")]
+    model: Option<String>,
+    /// GGUF file for the local provider.
+    #[arg(long, env = "SIFT_MODEL_PATH")]
+    model_path: Option<std::path::PathBuf>,
+    /// Model calls in flight per /many-users request.
+    #[arg(long, env = "SIFT_MAX_CONCURRENCY", default_value_t = 16)]
+    max_concurrency: usize,
+    /// Most queries accepted by one /many-users request.
+    #[arg(long, env = "SIFT_MAX_QUERIES", default_value_t = 1000)]
+    max_queries: usize,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "SIFT_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    body_limit: usize,
+    /// How structured output is asked for: tools, json_schema, json or md_json.
+    #[arg(long, env = "SIFT_MODE", default_value = "tools")]
+    mode: Mode,
+    /// Re-asks after an invalid answer (0 means one call).
+    #[arg(long, env = "SIFT_MAX_RETRIES", default_value_t = sift_core::DEFAULT_MAX_RETRIES)]
+    max_retries: u32,
+    /// Seconds allowed for one upstream HTTP call.
+    #[arg(long, env = "SIFT_TIMEOUT", default_value_t = 120.0)]
+    timeout: f64,
+}
+
+fn init_logging() {
+    let filter = std::env::var("SIFT_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        eprintln!("warning: SIFT_LOG `{filter}` is not a valid filter ({e}); using info");
+        EnvFilter::new("info")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn provider_kind(args: &ServeArgs) -> ProviderKind {
+    args.provider.unwrap_or_else(|| {
+        let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty());
+        if set("OPENAI_API_KEY") || set("OPENAI_BASE_URL") {
+            ProviderKind::Openai
+        } else {
+            ProviderKind::Local
+        }
+    })
+}
+
+fn client(args: &ServeArgs) -> anyhow::Result<Client> {
+    let client = match provider_kind(args) {
+        ProviderKind::Openai => {
+            if !(args.timeout.is_finite() && args.timeout > 0.0) {
+                bail!(
+                    "--timeout must be a positive number of seconds, got {}",
+                    args.timeout
+                );
+            }
+            let config = OpenAiConfig::from_env().timeout(Duration::from_secs_f64(args.timeout));
+            tracing::info!(base_url = config.base_url(), "provider: openai-compatible");
+            Client::new(OpenAi::new(config).context("could not set up the OpenAI provider")?)
+        }
+        ProviderKind::Local => bail!(
+            "the embedded local model is not available in this build yet; \
+             point sift at an OpenAI-compatible server with OPENAI_BASE_URL (and OPENAI_API_KEY), \
+             or pass --provider openai"
+        ),
+    };
+    let client = match &args.model {
+        Some(m) => client.with_model(m),
+        None => client,
+    };
+    Ok(client
+        .with_mode(args.mode)
+        .with_max_retries(args.max_retries))
+}
+
+/// Runs the service until SIGINT or SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging();
+    let client = client(&args)?;
+    let config = ServerConfig::default()
+        .max_concurrency(args.max_concurrency)
+        .max_queries(args.max_queries)
+        .body_limit(args.body_limit);
+    let app = sift_server::router(client, config);
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("could not bind {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr().context("no local address")?;
+    println!("listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

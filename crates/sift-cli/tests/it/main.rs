@@ -1,0 +1,118 @@
+//! The `sift` binary, run as a process.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sift_test_support::{Reply, ScriptedServer};
+
+struct Running {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sift() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sift"));
+    for var in [
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "SIFT_PROVIDER",
+        "SIFT_PORT",
+        "SIFT_HOST",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn start(base_url: &str) -> Running {
+    let mut child = sift()
+        .args(["serve", "--port", "0"])
+        .env("OPENAI_BASE_URL", base_url)
+        .env("OPENAI_API_KEY", "sk-cli-test")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"),
+        "{url}"
+    );
+    Running { child, url }
+}
+
+#[tokio::test]
+async fn serve_answers_and_stops_gracefully_on_sigterm() {
+    let server = ScriptedServer::start().await;
+    server.push(
+        Reply::tool_call("UserDetail", r#"{"name": "Daniel", "age": 24}"#)
+            .delay(Duration::from_millis(500)),
+    );
+    let mut running = start(&server.base_url());
+    let http = sift_test_support::http_client();
+    let url = format!("{}/user", running.url);
+    let request = tokio::spawn(async move {
+        http.post(url)
+            .json(&json!({"query": "Daniel is a 24 year man living in New York City"}))
+            .send()
+            .await
+    });
+    // Let the request reach the upstream, then ask the server to stop.
+    for _ in 0..100 {
+        if !server.requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let response = request.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200, "the in-flight request finishes");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body, json!({"name": "Daniel", "age": 24}));
+    let exit = tokio::task::spawn_blocking(move || {
+        let code = running.child.wait().unwrap();
+        drop(running);
+        code
+    })
+    .await
+    .unwrap();
+    assert!(exit.success(), "clean exit: {exit:?}");
+}
+
+#[test]
+fn without_a_backend_it_says_what_to_set() {
+    let out = sift().args(["serve", "--port", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("OPENAI_BASE_URL"), "{err}");
+}
+
+#[test]
+fn bad_flags_are_rejected_with_the_reason() {
+    let out = sift().args(["serve", "--mode", "xml"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown mode `xml`"), "{err}");
+}
