@@ -27,6 +27,7 @@
 //! ```
 
 mod extract;
+pub mod json_stream;
 mod message;
 mod mode;
 mod provider;
