@@ -37,7 +37,9 @@ mod validate;
 pub use extract::{
     Attempt, AttemptOutcome, Client, DEFAULT_MAX_RETRIES, ExtractBuilder, ExtractError, Extraction,
 };
-pub use message::{ChatRequest, ChatResponse, Message, OutputFormat, Role, ToolCall, Usage};
+pub use message::{
+    ChatDelta, ChatRequest, ChatResponse, ChatStream, Message, OutputFormat, Role, ToolCall, Usage,
+};
 pub use mode::Mode;
 pub use provider::{Capabilities, Provider, ProviderError};
 pub use schema::{ResponseSchema, WRAPPER_FIELD};

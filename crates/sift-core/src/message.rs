@@ -193,3 +193,38 @@ impl ChatResponse {
         }
     }
 }
+
+/// A piece of a streamed answer.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ChatDelta {
+    /// The completion's id and model, when the provider says.
+    Meta {
+        /// The provider's id for the completion.
+        id: Option<String>,
+        /// The model answering.
+        model: Option<String>,
+    },
+    /// More message text.
+    Content(String),
+    /// More of a tool call; calls are told apart by `index`.
+    ToolCall {
+        /// Which call this delta extends.
+        index: usize,
+        /// The call's id (usually only in its first delta).
+        id: Option<String>,
+        /// The function's name (usually only in its first delta).
+        name: Option<String>,
+        /// More of the arguments' JSON text.
+        arguments: String,
+    },
+    /// Why generation stopped.
+    Finish(String),
+    /// Tokens used by the whole call (usually last).
+    Usage(Usage),
+}
+
+/// A streamed answer. Dropping it closes the upstream connection.
+pub type ChatStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<ChatDelta, crate::ProviderError>> + Send + 'static>,
+>;

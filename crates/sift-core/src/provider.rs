@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::message::{ChatRequest, ChatResponse};
+use crate::message::{ChatRequest, ChatResponse, ChatStream};
 
 /// What a provider can do, so the extraction loop can pick a fitting request shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +16,15 @@ pub struct Capabilities {
     pub json_schema: bool,
     /// Token streaming (used by streaming extraction).
     pub streaming: bool,
+}
+
+impl Capabilities {
+    /// With streaming support set to `on`.
+    #[must_use]
+    pub fn with_streaming(mut self, on: bool) -> Self {
+        self.streaming = on;
+        self
+    }
 }
 
 impl Default for Capabilities {
@@ -41,6 +50,13 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
 
     /// One chat completion.
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError>;
+
+    /// One chat completion, streamed. Providers that cannot stream keep this default, which
+    /// fails with [`ProviderError::Unsupported`].
+    async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, ProviderError> {
+        let _ = request;
+        Err(ProviderError::Unsupported("streaming"))
+    }
 
     /// What this provider supports.
     fn capabilities(&self) -> Capabilities {
@@ -80,6 +96,12 @@ pub enum ProviderError {
     /// Any other transport failure.
     #[error("transport error")]
     Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The provider cannot do what was asked.
+    #[error("this provider does not support {0}")]
+    Unsupported(&'static str),
+    /// The stream broke off or carried an error.
+    #[error("stream failed: {0}")]
+    Stream(String),
     /// The provider is busy and refused the call.
     #[error("provider is busy")]
     Busy {
@@ -98,7 +120,10 @@ impl ProviderError {
                 matches!(status, 408 | 409 | 429) || (500..=599).contains(status)
             }
             ProviderError::Busy { .. } => true,
-            ProviderError::InvalidResponse(_) | ProviderError::Transport(_) => false,
+            ProviderError::InvalidResponse(_)
+            | ProviderError::Transport(_)
+            | ProviderError::Unsupported(_)
+            | ProviderError::Stream(_) => false,
         }
     }
 
@@ -121,6 +146,8 @@ impl ProviderError {
             ProviderError::InvalidResponse(_) => "invalid_response".into(),
             ProviderError::Transport(_) => "transport".into(),
             ProviderError::Busy { .. } => "busy".into(),
+            ProviderError::Unsupported(_) => "unsupported".into(),
+            ProviderError::Stream(_) => "stream".into(),
         }
     }
 }

@@ -24,13 +24,16 @@
 //! let client = sift_core::Client::new(provider);
 //! ```
 
+mod stream;
 mod wire;
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use sift_core::{ChatRequest, ChatResponse, Provider, ProviderError, async_trait};
+use sift_core::{
+    Capabilities, ChatRequest, ChatResponse, ChatStream, Provider, ProviderError, async_trait,
+};
 
 /// The default base URL.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -300,9 +303,34 @@ impl Provider for OpenAi {
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let body = serde_json::to_vec(&wire::request_body(request))
             .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
+        self.with_retries(|| self.try_once(&body)).await
+    }
+
+    async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, ProviderError> {
+        let mut body = wire::request_body(request);
+        body["stream"] = serde_json::Value::Bool(true);
+        body["stream_options"] = serde_json::json!({"include_usage": true});
+        let body =
+            serde_json::to_vec(&body).map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
+        let response = self.with_retries(|| self.open_stream(&body)).await?;
+        Ok(stream::deltas(response, self.config.timeout))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default().with_streaming(true)
+    }
+}
+
+impl OpenAi {
+    /// Runs `call` with transport retries: backoff with jitter, `Retry-After` honoured.
+    async fn with_retries<F, Fut, T>(&self, mut call: F) -> Result<T, ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
         let mut retry = 0;
         loop {
-            let err = match self.try_once(&body).await {
+            let err = match call().await {
                 Ok(r) => return Ok(r),
                 Err(e) => e,
             };
@@ -323,6 +351,36 @@ impl Provider for OpenAi {
             );
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Opens a streamed completion: the status line and headers must arrive within the
+    /// per-attempt timeout; the body is then read with the same limit between chunks.
+    async fn open_stream(&self, body: &[u8]) -> Result<reqwest::Response, ProviderError> {
+        let send = self
+            .http
+            .post(&self.endpoint)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "text/event-stream")
+            .body(body.to_vec())
+            .send();
+        let response = tokio::time::timeout(self.config.timeout, send)
+            .await
+            .map_err(|_| ProviderError::Timeout(self.config.timeout))?
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = retry_after(response.headers());
+        let bytes = tokio::time::timeout(self.config.timeout, response.bytes())
+            .await
+            .map_err(|_| ProviderError::Timeout(self.config.timeout))?
+            .map_err(|e| self.transport_error(e))?;
+        Err(ProviderError::Status {
+            status: status.as_u16(),
+            message: wire::error_message(&bytes),
+            retry_after,
+        })
     }
 }
 

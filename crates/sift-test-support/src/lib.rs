@@ -49,6 +49,26 @@ enum ReplyBody {
     },
     Json(Value),
     Raw(String),
+    Stream(StreamScript),
+}
+
+#[derive(Debug, Clone)]
+struct StreamScript {
+    /// Each piece becomes one SSE event: (tool call index or None for content, name, text).
+    pieces: Vec<(Option<usize>, Option<String>, String)>,
+    chunk_delay: Duration,
+    usage: (u64, u64),
+    finish_reason: String,
+    error_after: Option<(usize, String)>,
+}
+
+/// Splits `text` into pieces of `size` characters.
+pub fn split_chars(text: &str, size: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars
+        .chunks(size.max(1))
+        .map(|c| c.iter().collect())
+        .collect()
 }
 
 impl Reply {
@@ -119,18 +139,73 @@ impl Reply {
         }
     }
 
+    fn stream(pieces: Vec<(Option<usize>, Option<String>, String)>, finish: &str) -> Self {
+        Self {
+            status: 200,
+            body: ReplyBody::Stream(StreamScript {
+                pieces,
+                chunk_delay: Duration::ZERO,
+                usage: (0, 0),
+                finish_reason: finish.into(),
+                error_after: None,
+            }),
+            delay: Duration::ZERO,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+        }
+    }
+
+    /// A streamed completion whose content arrives in `pieces`, one SSE event each.
+    pub fn stream_content(pieces: Vec<String>) -> Self {
+        Self::stream(pieces.into_iter().map(|p| (None, None, p)).collect(), "stop")
+    }
+
+    /// A streamed call of `name` whose arguments arrive in `pieces`.
+    pub fn stream_tool_call(name: &str, pieces: Vec<String>) -> Self {
+        Self::stream_tool_calls(vec![(name, pieces)])
+    }
+
+    /// Several streamed tool calls, one after another (indices 0, 1, ...).
+    pub fn stream_tool_calls(calls: Vec<(&str, Vec<String>)>) -> Self {
+        let mut all = Vec::new();
+        for (index, (name, pieces)) in calls.into_iter().enumerate() {
+            all.push((Some(index), Some(name.to_owned()), String::new()));
+            all.extend(pieces.into_iter().map(|p| (Some(index), None, p)));
+        }
+        Self::stream(all, "tool_calls")
+    }
+
+    /// For streams: waits this long before each event.
+    pub fn chunk_delay(mut self, delay: Duration) -> Self {
+        if let ReplyBody::Stream(s) = &mut self.body {
+            s.chunk_delay = delay;
+        }
+        self
+    }
+
+    /// For streams: sends an error event after `pieces` pieces, then stops.
+    pub fn stream_error_after(mut self, pieces: usize, message: &str) -> Self {
+        if let ReplyBody::Stream(s) = &mut self.body {
+            s.error_after = Some((pieces, message.to_owned()));
+        }
+        self
+    }
+
     /// Token counts reported in `usage`.
     pub fn usage(mut self, prompt: u64, completion: u64) -> Self {
-        if let ReplyBody::Completion { usage, .. } = &mut self.body {
-            *usage = (prompt, completion);
+        match &mut self.body {
+            ReplyBody::Completion { usage, .. } => *usage = (prompt, completion),
+            ReplyBody::Stream(s) => s.usage = (prompt, completion),
+            _ => {}
         }
         self
     }
 
     /// The `finish_reason` reported.
     pub fn finish_reason(mut self, reason: &str) -> Self {
-        if let ReplyBody::Completion { finish_reason, .. } = &mut self.body {
-            *finish_reason = reason.into();
+        match &mut self.body {
+            ReplyBody::Completion { finish_reason, .. } => *finish_reason = reason.into(),
+            ReplyBody::Stream(s) => s.finish_reason = reason.into(),
+            _ => {}
         }
         self
     }
@@ -185,6 +260,61 @@ impl Reply {
             }
             ReplyBody::Json(v) => v.to_string(),
             ReplyBody::Raw(s) => s.clone(),
+            ReplyBody::Stream(_) => String::new(),
+        }
+    }
+}
+
+/// The SSE events of a scripted stream, one string each.
+fn stream_events(script: &StreamScript, n: usize, model: &str) -> Vec<String> {
+    let id = format!("chatcmpl-{n}");
+    let chunk = |delta: Value, finish: Option<&str>| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": id, "object": "chat.completion.chunk", "created": 0, "model": model,
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
+    for (i, (index, name, text)) in script.pieces.iter().enumerate() {
+        if let Some((after, message)) = &script.error_after
+            && *after == i
+        {
+            events.push(format!(
+                "data: {}\n\n",
+                json!({"error": {"message": message, "type": "scripted"}})
+            ));
+            return events;
+        }
+        let delta = match (index, name) {
+            (None, _) => json!({"content": text}),
+            (Some(ix), Some(name)) => json!({"tool_calls": [{"index": ix, "id": format!("call_{n}_{ix}"),
+                "type": "function", "function": {"name": name, "arguments": text}}]}),
+            (Some(ix), None) => json!({"tool_calls": [{"index": ix, "function": {"arguments": text}}]}),
+        };
+        events.push(chunk(delta, None));
+    }
+    events.push(chunk(json!({}), Some(&script.finish_reason)));
+    events.push(format!(
+        "data: {}\n\n",
+        json!({"id": id, "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [],
+               "usage": {"prompt_tokens": script.usage.0, "completion_tokens": script.usage.1,
+                         "total_tokens": script.usage.0 + script.usage.1}})
+    ));
+    events.push("data: [DONE]\n\n".into());
+    events
+}
+
+/// Counts a stream as disconnected if it is dropped before its last event.
+struct StreamGuard {
+    shared: Arc<Shared>,
+    completed: bool,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if !self.completed {
+            self.shared.disconnects.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
@@ -220,6 +350,7 @@ struct Shared {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     finished: AtomicUsize,
+    disconnects: AtomicUsize,
 }
 
 /// A running scripted server; stops when dropped.
@@ -277,6 +408,32 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         .as_str()
         .unwrap_or("scripted-model")
         .to_owned();
+    if let ReplyBody::Stream(script) = &reply.body {
+        let events = stream_events(script, n, &model);
+        let delay = script.chunk_delay;
+        let mut guard = StreamGuard {
+            shared: shared.clone(),
+            completed: false,
+        };
+        let in_flight = _guard;
+        let body = async_stream::stream! {
+            let _in_flight = in_flight;
+            for event in events {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                yield Ok::<_, std::convert::Infallible>(event);
+            }
+            guard.completed = true;
+            guard.shared.finished.fetch_add(1, Ordering::SeqCst);
+        };
+        let mut response = axum::body::Body::from_stream(body).into_response();
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        return response;
+    }
     let mut response = (
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         reply.render(n, &model),
@@ -361,6 +518,11 @@ impl ScriptedServer {
     /// Requests answered in full.
     pub fn finished(&self) -> usize {
         self.shared.finished.load(Ordering::SeqCst)
+    }
+
+    /// Streams whose client went away before the last event.
+    pub fn disconnects(&self) -> usize {
+        self.shared.disconnects.load(Ordering::SeqCst)
     }
 }
 
