@@ -98,6 +98,28 @@ impl Client {
     where
         T: DeserializeOwned + JsonSchema + 'static,
     {
+        self.builder()
+    }
+
+    /// Starts a streamed extraction of a list of `T`s: each element is validated and handed
+    /// over as soon as its closing bracket arrives. See [`ExtractBuilder::stream`].
+    pub fn extract_iter<T>(&self) -> ExtractBuilder<T, Iterable>
+    where
+        T: DeserializeOwned + JsonSchema + Send + 'static,
+    {
+        self.builder()
+    }
+
+    /// Starts a streamed extraction of one `T`, seen as it fills in. See
+    /// [`ExtractBuilder::stream`].
+    pub fn extract_partial<T>(&self) -> ExtractBuilder<T, PartialStream>
+    where
+        T: DeserializeOwned + JsonSchema + crate::Partial + Send + 'static,
+    {
+        self.builder()
+    }
+
+    fn builder<T, K>(&self) -> ExtractBuilder<T, K> {
         ExtractBuilder {
             client: self.clone(),
             messages: Vec::new(),
@@ -112,27 +134,37 @@ impl Client {
     }
 }
 
-type Check<T> = dyn Fn(&T) -> Result<(), Vec<FieldError>> + Send + Sync;
+/// Builder kind of [`Client::extract`]: one value, answered whole.
+#[derive(Debug)]
+pub struct Single;
+
+/// Builder kind of [`Client::extract_iter`]: a stream of list elements.
+#[derive(Debug)]
+pub struct Iterable;
+
+/// Builder kind of [`Client::extract_partial`]: a stream of partial snapshots, then the value.
+#[derive(Debug)]
+pub struct PartialStream;
+
+pub(crate) type Check<T> = dyn Fn(&T) -> Result<(), Vec<FieldError>> + Send + Sync;
 type ValidatorFn<T> = Arc<Check<T>>;
 
-/// One extraction being set up. Finish with [`ExtractBuilder::send`].
-#[must_use = "an extraction does nothing until `send` is awaited"]
-pub struct ExtractBuilder<T> {
-    client: Client,
-    messages: Vec<Message>,
-    model: Option<String>,
-    mode: Mode,
-    max_retries: u32,
-    temperature: Option<f32>,
-    max_tokens: Option<u32>,
-    validator: Option<ValidatorFn<T>>,
-    _type: PhantomData<fn() -> T>,
+/// One extraction being set up. Finish with [`ExtractBuilder::send`] (for [`Client::extract`])
+/// or [`ExtractBuilder::stream`] (for [`Client::extract_iter`] and [`Client::extract_partial`]).
+#[must_use = "an extraction does nothing until it is sent"]
+pub struct ExtractBuilder<T, K = Single> {
+    pub(crate) client: Client,
+    pub(crate) messages: Vec<Message>,
+    pub(crate) model: Option<String>,
+    pub(crate) mode: Mode,
+    pub(crate) max_retries: u32,
+    pub(crate) temperature: Option<f32>,
+    pub(crate) max_tokens: Option<u32>,
+    pub(crate) validator: Option<ValidatorFn<T>>,
+    _type: PhantomData<fn() -> (T, K)>,
 }
 
-impl<T> ExtractBuilder<T>
-where
-    T: DeserializeOwned + JsonSchema + 'static,
-{
+impl<T: 'static, K> ExtractBuilder<T, K> {
     /// Adds a system message.
     pub fn system(self, content: impl Into<String>) -> Self {
         self.message(Message::system(content))
@@ -205,14 +237,46 @@ where
         self.validate_with(T::validate)
     }
 
+    /// The model to use.
+    pub(crate) fn model_name(&self) -> String {
+        self.model
+            .clone()
+            .unwrap_or_else(|| self.client.model().to_owned())
+    }
+
+    /// The first request: the caller's messages with the mode's instructions, asking for
+    /// `schema`.
+    pub(crate) fn first_request(&self, schema: &ResponseSchema) -> ChatRequest {
+        let (output, instructions) = self.mode.output(schema);
+        let mut messages = self.messages.clone();
+        if let Some(text) = instructions {
+            match messages.iter_mut().find(|m| m.role == Role::System) {
+                Some(system) => {
+                    let content = system.content.get_or_insert_with(String::new);
+                    content.push_str("\n\n");
+                    content.push_str(&text);
+                }
+                None => messages.insert(0, Message::system(text)),
+            }
+        }
+        ChatRequest {
+            model: self.model_name(),
+            messages,
+            output,
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+        }
+    }
+}
+
+impl<T> ExtractBuilder<T, Single>
+where
+    T: DeserializeOwned + JsonSchema + 'static,
+{
     /// Runs the extraction.
     pub async fn send(self) -> Result<Extraction<T>, ExtractError> {
         let compiled = compiled_schema::<T>()?;
         let schema = &compiled.schema;
-        let model = self
-            .model
-            .clone()
-            .unwrap_or_else(|| self.client.model().to_owned());
         let span = tracing::info_span!(
             "extract",
             otel.name = format!("extract {}", schema.name),
@@ -224,7 +288,7 @@ where
             gen_ai.usage.input_tokens = field::Empty,
             gen_ai.usage.output_tokens = field::Empty,
         );
-        let result = self.run(&compiled, model).instrument(span.clone()).await;
+        let result = self.run(&compiled).instrument(span.clone()).await;
         let (attempts, usage, outcome) = match &result {
             Ok(e) => (e.attempts.len(), e.usage, "success"),
             Err(e) => (e.attempts().len(), e.usage(), e.kind()),
@@ -236,27 +300,9 @@ where
         result
     }
 
-    async fn run(self, compiled: &Compiled, model: String) -> Result<Extraction<T>, ExtractError> {
+    async fn run(self, compiled: &Compiled) -> Result<Extraction<T>, ExtractError> {
         let schema = &compiled.schema;
-        let (output, instructions) = self.mode.output(schema);
-        let mut messages = self.messages;
-        if let Some(text) = instructions {
-            match messages.iter_mut().find(|m| m.role == Role::System) {
-                Some(system) => {
-                    let content = system.content.get_or_insert_with(String::new);
-                    content.push_str("\n\n");
-                    content.push_str(&text);
-                }
-                None => messages.insert(0, Message::system(text)),
-            }
-        }
-        let mut request = ChatRequest {
-            model,
-            messages,
-            output,
-            temperature: self.temperature,
-            max_tokens: self.max_tokens,
-        };
+        let mut request = self.first_request(schema);
         let provider = self.client.provider.clone();
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut last: Option<ChatResponse> = None;
@@ -386,25 +432,34 @@ fn check<T: DeserializeOwned>(
         }
     })?;
     let json = compiled.schema.unwrap_value(json);
+    check_value(compiled, json, validator).map_err(|e| (AttemptOutcome::ValidationFailed, e))
+}
+
+/// Schema-checks, deserialises and validates one parsed value.
+pub(crate) fn check_value<T: DeserializeOwned>(
+    compiled: &Compiled,
+    json: serde_json::Value,
+    validator: Option<&Check<T>>,
+) -> Result<T, Vec<FieldError>> {
     let errors = compiled.validator.errors(&json);
     if !errors.is_empty() {
-        return Err((AttemptOutcome::ValidationFailed, errors));
+        return Err(errors);
     }
-    let value: T = deserialize(json).map_err(|e| (AttemptOutcome::ValidationFailed, vec![e]))?;
+    let value: T = deserialize(json).map_err(|e| vec![e])?;
     if let Some(check) = validator {
-        check(&value).map_err(|errors| (AttemptOutcome::ValidationFailed, errors))?;
+        check(&value)?;
     }
     Ok(value)
 }
 
 /// A type's schema and compiled validator, built once per type.
 #[derive(Debug)]
-struct Compiled {
-    schema: ResponseSchema,
-    validator: SchemaValidator,
+pub(crate) struct Compiled {
+    pub(crate) schema: ResponseSchema,
+    pub(crate) validator: SchemaValidator,
 }
 
-fn compiled_schema<T: JsonSchema + 'static>() -> Result<Arc<Compiled>, ExtractError> {
+pub(crate) fn compiled_schema<T: JsonSchema + 'static>() -> Result<Arc<Compiled>, ExtractError> {
     static CACHE: OnceLock<Mutex<HashMap<TypeId, Arc<Compiled>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let key = TypeId::of::<T>();
@@ -524,6 +579,16 @@ pub enum ExtractError {
         /// The last completion.
         last_response: Option<Box<ChatResponse>>,
     },
+    /// A streamed answer broke off after some elements had been handed over.
+    #[error("the answer broke off after {emitted} elements")]
+    Incomplete {
+        /// Elements handed over before the break.
+        emitted: usize,
+        /// Every attempt, the broken one last with its error.
+        attempts: Vec<Attempt>,
+        /// Tokens spent in all.
+        usage: Usage,
+    },
     /// The response type's schema could not be compiled.
     #[error("invalid response schema: {0}")]
     Schema(String),
@@ -534,7 +599,8 @@ impl ExtractError {
     pub fn attempts(&self) -> &[Attempt] {
         match self {
             ExtractError::Provider { attempts, .. }
-            | ExtractError::RetriesExhausted { attempts, .. } => attempts,
+            | ExtractError::RetriesExhausted { attempts, .. }
+            | ExtractError::Incomplete { attempts, .. } => attempts,
             ExtractError::Schema(_) => &[],
         }
     }
@@ -542,18 +608,20 @@ impl ExtractError {
     /// Tokens spent in all.
     pub fn usage(&self) -> Usage {
         match self {
-            ExtractError::Provider { usage, .. } | ExtractError::RetriesExhausted { usage, .. } => {
-                *usage
-            }
+            ExtractError::Provider { usage, .. }
+            | ExtractError::RetriesExhausted { usage, .. }
+            | ExtractError::Incomplete { usage, .. } => *usage,
             ExtractError::Schema(_) => Usage::default(),
         }
     }
 
-    /// A short name for the failure (`provider_error`, `retries_exhausted`, `schema`).
+    /// A short name for the failure (`provider_error`, `retries_exhausted`, `incomplete`,
+    /// `schema`).
     pub fn kind(&self) -> &'static str {
         match self {
             ExtractError::Provider { .. } => "provider_error",
             ExtractError::RetriesExhausted { .. } => "retries_exhausted",
+            ExtractError::Incomplete { .. } => "incomplete",
             ExtractError::Schema(_) => "schema",
         }
     }

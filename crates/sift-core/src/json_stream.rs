@@ -433,14 +433,24 @@ impl JsonStreamParser {
                 };
             }
             b'-' | b'0'..=b'9' => self.lex = Lex::Num(String::from(b as char)),
-            b't' => self.lex = Lex::Lit { text: b"true", pos: 1 },
+            b't' => {
+                self.lex = Lex::Lit {
+                    text: b"true",
+                    pos: 1,
+                }
+            }
             b'f' => {
                 self.lex = Lex::Lit {
                     text: b"false",
                     pos: 1,
                 }
             }
-            b'n' => self.lex = Lex::Lit { text: b"null", pos: 1 },
+            b'n' => {
+                self.lex = Lex::Lit {
+                    text: b"null",
+                    pos: 1,
+                }
+            }
             _ => {
                 return self.error(
                     if expect == Expect::FirstValue {
@@ -609,7 +619,10 @@ impl JsonStreamParser {
                             let text = String::from_utf8(bytes).map_err(|e| ParseError {
                                 offset: self.offset,
                                 expected: "UTF-8 text in the string",
-                                found: format!("invalid UTF-8 after {} bytes of it", e.utf8_error().valid_up_to()),
+                                found: format!(
+                                    "invalid UTF-8 after {} bytes of it",
+                                    e.utf8_error().valid_up_to()
+                                ),
                             })?;
                             self.lex = Lex::Idle;
                             if is_key {
@@ -631,11 +644,7 @@ impl JsonStreamParser {
                             i += 1;
                         }
                         _ => {
-                            return Err(fail(
-                                i,
-                                "an escaped control character",
-                                describe(b),
-                            ));
+                            return Err(fail(i, "an escaped control character", describe(b)));
                         }
                     }
                 }
@@ -856,7 +865,11 @@ mod tests {
         assert_eq!(bytewise(text).unwrap(), Some(expected.clone()));
         for split in 0..text.len() {
             let (a, b) = text.split_at(split);
-            assert_eq!(parse_in(&[a, b]).0.unwrap(), Some(expected.clone()), "split at {split}");
+            assert_eq!(
+                parse_in(&[a, b]).0.unwrap(),
+                Some(expected.clone()),
+                "split at {split}"
+            );
         }
     }
 
@@ -887,7 +900,9 @@ mod tests {
 
     #[test]
     fn detached_elements_are_handed_over() {
-        let mut p = JsonStreamParser::new().detach_elements(true).field_events(false);
+        let mut p = JsonStreamParser::new()
+            .detach_elements(true)
+            .field_events(false);
         let mut events = Vec::new();
         p.feed(br#"[{"a": [1, 2]}, 3]"#, &mut events).unwrap();
         p.finish(&mut events).unwrap();
@@ -915,9 +930,16 @@ mod tests {
         p.feed(br#"{"name": "Ali"#, &mut events).unwrap();
         assert_eq!(p.partial(), Some(json!({"name": "Ali"})));
         p.feed(br#"ce", "age": 3"#, &mut events).unwrap();
-        assert_eq!(p.partial(), Some(json!({"name": "Alice"})), "number not yet complete");
+        assert_eq!(
+            p.partial(),
+            Some(json!({"name": "Alice"})),
+            "number not yet complete"
+        );
         p.feed(br#"2, "tags": ["x"#, &mut events).unwrap();
-        assert_eq!(p.partial(), Some(json!({"name": "Alice", "age": 32, "tags": ["x"]})));
+        assert_eq!(
+            p.partial(),
+            Some(json!({"name": "Alice", "age": 32, "tags": ["x"]}))
+        );
     }
 
     #[test]
@@ -957,8 +979,15 @@ mod tests {
         ];
         for (text, offset, expected) in cases {
             let err = parse_in(&[text]).0.unwrap_err();
-            assert_eq!((err.offset, err.expected), (*offset, *expected), "{text:?}: {err}");
-            assert!(serde_json::from_str::<Value>(text).is_err(), "{text:?} is invalid");
+            assert_eq!(
+                (err.offset, err.expected),
+                (*offset, *expected),
+                "{text:?}: {err}"
+            );
+            assert!(
+                serde_json::from_str::<Value>(text).is_err(),
+                "{text:?} is invalid"
+            );
             let bytewise = bytewise(text).unwrap_err();
             assert_eq!(bytewise.expected, err.expected, "{text:?} fed bytewise");
         }

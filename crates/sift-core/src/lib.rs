@@ -30,19 +30,30 @@ mod extract;
 pub mod json_stream;
 mod message;
 mod mode;
+mod partial;
 mod provider;
+mod reader;
 mod schema;
+pub mod stream;
 mod validate;
 
 pub use extract::{
     Attempt, AttemptOutcome, Client, DEFAULT_MAX_RETRIES, ExtractBuilder, ExtractError, Extraction,
+    Iterable, PartialStream, Single,
 };
 pub use message::{
     ChatDelta, ChatRequest, ChatResponse, ChatStream, Message, OutputFormat, Role, ToolCall, Usage,
 };
 pub use mode::Mode;
+pub use partial::{Partial, PartialObject};
 pub use provider::{Capabilities, Provider, ProviderError};
 pub use schema::{ResponseSchema, WRAPPER_FIELD};
+pub use stream::{ExtractStream, PartialUpdate, StreamError, StreamStats};
 pub use validate::{FieldError, SchemaValidator, Validate, deserialize, pointer_to_path};
 
 pub use async_trait::async_trait;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+}

@@ -156,7 +156,10 @@ impl Reply {
 
     /// A streamed completion whose content arrives in `pieces`, one SSE event each.
     pub fn stream_content(pieces: Vec<String>) -> Self {
-        Self::stream(pieces.into_iter().map(|p| (None, None, p)).collect(), "stop")
+        Self::stream(
+            pieces.into_iter().map(|p| (None, None, p)).collect(),
+            "stop",
+        )
     }
 
     /// A streamed call of `name` whose arguments arrive in `pieces`.
@@ -288,9 +291,13 @@ fn stream_events(script: &StreamScript, n: usize, model: &str) -> Vec<String> {
         }
         let delta = match (index, name) {
             (None, _) => json!({"content": text}),
-            (Some(ix), Some(name)) => json!({"tool_calls": [{"index": ix, "id": format!("call_{n}_{ix}"),
-                "type": "function", "function": {"name": name, "arguments": text}}]}),
-            (Some(ix), None) => json!({"tool_calls": [{"index": ix, "function": {"arguments": text}}]}),
+            (Some(ix), Some(name)) => {
+                json!({"tool_calls": [{"index": ix, "id": format!("call_{n}_{ix}"),
+                "type": "function", "function": {"name": name, "arguments": text}}]})
+            }
+            (Some(ix), None) => {
+                json!({"tool_calls": [{"index": ix, "function": {"arguments": text}}]})
+            }
         };
         events.push(chunk(delta, None));
     }

@@ -25,7 +25,9 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
         (-1e12f64..1e12).prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         tricky_string().prop_map(Value::String),
     ];
     leaf.prop_recursive(5, 64, 8, |inner| {
@@ -64,7 +66,11 @@ fn serialised() -> impl Strategy<Value = String> {
     })
 }
 
-fn run(bytes: &[u8], sizes: &[usize], detach: bool) -> (Result<Option<Value>, ParseError>, Vec<Event>) {
+fn run(
+    bytes: &[u8],
+    sizes: &[usize],
+    detach: bool,
+) -> (Result<Option<Value>, ParseError>, Vec<Event>) {
     let mut parser = JsonStreamParser::new().detach_elements(detach);
     let mut events = Vec::new();
     let mut rest = bytes;
@@ -173,5 +179,8 @@ fn lone_surrogates_are_rejected_like_serde_json_does() {
         assert!(run(text.as_bytes(), &[1], false).0.is_err(), "{text}");
     }
     let ok = r#""\ud83d\ude00""#;
-    assert_eq!(run(ok.as_bytes(), &[1], false).0.unwrap(), Some(Value::from("😀")));
+    assert_eq!(
+        run(ok.as_bytes(), &[1], false).0.unwrap(),
+        Some(Value::from("😀"))
+    );
 }

@@ -2,6 +2,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod reask;
+mod streaming;
 mod transport;
 
 use std::time::Duration;
@@ -10,7 +11,7 @@ use sift_core::Client;
 use sift_openai::{OpenAi, OpenAiConfig};
 use sift_test_support::ScriptedServer;
 
-#[derive(Debug, PartialEq, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, PartialEq, serde::Deserialize, schemars::JsonSchema, sift_derive::Partial)]
 pub struct UserDetail {
     pub name: String,
     #[schemars(range(max = 150))]

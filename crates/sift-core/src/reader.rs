@@ -1,0 +1,352 @@
+//! Reads a streamed answer: routes content and tool-call deltas to incremental parsers and
+//! hands back what completed.
+
+use serde_json::Value;
+
+use crate::json_stream::{Event, JsonStreamParser};
+use crate::message::{ChatDelta, ChatResponse, ToolCall, Usage};
+use crate::mode::Mode;
+
+/// One streamed tool call.
+#[derive(Debug)]
+struct Call {
+    id: Option<String>,
+    name: Option<String>,
+    arguments: String,
+    parser: Option<JsonStreamParser>,
+    /// The call is one list element (named after the element type), not the wrapper.
+    single: bool,
+    found_elements: bool,
+}
+
+/// What the reader is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// List elements, each handed over when complete.
+    Elements,
+    /// One value, seen as it grows.
+    Whole,
+}
+
+/// Turns deltas into completed values (elements) or a growing value.
+#[derive(Debug)]
+pub(crate) struct AnswerReader {
+    mode: Mode,
+    purpose: Purpose,
+    /// A tool call of this name carries one element (parallel tool calls).
+    element_name: String,
+    content: String,
+    content_parser: Option<JsonStreamParser>,
+    content_found_elements: bool,
+    calls: Vec<Call>,
+    events: Vec<Event>,
+    /// Whether the last push changed the value being built (for snapshots).
+    pub(crate) progressed: bool,
+    /// A parse failed: later deltas are only recorded.
+    failed: bool,
+}
+
+impl AnswerReader {
+    pub(crate) fn new(mode: Mode, purpose: Purpose, element_name: &str) -> Self {
+        Self {
+            mode,
+            purpose,
+            element_name: element_name.to_owned(),
+            content: String::new(),
+            content_parser: None,
+            content_found_elements: false,
+            calls: Vec::new(),
+            events: Vec::new(),
+            progressed: false,
+            failed: false,
+        }
+    }
+
+    fn parser(&self) -> JsonStreamParser {
+        JsonStreamParser::new()
+            .detach_elements(self.purpose == Purpose::Elements)
+            .field_events(self.purpose == Purpose::Whole)
+    }
+
+    /// Feeds one delta; completed elements are appended to `out`. After the first error,
+    /// later deltas are only recorded (for echoing the answer back).
+    pub(crate) fn push(&mut self, delta: ChatDelta, out: &mut Vec<Value>) -> Result<(), String> {
+        self.progressed = false;
+        if self.failed {
+            match delta {
+                ChatDelta::Content(text) => self.content.push_str(&text),
+                ChatDelta::ToolCall {
+                    index, arguments, ..
+                } => {
+                    if let Some(call) = self.calls.get_mut(index) {
+                        call.arguments.push_str(&arguments);
+                    }
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        let result = match delta {
+            ChatDelta::Content(text) => self.push_content(&text, out),
+            ChatDelta::ToolCall {
+                index,
+                id,
+                name,
+                arguments,
+            } => self.push_call(index, id, name, &arguments, out),
+            _ => Ok(()),
+        };
+        self.failed = result.is_err();
+        result
+    }
+
+    fn push_content(&mut self, text: &str, out: &mut Vec<Value>) -> Result<(), String> {
+        self.content.push_str(text);
+        if self.mode == Mode::Tools {
+            // Text beside the tool call is commentary.
+            return Ok(());
+        }
+        let mut bytes = text.as_bytes();
+        if self.content_parser.is_none() {
+            // Skip prose and fences before the JSON (md_json), and any leading noise.
+            let Some(start) = bytes.iter().position(|b| *b == b'{' || *b == b'[') else {
+                return Ok(());
+            };
+            bytes = &bytes[start..];
+            self.content_parser = Some(self.parser());
+        }
+        let Some(parser) = self.content_parser.as_mut() else {
+            return Ok(());
+        };
+        if parser.is_done() {
+            // After the JSON: a closing fence or trailing prose.
+            return Ok(());
+        }
+        feed_stopping_at_end(parser, bytes, &mut self.events).map_err(|e| e.to_string())?;
+        self.progressed = true;
+        if self.purpose == Purpose::Elements {
+            drain(
+                &mut self.events,
+                self.content_parser.as_mut(),
+                false,
+                &mut self.content_found_elements,
+                out,
+            );
+        } else {
+            self.events.clear();
+        }
+        Ok(())
+    }
+
+    fn push_call(
+        &mut self,
+        index: usize,
+        id: Option<String>,
+        name: Option<String>,
+        arguments: &str,
+        out: &mut Vec<Value>,
+    ) -> Result<(), String> {
+        while self.calls.len() <= index {
+            self.calls.push(Call {
+                id: None,
+                name: None,
+                arguments: String::new(),
+                parser: None,
+                single: false,
+                found_elements: false,
+            });
+        }
+        let fresh = self.parser();
+        let purpose = self.purpose;
+        let call = &mut self.calls[index];
+        if id.is_some() {
+            call.id = id;
+        }
+        if name.is_some() {
+            call.name = name;
+        }
+        if arguments.is_empty() {
+            return Ok(());
+        }
+        call.arguments.push_str(arguments);
+        let parser = call.parser.get_or_insert_with(|| {
+            call.single = purpose == Purpose::Elements
+                && call.name.as_deref() == Some(self.element_name.as_str());
+            if call.single {
+                JsonStreamParser::new().field_events(false)
+            } else {
+                fresh
+            }
+        });
+        feed_stopping_at_end(parser, arguments.as_bytes(), &mut self.events)
+            .map_err(|e| e.to_string())?;
+        self.progressed = true;
+        if purpose == Purpose::Elements {
+            let single = call.single;
+            drain(
+                &mut self.events,
+                call.parser.as_mut(),
+                single,
+                &mut call.found_elements,
+                out,
+            );
+        } else {
+            self.events.clear();
+        }
+        Ok(())
+    }
+
+    /// Ends the answer: every parser must be complete.
+    pub(crate) fn finish(&mut self, out: &mut Vec<Value>) -> Result<(), String> {
+        if self.failed {
+            return Ok(());
+        }
+        if self.mode == Mode::Tools {
+            if self.calls.iter().all(|c| c.parser.is_none()) {
+                return Err("the model did not call the function".into());
+            }
+            for call in &mut self.calls {
+                if let Some(parser) = call.parser.as_mut() {
+                    parser.finish(&mut self.events).map_err(|e| e.to_string())?;
+                    if self.purpose == Purpose::Whole {
+                        self.events.clear();
+                        continue;
+                    }
+                    drain(
+                        &mut self.events,
+                        Some(parser),
+                        call.single,
+                        &mut call.found_elements,
+                        out,
+                    );
+                }
+            }
+            return Ok(());
+        }
+        let Some(parser) = self.content_parser.as_mut() else {
+            return Err("no JSON found in the answer".into());
+        };
+        parser.finish(&mut self.events).map_err(|e| e.to_string())?;
+        if self.purpose == Purpose::Whole {
+            self.events.clear();
+            return Ok(());
+        }
+        drain(
+            &mut self.events,
+            Some(parser),
+            false,
+            &mut self.content_found_elements,
+            out,
+        );
+        Ok(())
+    }
+
+    /// The value built so far (for [`Purpose::Whole`]).
+    pub(crate) fn partial(&self) -> Option<Value> {
+        match self.mode {
+            Mode::Tools => self
+                .calls
+                .iter()
+                .find_map(|c| c.parser.as_ref())
+                .and_then(JsonStreamParser::partial),
+            _ => self
+                .content_parser
+                .as_ref()
+                .and_then(JsonStreamParser::partial),
+        }
+    }
+
+    /// The completed value (for [`Purpose::Whole`]).
+    pub(crate) fn take_value(&mut self) -> Option<Value> {
+        match self.mode {
+            Mode::Tools => self
+                .calls
+                .iter_mut()
+                .find_map(|c| c.parser.take())
+                .and_then(JsonStreamParser::into_value),
+            _ => self
+                .content_parser
+                .take()
+                .and_then(JsonStreamParser::into_value),
+        }
+    }
+
+    /// The answer as a response, for echoing it back in a re-ask.
+    pub(crate) fn to_response(&self, usage: Usage, finish: Option<String>) -> ChatResponse {
+        ChatResponse {
+            id: None,
+            model: None,
+            content: (!self.content.is_empty()).then(|| self.content.clone()),
+            tool_calls: self
+                .calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ToolCall {
+                    id: c.id.clone().unwrap_or_else(|| format!("call_{i}")),
+                    name: c.name.clone().unwrap_or_default(),
+                    arguments: c.arguments.clone(),
+                })
+                .collect(),
+            finish_reason: finish,
+            usage,
+            raw: Value::Null,
+        }
+    }
+}
+
+/// Feeds `bytes`, ignoring whatever follows a completed top-level value (a closing fence,
+/// trailing prose): models often add some, and it is not part of the answer.
+fn feed_stopping_at_end(
+    parser: &mut JsonStreamParser,
+    bytes: &[u8],
+    events: &mut Vec<Event>,
+) -> Result<(), crate::json_stream::ParseError> {
+    if parser.is_done() {
+        return Ok(());
+    }
+    match parser.feed(bytes, events) {
+        Err(e) if parser.is_done() => {
+            let _ = e;
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Moves completed elements from `events` to `out`. A call that is one element hands over its
+/// whole value; a top-level object with no list in it is taken as one element too, so a
+/// model that answers with a bare object is not lost.
+fn drain(
+    events: &mut Vec<Event>,
+    parser: Option<&mut JsonStreamParser>,
+    single: bool,
+    found_elements: &mut bool,
+    out: &mut Vec<Value>,
+) {
+    let mut root_done = false;
+    for event in events.drain(..) {
+        match event {
+            Event::ElementComplete { value: Some(v), .. } => {
+                *found_elements = true;
+                out.push(v);
+            }
+            Event::RootComplete => root_done = true,
+            _ => {}
+        }
+    }
+    if root_done
+        && let Some(parser) = parser
+        && (single || !*found_elements)
+        && parser.value().is_some_and(Value::is_object)
+    {
+        let is_wrapper = !single
+            && parser
+                .value()
+                .and_then(Value::as_object)
+                .is_some_and(|o| o.values().any(Value::is_array));
+        if !is_wrapper && let Some(v) = parser.value().cloned() {
+            *found_elements = true;
+            out.push(v);
+        }
+    }
+}
