@@ -313,6 +313,23 @@ impl Provider for OpenAi {
         let body =
             serde_json::to_vec(&body).map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
         let response = self.with_retries(|| self.open_stream(&body)).await?;
+        let is_json = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/json"));
+        if is_json {
+            // Some servers ignore `stream: true` and answer whole; read it as one delta run.
+            let bytes = tokio::time::timeout(self.config.timeout, response.bytes())
+                .await
+                .map_err(|_| ProviderError::Timeout(self.config.timeout))?
+                .map_err(|e| self.transport_error(e))?;
+            let raw: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                ProviderError::InvalidResponse(format!("the answer is not JSON: {e}"))
+            })?;
+            let whole = wire::parse_response(raw)?;
+            return Ok(stream::from_whole(whole));
+        }
         Ok(stream::deltas(response, self.config.timeout))
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde_json::Value;
-use sift_core::{ChatDelta, ChatStream, ProviderError, Usage};
+use sift_core::{ChatDelta, ChatResponse, ChatStream, ProviderError, Usage};
 
 use crate::wire;
 
@@ -102,4 +102,28 @@ fn chunk_deltas(chunk: &Value) -> Vec<ChatDelta> {
         }));
     }
     out
+}
+
+/// A whole answer as a stream of deltas.
+pub(crate) fn from_whole(response: ChatResponse) -> ChatStream {
+    let mut deltas = vec![ChatDelta::Meta {
+        id: response.id,
+        model: response.model,
+    }];
+    if let Some(text) = response.content {
+        deltas.push(ChatDelta::Content(text));
+    }
+    for (index, call) in response.tool_calls.into_iter().enumerate() {
+        deltas.push(ChatDelta::ToolCall {
+            index,
+            id: Some(call.id),
+            name: Some(call.name),
+            arguments: call.arguments,
+        });
+    }
+    if let Some(reason) = response.finish_reason {
+        deltas.push(ChatDelta::Finish(reason));
+    }
+    deltas.push(ChatDelta::Usage(response.usage));
+    Box::pin(futures::stream::iter(deltas.into_iter().map(Ok)))
 }

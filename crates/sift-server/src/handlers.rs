@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Serialize;
+use sift_core::StreamError;
 use utoipa::ToSchema;
 
 use crate::AppState;
@@ -126,30 +127,66 @@ pub(crate) async fn many_users(
     ))
 }
 
-/// Sent last on an event stream.
+/// Sent last on an event stream (`event: done`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StreamDone {
     /// Tokens spent over every attempt.
     pub usage: UsageReport,
 }
 
-/// Extracts every person in a text, as a stream of objects.
+/// An element the model produced that failed validation (`event: item_error`, or an NDJSON
+/// line `{"item_error": ...}`); the stream goes on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemError {
+    /// The element's position in the list.
+    pub index: usize,
+    /// What is wrong with it.
+    pub errors: Vec<crate::error::AnswerError>,
+    /// The element as the model wrote it.
+    pub value: serde_json::Value,
+}
+
+fn wants_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
+}
+
+/// Frames one stream item: an NDJSON line, or an SSE event (named unless it is plain data).
+fn frame(sse: bool, event: Option<&str>, ndjson_key: Option<&str>, json: &str) -> String {
+    match (sse, event) {
+        (true, Some(name)) => format!("event: {name}\ndata: {json}\n\n"),
+        (true, None) => format!("data: {json}\n\n"),
+        (false, _) => match ndjson_key {
+            Some(key) => format!("{{\"{key}\":{json}}}\n"),
+            None => format!("{json}\n"),
+        },
+    }
+}
+
+/// Extracts every person in a text, streaming each as soon as the model finishes it.
 ///
 /// `application/x-ndjson` (one object per line) by default; `text/event-stream` when `Accept`
-/// asks for it, with a `data:` event per object and a final `event: done` carrying the usage.
+/// asks for it: a `data:` event per object, `event: item_error` for an element that failed
+/// validation, `event: error` if the extraction fails mid-stream, and a final `event: done`
+/// carrying the usage. In NDJSON the same appear as lines `{"item_error": {...}}` and
+/// `{"error": {...}}`. A failure before the first object answers with an error status instead.
+/// A client that disconnects cancels the model call.
 #[utoipa::path(
     post,
     path = "/extract",
     request_body = UserData,
     responses(
-        (status = 200, description = "The people, one object per line (NDJSON) or per `data:` event (SSE)",
+        (status = 200, description = "The people, one object per line (NDJSON) or per `data:` event (SSE), each sent as soon as it is complete",
             content(
                 (UserDetail = "application/x-ndjson"),
                 (UserDetail = "text/event-stream"),
             )),
         (status = 413, description = "The request body is larger than the limit"),
         (status = 422, description = "The request body does not fit", body = HttpValidationError),
-        (status = 502, description = "The model failed", body = crate::error::ExtractionError),
+        (status = 502, description = "The model failed before the first object", body = crate::error::ExtractionError),
         (status = 504, description = "The model did not answer in time", body = crate::error::ExtractionError),
     ),
     tag = "extraction"
@@ -159,43 +196,77 @@ pub(crate) async fn extract(
     headers: HeaderMap,
     Body(data): Body<UserData>,
 ) -> Result<Response, ApiError> {
-    let sse = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("text/event-stream"));
-    let out = state
+    let sse = wants_sse(&headers);
+    let mut stream = state
         .client
-        .extract::<Vec<UserDetail>>()
+        .extract_iter::<UserDetail>()
         .user(data.query)
-        .send()
-        .await
-        .map_err(|e| ApiError::Extraction(Box::new(e)))?;
-    let mut body = String::new();
-    for user in &out.value {
-        let line = serde_json::to_string(user).unwrap_or_default();
-        tracing::info!(value = %line, "Returning user object");
-        if sse {
-            body.push_str("data: ");
-            body.push_str(&line);
-            body.push_str("\n\n");
-        } else {
-            body.push_str(&line);
-            body.push('\n');
+        .stream();
+    // Wait for the first item, so a failure before anything is sent gets a proper status.
+    let first = match stream.next().await {
+        Some(Err(StreamError::Extract(e))) => return Err(ApiError::Extraction(Box::new(e))),
+        other => other,
+    };
+    let span = tracing::info_span!("Generating User Response Objects");
+    let body = async_stream::stream! {
+        let mut pending = first;
+        loop {
+            let item = match pending.take() {
+                Some(item) => item,
+                None => match stream.next().await {
+                    Some(item) => item,
+                    None => break,
+                },
+            };
+            let chunk = match item {
+                Ok(user) => {
+                    let json = serde_json::to_string(&user).unwrap_or_default();
+                    tracing::info!(parent: &span, value = %json, "Returning user object");
+                    frame(sse, None, None, &json)
+                }
+                Err(StreamError::Item { index, errors, value }) => {
+                    let report = ItemError {
+                        index,
+                        errors: errors
+                            .into_iter()
+                            .map(|e| crate::error::AnswerError { path: e.path, message: e.message })
+                            .collect(),
+                        value,
+                    };
+                    frame(sse, Some("item_error"), Some("item_error"), &serde_json::to_string(&report).unwrap_or_default())
+                }
+                Err(StreamError::Extract(e)) => {
+                    let detail = ExtractionFailure::from_error(&e);
+                    tracing::error!(parent: &span, error = %detail.message, "extraction failed mid-stream");
+                    yield Ok::<_, std::convert::Infallible>(frame(sse, Some("error"), Some("error"), &serde_json::to_string(&detail).unwrap_or_default()));
+                    break;
+                }
+                Err(other) => {
+                    let json = serde_json::json!({"message": other.to_string()}).to_string();
+                    yield Ok(frame(sse, Some("error"), Some("error"), &json));
+                    break;
+                }
+            };
+            yield Ok(chunk);
         }
-    }
+        if sse {
+            let done = StreamDone { usage: stream.usage().into() };
+            yield Ok(frame(true, Some("done"), None, &serde_json::to_string(&done).unwrap_or_default()));
+        }
+    };
     let content_type = if sse {
-        let done = StreamDone {
-            usage: out.usage.into(),
-        };
-        body.push_str("event: done\ndata: ");
-        body.push_str(&serde_json::to_string(&done).unwrap_or_default());
-        body.push_str("\n\n");
         "text/event-stream"
     } else {
         "application/x-ndjson"
     };
-    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
 }
 
 /// Readiness.

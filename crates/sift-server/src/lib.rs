@@ -29,7 +29,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa_swagger_ui::SwaggerUi;
 
-pub use handlers::{Health, StreamDone, user_prompt};
+pub use handlers::{Health, ItemError, StreamDone, user_prompt};
 pub use openapi::openapi;
 
 /// Limits and settings of the service.

@@ -6,7 +6,7 @@ use crate::error::{
     AnswerError, AttemptReport, ExtractionError, ExtractionFailure, HttpValidationError,
     ManyUsersError, ManyUsersFailureDetail, QueryFailure, UsageReport,
 };
-use crate::handlers::{self, Health, StreamDone};
+use crate::handlers::{self, Health, ItemError, StreamDone};
 use crate::models::{MultipleUserData, UserData, UserDetail};
 use crate::request::{ErrorDetail, LocItem};
 
@@ -21,7 +21,7 @@ use crate::request::{ErrorDetail, LocItem};
     components(schemas(
         UserData, MultipleUserData, UserDetail, HttpValidationError, ErrorDetail, LocItem,
         ExtractionError, ExtractionFailure, AttemptReport, AnswerError, UsageReport,
-        ManyUsersError, ManyUsersFailureDetail, QueryFailure, StreamDone, Health
+        ManyUsersError, ManyUsersFailureDetail, QueryFailure, StreamDone, ItemError, Health
     )),
     tags(
         (name = "extraction", description = "The seed's endpoints"),

@@ -2,6 +2,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod endpoints;
+mod extract_stream;
 mod many_users;
 mod openapi;
 mod validation;
