@@ -36,8 +36,8 @@ use std::fmt;
 
 use serde_json::{Map, Number, Value};
 
-/// Default limit on nesting, as serde_json's.
-pub const DEFAULT_MAX_DEPTH: usize = 128;
+/// Default limit on nesting: 127 levels, as serde_json allows.
+pub const DEFAULT_MAX_DEPTH: usize = 127;
 
 /// One step of a path: an object key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -80,6 +80,9 @@ pub enum Event {
         /// The element, when it was detached (see [`JsonStreamParser::detach_elements`]);
         /// otherwise it stays in the document and this is `None`.
         value: Option<Value>,
+        /// The element's JSON text, when it was detached raw (see
+        /// [`JsonStreamParser::detach_raw`]).
+        raw: Option<String>,
     },
     /// The top-level value is complete.
     RootComplete,
@@ -107,6 +110,10 @@ enum Container {
         items: Vec<Value>,
         count: usize,
     },
+    /// Inside a raw-detached element: checked, not built.
+    Skip {
+        object: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +138,26 @@ struct Frame {
     expect: Expect,
 }
 
+impl Frame {
+    fn is_object(&self) -> bool {
+        matches!(
+            self.container,
+            Container::Object { .. } | Container::Skip { object: true }
+        )
+    }
+}
+
+/// The raw text of an element being detached.
+#[derive(Debug)]
+struct Capture {
+    /// Stack depth of the array holding the element.
+    depth: usize,
+    buf: Vec<u8>,
+    /// Offset of the element's first byte in the whole stream.
+    start: usize,
+    done: bool,
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Escape {
     None,
@@ -143,11 +170,14 @@ enum Lex {
     Idle,
     Str {
         buf: Vec<u8>,
+        /// Whether to keep the text (not inside a raw capture).
+        collect: bool,
         is_key: bool,
         escape: Escape,
         high_surrogate: Option<u32>,
     },
-    Num(String),
+    /// A number; its text is in the parser's `number` buffer.
+    Num,
     Lit {
         text: &'static [u8],
         pos: usize,
@@ -163,8 +193,20 @@ pub struct JsonStreamParser {
     done: bool,
     offset: usize,
     detach: bool,
+    raw: bool,
     field_events: bool,
     max_depth: usize,
+    capture: Option<Capture>,
+    /// Where in the current chunk a capture began (set by `start_value`).
+    capture_began: Option<usize>,
+    /// Index in the current chunk of the byte being handled.
+    cursor: usize,
+    /// Text of the number being read (reused to save an allocation per number).
+    number: String,
+    /// Length of the last raw element, to size the next one's buffer.
+    last_capture_len: usize,
+    /// Whether events carry paths.
+    paths: bool,
 }
 
 impl Default for JsonStreamParser {
@@ -197,8 +239,15 @@ impl JsonStreamParser {
             done: false,
             offset: 0,
             detach: false,
+            raw: false,
             field_events: true,
             max_depth: DEFAULT_MAX_DEPTH,
+            capture: None,
+            capture_began: None,
+            cursor: 0,
+            number: String::new(),
+            last_capture_len: 64,
+            paths: true,
         }
     }
 
@@ -208,6 +257,25 @@ impl JsonStreamParser {
     #[must_use]
     pub fn detach_elements(mut self, on: bool) -> Self {
         self.detach = on;
+        self
+    }
+
+    /// Like [`detach_elements`](Self::detach_elements), but hands over each element's JSON
+    /// text ([`Event::ElementComplete`]'s `raw`) instead of a built value: the element is
+    /// checked byte by byte as usual but nothing inside it is allocated, which is what makes
+    /// streaming a long list cheap. No field events are reported inside such elements.
+    #[must_use]
+    pub fn detach_raw(mut self, on: bool) -> Self {
+        self.detach = on;
+        self.raw = on;
+        self
+    }
+
+    /// Whether element events carry their path (on by default). Off saves building one per
+    /// element when only the elements matter; paths are then empty.
+    #[must_use]
+    pub fn element_paths(mut self, on: bool) -> Self {
+        self.paths = on;
         self
     }
 
@@ -257,16 +325,32 @@ impl JsonStreamParser {
     /// Feeds the next chunk; completed things are appended to `events`.
     pub fn feed(&mut self, chunk: &[u8], events: &mut Vec<Event>) -> Result<(), ParseError> {
         let mut i = 0;
+        // Start, in this chunk, of the raw element being captured.
+        let mut seg = self.capture.as_ref().map(|_| 0);
         while i < chunk.len() {
+            if let Some(start) = seg
+                && let Some(capture) = self.capture.as_mut()
+                && capture.done
+            {
+                capture.buf.extend_from_slice(&chunk[start..i]);
+                seg = None;
+                self.emit_capture(events)?;
+            }
             match &mut self.lex {
                 Lex::Str { .. } => i = self.string_bytes(chunk, i, events)?,
-                Lex::Num(buf) => {
-                    let b = chunk[i];
-                    if b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E') {
-                        buf.push(b as char);
-                        i += 1;
-                        self.offset += 1;
-                    } else {
+                Lex::Num => {
+                    let run = chunk[i..]
+                        .iter()
+                        .position(|&b| {
+                            !(b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
+                        })
+                        .unwrap_or(chunk.len() - i);
+                    // Only number characters, so ASCII.
+                    self.number
+                        .extend(chunk[i..i + run].iter().map(|&b| b as char));
+                    i += run;
+                    self.offset += run;
+                    if i < chunk.len() {
                         self.end_number(events)?;
                     }
                 }
@@ -290,7 +374,7 @@ impl JsonStreamParser {
                             _ => Value::Null,
                         };
                         self.lex = Lex::Idle;
-                        self.complete(value, events);
+                        self.complete(Some(value), events);
                     }
                 }
                 Lex::Idle => {
@@ -300,19 +384,65 @@ impl JsonStreamParser {
                         self.offset += 1;
                     }
                     if i < chunk.len() {
+                        self.cursor = i;
                         self.structural(chunk[i], events)?;
+                        if let Some(at) = self.capture_began.take() {
+                            seg = Some(at);
+                        }
                         i += 1;
                         self.offset += 1;
                     }
                 }
             }
         }
+        if let Some(start) = seg
+            && let Some(capture) = self.capture.as_mut()
+        {
+            capture.buf.extend_from_slice(&chunk[start..]);
+            if capture.done {
+                self.emit_capture(events)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Hands over a completed raw element.
+    fn emit_capture(&mut self, events: &mut Vec<Event>) -> Result<(), ParseError> {
+        let Some(capture) = self.capture.take() else {
+            return Ok(());
+        };
+        let start = capture.start;
+        self.last_capture_len = capture.buf.len().next_power_of_two().max(64);
+        let text = String::from_utf8(capture.buf).map_err(|e| ParseError {
+            offset: start + e.utf8_error().valid_up_to(),
+            expected: "UTF-8 text",
+            found: "invalid UTF-8".into(),
+        })?;
+        let path = if self.paths {
+            self.current_path_of_last_element()
+        } else {
+            JsonPath::default()
+        };
+        events.push(Event::ElementComplete {
+            path,
+            value: None,
+            raw: Some(text),
+        });
+        Ok(())
+    }
+
+    /// Path of the element that just completed in the top (array) frame.
+    fn current_path_of_last_element(&self) -> JsonPath {
+        let mut path = self.current_path();
+        if let Some(PathSegment::Index(n)) = path.0.last_mut() {
+            *n = n.saturating_sub(1);
+        }
+        path
     }
 
     /// Ends the input: a number at the very end is completed; anything unfinished is an error.
     pub fn finish(&mut self, events: &mut Vec<Event>) -> Result<(), ParseError> {
-        if matches!(self.lex, Lex::Num(_)) {
+        if matches!(self.lex, Lex::Num) {
             self.end_number(events)?;
         }
         if self.done {
@@ -346,6 +476,7 @@ impl JsonStreamParser {
                 b'"' => {
                     self.lex = Lex::Str {
                         buf: Vec::new(),
+                        collect: self.capture.is_none(),
                         is_key: true,
                         escape: Escape::None,
                         high_surrogate: None,
@@ -371,10 +502,7 @@ impl JsonStreamParser {
                 }
             }
             Expect::CommaOrEnd => {
-                let is_object = matches!(
-                    self.stack.last().map(|f| &f.container),
-                    Some(Container::Object { .. })
-                );
+                let is_object = self.stack.last().is_some_and(Frame::is_object);
                 match (b, is_object) {
                     (b',', true) => {
                         self.set_expect(Expect::Key);
@@ -399,12 +527,23 @@ impl JsonStreamParser {
     }
 
     fn start_value(&mut self, b: u8, expect: Expect) -> Result<(), ParseError> {
+        if self.raw && self.capture.is_none() && self.detaching_here() {
+            self.capture = Some(Capture {
+                depth: self.stack.len(),
+                buf: Vec::with_capacity(self.last_capture_len),
+                start: self.offset,
+                done: false,
+            });
+            self.capture_began = Some(self.cursor);
+        }
         match b {
             b'{' | b'[' => {
                 if self.stack.len() >= self.max_depth {
                     return self.error("less nesting", format!("depth over {}", self.max_depth));
                 }
-                let container = if b == b'{' {
+                let container = if self.capture.is_some() {
+                    Container::Skip { object: b == b'{' }
+                } else if b == b'{' {
                     Container::Object {
                         map: Map::new(),
                         key: None,
@@ -427,12 +566,17 @@ impl JsonStreamParser {
             b'"' => {
                 self.lex = Lex::Str {
                     buf: Vec::new(),
+                    collect: self.capture.is_none(),
                     is_key: false,
                     escape: Escape::None,
                     high_surrogate: None,
                 };
             }
-            b'-' | b'0'..=b'9' => self.lex = Lex::Num(String::from(b as char)),
+            b'-' | b'0'..=b'9' => {
+                self.number.clear();
+                self.number.push(b as char);
+                self.lex = Lex::Num;
+            }
             b't' => {
                 self.lex = Lex::Lit {
                     text: b"true",
@@ -470,26 +614,34 @@ impl JsonStreamParser {
             return self.error("a JSON value", "a closing bracket".into());
         };
         let value = match frame.container {
-            Container::Object { map, .. } => Value::Object(map),
-            Container::Array { items, .. } => Value::Array(items),
+            Container::Object { map, .. } => Some(Value::Object(map)),
+            Container::Array { items, .. } => Some(Value::Array(items)),
+            Container::Skip { .. } => None,
         };
         self.complete(value, events);
         Ok(())
     }
 
     fn end_number(&mut self, events: &mut Vec<Event>) -> Result<(), ParseError> {
-        let Lex::Num(text) = std::mem::replace(&mut self.lex, Lex::Idle) else {
+        if !matches!(std::mem::replace(&mut self.lex, Lex::Idle), Lex::Num) {
             return Ok(());
+        }
+        let text = &self.number;
+        let number = if self.capture.is_some() {
+            // Inside a raw element only the grammar matters.
+            valid_number(text).then_some(None)
+        } else {
+            parse_number(text).map(Some)
         };
-        match parse_number(&text) {
+        match number {
             Some(n) => {
-                self.complete(Value::Number(n), events);
+                self.complete(n.map(Value::Number), events);
                 Ok(())
             }
             None => Err(ParseError {
-                offset: self.offset - text.len(),
+                offset: self.offset - self.number.len(),
                 expected: "a valid number",
-                found: format!("'{text}'"),
+                found: format!("'{}'", self.number),
             }),
         }
     }
@@ -504,13 +656,19 @@ impl JsonStreamParser {
                         PathSegment::Key(key.clone().unwrap_or_default())
                     }
                     Container::Array { count, .. } => PathSegment::Index(*count),
+                    Container::Skip { .. } => PathSegment::Index(0),
                 })
                 .collect(),
         )
     }
 
+    /// Whether a value starting or ending now is an element of the list being detached.
     fn detaching_here(&self) -> bool {
         self.detach
+            && matches!(
+                self.stack.last().map(|f| &f.container),
+                Some(Container::Array { .. })
+            )
             && match self.stack.len() {
                 1 => true,
                 2 => matches!(self.stack[0].container, Container::Object { .. }),
@@ -518,7 +676,29 @@ impl JsonStreamParser {
             }
     }
 
-    fn complete(&mut self, value: Value, events: &mut Vec<Event>) {
+    /// A value completed: `None` inside a raw capture, where nothing is built.
+    fn complete(&mut self, value: Option<Value>, events: &mut Vec<Event>) {
+        if let Some(capture) = self.capture.as_mut() {
+            if self.stack.len() == capture.depth {
+                // The captured element itself is complete; its bytes are handed over once
+                // `feed` has copied them.
+                capture.done = true;
+                if let Some(Frame {
+                    container: Container::Array { count, .. },
+                    expect,
+                }) = self.stack.last_mut()
+                {
+                    *count += 1;
+                    *expect = Expect::CommaOrEnd;
+                }
+            } else if let Some(frame) = self.stack.last_mut() {
+                frame.expect = Expect::CommaOrEnd;
+            }
+            return;
+        }
+        let Some(value) = value else {
+            return;
+        };
         let detach = self.detaching_here();
         let want_path = match self.stack.last() {
             None => false,
@@ -528,10 +708,13 @@ impl JsonStreamParser {
             }) => self.field_events,
             Some(_) => detach || self.field_events,
         };
-        let path = if want_path {
-            Some(self.current_path())
-        } else {
-            None
+        let path = match self.stack.last() {
+            _ if !want_path => None,
+            Some(Frame {
+                container: Container::Array { .. },
+                ..
+            }) if !self.paths => Some(JsonPath::default()),
+            _ => Some(self.current_path()),
         };
         match self.stack.last_mut() {
             None => {
@@ -559,9 +742,14 @@ impl JsonStreamParser {
                             None
                         };
                         if let Some(path) = path {
-                            events.push(Event::ElementComplete { path, value });
+                            events.push(Event::ElementComplete {
+                                path,
+                                value,
+                                raw: None,
+                            });
                         }
                     }
+                    Container::Skip { .. } => {}
                 }
             }
         }
@@ -577,6 +765,7 @@ impl JsonStreamParser {
         let start_offset = self.offset;
         let Lex::Str {
             buf,
+            collect,
             is_key,
             escape,
             high_surrogate,
@@ -602,7 +791,9 @@ impl JsonStreamParser {
                         if high_surrogate.is_some() {
                             return Err(fail(i, "'\\u' with a low surrogate", describe(chunk[i])));
                         }
-                        buf.extend_from_slice(&chunk[i..i + run]);
+                        if *collect {
+                            buf.extend_from_slice(&chunk[i..i + run]);
+                        }
                         i += run;
                         continue;
                     }
@@ -614,8 +805,21 @@ impl JsonStreamParser {
                             }
                             let bytes = std::mem::take(buf);
                             let is_key = *is_key;
+                            let collect = *collect;
                             i += 1;
                             self.offset = start_offset + (i - begin);
+                            if !collect {
+                                // Inside a raw capture: UTF-8 is checked when it is handed over.
+                                self.lex = Lex::Idle;
+                                if is_key {
+                                    if let Some(frame) = self.stack.last_mut() {
+                                        frame.expect = Expect::Colon;
+                                    }
+                                } else {
+                                    self.complete(None, events);
+                                }
+                                return Ok(i);
+                            }
                             let text = String::from_utf8(bytes).map_err(|e| ParseError {
                                 offset: self.offset,
                                 expected: "UTF-8 text in the string",
@@ -635,7 +839,7 @@ impl JsonStreamParser {
                                     *expect = Expect::Colon;
                                 }
                             } else {
-                                self.complete(Value::String(text), events);
+                                self.complete(Some(Value::String(text)), events);
                             }
                             return Ok(i);
                         }
@@ -667,7 +871,9 @@ impl JsonStreamParser {
                     };
                     match plain {
                         Some(c) => {
-                            buf.push(c);
+                            if *collect {
+                                buf.push(c);
+                            }
                             *escape = Escape::None;
                         }
                         None => *escape = Escape::Unicode { digits: 0, code: 0 },
@@ -713,8 +919,10 @@ impl JsonStreamParser {
                     let Some(c) = c else {
                         return Err(fail(i, "a valid code point", format!("\\u{code:04x}")));
                     };
-                    let mut tmp = [0u8; 4];
-                    buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+                    if *collect {
+                        let mut tmp = [0u8; 4];
+                        buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+                    }
                 }
             }
         }
@@ -732,7 +940,10 @@ impl JsonStreamParser {
         }
         let mut child: Option<Value> = match &self.lex {
             Lex::Str {
-                buf, is_key: false, ..
+                buf,
+                is_key: false,
+                collect: true,
+                ..
             } => Some(Value::String(match std::str::from_utf8(buf) {
                 Ok(s) => s.to_owned(),
                 Err(e) => String::from_utf8_lossy(&buf[..e.valid_up_to()]).into_owned(),
@@ -755,6 +966,11 @@ impl JsonStreamParser {
                     }
                     Value::Array(items)
                 }
+                // A raw element in progress is not part of the partial value.
+                Container::Skip { .. } => {
+                    child = None;
+                    continue;
+                }
             };
             child = Some(value);
         }
@@ -763,7 +979,7 @@ impl JsonStreamParser {
 }
 
 fn expectation(frame: &Frame) -> &'static str {
-    let is_object = matches!(frame.container, Container::Object { .. });
+    let is_object = frame.is_object();
     match (frame.expect, is_object) {
         (Expect::FirstKey, _) => "a string key or '}'",
         (Expect::Key, _) => "a string key",
@@ -775,8 +991,19 @@ fn expectation(frame: &Frame) -> &'static str {
     }
 }
 
-/// Parses a JSON number, checking the grammar `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
-fn parse_number(text: &str) -> Option<Number> {
+/// Whether `text` fits the JSON number grammar and, as serde_json requires, is finite.
+fn valid_number(text: &str) -> bool {
+    match number_kind(text) {
+        None => false,
+        // Only an exponent or a very long number can overflow a float: parse those.
+        Some(_) if text.len() > 300 || text.contains(['e', 'E']) => parse_number(text).is_some(),
+        Some(_) => true,
+    }
+}
+
+/// Checks the grammar `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`; `Some(true)` for an
+/// integer, `Some(false)` for a float.
+fn number_kind(text: &str) -> Option<bool> {
     let b = text.as_bytes();
     let mut i = usize::from(b.first() == Some(&b'-'));
     let int_start = i;
@@ -816,6 +1043,12 @@ fn parse_number(text: &str) -> Option<Number> {
     if i != b.len() {
         return None;
     }
+    Some(integer)
+}
+
+/// Parses a JSON number as serde_json does.
+fn parse_number(text: &str) -> Option<Number> {
+    let integer = number_kind(text)?;
     if integer {
         if let Ok(u) = text.parse::<u64>() {
             return Some(Number::from(u));
@@ -911,16 +1144,75 @@ mod tests {
             [
                 Event::ElementComplete {
                     path: JsonPath(vec![PathSegment::Index(0)]),
-                    value: Some(json!({"a": [1, 2]}))
+                    value: Some(json!({"a": [1, 2]})),
+                    raw: None,
                 },
                 Event::ElementComplete {
                     path: JsonPath(vec![PathSegment::Index(1)]),
-                    value: Some(json!(3))
+                    value: Some(json!(3)),
+                    raw: None,
                 },
                 Event::RootComplete,
             ]
         );
         assert_eq!(p.into_value(), Some(json!([])));
+    }
+
+    #[test]
+    fn raw_elements_keep_their_exact_text_across_chunks() {
+        let text =
+            r#"{"value": [ {"a": "x\"}", "n": [1, 2.5e3]} , "s\u00e9", 7, true, null ], "k": 1}"#;
+        for size in [1, 2, 3, 5, 64] {
+            let mut p = JsonStreamParser::new().detach_raw(true);
+            let mut events = Vec::new();
+            for piece in text.as_bytes().chunks(size) {
+                p.feed(piece, &mut events).unwrap();
+            }
+            p.finish(&mut events).unwrap();
+            let raws: Vec<(String, String)> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::ElementComplete {
+                        path, raw: Some(r), ..
+                    } => Some((path.to_string(), r.clone())),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                raws,
+                [
+                    (
+                        "value[0]".into(),
+                        r#"{"a": "x\"}", "n": [1, 2.5e3]}"#.into()
+                    ),
+                    ("value[1]".into(), r#""s\u00e9""#.into()),
+                    ("value[2]".into(), "7".into()),
+                    ("value[3]".into(), "true".into()),
+                    ("value[4]".into(), "null".into()),
+                ],
+                "chunks of {size}"
+            );
+            assert_eq!(p.into_value(), Some(json!({"value": [], "k": 1})));
+        }
+    }
+
+    #[test]
+    fn raw_elements_are_still_checked() {
+        let bad: [&[u8]; 5] = [
+            br#"[{"a" 1}]"#,
+            br#"[{"a": 01}]"#,
+            br#"["\x"]"#,
+            b"[\"\xff\"]",
+            br#"[[1,]]"#,
+        ];
+        for text in bad {
+            let mut p = JsonStreamParser::new().detach_raw(true);
+            let mut events = Vec::new();
+            let r = p
+                .feed(text, &mut events)
+                .and_then(|()| p.finish(&mut events));
+            assert!(r.is_err(), "{}", String::from_utf8_lossy(text));
+        }
     }
 
     #[test]
@@ -1006,6 +1298,14 @@ mod tests {
         let deep = "[".repeat(200);
         let err = parse_in(&[&deep]).0.unwrap_err();
         assert_eq!(err.expected, "less nesting");
-        assert_eq!(err.offset, 128);
+        assert_eq!(err.offset, 127);
+        for depth in [127, 128] {
+            let text = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            assert_eq!(
+                parse_in(&[&text]).0.is_ok(),
+                serde_json::from_str::<Value>(&text).is_ok(),
+                "depth {depth} as serde_json"
+            );
+        }
     }
 }

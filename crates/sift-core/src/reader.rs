@@ -64,7 +64,8 @@ impl AnswerReader {
 
     fn parser(&self) -> JsonStreamParser {
         JsonStreamParser::new()
-            .detach_elements(self.purpose == Purpose::Elements)
+            .detach_raw(self.purpose == Purpose::Elements)
+            .element_paths(false)
             .field_events(self.purpose == Purpose::Whole)
     }
 
@@ -329,6 +330,13 @@ fn drain(
             Event::ElementComplete { value: Some(v), .. } => {
                 *found_elements = true;
                 out.push(v);
+            }
+            Event::ElementComplete {
+                raw: Some(text), ..
+            } => {
+                *found_elements = true;
+                // The parser has checked the text already.
+                out.push(serde_json::from_str(&text).unwrap_or(Value::Null));
             }
             Event::RootComplete => root_done = true,
             _ => {}

@@ -15,6 +15,8 @@
 //! # }
 //! ```
 
+pub mod bench;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -71,7 +71,18 @@ fn run(
     sizes: &[usize],
     detach: bool,
 ) -> (Result<Option<Value>, ParseError>, Vec<Event>) {
-    let mut parser = JsonStreamParser::new().detach_elements(detach);
+    run_with(
+        JsonStreamParser::new().detach_elements(detach),
+        bytes,
+        sizes,
+    )
+}
+
+fn run_with(
+    mut parser: JsonStreamParser,
+    bytes: &[u8],
+    sizes: &[usize],
+) -> (Result<Option<Value>, ParseError>, Vec<Event>) {
     let mut events = Vec::new();
     let mut rest = bytes;
     let mut k = 0;
@@ -130,7 +141,19 @@ proptest! {
                 _ => None,
             })
             .collect();
-        prop_assert_eq!(got, expected);
+        prop_assert_eq!(&got, &expected);
+
+        // Raw detaching hands over each element's exact text.
+        let (result, events) = run_with(JsonStreamParser::new().detach_raw(true), text.as_bytes(), &sizes);
+        prop_assert!(result.is_ok());
+        let raw: Vec<Value> = events
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::ElementComplete { raw: Some(r), .. } => Some(serde_json::from_str(&r).unwrap()),
+                _ => None,
+            })
+            .collect();
+        prop_assert_eq!(raw, expected);
     }
 
     #[test]
@@ -146,6 +169,9 @@ proptest! {
     ) {
         let ours = run(&bytes, &sizes, false).0;
         let theirs = serde_json::from_slice::<Value>(&bytes);
+        // Raw detaching checks the same grammar.
+        let raw = run_with(JsonStreamParser::new().detach_raw(true), &bytes, &sizes).0;
+        prop_assert_eq!(raw.is_ok(), theirs.is_ok(), "raw mode on {:?}: {:?}", String::from_utf8_lossy(&bytes), raw);
         match (&ours, &theirs) {
             (Ok(Some(a)), Ok(b)) => prop_assert_eq!(a, b),
             (Err(e), Err(_)) => prop_assert!(e.offset <= bytes.len()),

@@ -10,31 +10,12 @@
 //! ```
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use sift_test_support::bench::{SiftProcess, arg};
 use sift_test_support::{Reply, ScriptedServer, http_client};
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_owned())
-}
-
-/// User + system CPU time of a process, from /proc/PID/stat (fields 14 and 15, in ticks).
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
-    let after_name = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // USER_HZ is 100 on Linux.
-    Duration::from_millis(ticks * 10)
-}
 
 async fn drive(url: &str, total: usize, connections: usize) -> Vec<Duration> {
     let client = http_client();
@@ -81,34 +62,16 @@ async fn main() {
     upstream.fallback(|_| {
         Reply::tool_call("UserDetail", r#"{"name": "Daniel", "age": 24}"#).usage(60, 12)
     });
-    let mut cmd = Command::new(&sift);
-    cmd.args(["serve", "--port", "0"])
-        .env("OPENAI_BASE_URL", upstream.base_url())
-        .env("OPENAI_API_KEY", "sk-bench")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for pair in extra_env.split(',').filter(|p| p.contains('=')) {
-        let (k, v) = pair.split_once('=').unwrap();
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("could not run {sift}: {e}"));
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line.trim().trim_start_matches("listening on ").to_owned();
-    let url = format!("{base}/user");
+    let sift_process = SiftProcess::start(&sift, &upstream.base_url(), &extra_env);
+    let url = format!("{}/user", sift_process.url);
 
     drive(&url, 1000.min(total), connections).await; // warm-up
-    let cpu_before = cpu_time(child.id());
+    let cpu_before = sift_process.cpu_time();
     let started = Instant::now();
     let latencies = drive(&url, total, connections).await;
     let wall = started.elapsed();
-    let cpu = cpu_time(child.id()) - cpu_before;
-    let _ = child.kill();
-    let _ = child.wait();
+    let cpu = sift_process.cpu_time() - cpu_before;
+    drop(sift_process);
 
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!("requests: {total} over {connections} connections in {wall:.2?}");

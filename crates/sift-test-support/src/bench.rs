@@ -1,0 +1,70 @@
+//! Helpers for the load benchmarks: run the `sift` binary and read its CPU time.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The value after `name` on the command line, or `default`.
+pub fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// A running `sift serve` pointed at an upstream; killed when dropped.
+pub struct SiftProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl SiftProcess {
+    /// Starts `binary serve --port 0` with `OPENAI_BASE_URL=base_url`; `extra_env` is
+    /// `K=V,K=V`.
+    ///
+    /// # Panics
+    /// If the binary cannot be run or prints no `listening on` line.
+    pub fn start(binary: &str, base_url: &str, extra_env: &str) -> Self {
+        let mut cmd = Command::new(binary);
+        cmd.args(["serve", "--port", "0"])
+            .env("OPENAI_BASE_URL", base_url)
+            .env("OPENAI_API_KEY", "sk-bench")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for pair in extra_env.split(',').filter(|p| p.contains('=')) {
+            let (k, v) = pair.split_once('=').unwrap();
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not run {binary}: {e}"));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line.trim().trim_start_matches("listening on ").to_owned();
+        assert!(url.starts_with("http://"), "unexpected first line {line:?}");
+        Self { child, url }
+    }
+
+    /// User + system CPU time so far, from /proc/PID/stat (fields 14 and 15, in ticks of
+    /// 1/100 s).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("read /proc stat");
+        let after_name = &stat[stat.rfind(')').expect("stat format") + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_millis(ticks * 10)
+    }
+}
+
+impl Drop for SiftProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
