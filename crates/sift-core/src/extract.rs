@@ -432,16 +432,16 @@ fn check<T: DeserializeOwned>(
         }
     })?;
     let json = compiled.schema.unwrap_value(json);
-    check_value(compiled, json, validator).map_err(|e| (AttemptOutcome::ValidationFailed, e))
+    check_value(compiled, &json, validator).map_err(|e| (AttemptOutcome::ValidationFailed, e))
 }
 
 /// Schema-checks, deserialises and validates one parsed value.
 pub(crate) fn check_value<T: DeserializeOwned>(
     compiled: &Compiled,
-    json: serde_json::Value,
+    json: &serde_json::Value,
     validator: Option<&Check<T>>,
 ) -> Result<T, Vec<FieldError>> {
-    let errors = compiled.validator.errors(&json);
+    let errors = compiled.validator.errors(json);
     if !errors.is_empty() {
         return Err(errors);
     }

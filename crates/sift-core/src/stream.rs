@@ -366,7 +366,7 @@ fn check_element<T: DeserializeOwned>(
     validator: Option<&Check<T>>,
     index: usize,
 ) -> Result<T, StreamError> {
-    check_value(compiled, value.clone(), validator).map_err(|errors| {
+    check_value(compiled, &value, validator).map_err(|errors| {
         tracing::warn!(index, errors = %serde_json::to_string(&errors).unwrap_or_default(), "element failed validation");
         StreamError::Item {
             index,
@@ -471,7 +471,7 @@ where
                 (None, None) => (AttemptOutcome::NoOutput, vec![FieldError::new("", "no JSON found in the answer")]),
                 (None, Some(value)) => {
                     let value = compiled.schema.unwrap_value(value);
-                    match check_value::<T>(&compiled, value, validator.as_deref()) {
+                    match check_value::<T>(&compiled, &value, validator.as_deref()) {
                         Ok(v) => {
                             stats.push(attempt_record(number, started, &end, AttemptOutcome::Success, Vec::new(), None));
                             yield Ok(PartialUpdate::Done(v));

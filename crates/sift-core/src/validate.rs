@@ -77,6 +77,10 @@ impl SchemaValidator {
 
     /// Every violation in `instance`.
     pub fn errors(&self, instance: &Value) -> Vec<FieldError> {
+        // The quick yes/no check first: most answers are valid.
+        if self.validator.is_valid(instance) {
+            return Vec::new();
+        }
         self.validator
             .iter_errors(instance)
             .map(|e| {
@@ -114,7 +118,7 @@ pub fn pointer_to_path(pointer: &str, instance: &Value) -> String {
 }
 
 /// Deserialises `value` into `T`, reporting where it failed.
-pub fn deserialize<T: DeserializeOwned>(value: Value) -> Result<T, FieldError> {
+pub fn deserialize<T: DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
@@ -168,7 +172,7 @@ mod tests {
         struct Doc {
             items: Vec<Item>,
         }
-        let err = deserialize::<Doc>(json!({"items": [{"name": "a"}, {"name": 5}]})).unwrap_err();
+        let err = deserialize::<Doc>(&json!({"items": [{"name": "a"}, {"name": 5}]})).unwrap_err();
         assert_eq!(err.path, "items[1].name");
         assert!(err.message.contains("expected a string"), "{err}");
     }

@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
+use std::borrow::Cow;
+
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
+use serde::Deserialize;
 use serde_json::Value;
 use sift_core::{ChatDelta, ChatResponse, ChatStream, ProviderError, Usage};
 
@@ -34,71 +37,124 @@ pub(crate) fn deltas(response: reqwest::Response, idle: Duration) -> ChatStream 
             if data.is_empty() {
                 continue;
             }
-            let chunk: Value = match serde_json::from_str(data) {
-                Ok(v) => v,
+            // Typed, borrowing deserialisation: this runs once per token.
+            let chunk: Chunk<'_> = match serde_json::from_str(data) {
+                Ok(c) => c,
                 Err(e) => {
-                    yield Err(ProviderError::Stream(format!("an event is not JSON ({e}): {}",
+                    yield Err(ProviderError::Stream(format!("an event is not a completion chunk ({e}): {}",
                         data.chars().take(200).collect::<String>())));
                     return;
                 }
             };
-            if event.event == "error" || chunk.get("error").is_some_and(|e| !e.is_null()) {
-                let err = chunk.get("error").unwrap_or(&chunk);
-                yield Err(ProviderError::Stream(wire::error_message(err.to_string().as_bytes())));
+            if event.event == "error" || chunk.error.as_ref().is_some_and(|e| !e.is_null()) {
+                let message = match &chunk.error {
+                    Some(err) => wire::error_message(err.to_string().as_bytes()),
+                    None => wire::error_message(data.as_bytes()),
+                };
+                yield Err(ProviderError::Stream(message));
                 return;
             }
             if !told_meta {
                 told_meta = true;
                 yield Ok(ChatDelta::Meta {
-                    id: chunk.get("id").and_then(Value::as_str).map(str::to_owned),
-                    model: chunk.get("model").and_then(Value::as_str).map(str::to_owned),
+                    id: chunk.id.as_deref().map(str::to_owned),
+                    model: chunk.model.as_deref().map(str::to_owned),
                 });
             }
-            for delta in chunk_deltas(&chunk) {
+            for delta in chunk_deltas(chunk) {
                 yield Ok(delta);
             }
         }
     })
 }
 
-fn chunk_deltas(chunk: &Value) -> Vec<ChatDelta> {
+/// One `chat.completion.chunk`, as much of it as sift reads.
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    choices: Vec<ChoiceDelta<'a>>,
+    #[serde(default)]
+    usage: Option<UsageWire>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceDelta<'a> {
+    #[serde(borrow, default)]
+    delta: Option<DeltaWire<'a>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaWire<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<ToolCallWire<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallWire<'a> {
+    #[serde(default)]
+    index: Option<usize>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    function: Option<FunctionWire<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionWire<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct UsageWire {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+fn chunk_deltas(chunk: Chunk<'_>) -> Vec<ChatDelta> {
     let mut out = Vec::new();
-    if let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) {
-        let delta = &choice["delta"];
-        if let Some(text) = delta.get("content").and_then(Value::as_str)
-            && !text.is_empty()
-        {
-            out.push(ChatDelta::Content(text.to_owned()));
-        }
-        if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
-            for (i, call) in calls.iter().enumerate() {
-                let function = call.get("function");
+    if let Some(choice) = chunk.choices.into_iter().next() {
+        if let Some(delta) = choice.delta {
+            if let Some(text) = delta.content
+                && !text.is_empty()
+            {
+                out.push(ChatDelta::Content(text.into_owned()));
+            }
+            for (i, call) in delta.tool_calls.into_iter().flatten().enumerate() {
+                let (name, arguments) = match call.function {
+                    Some(f) => (f.name.map(Cow::into_owned), f.arguments.unwrap_or_default()),
+                    None => (None, Cow::Borrowed("")),
+                };
                 out.push(ChatDelta::ToolCall {
-                    index: call
-                        .get("index")
-                        .and_then(Value::as_u64)
-                        .map_or(i, |n| n as usize),
-                    id: call.get("id").and_then(Value::as_str).map(str::to_owned),
-                    name: function
-                        .and_then(|f| f.get("name"))
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                    arguments: function
-                        .and_then(|f| f.get("arguments"))
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
+                    index: call.index.unwrap_or(i),
+                    id: call.id.map(Cow::into_owned),
+                    name,
+                    arguments: arguments.into_owned(),
                 });
             }
         }
-        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-            out.push(ChatDelta::Finish(reason.to_owned()));
+        if let Some(reason) = choice.finish_reason {
+            out.push(ChatDelta::Finish(reason.into_owned()));
         }
     }
-    if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+    if let Some(usage) = chunk.usage {
         out.push(ChatDelta::Usage(Usage {
-            input_tokens: usage["prompt_tokens"].as_u64().unwrap_or(0),
-            output_tokens: usage["completion_tokens"].as_u64().unwrap_or(0),
+            input_tokens: usage.prompt_tokens,
+            output_tokens: usage.completion_tokens,
         }));
     }
     out
