@@ -2,7 +2,24 @@
 # Installs what sift's build and tests need, when it is missing. Quick when nothing is.
 set -euo pipefail
 
-# The seed's Python client (requests) is run against /extract in the tests.
+# llama.cpp (the embedded model) is compiled from source: cmake and a C/C++ toolchain, and
+# libclang for its bindings.
+need=()
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v clang >/dev/null 2>&1 || need+=(clang)
+if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang'; then
+  need+=(libclang-dev)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# The seed's Python client (requests) is run against /extract in the tests; pip also fetches
+# the default model on first use.
 if ! python3 -c 'import requests' 2>/dev/null; then
   echo "setup: installing the Python package requests"
   python3 -m pip install --quiet requests

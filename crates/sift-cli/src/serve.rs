@@ -81,7 +81,30 @@ fn provider_kind(args: &ServeArgs) -> ProviderKind {
     })
 }
 
-fn client(args: &ServeArgs) -> anyhow::Result<Client> {
+#[cfg(feature = "local")]
+async fn local_client(args: &ServeArgs) -> anyhow::Result<Client> {
+    let mut config = sift_local::LocalConfig::default();
+    if let Some(path) = &args.model_path {
+        config = config.model_path(path);
+    }
+    tracing::info!("provider: local (embedded model)");
+    let provider = tokio::task::spawn_blocking(move || sift_local::LocalProvider::load(config))
+        .await
+        .context("the model loader stopped")?
+        .context("could not start the embedded model")?;
+    Ok(Client::new(provider))
+}
+
+#[cfg(not(feature = "local"))]
+async fn local_client(_: &ServeArgs) -> anyhow::Result<Client> {
+    bail!(
+        "this sift was built without the embedded model (feature `local`); \
+         point it at an OpenAI-compatible server with OPENAI_BASE_URL (and OPENAI_API_KEY), \
+         or pass --provider openai"
+    )
+}
+
+async fn client(args: &ServeArgs) -> anyhow::Result<Client> {
     let client = match provider_kind(args) {
         ProviderKind::Openai => {
             if !(args.timeout.is_finite() && args.timeout > 0.0) {
@@ -94,15 +117,11 @@ fn client(args: &ServeArgs) -> anyhow::Result<Client> {
             tracing::info!(base_url = config.base_url(), "provider: openai-compatible");
             Client::new(OpenAi::new(config).context("could not set up the OpenAI provider")?)
         }
-        ProviderKind::Local => bail!(
-            "the embedded local model is not available in this build yet; \
-             point sift at an OpenAI-compatible server with OPENAI_BASE_URL (and OPENAI_API_KEY), \
-             or pass --provider openai"
-        ),
+        ProviderKind::Local => local_client(args).await?,
     };
-    let client = match &args.model {
-        Some(m) => client.with_model(m),
-        None => client,
+    let client = match (&args.model, provider_kind(args)) {
+        (Some(m), ProviderKind::Openai) => client.with_model(m),
+        _ => client,
     };
     Ok(client
         .with_mode(args.mode)
@@ -112,7 +131,7 @@ fn client(args: &ServeArgs) -> anyhow::Result<Client> {
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
-    let client = client(&args)?;
+    let client = client(&args).await?;
     let config = ServerConfig::default()
         .max_concurrency(args.max_concurrency)
         .max_queries(args.max_queries)

@@ -96,6 +96,9 @@ pub enum ProviderError {
     /// Any other transport failure.
     #[error("transport error")]
     Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The model reached the token limit before finishing its answer.
+    #[error("the model reached the limit of {0} tokens before finishing")]
+    TokenLimit(u32),
     /// The provider cannot do what was asked.
     #[error("this provider does not support {0}")]
     Unsupported(&'static str),
@@ -123,6 +126,7 @@ impl ProviderError {
             ProviderError::InvalidResponse(_)
             | ProviderError::Transport(_)
             | ProviderError::Unsupported(_)
+            | ProviderError::TokenLimit(_)
             | ProviderError::Stream(_) => false,
         }
     }
@@ -148,6 +152,7 @@ impl ProviderError {
             ProviderError::Busy { .. } => "busy".into(),
             ProviderError::Unsupported(_) => "unsupported".into(),
             ProviderError::Stream(_) => "stream".into(),
+            ProviderError::TokenLimit(_) => "token_limit".into(),
         }
     }
 }

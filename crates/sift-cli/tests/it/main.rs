@@ -102,11 +102,63 @@ async fn serve_answers_and_stops_gracefully_on_sigterm() {
 }
 
 #[test]
-fn without_a_backend_it_says_what_to_set() {
-    let out = sift().args(["serve", "--port", "0"]).output().unwrap();
+fn a_missing_model_file_is_named() {
+    let out = sift()
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--model-path",
+            "/nonexistent/model.gguf",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("OPENAI_BASE_URL"), "{err}");
+    assert!(
+        err.contains("no model file at /nonexistent/model.gguf"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn with_no_api_settings_it_serves_the_embedded_model() {
+    let mut child = sift()
+        .args(["serve", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let running = Running { child, url };
+    let http = sift_test_support::http_client();
+    let health: Value = http
+        .get(format!("{}/healthz", running.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["provider"], "local", "{health}");
+    let user: Value = http
+        .post(format!("{}/user", running.url))
+        .json(&json!({"query": "Daniel is a 24 year man living in New York City"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(user, json!({"name": "Daniel", "age": 24}));
 }
 
 #[test]
