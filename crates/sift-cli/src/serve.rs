@@ -59,7 +59,8 @@ pub struct ServeArgs {
 fn init_logging() {
     let filter = std::env::var("SIFT_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
+        // llama.cpp reports every model load in detail; only its warnings by default.
+        .unwrap_or_else(|_| "info,llama-cpp-2=warn".into());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|e| {
         eprintln!("warning: SIFT_LOG `{filter}` is not a valid filter ({e}); using info");
         EnvFilter::new("info")

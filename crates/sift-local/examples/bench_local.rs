@@ -24,12 +24,15 @@ use sift_core::{ChatDelta, ChatRequest, Client, Message, OutputFormat, Provider}
 use sift_local::{LocalConfig, LocalProvider};
 
 const RUNS: usize = 10;
-const DECODE_TOKENS: u32 = 64;
+const DECODE_TOKENS: u32 = 128;
 const QUERY: &str = "Extract: `Daniel is a 24 year man living in New York City`";
-const SYSTEM: &str = "Write a long story about the person in the user's text.";
+/// A prompt that makes the model write on (for decode speed).
+const LONG: &str = "Write a 300-word essay about the ocean.";
 
 fn threads() -> i32 {
-    std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(2)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as i32)
+        .unwrap_or(2)
 }
 
 fn peak_rss_mb() -> f64 {
@@ -53,12 +56,10 @@ fn model_path() -> std::path::PathBuf {
 /// llama-cpp-2 alone: template the same conversation, prefill, decode greedily.
 fn plain() {
     let backend = LlamaBackend::init().unwrap();
-    let model = LlamaModel::load_from_file(&backend, model_path(), &LlamaModelParams::default()).unwrap();
+    let model =
+        LlamaModel::load_from_file(&backend, model_path(), &LlamaModelParams::default()).unwrap();
     let template = model.chat_template(None).unwrap();
-    let chat = vec![
-        LlamaChatMessage::new("system".into(), SYSTEM.into()).unwrap(),
-        LlamaChatMessage::new("user".into(), QUERY.into()).unwrap(),
-    ];
+    let chat = vec![LlamaChatMessage::new("user".into(), LONG.into()).unwrap()];
     let prompt = model.apply_chat_template(&template, &chat, true).unwrap();
     let vocab = model.vocab();
     let tokens = vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true);
@@ -73,7 +74,9 @@ fn plain() {
         ctx.clear_kv_cache();
         let mut batch = LlamaBatch::new(2048, 1);
         for (i, t) in tokens.iter().enumerate() {
-            batch.add(*t, i as i32, &[0], i == tokens.len() - 1).unwrap();
+            batch
+                .add(*t, i as i32, &[0], i == tokens.len() - 1)
+                .unwrap();
         }
         let t = Instant::now();
         ctx.decode(&mut batch).unwrap();
@@ -95,9 +98,20 @@ fn plain() {
         }
         decode += t.elapsed().as_secs_f64();
     }
-    println!("plain llama-cpp-2, {} threads, prompt {} tokens", threads(), tokens.len());
-    println!("  prefill {:.0} tokens/s", (tokens.len() * RUNS) as f64 / prefill);
-    println!("  decode  {:.1} tokens/s ({decoded} tokens)", f64::from(decoded) / decode);
+    println!(
+        "plain llama-cpp-2, {} threads, prompt {} tokens",
+        threads(),
+        tokens.len()
+    );
+    println!(
+        "  prefill {:.0} tokens/s",
+        (tokens.len() * RUNS) as f64 / prefill
+    );
+    println!(
+        "  decode  {:.1} tokens/s ({decoded} tokens)",
+        f64::from(decoded) / decode
+    );
+    let _ = QUERY;
     println!("  peak RSS {:.0} MB", peak_rss_mb());
 }
 
@@ -107,7 +121,7 @@ async fn sift() {
     let provider = LocalProvider::load(LocalConfig::default().model_path(model_path())).unwrap();
     let request = ChatRequest {
         model: provider.default_model().to_owned(),
-        messages: vec![Message::system(SYSTEM), Message::user(QUERY)],
+        messages: vec![Message::user(LONG)],
         output: OutputFormat::Text,
         temperature: None,
         max_tokens: Some(DECODE_TOKENS + 1),
@@ -129,13 +143,17 @@ async fn sift() {
             }
         }
         if let Some(f) = first {
+            // From the first token to the last: n - 1 decode steps.
             wall += f.elapsed().as_secs_f64();
             decoded += n - 1;
         }
         let _ = t;
     }
     println!("sift local provider, {} threads", threads());
-    println!("  decode  {:.1} tokens/s (unconstrained, through the queue and stream)", decoded as f64 / wall);
+    println!(
+        "  decode  {:.1} tokens/s (unconstrained, through the queue and stream)",
+        decoded as f64 / wall
+    );
 
     #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
     #[allow(dead_code)]
@@ -148,7 +166,12 @@ async fn sift() {
     let mut out_tokens = 0;
     for _ in 0..RUNS {
         let t = Instant::now();
-        let out = client.extract::<UserDetail>().user(QUERY).send().await.unwrap();
+        let out = client
+            .extract::<UserDetail>()
+            .user(QUERY)
+            .send()
+            .await
+            .unwrap();
         times.push(t.elapsed().as_secs_f64());
         out_tokens = out.usage.output_tokens;
         assert_eq!(out.value.age, 24);

@@ -171,13 +171,12 @@ fn run(
             return;
         }
     };
-    let name = model.meta_val_str("general.name").unwrap_or_else(|_| {
-        config
-            .model_path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "local".into())
-    });
+    // The file's name says which model and quantisation; `general.name` is often less clear.
+    let name = config
+        .model_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "local".into());
     let _ = ready.send(Ok(Loaded { name, n_ctx }));
     let engine = Generator {
         model: &model,
