@@ -326,21 +326,8 @@ where
                 Ok(r) => r,
                 Err(source) => {
                     chat_span.record("error.type", source.kind());
-                    attempts.push(Attempt {
-                        number,
-                        duration: started.elapsed(),
-                        usage: Usage::default(),
-                        outcome: AttemptOutcome::ProviderError,
-                        errors: vec![FieldError::new("", source.to_string())],
-                        output: None,
-                    });
-                    let usage = attempts.iter().map(|a| a.usage).sum();
-                    return Err(ExtractError::Provider {
-                        attempt: number,
-                        source,
-                        attempts,
-                        usage,
-                    });
+                    attempts.push(Attempt::provider_failure(number, started, &source));
+                    return Err(ExtractError::provider(number, source, attempts));
                 }
             };
             if let Some(m) = &response.model {
@@ -548,6 +535,20 @@ pub struct Attempt {
     pub output: Option<String>,
 }
 
+impl Attempt {
+    /// The record of an attempt whose provider call failed.
+    pub(crate) fn provider_failure(number: u32, started: Instant, source: &ProviderError) -> Self {
+        Self {
+            number,
+            duration: started.elapsed(),
+            usage: Usage::default(),
+            outcome: AttemptOutcome::ProviderError,
+            errors: vec![FieldError::new("", source.to_string())],
+            output: None,
+        }
+    }
+}
+
 fn serialize_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64() * 1000.0)
 }
@@ -595,6 +596,16 @@ pub enum ExtractError {
 }
 
 impl ExtractError {
+    /// A provider failure on attempt `number`, after `attempts` (the failed one last).
+    pub(crate) fn provider(number: u32, source: ProviderError, attempts: Vec<Attempt>) -> Self {
+        ExtractError::Provider {
+            attempt: number,
+            source,
+            usage: attempts.iter().map(|a| a.usage).sum(),
+            attempts,
+        }
+    }
+
     /// The attempts made.
     pub fn attempts(&self) -> &[Attempt] {
         match self {

@@ -202,20 +202,8 @@ fn provider_failure(
     started: Instant,
     source: crate::ProviderError,
 ) -> ExtractError {
-    let attempts = stats.push(Attempt {
-        number,
-        duration: started.elapsed(),
-        usage: Usage::default(),
-        outcome: AttemptOutcome::ProviderError,
-        errors: vec![FieldError::new("", source.to_string())],
-        output: None,
-    });
-    ExtractError::Provider {
-        attempt: number,
-        source,
-        usage: attempts.iter().map(|a| a.usage).sum(),
-        attempts,
-    }
+    let attempts = stats.push(Attempt::provider_failure(number, started, &source));
+    ExtractError::provider(number, source, attempts)
 }
 
 impl<T> ExtractBuilder<T, Iterable>

@@ -8,7 +8,12 @@
 //! ```
 //! Each prints prefill and decode tokens/s (mean of the runs), time per seed extraction, and
 //! peak RSS. Run them as separate processes: llama.cpp's backend starts once per process.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::explicit_counter_loop, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::explicit_counter_loop,
+    missing_docs
+)]
 
 use std::num::NonZeroU32;
 use std::time::Instant;

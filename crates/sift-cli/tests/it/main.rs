@@ -34,11 +34,10 @@ fn sift() -> Command {
     cmd
 }
 
-fn start(base_url: &str) -> Running {
-    let mut child = sift()
+/// Runs `sift serve --port 0` and waits for its `listening on` line.
+fn serve(mut cmd: Command) -> Running {
+    let mut child = cmd
         .args(["serve", "--port", "0"])
-        .env("OPENAI_BASE_URL", base_url)
-        .env("OPENAI_API_KEY", "sk-cli-test")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -57,6 +56,13 @@ fn start(base_url: &str) -> Running {
         "{url}"
     );
     Running { child, url }
+}
+
+fn start(base_url: &str) -> Running {
+    let mut cmd = sift();
+    cmd.env("OPENAI_BASE_URL", base_url)
+        .env("OPENAI_API_KEY", "sk-cli-test");
+    serve(cmd)
 }
 
 #[tokio::test]
@@ -123,22 +129,7 @@ fn a_missing_model_file_is_named() {
 
 #[tokio::test]
 async fn with_no_api_settings_it_serves_the_embedded_model() {
-    let mut child = sift()
-        .args(["serve", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
-    let running = Running { child, url };
+    let running = serve(sift());
     let http = sift_test_support::http_client();
     let health: Value = http
         .get(format!("{}/healthz", running.url))
