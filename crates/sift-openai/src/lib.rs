@@ -24,6 +24,7 @@
 //! let client = sift_core::Client::new(provider);
 //! ```
 
+mod sse;
 mod stream;
 mod wire;
 

@@ -4,31 +4,41 @@ use std::time::Duration;
 
 use std::borrow::Cow;
 
-use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
 use sift_core::{ChatDelta, ChatResponse, ChatStream, ProviderError, Usage};
 
+use crate::sse::{SseDecoder, SseEvent};
 use crate::wire;
 
 /// The deltas of `response`'s event stream. Each event must arrive within `idle`.
 pub(crate) fn deltas(response: reqwest::Response, idle: Duration) -> ChatStream {
-    let mut events = response.bytes_stream().eventsource();
+    let mut body = response.bytes_stream();
     Box::pin(async_stream::stream! {
         let mut told_meta = false;
+        let mut decoder = SseDecoder::default();
+        let mut pending: std::collections::VecDeque<SseEvent> = Default::default();
+        let mut batch = Vec::new();
         loop {
-            let event = match tokio::time::timeout(idle, events.next()).await {
-                Err(_) => {
-                    yield Err(ProviderError::Timeout(idle));
-                    return;
-                }
-                Ok(None) => return,
-                Ok(Some(Err(e))) => {
-                    yield Err(ProviderError::Stream(e.to_string()));
-                    return;
-                }
-                Ok(Some(Ok(event))) => event,
+            let event = match pending.pop_front() {
+                Some(e) => e,
+                None => match tokio::time::timeout(idle, body.next()).await {
+                    Err(_) => {
+                        yield Err(ProviderError::Timeout(idle));
+                        return;
+                    }
+                    Ok(None) => return,
+                    Ok(Some(Err(e))) => {
+                        yield Err(ProviderError::Stream(e.without_url().to_string()));
+                        return;
+                    }
+                    Ok(Some(Ok(bytes))) => {
+                        decoder.push(&bytes, &mut batch);
+                        pending.extend(batch.drain(..));
+                        continue;
+                    }
+                },
             };
             let data = event.data.trim();
             if data == "[DONE]" {

@@ -62,6 +62,8 @@ struct StreamScript {
     usage: (u64, u64),
     finish_reason: String,
     error_after: Option<(usize, String)>,
+    /// Send every event in one write instead of one write each.
+    burst: bool,
 }
 
 /// Splits `text` into pieces of `size` characters.
@@ -150,6 +152,7 @@ impl Reply {
                 usage: (0, 0),
                 finish_reason: finish.into(),
                 error_after: None,
+                burst: false,
             }),
             delay: Duration::ZERO,
             headers: vec![("content-type".into(), "text/event-stream".into())],
@@ -183,6 +186,14 @@ impl Reply {
     pub fn chunk_delay(mut self, delay: Duration) -> Self {
         if let ReplyBody::Stream(s) = &mut self.body {
             s.chunk_delay = delay;
+        }
+        self
+    }
+
+    /// For streams: writes all events at once (one body chunk) rather than one by one.
+    pub fn burst(mut self) -> Self {
+        if let ReplyBody::Stream(s) = &mut self.body {
+            s.burst = true;
         }
         self
     }
@@ -418,7 +429,10 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         .unwrap_or("scripted-model")
         .to_owned();
     if let ReplyBody::Stream(script) = &reply.body {
-        let events = stream_events(script, n, &model);
+        let mut events = stream_events(script, n, &model);
+        if script.burst {
+            events = vec![events.concat()];
+        }
         let delay = script.chunk_delay;
         let mut guard = StreamGuard {
             shared: shared.clone(),

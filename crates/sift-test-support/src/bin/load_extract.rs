@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release -p sift-cli -p sift-test-support
-//! target/release/load-extract [--sift target/release/sift] [--objects 1000] [--chunk 4] [--runs 20]
+//! target/release/load-extract [--sift target/release/sift] [--objects 1000] [--chunk 4] [--runs 20] [--burst]
 //! ```
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -20,6 +20,9 @@ async fn main() {
     let chunk: usize = arg("--chunk", "4").parse().expect("--chunk");
     let runs: usize = arg("--runs", "20").parse().expect("--runs");
     let extra_env = arg("--env", "");
+    // --burst: the upstream writes the whole event stream at once, so what is measured is
+    // sift's work per event rather than its waking up for each one as it trickles in.
+    let burst = std::env::args().any(|a| a == "--burst");
 
     let people: Vec<_> = (0..objects)
         .map(|i| json!({"name": format!("Person {i}"), "age": i % 100}))
@@ -33,7 +36,10 @@ async fn main() {
     );
 
     let upstream = ScriptedServer::start().await;
-    upstream.fallback(move |_| Reply::stream_tool_call("Array_of_UserDetail", pieces.clone()));
+    upstream.fallback(move |_| {
+        let reply = Reply::stream_tool_call("Array_of_UserDetail", pieces.clone());
+        if burst { reply.burst() } else { reply }
+    });
     let sift_process = SiftProcess::start(&sift, &upstream.base_url(), &extra_env);
     let url = format!("{}/extract", sift_process.url);
     let client = http_client();

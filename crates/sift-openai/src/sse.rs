@@ -1,0 +1,107 @@
+//! A server-sent-events decoder.
+//!
+//! Written here because eventsource-stream, the usual crate, copies its remaining buffer for
+//! every event it takes out, which is quadratic in the size of a network read: measured with
+//! `load-extract --burst`, one 1000-object answer (7,701 events arriving in 16 KiB reads) cost
+//! 113 ms of CPU with it. This decoder reads each byte once and moves the leftover partial
+//! line once per read.
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct SseEvent {
+    /// The `event:` field (empty when absent, which means `message`).
+    pub(crate) event: String,
+    /// The `data:` lines, joined with `\n`.
+    pub(crate) data: String,
+}
+
+/// Incremental decoder: feed bytes as they arrive, take complete events.
+#[derive(Debug, Default)]
+pub(crate) struct SseDecoder {
+    buf: Vec<u8>,
+    current: SseEvent,
+    has_data: bool,
+}
+
+impl SseDecoder {
+    /// Adds `bytes`; complete events are appended to `out`.
+    pub(crate) fn push(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) {
+        self.buf.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(nl) = self.buf[start..].iter().position(|&b| b == b'\n') {
+            let end = start + nl;
+            let line = &self.buf[start..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                if self.has_data || !self.current.event.is_empty() {
+                    out.push(std::mem::take(&mut self.current));
+                }
+                self.has_data = false;
+            } else {
+                let (field, value) = match line.iter().position(|&b| b == b':') {
+                    Some(0) => (&line[..0], &line[..0]), // a comment
+                    Some(i) => {
+                        let v = &line[i + 1..];
+                        (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+                    }
+                    None => (line, &line[..0]),
+                };
+                match field {
+                    b"data" => {
+                        if self.has_data {
+                            self.current.data.push('\n');
+                        }
+                        self.current.data.push_str(&String::from_utf8_lossy(value));
+                        self.has_data = true;
+                    }
+                    b"event" => self.current.event = String::from_utf8_lossy(value).into_owned(),
+                    _ => {} // id, retry and comments do not matter here
+                }
+            }
+            start = end + 1;
+        }
+        self.buf.drain(..start);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(chunks: &[&str]) -> Vec<SseEvent> {
+        let mut d = SseDecoder::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            d.push(c.as_bytes(), &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn events_split_anywhere_are_reassembled() {
+        let text =
+            "data: {\"a\":1}\n\n: comment\nevent: error\ndata: x\r\ndata: y\r\n\r\ndata:[DONE]\n\n";
+        let whole = decode(&[text]);
+        assert_eq!(
+            whole,
+            [
+                SseEvent {
+                    event: String::new(),
+                    data: "{\"a\":1}".into()
+                },
+                SseEvent {
+                    event: "error".into(),
+                    data: "x\ny".into()
+                },
+                SseEvent {
+                    event: String::new(),
+                    data: "[DONE]".into()
+                },
+            ]
+        );
+        for split in 0..text.len() {
+            let (a, b) = text.split_at(split);
+            assert_eq!(decode(&[a, b]), whole, "split at {split}");
+        }
+    }
+}
