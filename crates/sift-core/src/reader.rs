@@ -306,10 +306,7 @@ fn feed_stopping_at_end(
         return Ok(());
     }
     match parser.feed(bytes, events) {
-        Err(e) if parser.is_done() => {
-            let _ = e;
-            Ok(())
-        }
+        Err(_) if parser.is_done() => Ok(()),
         other => other,
     }
 }
