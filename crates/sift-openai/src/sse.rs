@@ -67,6 +67,47 @@ impl SseDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_events_split_anywhere_come_back_whole(
+            events in prop::collection::vec(
+                (prop::option::of("[a-z]{1,8}"), prop::collection::vec("[^\\r\\n]{0,20}", 1..4)),
+                0..8,
+            ),
+            crlf in any::<bool>(),
+            sizes in prop::collection::vec(1usize..40, 1..6),
+        ) {
+            let nl = if crlf { "\r\n" } else { "\n" };
+            let mut text = String::new();
+            let mut expected = Vec::new();
+            for (event, lines) in &events {
+                if let Some(e) = event {
+                    text.push_str(&format!("event: {e}{nl}"));
+                }
+                for line in lines {
+                    text.push_str(&format!("data: {line}{nl}"));
+                }
+                text.push_str(nl);
+                expected.push(SseEvent {
+                    event: event.clone().unwrap_or_default(),
+                    data: lines.join("\n"),
+                });
+            }
+            let mut decoder = SseDecoder::default();
+            let mut out = Vec::new();
+            let bytes = text.as_bytes();
+            let (mut at, mut k) = (0, 0);
+            while at < bytes.len() {
+                let n = sizes[k % sizes.len()].min(bytes.len() - at);
+                decoder.push(&bytes[at..at + n], &mut out);
+                at += n;
+                k += 1;
+            }
+            prop_assert_eq!(out, expected);
+        }
+    }
 
     fn decode(chunks: &[&str]) -> Vec<SseEvent> {
         let mut d = SseDecoder::default();
