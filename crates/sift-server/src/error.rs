@@ -231,7 +231,14 @@ impl IntoResponse for ApiError {
             }
             ApiError::ManyUsers(detail, status) => {
                 tracing::error!(status = status.as_u16(), error = %detail.message, "many-users failed");
-                (status, Json(ManyUsersError { detail })).into_response()
+                let mut response = (status, Json(ManyUsersError { detail })).into_response();
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    // Every failure was a busy model: worth trying again shortly.
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                }
+                response
             }
         }
     }

@@ -110,4 +110,23 @@ async fn a_full_queue_answers_503_with_retry_after() {
         .unwrap_or_else(|| panic!("one request is refused: {statuses:?}"));
     assert_eq!(busy.2["retry-after"], "1");
     assert!(busy.1.contains("busy"), "{}", busy.1);
+
+    // /many-users on the same provider: the queries the queue cannot take fail as busy, the
+    // others are answered, and the answer says to retry.
+    let queries: Vec<&str> = vec!["Daniel is a 24 year man living in New York City"; 4];
+    let (status, body, headers) = post(&app, "/many-users", json!({ "queries": queries })).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(headers["retry-after"], "1");
+    let detail: Value = serde_json::from_str(&body).unwrap();
+    let answered = detail["detail"]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r.is_null())
+        .count();
+    assert!(answered >= 1, "{body}");
+    assert_eq!(
+        detail["detail"]["failed"][0]["error"]["kind"], "provider_error",
+        "{body}"
+    );
 }
