@@ -7,7 +7,9 @@ set -euo pipefail
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v clang >/dev/null 2>&1 || need+=(clang)
-if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang'; then
+if command -v dpkg >/dev/null 2>&1; then
+  dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+elif ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1; then
   need+=(libclang-dev)
 fi
 if [ ${#need[@]} -gt 0 ]; then
