@@ -244,13 +244,7 @@ where
         let provider = builder.client.provider().clone();
         let validator = builder.validator.clone();
         let mode = builder.mode;
-        let span = tracing::info_span!(
-            "extract",
-            otel.name = format!("extract {}", list.schema.name),
-            response_model = %list.schema.name,
-            mode = %mode,
-            stream = true,
-        );
+        let span = stream_span(&list.schema.name, mode);
         let mut index = 0usize;
         for number in 1..=builder.max_retries + 1 {
             let started = Instant::now();
@@ -329,6 +323,17 @@ where
     }
 }
 
+/// The span around a streamed extraction.
+fn stream_span(response_model: &str, mode: crate::Mode) -> tracing::Span {
+    tracing::info_span!(
+        "extract",
+        otel.name = format!("extract {response_model}"),
+        response_model = %response_model,
+        mode = %mode,
+        stream = true,
+    )
+}
+
 async fn open(
     provider: &dyn Provider,
     request: &ChatRequest,
@@ -400,13 +405,7 @@ where
         let provider = builder.client.provider().clone();
         let validator = builder.validator.clone();
         let mode = builder.mode;
-        let span = tracing::info_span!(
-            "extract",
-            otel.name = format!("extract {}", compiled.schema.name),
-            response_model = %compiled.schema.name,
-            mode = %mode,
-            stream = true,
-        );
+        let span = stream_span(&compiled.schema.name, mode);
         for number in 1..=builder.max_retries + 1 {
             let started = Instant::now();
             let mut chat = match open(&*provider, &request, &span).await {
