@@ -62,13 +62,6 @@ impl AnswerReader {
         }
     }
 
-    fn parser(&self) -> JsonStreamParser {
-        JsonStreamParser::new()
-            .detach_raw(self.purpose == Purpose::Elements)
-            .element_paths(false)
-            .field_events(self.purpose == Purpose::Whole)
-    }
-
     /// Feeds one delta; completed elements are appended to `out`. After the first error,
     /// later deltas are only recorded (for echoing the answer back).
     pub(crate) fn push(&mut self, delta: ChatDelta, out: &mut Vec<Value>) -> Result<(), String> {
@@ -114,7 +107,7 @@ impl AnswerReader {
                 return Ok(());
             };
             bytes = &bytes[start..];
-            self.content_parser = Some(self.parser());
+            self.content_parser = Some(new_parser(self.purpose));
         }
         let Some(parser) = self.content_parser.as_mut() else {
             return Ok(());
@@ -125,17 +118,14 @@ impl AnswerReader {
         }
         feed_stopping_at_end(parser, bytes, &mut self.events).map_err(|e| e.to_string())?;
         self.progressed = true;
-        if self.purpose == Purpose::Elements {
-            drain(
-                &mut self.events,
-                self.content_parser.as_mut(),
-                false,
-                &mut self.content_found_elements,
-                out,
-            );
-        } else {
-            self.events.clear();
-        }
+        drain(
+            self.purpose,
+            &mut self.events,
+            parser,
+            false,
+            &mut self.content_found_elements,
+            out,
+        );
         Ok(())
     }
 
@@ -157,7 +147,6 @@ impl AnswerReader {
                 found_elements: false,
             });
         }
-        let fresh = self.parser();
         let purpose = self.purpose;
         let call = &mut self.calls[index];
         if id.is_some() {
@@ -176,24 +165,20 @@ impl AnswerReader {
             if call.single {
                 JsonStreamParser::new().field_events(false)
             } else {
-                fresh
+                new_parser(purpose)
             }
         });
         feed_stopping_at_end(parser, arguments.as_bytes(), &mut self.events)
             .map_err(|e| e.to_string())?;
         self.progressed = true;
-        if purpose == Purpose::Elements {
-            let single = call.single;
-            drain(
-                &mut self.events,
-                call.parser.as_mut(),
-                single,
-                &mut call.found_elements,
-                out,
-            );
-        } else {
-            self.events.clear();
-        }
+        drain(
+            purpose,
+            &mut self.events,
+            parser,
+            call.single,
+            &mut call.found_elements,
+            out,
+        );
         Ok(())
     }
 
@@ -209,13 +194,10 @@ impl AnswerReader {
             for call in &mut self.calls {
                 if let Some(parser) = call.parser.as_mut() {
                     parser.finish(&mut self.events).map_err(|e| e.to_string())?;
-                    if self.purpose == Purpose::Whole {
-                        self.events.clear();
-                        continue;
-                    }
                     drain(
+                        self.purpose,
                         &mut self.events,
-                        Some(parser),
+                        parser,
                         call.single,
                         &mut call.found_elements,
                         out,
@@ -228,13 +210,10 @@ impl AnswerReader {
             return Err("no JSON found in the answer".into());
         };
         parser.finish(&mut self.events).map_err(|e| e.to_string())?;
-        if self.purpose == Purpose::Whole {
-            self.events.clear();
-            return Ok(());
-        }
         drain(
+            self.purpose,
             &mut self.events,
-            Some(parser),
+            parser,
             false,
             &mut self.content_found_elements,
             out,
@@ -311,16 +290,30 @@ fn feed_stopping_at_end(
     }
 }
 
-/// Moves completed elements from `events` to `out`. A call that is one element hands over its
+/// A parser for `purpose`: elements detached raw, or the whole value with field events.
+fn new_parser(purpose: Purpose) -> JsonStreamParser {
+    JsonStreamParser::new()
+        .detach_raw(purpose == Purpose::Elements)
+        .element_paths(false)
+        .field_events(purpose == Purpose::Whole)
+}
+
+/// Moves completed elements from `events` to `out` (for [`Purpose::Whole`] the events are only
+/// cleared: the value is read from the parser). A call that is one element hands over its
 /// whole value; a top-level object with no list in it is taken as one element too, so a
 /// model that answers with a bare object is not lost.
 fn drain(
+    purpose: Purpose,
     events: &mut Vec<Event>,
-    parser: Option<&mut JsonStreamParser>,
+    parser: &mut JsonStreamParser,
     single: bool,
     found_elements: &mut bool,
     out: &mut Vec<Value>,
 ) {
+    if purpose == Purpose::Whole {
+        events.clear();
+        return;
+    }
     let mut root_done = false;
     for event in events.drain(..) {
         match event {
@@ -339,11 +332,7 @@ fn drain(
             _ => {}
         }
     }
-    if root_done
-        && let Some(parser) = parser
-        && (single || !*found_elements)
-        && parser.value().is_some_and(Value::is_object)
-    {
+    if root_done && (single || !*found_elements) && parser.value().is_some_and(Value::is_object) {
         let is_wrapper = !single
             && parser
                 .value()
