@@ -251,21 +251,17 @@ impl OpenAi {
             .await
             .map_err(|e| self.transport_error(e))?;
         if !status.is_success() {
-            return Err(ProviderError::Status {
-                status: status.as_u16(),
-                message: wire::error_message(&bytes),
-                retry_after,
-            });
+            return Err(status_error(status, retry_after, &bytes));
         }
-        let raw: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ProviderError::InvalidResponse(format!("the answer is not JSON: {e}")))?;
-        if let Some(err) = raw.get("error").filter(|e| !e.is_null()) {
-            // Some servers answer 200 with an error object.
-            return Err(ProviderError::InvalidResponse(wire::error_message(
-                err.to_string().as_bytes(),
-            )));
-        }
-        wire::parse_response(raw)
+        wire::parse_completion(&bytes)
+    }
+
+    /// Reads a whole response body within the per-attempt timeout.
+    async fn read_body(&self, response: reqwest::Response) -> Result<bytes::Bytes, ProviderError> {
+        tokio::time::timeout(self.config.timeout, response.bytes())
+            .await
+            .map_err(|_| ProviderError::Timeout(self.config.timeout))?
+            .map_err(|e| self.transport_error(e))
     }
 
     fn transport_error(&self, e: reqwest::Error) -> ProviderError {
@@ -321,14 +317,8 @@ impl Provider for OpenAi {
             .is_some_and(|ct| ct.starts_with("application/json"));
         if is_json {
             // Some servers ignore `stream: true` and answer whole; read it as one delta run.
-            let bytes = tokio::time::timeout(self.config.timeout, response.bytes())
-                .await
-                .map_err(|_| ProviderError::Timeout(self.config.timeout))?
-                .map_err(|e| self.transport_error(e))?;
-            let raw: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-                ProviderError::InvalidResponse(format!("the answer is not JSON: {e}"))
-            })?;
-            let whole = wire::parse_response(raw)?;
+            let bytes = self.read_body(response).await?;
+            let whole = wire::parse_completion(&bytes)?;
             return Ok(stream::from_whole(whole));
         }
         Ok(stream::deltas(response, self.config.timeout))
@@ -390,15 +380,21 @@ impl OpenAi {
             return Ok(response);
         }
         let retry_after = retry_after(response.headers());
-        let bytes = tokio::time::timeout(self.config.timeout, response.bytes())
-            .await
-            .map_err(|_| ProviderError::Timeout(self.config.timeout))?
-            .map_err(|e| self.transport_error(e))?;
-        Err(ProviderError::Status {
-            status: status.as_u16(),
-            message: wire::error_message(&bytes),
-            retry_after,
-        })
+        let bytes = self.read_body(response).await?;
+        Err(status_error(status, retry_after, &bytes))
+    }
+}
+
+/// An error status with the upstream's own message.
+fn status_error(
+    status: reqwest::StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> ProviderError {
+    ProviderError::Status {
+        status: status.as_u16(),
+        message: wire::error_message(body),
+        retry_after,
     }
 }
 

@@ -95,6 +95,19 @@ fn message(m: &Message) -> Value {
     Value::Object(out)
 }
 
+/// Reads a whole chat-completions body: JSON, not an error object, with a first choice.
+pub(crate) fn parse_completion(bytes: &[u8]) -> Result<ChatResponse, ProviderError> {
+    let raw: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ProviderError::InvalidResponse(format!("the answer is not JSON: {e}")))?;
+    if let Some(err) = raw.get("error").filter(|e| !e.is_null()) {
+        // Some servers answer 200 with an error object.
+        return Err(ProviderError::InvalidResponse(error_message(
+            err.to_string().as_bytes(),
+        )));
+    }
+    parse_response(raw)
+}
+
 /// Reads a chat-completions answer.
 pub(crate) fn parse_response(raw: Value) -> Result<ChatResponse, ProviderError> {
     let choice = raw
