@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use sift_core::{Client, Mode};
 use sift_openai::{OpenAi, OpenAiConfig};
 use sift_server::ServerConfig;
-use tracing_subscriber::EnvFilter;
+use sift_telemetry::{Telemetry, TelemetryConfig};
 
 /// Which model backend answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -54,21 +54,30 @@ pub struct ServeArgs {
     /// Seconds allowed for one upstream HTTP call.
     #[arg(long, env = "SIFT_TIMEOUT", default_value_t = 120.0)]
     timeout: f64,
+    /// Print every span's and log's attributes on the console too.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Record message content (prompts and answers) on model-call spans; also turned off by
+    /// OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=false.
+    #[arg(long, env = "SIFT_RECORD_CONTENT", default_value_t = true, action = clap::ArgAction::Set)]
+    record_content: bool,
 }
 
-fn init_logging() {
-    let filter = std::env::var("SIFT_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        // llama.cpp reports every model load in detail; only its warnings by default.
-        .unwrap_or_else(|_| "info,llama-cpp-2=warn".into());
-    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|e| {
-        eprintln!("warning: SIFT_LOG `{filter}` is not a valid filter ({e}); using info");
-        EnvFilter::new("info")
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+fn init_telemetry(args: &ServeArgs) -> anyhow::Result<Telemetry> {
+    let mut config = TelemetryConfig::from_env();
+    if args.verbose
+        && let Some(console) = &mut config.console
+    {
+        console.verbose = true;
+    }
+    let standard_off = std::env::var("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("false"));
+    sift_core::trace::set_record_content(args.record_content && !standard_off);
+    let telemetry = Telemetry::init(config).context("could not set up telemetry")?;
+    for target in telemetry.exporting() {
+        tracing::info!(target = target.as_str(), "exporting traces");
+    }
+    Ok(telemetry)
 }
 
 fn provider_kind(args: &ServeArgs) -> ProviderKind {
@@ -131,12 +140,21 @@ async fn client(args: &ServeArgs) -> anyhow::Result<Client> {
 
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
-    let client = client(&args).await?;
+    let telemetry = init_telemetry(&args)?;
+    let result = serve(&args, &telemetry).await;
+    // Flush what is buffered: blocking (at most a few seconds for a slow backend), so off the
+    // async workers.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
+}
+
+async fn serve(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<()> {
+    let client = client(args).await?;
     let config = ServerConfig::default()
         .max_concurrency(args.max_concurrency)
         .max_queries(args.max_queries)
-        .body_limit(args.body_limit);
+        .body_limit(args.body_limit)
+        .metrics(telemetry.metrics_renderer());
     let app = sift_server::router(client, config);
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
@@ -147,7 +165,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server error")?;
-    tracing::info!("stopped");
+    tracing::info!("stopped; flushing telemetry");
     Ok(())
 }
 

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::{Instrument, field};
+use tracing::Instrument;
 
 use crate::message::{ChatRequest, ChatResponse, Message, Role, Usage};
 use crate::mode::{Mode, ReadError, parse_json};
 use crate::provider::{Provider, ProviderError};
 use crate::schema::ResponseSchema;
+use crate::trace;
 use crate::validate::{FieldError, SchemaValidator, Validate, deserialize};
 
 /// Re-asks after the first attempt when none is configured: 2, so at most 3 calls.
@@ -277,26 +278,13 @@ where
     pub async fn send(self) -> Result<Extraction<T>, ExtractError> {
         let compiled = compiled_schema::<T>()?;
         let schema = &compiled.schema;
-        let span = tracing::info_span!(
-            "extract",
-            otel.name = format!("extract {}", schema.name),
-            response_model = %schema.name,
-            mode = %self.mode,
-            max_retries = self.max_retries,
-            attempts = field::Empty,
-            outcome = field::Empty,
-            gen_ai.usage.input_tokens = field::Empty,
-            gen_ai.usage.output_tokens = field::Empty,
-        );
+        let span = trace::extract_span(&schema.name, self.mode, self.max_retries, false);
         let result = self.run(&compiled).instrument(span.clone()).await;
         let (attempts, usage, outcome) = match &result {
             Ok(e) => (e.attempts.len(), e.usage, "success"),
             Err(e) => (e.attempts().len(), e.usage(), e.kind()),
         };
-        span.record("attempts", attempts);
-        span.record("outcome", outcome);
-        span.record("gen_ai.usage.input_tokens", usage.input_tokens);
-        span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+        trace::record_extract_end(&span, attempts, outcome, usage);
         result
     }
 
@@ -308,46 +296,36 @@ where
         let mut last: Option<ChatResponse> = None;
         for number in 1..=self.max_retries + 1 {
             let started = Instant::now();
-            let chat_span = tracing::info_span!(
-                "chat",
-                otel.name = format!("chat {}", request.model),
-                otel.kind = "client",
-                gen_ai.operation.name = "chat",
-                gen_ai.provider.name = provider.name(),
-                gen_ai.request.model = %request.model,
-                sift.attempt = number,
-                gen_ai.response.model = field::Empty,
-                gen_ai.response.id = field::Empty,
-                gen_ai.usage.input_tokens = field::Empty,
-                gen_ai.usage.output_tokens = field::Empty,
-                error.r#type = field::Empty,
+            let chat_span = trace::chat_span(
+                &tracing::Span::current(),
+                provider.name(),
+                &request,
+                self.mode,
+                number,
+                false,
             );
             let response = match provider.chat(&request).instrument(chat_span.clone()).await {
                 Ok(r) => r,
                 Err(source) => {
-                    chat_span.record("error.type", source.kind());
+                    trace::record_chat_error(&chat_span, &source);
                     attempts.push(Attempt::provider_failure(number, started, &source));
                     return Err(ExtractError::provider(number, source, attempts));
                 }
             };
-            if let Some(m) = &response.model {
-                chat_span.record("gen_ai.response.model", m.as_str());
-            }
-            if let Some(id) = &response.id {
-                chat_span.record("gen_ai.response.id", id.as_str());
-            }
-            chat_span.record("gen_ai.usage.input_tokens", response.usage.input_tokens);
-            chat_span.record("gen_ai.usage.output_tokens", response.usage.output_tokens);
+            trace::record_response(&chat_span, &response);
+            drop(chat_span);
 
             let (outcome, errors, output) = match self.mode.read(schema, &response) {
                 Err(ReadError::Missing(m)) => {
-                    (AttemptOutcome::NoOutput, vec![FieldError::new("", m)], None)
+                    let errors = vec![FieldError::new("", m)];
+                    trace::unreadable(&schema.name, None, &errors);
+                    (AttemptOutcome::NoOutput, errors, None)
                 }
-                Err(ReadError::InvalidJson(m)) => (
-                    AttemptOutcome::InvalidJson,
-                    vec![FieldError::new("", m)],
-                    None,
-                ),
+                Err(ReadError::InvalidJson(m)) => {
+                    let errors = vec![FieldError::new("", m)];
+                    trace::unreadable(&schema.name, None, &errors);
+                    (AttemptOutcome::InvalidJson, errors, None)
+                }
                 Ok(text) => {
                     let output = Some(text.to_owned());
                     match check::<T>(compiled, text, self.validator.as_deref()) {
@@ -360,7 +338,6 @@ where
                                 errors: Vec::new(),
                                 output,
                             });
-                            tracing::debug!(attempt = number, "validate {} succeeded", schema.name);
                             let usage = attempts.iter().map(|a| a.usage).sum();
                             return Ok(Extraction {
                                 value,
@@ -379,12 +356,6 @@ where
             } else {
                 outcome
             };
-            chat_span.record("error.type", outcome.as_str());
-            tracing::warn!(
-                attempt = number,
-                errors = %serde_json::to_string(&errors).unwrap_or_default(),
-                "validate {} failed", schema.name
-            );
             request
                 .messages
                 .extend(self.mode.reask(schema, &response, &errors));
@@ -415,7 +386,9 @@ fn check<T: DeserializeOwned>(
 ) -> Result<T, (AttemptOutcome, Vec<FieldError>)> {
     let json = parse_json(text).map_err(|e| match e {
         ReadError::InvalidJson(m) | ReadError::Missing(m) => {
-            (AttemptOutcome::InvalidJson, vec![FieldError::new("", m)])
+            let errors = vec![FieldError::new("", m)];
+            trace::unreadable(&compiled.schema.name, Some(text), &errors);
+            (AttemptOutcome::InvalidJson, errors)
         }
     })?;
     let json = compiled.schema.unwrap_value(json);
@@ -424,6 +397,20 @@ fn check<T: DeserializeOwned>(
 
 /// Schema-checks, deserialises and validates one parsed value.
 pub(crate) fn check_value<T: DeserializeOwned>(
+    compiled: &Compiled,
+    json: &serde_json::Value,
+    validator: Option<&Check<T>>,
+) -> Result<T, Vec<FieldError>> {
+    let result = validated(compiled, json, validator);
+    trace::validation(
+        &compiled.schema.name,
+        json,
+        result.as_ref().map(|_| ()).map_err(Vec::as_slice),
+    );
+    result
+}
+
+fn validated<T: DeserializeOwned>(
     compiled: &Compiled,
     json: &serde_json::Value,
     validator: Option<&Check<T>>,

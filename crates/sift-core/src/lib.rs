@@ -35,6 +35,7 @@ mod provider;
 mod reader;
 mod schema;
 pub mod stream;
+pub mod trace;
 mod validate;
 
 pub use extract::{

@@ -40,6 +40,7 @@ use crate::message::{ChatDelta, ChatRequest, Usage};
 use crate::partial::PartialObject;
 use crate::provider::Provider;
 use crate::reader::{AnswerReader, Purpose};
+use crate::trace;
 use crate::validate::FieldError;
 
 /// What a streamed extraction yields besides values.
@@ -113,6 +114,10 @@ impl StreamStats {
     /// The attempts finished so far.
     pub fn attempts(&self) -> Vec<Attempt> {
         self.with(|p| p.attempts.clone())
+    }
+
+    fn count(&self) -> usize {
+        self.with(|p| p.attempts.len())
     }
 
     fn push(&self, attempt: Attempt) -> Vec<Attempt> {
@@ -217,7 +222,7 @@ where
     /// are read too. See the [module docs](crate::stream) for what failures look like.
     pub fn stream(self) -> ExtractStream<Result<T, StreamError>> {
         let stats = StreamStats::default();
-        let inner = run_iter(self, stats.clone());
+        let inner = run_iter(self, stats.clone(), tracing::Span::current());
         ExtractStream {
             inner: Box::pin(inner),
             stats,
@@ -228,6 +233,7 @@ where
 fn run_iter<T>(
     builder: ExtractBuilder<T, Iterable>,
     stats: StreamStats,
+    parent: tracing::Span,
 ) -> impl Stream<Item = Result<T, StreamError>> + Send
 where
     T: DeserializeOwned + JsonSchema + Send + 'static,
@@ -244,26 +250,37 @@ where
         let provider = builder.client.provider().clone();
         let validator = builder.validator.clone();
         let mode = builder.mode;
-        let span = stream_span(&list.schema.name, mode);
+        let mut ending = Ending::new(
+            parent.in_scope(|| trace::extract_span(&list.schema.name, mode, builder.max_retries, true)),
+            stats.clone(),
+        );
+        let span = ending.span.clone();
         let mut index = 0usize;
         for number in 1..=builder.max_retries + 1 {
             let started = Instant::now();
-            let mut chat = match open(&*provider, &request, &span).await {
+            let chat_span = trace::chat_span(&span, provider.name(), &request, mode, number, true);
+            let mut chat = match open(&*provider, &request, &chat_span).await {
                 Ok(c) => c,
                 Err(e) => {
-                    yield Err(StreamError::Extract(provider_failure(&stats, number, started, e)));
+                    trace::record_chat_error(&chat_span, &e);
+                    let e = provider_failure(&stats, number, started, e);
+                    ending.outcome = e.kind();
+                    yield Err(StreamError::Extract(e));
                     return;
                 }
             };
             let mut reader = AnswerReader::new(mode, Purpose::Elements, &element.schema.name);
             let mut end = AttemptEnd { usage: Usage::default(), finish: None, failure: None };
             let mut done = Vec::new();
-            let mut first_element = None;
+            let mut first_token = false;
             while let Some(delta) = chat.next().await {
                 match delta {
                     Err(e) => {
                         drop(chat);
-                        yield Err(StreamError::Extract(provider_failure(&stats, number, started, e)));
+                        trace::record_chat_error(&chat_span, &e);
+                        let e = provider_failure(&stats, number, started, e);
+                        ending.outcome = e.kind();
+                        yield Err(StreamError::Extract(e));
                         return;
                     }
                     Ok(ChatDelta::Usage(u)) => end.usage = u,
@@ -271,17 +288,18 @@ where
                     // After a failure the rest is still read (the reader only records it), for
                     // the usage it reports and the full text to echo back.
                     Ok(d) => {
+                        if !first_token && !matches!(d, ChatDelta::Meta { .. }) {
+                            first_token = true;
+                            trace::record_ms(&chat_span, "sift.time_to_first_token_ms", started);
+                        }
                         if let Err(e) = reader.push(d, &mut done) {
                             end.failure = Some(e);
                         }
                     }
                 }
                 for value in done.drain(..) {
-                    if first_element.is_none() {
-                        first_element = Some(started.elapsed());
-                        tracing::debug!(parent: &span, ms = started.elapsed().as_secs_f64() * 1000.0, "first element");
-                    }
-                    yield check_element(&element, value, validator.as_deref(), index);
+                    let item = emit(&chat_span, &mut ending, started, &element, value, validator.as_deref(), index);
+                    yield item;
                     index += 1;
                 }
             }
@@ -292,25 +310,32 @@ where
                 end.failure = Some(e);
             }
             for value in done.drain(..) {
-                yield check_element(&element, value, validator.as_deref(), index);
+                let item = emit(&chat_span, &mut ending, started, &element, value, validator.as_deref(), index);
+                yield item;
                 index += 1;
             }
+            let response = reader.to_response(end.usage, end.finish.clone());
+            trace::record_response(&chat_span, &response);
+            chat_span.record("sift.elements", ending.elements_in_attempt);
+            ending.elements_in_attempt = 0;
+            drop(chat_span);
             let Some(failure) = end.failure.take() else {
                 stats.push(attempt_record(number, started, &end, AttemptOutcome::Success, Vec::new(), None));
-                tracing::info!(parent: &span, elements = index, attempts = number, "stream complete");
+                ending.outcome = "success";
                 return;
             };
             let outcome = outcome_of(&failure, end.finish.as_deref());
             let errors = vec![FieldError::new("", failure)];
-            let response = reader.to_response(end.usage, end.finish.clone());
             let attempts = stats.push(attempt_record(number, started, &end, outcome, errors.clone(), None));
-            tracing::warn!(parent: &span, attempt = number, errors = %serde_json::to_string(&errors).unwrap_or_default(), "streamed answer failed");
+            span.in_scope(|| trace::unreadable(&list.schema.name, response.content.as_deref(), &errors));
             let usage = attempts.iter().map(|a| a.usage).sum();
             if index > 0 {
+                ending.outcome = "incomplete";
                 yield Err(StreamError::Extract(ExtractError::Incomplete { emitted: index, attempts, usage }));
                 return;
             }
             if number > builder.max_retries {
+                ending.outcome = "retries_exhausted";
                 yield Err(StreamError::Extract(ExtractError::RetriesExhausted {
                     attempts,
                     usage,
@@ -323,33 +348,74 @@ where
     }
 }
 
-/// The span around a streamed extraction.
-fn stream_span(response_model: &str, mode: crate::Mode) -> tracing::Span {
-    tracing::info_span!(
-        "extract",
-        otel.name = format!("extract {response_model}"),
-        response_model = %response_model,
-        mode = %mode,
-        stream = true,
-    )
+/// Records how a streamed extraction ended on its span, also when the stream is dropped
+/// before it ends (outcome `cancelled`).
+struct Ending {
+    span: tracing::Span,
+    stats: StreamStats,
+    outcome: &'static str,
+    elements: usize,
+    elements_in_attempt: usize,
+    first_element: bool,
+}
+
+impl Ending {
+    fn new(span: tracing::Span, stats: StreamStats) -> Self {
+        Self {
+            span,
+            stats,
+            outcome: "cancelled",
+            elements: 0,
+            elements_in_attempt: 0,
+            first_element: false,
+        }
+    }
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        self.span.record("sift.elements", self.elements);
+        trace::record_extract_end(
+            &self.span,
+            self.stats.count(),
+            self.outcome,
+            self.stats.usage(),
+        );
+    }
+}
+
+/// Validates one streamed element inside the generation's span and logs it at debug level.
+fn emit<T: DeserializeOwned>(
+    chat_span: &tracing::Span,
+    ending: &mut Ending,
+    started: Instant,
+    element: &crate::extract::Compiled,
+    value: Value,
+    validator: Option<&Check<T>>,
+    index: usize,
+) -> Result<T, StreamError> {
+    if !ending.first_element {
+        ending.first_element = true;
+        trace::record_ms(chat_span, "sift.time_to_first_element_ms", started);
+        trace::record_ms(&ending.span, "sift.time_to_first_element_ms", started);
+    }
+    ending.elements += 1;
+    ending.elements_in_attempt += 1;
+    chat_span.in_scope(|| {
+        tracing::debug!(index, value = %value, "emitted {{index}}");
+        check_element(element, value, validator, index)
+    })
 }
 
 async fn open(
     provider: &dyn Provider,
     request: &ChatRequest,
-    span: &tracing::Span,
+    chat_span: &tracing::Span,
 ) -> Result<crate::ChatStream, crate::ProviderError> {
     use tracing::Instrument;
     provider
         .chat_stream(request)
-        .instrument(tracing::info_span!(
-            parent: span,
-            "chat",
-            otel.name = format!("chat {}", request.model),
-            gen_ai.operation.name = "chat",
-            gen_ai.provider.name = provider.name(),
-            gen_ai.request.model = %request.model,
-        ))
+        .instrument(chat_span.clone())
         .await
 }
 
@@ -359,13 +425,10 @@ fn check_element<T: DeserializeOwned>(
     validator: Option<&Check<T>>,
     index: usize,
 ) -> Result<T, StreamError> {
-    check_value(compiled, &value, validator).map_err(|errors| {
-        tracing::warn!(index, errors = %serde_json::to_string(&errors).unwrap_or_default(), "element failed validation");
-        StreamError::Item {
-            index,
-            errors,
-            value,
-        }
+    check_value(compiled, &value, validator).map_err(|errors| StreamError::Item {
+        index,
+        errors,
+        value,
     })
 }
 
@@ -378,7 +441,7 @@ where
     /// the complete value; see the [module docs](crate::stream) for retries.
     pub fn stream(self) -> ExtractStream<Result<PartialUpdate<T>, ExtractError>> {
         let stats = StreamStats::default();
-        let inner = run_partial(self, stats.clone());
+        let inner = run_partial(self, stats.clone(), tracing::Span::current());
         ExtractStream {
             inner: Box::pin(inner),
             stats,
@@ -389,6 +452,7 @@ where
 fn run_partial<T>(
     builder: ExtractBuilder<T, PartialStream>,
     stats: StreamStats,
+    parent: tracing::Span,
 ) -> impl Stream<Item = Result<PartialUpdate<T>, ExtractError>> + Send
 where
     T: DeserializeOwned + JsonSchema + PartialObject + Send + 'static,
@@ -405,13 +469,21 @@ where
         let provider = builder.client.provider().clone();
         let validator = builder.validator.clone();
         let mode = builder.mode;
-        let span = stream_span(&compiled.schema.name, mode);
+        let mut ending = Ending::new(
+            parent.in_scope(|| trace::extract_span(&compiled.schema.name, mode, builder.max_retries, true)),
+            stats.clone(),
+        );
+        let span = ending.span.clone();
         for number in 1..=builder.max_retries + 1 {
             let started = Instant::now();
-            let mut chat = match open(&*provider, &request, &span).await {
+            let chat_span = trace::chat_span(&span, provider.name(), &request, mode, number, true);
+            let mut chat = match open(&*provider, &request, &chat_span).await {
                 Ok(c) => c,
                 Err(e) => {
-                    yield Err(provider_failure(&stats, number, started, e));
+                    trace::record_chat_error(&chat_span, &e);
+                    let e = provider_failure(&stats, number, started, e);
+                    ending.outcome = e.kind();
+                    yield Err(e);
                     return;
                 }
             };
@@ -419,16 +491,24 @@ where
             let mut end = AttemptEnd { usage: Usage::default(), finish: None, failure: None };
             let mut ignored = Vec::new();
             let mut last: Option<T::Fields> = None;
+            let mut first_token = false;
             while let Some(delta) = chat.next().await {
                 match delta {
                     Err(e) => {
                         drop(chat);
-                        yield Err(provider_failure(&stats, number, started, e));
+                        trace::record_chat_error(&chat_span, &e);
+                        let e = provider_failure(&stats, number, started, e);
+                        ending.outcome = e.kind();
+                        yield Err(e);
                         return;
                     }
                     Ok(ChatDelta::Usage(u)) => end.usage = u,
                     Ok(ChatDelta::Finish(r)) => end.finish = Some(r),
                     Ok(d) => {
+                        if !first_token && !matches!(d, ChatDelta::Meta { .. }) {
+                            first_token = true;
+                            trace::record_ms(&chat_span, "sift.time_to_first_token_ms", started);
+                        }
                         if let Err(e) = reader.push(d, &mut ignored) {
                             end.failure = Some(e);
                             continue;
@@ -453,14 +533,18 @@ where
                 end.failure = Some(e);
             }
             let output = reader.take_value();
+            let response = reader.to_response(end.usage, end.finish.clone());
+            trace::record_response(&chat_span, &response);
             let (outcome, errors) = match (end.failure.take(), output) {
                 (Some(f), _) => (outcome_of(&f, end.finish.as_deref()), vec![FieldError::new("", f)]),
                 (None, None) => (AttemptOutcome::NoOutput, vec![FieldError::new("", "no JSON found in the answer")]),
                 (None, Some(value)) => {
                     let value = compiled.schema.unwrap_value(value);
-                    match check_value::<T>(&compiled, &value, validator.as_deref()) {
+                    match chat_span.in_scope(|| check_value::<T>(&compiled, &value, validator.as_deref())) {
                         Ok(v) => {
                             stats.push(attempt_record(number, started, &end, AttemptOutcome::Success, Vec::new(), None));
+                            ending.outcome = "success";
+                            drop(chat_span);
                             yield Ok(PartialUpdate::Done(v));
                             return;
                         }
@@ -468,10 +552,13 @@ where
                     }
                 }
             };
-            let response = reader.to_response(end.usage, end.finish.clone());
+            if outcome != AttemptOutcome::ValidationFailed {
+                chat_span.in_scope(|| trace::unreadable(&compiled.schema.name, response.content.as_deref(), &errors));
+            }
+            drop(chat_span);
             let attempts = stats.push(attempt_record(number, started, &end, outcome, errors.clone(), None));
-            tracing::warn!(parent: &span, attempt = number, errors = %serde_json::to_string(&errors).unwrap_or_default(), "validate {} failed", compiled.schema.name);
             if number > builder.max_retries {
+                ending.outcome = "retries_exhausted";
                 yield Err(ExtractError::RetriesExhausted {
                     usage: attempts.iter().map(|a| a.usage).sum(),
                     attempts,

@@ -19,6 +19,13 @@ pub struct HttpValidationError {
     pub detail: Vec<ErrorDetail>,
 }
 
+/// A plain error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Message {
+    /// What went wrong.
+    pub detail: String,
+}
+
 /// Tokens spent.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 pub struct UsageReport {
@@ -197,8 +204,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::Validation(detail) => {
+                // Logfire's FastAPI integration records the error list at warn level.
                 tracing::warn!(
-                    errors = %serde_json::to_string(&detail).unwrap_or_default(),
+                    fastapi.arguments.errors = %serde_json::to_string(&detail).unwrap_or_default(),
                     "request validation failed"
                 );
                 (

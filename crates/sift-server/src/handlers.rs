@@ -32,7 +32,10 @@ async fn extract_user(state: &AppState, query: &str) -> Result<UserDetail, ApiEr
         .send()
         .await
         .map_err(|e| ApiError::Extraction(Box::new(e)))?;
-    tracing::info!(value = ?out.value, "/User returning");
+    tracing::info!(
+        value = %serde_json::to_string(&out.value).unwrap_or_default(),
+        "/User returning {{value}}"
+    );
     Ok(out.value)
 }
 
@@ -288,4 +291,35 @@ pub(crate) async fn healthz(State(state): State<Arc<AppState>>) -> Json<Health> 
         provider: state.client.provider().name().into(),
         model: state.client.model().into(),
     })
+}
+
+/// The service's metrics in Prometheus' text format: `gen_ai.client.token.usage`,
+/// `gen_ai.client.operation.duration` and `http.server.request.duration`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 404, description = "Metrics are not enabled (the service runs without telemetry)", body = crate::error::Message),
+    ),
+    tag = "service"
+)]
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match &state.config.metrics {
+        Some(render) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            (render.0)(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(crate::error::Message {
+                detail: "metrics are not enabled: the service runs without telemetry".into(),
+            }),
+        )
+            .into_response(),
+    }
 }

@@ -15,6 +15,7 @@
 
 pub mod error;
 mod handlers;
+mod http_trace;
 pub mod models;
 mod openapi;
 pub mod request;
@@ -25,8 +26,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use sift_core::Client;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use handlers::{Health, ItemError, StreamDone, user_prompt};
@@ -42,6 +41,18 @@ pub struct ServerConfig {
     pub max_queries: usize,
     /// Largest request body in bytes (default 1 MiB).
     pub body_limit: usize,
+    /// What `GET /metrics` answers (Prometheus text); without it, `/metrics` answers 404.
+    pub metrics: Option<MetricsRenderer>,
+}
+
+/// Renders the metrics in Prometheus' text format (`sift-telemetry` gives one).
+#[derive(Clone)]
+pub struct MetricsRenderer(pub Arc<dyn Fn() -> String + Send + Sync>);
+
+impl std::fmt::Debug for MetricsRenderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsRenderer")
+    }
 }
 
 impl Default for ServerConfig {
@@ -50,6 +61,7 @@ impl Default for ServerConfig {
             max_concurrency: 16,
             max_queries: 1000,
             body_limit: 1024 * 1024,
+            metrics: None,
         }
     }
 }
@@ -75,6 +87,13 @@ impl ServerConfig {
         self.body_limit = bytes;
         self
     }
+
+    /// Serves `GET /metrics` from `render`.
+    #[must_use]
+    pub fn metrics(mut self, render: Arc<dyn Fn() -> String + Send + Sync>) -> Self {
+        self.metrics = Some(MetricsRenderer(render));
+        self
+    }
 }
 
 pub(crate) struct AppState {
@@ -91,10 +110,11 @@ pub fn router(client: Client, config: ServerConfig) -> Router {
         .route("/many-users", post(handlers::many_users))
         .route("/extract", post(handlers::extract))
         .route("/healthz", get(handlers::healthz))
+        .route("/metrics", get(handlers::metrics))
         .with_state(state)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
+        .route_layer(axum::middleware::from_fn(http_trace::http_span))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TraceLayer::new_for_http().on_response(DefaultOnResponse::new().level(Level::INFO)))
 }
 
 /// The README's examples, compiled as doctests so they stay true.

@@ -4,7 +4,7 @@ use utoipa::OpenApi;
 
 use crate::error::{
     AnswerError, AttemptReport, ExtractionError, ExtractionFailure, HttpValidationError,
-    ManyUsersError, ManyUsersFailureDetail, QueryFailure, UsageReport,
+    ManyUsersError, ManyUsersFailureDetail, Message, QueryFailure, UsageReport,
 };
 use crate::handlers::{self, Health, ItemError, StreamDone};
 use crate::models::{MultipleUserData, UserData, UserDetail};
@@ -17,11 +17,11 @@ use crate::request::{ErrorDetail, LocItem};
         description = "Typed, validated extraction from free text with language models.",
         license(name = "MIT OR Apache-2.0"),
     ),
-    paths(handlers::user, handlers::many_users, handlers::extract, handlers::healthz),
+    paths(handlers::user, handlers::many_users, handlers::extract, handlers::healthz, handlers::metrics),
     components(schemas(
         UserData, MultipleUserData, UserDetail, HttpValidationError, ErrorDetail, LocItem,
         ExtractionError, ExtractionFailure, AttemptReport, AnswerError, UsageReport,
-        ManyUsersError, ManyUsersFailureDetail, QueryFailure, StreamDone, ItemError, Health
+        ManyUsersError, ManyUsersFailureDetail, QueryFailure, StreamDone, ItemError, Health, Message
     )),
     tags(
         (name = "extraction", description = "The seed's endpoints"),

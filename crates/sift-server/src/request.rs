@@ -109,7 +109,10 @@ impl<S: Send + Sync, T: FromBody> FromRequest<S> for Body<T> {
             detail.ctx = Some(json!({"error": e.to_string()}));
             ApiError::Validation(vec![detail])
         })?;
-        T::from_body(&value).map(Body).map_err(ApiError::Validation)
+        let parsed = T::from_body(&value).map_err(ApiError::Validation)?;
+        // Logfire's FastAPI integration records the validated arguments at debug level.
+        tracing::debug!(fastapi.arguments.values = %value, "request arguments");
+        Ok(Body(parsed))
     }
 }
 

@@ -16,6 +16,7 @@
 //! ```
 
 pub mod bench;
+pub mod otlp;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

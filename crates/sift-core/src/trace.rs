@@ -1,0 +1,244 @@
+//! The spans and records sift's extraction emits, as plain `tracing` (no OpenTelemetry here;
+//! `sift-telemetry` turns them into OTel spans with Logfire's attributes). Every name and
+//! attribute is listed in `docs/telemetry.md`.
+//!
+//! - `extract {Type}`: one per extraction, around all its attempts;
+//! - `chat {model}` (kind CLIENT): one per model call, with the OpenTelemetry GenAI
+//!   attributes; for a stream it lasts the whole generation;
+//! - `validate {Type} succeeded|failed`: a log per validation, with the input and the result
+//!   or the errors (Logfire's Pydantic `record="all"`).
+//!
+//! Message content (`gen_ai.input.messages`, `gen_ai.output.messages`) is recorded unless
+//! [`set_record_content`] turned it off.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use tracing::{Span, field};
+
+use crate::message::{ChatRequest, ChatResponse, Message, Role};
+use crate::validate::FieldError;
+use crate::{Mode, ProviderError, Usage};
+
+static RECORD_CONTENT: AtomicBool = AtomicBool::new(true);
+
+/// Turns recording of message content on chat spans on or off (on by default).
+pub fn set_record_content(on: bool) {
+    RECORD_CONTENT.store(on, Ordering::Relaxed);
+}
+
+/// Whether message content is recorded.
+pub fn record_content() -> bool {
+    RECORD_CONTENT.load(Ordering::Relaxed)
+}
+
+/// The span around one extraction.
+pub(crate) fn extract_span(
+    response_model: &str,
+    mode: Mode,
+    max_retries: u32,
+    stream: bool,
+) -> Span {
+    tracing::info_span!(
+        "extract",
+        otel.name = format!("extract {response_model}"),
+        otel.status_code = field::Empty,
+        logfire.msg_template = "extract {response_model}",
+        response_model = response_model,
+        mode = %mode,
+        max_retries,
+        sift.stream = stream,
+        attempts = field::Empty,
+        outcome = field::Empty,
+        gen_ai.usage.input_tokens = field::Empty,
+        gen_ai.usage.output_tokens = field::Empty,
+        sift.elements = field::Empty,
+        sift.time_to_first_element_ms = field::Empty,
+    )
+}
+
+/// Records how an extraction ended on its span.
+pub(crate) fn record_extract_end(span: &Span, attempts: usize, outcome: &str, usage: Usage) {
+    span.record("attempts", attempts);
+    span.record("outcome", outcome);
+    span.record("gen_ai.usage.input_tokens", usage.input_tokens);
+    span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+    if outcome != "success" {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// The span around one model call.
+pub(crate) fn chat_span(
+    parent: &Span,
+    provider: &str,
+    request: &ChatRequest,
+    mode: Mode,
+    attempt: u32,
+    stream: bool,
+) -> Span {
+    let span = tracing::info_span!(
+        parent: parent,
+        "chat",
+        otel.name = format!("chat {}", request.model),
+        otel.kind = "client",
+        otel.status_code = field::Empty,
+        otel.status_description = field::Empty,
+        logfire.msg_template = "chat {gen_ai.request.model}",
+        gen_ai.operation.name = "chat",
+        gen_ai.provider.name = provider,
+        gen_ai.request.model = %request.model,
+        gen_ai.request.temperature = field::Empty,
+        gen_ai.request.max_tokens = field::Empty,
+        gen_ai.output.type = "json",
+        sift.mode = %mode,
+        sift.attempt = attempt,
+        sift.stream = stream,
+        gen_ai.input.messages = field::Empty,
+        gen_ai.output.messages = field::Empty,
+        gen_ai.response.model = field::Empty,
+        gen_ai.response.id = field::Empty,
+        gen_ai.response.finish_reasons = field::Empty,
+        gen_ai.usage.input_tokens = field::Empty,
+        gen_ai.usage.output_tokens = field::Empty,
+        error.r#type = field::Empty,
+        sift.time_to_first_token_ms = field::Empty,
+        sift.time_to_first_element_ms = field::Empty,
+        sift.elements = field::Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    if let Some(t) = request.temperature {
+        span.record("gen_ai.request.temperature", f64::from(t));
+    }
+    if let Some(m) = request.max_tokens {
+        span.record("gen_ai.request.max_tokens", m);
+    }
+    if record_content() {
+        span.record(
+            "gen_ai.input.messages",
+            input_messages(&request.messages).as_str(),
+        );
+    }
+    span
+}
+
+/// Records a model call that failed.
+pub(crate) fn record_chat_error(span: &Span, error: &ProviderError) {
+    span.record("error.type", error.kind());
+    span.record("otel.status_code", "ERROR");
+    span.record("otel.status_description", error.to_string().as_str());
+}
+
+/// Records an answer on its chat span.
+pub(crate) fn record_response(span: &Span, response: &ChatResponse) {
+    if span.is_disabled() {
+        return;
+    }
+    if let Some(m) = &response.model {
+        span.record("gen_ai.response.model", m.as_str());
+    }
+    if let Some(id) = &response.id {
+        span.record("gen_ai.response.id", id.as_str());
+    }
+    if let Some(f) = &response.finish_reason {
+        span.record(
+            "gen_ai.response.finish_reasons",
+            json!([f]).to_string().as_str(),
+        );
+    }
+    span.record("gen_ai.usage.input_tokens", response.usage.input_tokens);
+    span.record("gen_ai.usage.output_tokens", response.usage.output_tokens);
+    if record_content() {
+        span.record("gen_ai.output.messages", output_messages(response).as_str());
+    }
+}
+
+/// Records the time since `started` under `key` (milliseconds).
+pub(crate) fn record_ms(span: &Span, key: &'static str, started: Instant) {
+    span.record(key, started.elapsed().as_secs_f64() * 1000.0);
+}
+
+fn parts(message: &Message) -> Vec<Value> {
+    let mut parts = Vec::new();
+    if let Some(text) = &message.content {
+        if message.role == Role::Tool {
+            parts.push(json!({
+                "type": "tool_call_response",
+                "id": message.tool_call_id,
+                "response": text,
+            }));
+        } else {
+            parts.push(json!({"type": "text", "content": text}));
+        }
+    }
+    for call in &message.tool_calls {
+        let arguments = serde_json::from_str::<Value>(&call.arguments)
+            .unwrap_or_else(|_| Value::String(call.arguments.clone()));
+        parts.push(json!({
+            "type": "tool_call",
+            "id": call.id,
+            "name": call.name,
+            "arguments": arguments,
+        }));
+    }
+    parts
+}
+
+/// The request's messages in the GenAI conventions' JSON shape.
+pub fn input_messages(messages: &[Message]) -> String {
+    let list: Vec<Value> = messages
+        .iter()
+        .map(|m| json!({"role": m.role, "parts": parts(m)}))
+        .collect();
+    Value::Array(list).to_string()
+}
+
+/// The answer in the GenAI conventions' JSON shape.
+pub fn output_messages(response: &ChatResponse) -> String {
+    let message = response.to_message();
+    json!([{
+        "role": "assistant",
+        "parts": parts(&message),
+        "finish_reason": response.finish_reason.as_deref().unwrap_or("stop"),
+    }])
+    .to_string()
+}
+
+/// Records one validation, as Logfire's Pydantic plugin does with `record="all"`.
+pub(crate) fn validation(schema_name: &str, input: &Value, result: Result<(), &[FieldError]>) {
+    match result {
+        Ok(()) => tracing::info!(
+            schema_name,
+            validation_method = "validate_json",
+            success = true,
+            input_data = %input,
+            result = %input,
+            "validate {{schema_name}} succeeded"
+        ),
+        Err(errors) => tracing::warn!(
+            schema_name,
+            validation_method = "validate_json",
+            success = false,
+            input_data = %input,
+            error_count = errors.len(),
+            errors = %serde_json::to_string(errors).unwrap_or_default(),
+            "validate {{schema_name}} failed"
+        ),
+    }
+}
+
+/// Records an answer that failed before validation (no JSON, no tool call).
+pub(crate) fn unreadable(schema_name: &str, text: Option<&str>, errors: &[FieldError]) {
+    tracing::warn!(
+        schema_name,
+        validation_method = "validate_json",
+        success = false,
+        input_data = text.unwrap_or_default(),
+        error_count = errors.len(),
+        errors = %serde_json::to_string(errors).unwrap_or_default(),
+        "validate {{schema_name}} failed"
+    );
+}

@@ -1,0 +1,596 @@
+//! sift's telemetry, Logfire-style, over OpenTelemetry.
+//!
+//! The other crates emit plain `tracing` spans and events; this crate alone knows
+//! OpenTelemetry. [`Telemetry::init`] (what `sift serve` calls) installs:
+//! - the [console](console): a readable tree of spans and logs on stderr;
+//! - OTLP export (http/protobuf) when `OTEL_EXPORTER_OTLP_ENDPOINT` or
+//!   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set, with the standard `OTEL_*` variables for
+//!   headers, timeout, service name and resource attributes;
+//! - export to Pydantic Logfire when `LOGFIRE_TOKEN` is set (its regional endpoint, the token
+//!   as the `Authorization` header);
+//! - [metrics](metrics) read off the spans, for OTLP and for `GET /metrics` (Prometheus text).
+//!
+//! Every exported span gets Logfire's attributes (`logfire.span_type`, `logfire.msg_template`,
+//! `logfire.msg`, `logfire.level_num`), every log inside a span becomes a zero-duration child
+//! span so trace-only backends show it, and every attribute is [scrubbed](scrub) first.
+//! Export is batched on its own thread: a slow or unreachable backend costs requests nothing,
+//! and is reported once, not per batch. [`Telemetry::shutdown`] flushes what is left.
+//!
+//! Span names and attributes are documented in `docs/telemetry.md`.
+
+pub mod console;
+mod export;
+pub mod metrics;
+pub mod scrub;
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+use opentelemetry::{KeyValue, metrics::MeterProvider as _};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracer, SdkTracerProvider, SpanExporter};
+use tracing::field::{Field, Visit};
+use tracing::{Dispatch, Event, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+use crate::console::{ConsoleLayer, ConsoleOptions, ConsoleWriter};
+use crate::export::Processed;
+use crate::metrics::MetricsLayer;
+pub use crate::scrub::{ScrubOptions, Scrubber};
+
+/// The default console filter.
+pub const DEFAULT_FILTER: &str = "info,llama-cpp-2=warn";
+/// The default filter of what is exported: sift's own debug records (request arguments,
+/// streamed objects) go to the backend, as Logfire sends everything and lets its UI filter.
+pub const DEFAULT_EXPORT_FILTER: &str = "info,sift_core=debug,sift_server=debug,llama-cpp-2=warn";
+
+/// A telemetry setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// A filter string (`SIFT_LOG`, `SIFT_EXPORT_LOG`) does not parse.
+    #[error("{var} `{value}` is not a valid filter: {message}")]
+    Filter {
+        /// Which setting.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// A scrubbing pattern does not compile.
+    #[error("SIFT_SCRUB_PATTERNS: {0}")]
+    Pattern(#[from] regex::Error),
+    /// An exporter could not be built.
+    #[error("could not set up export to {target}: {message}")]
+    Exporter {
+        /// Where to.
+        target: String,
+        /// Why not.
+        message: String,
+    },
+    /// The protocol asked for is not built in.
+    #[error("OTEL_EXPORTER_OTLP_PROTOCOL `{0}` is not supported; sift exports http/protobuf")]
+    Protocol(String),
+    /// A global subscriber was already installed.
+    #[error("a tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// What to record and where to send it.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// The console, if any.
+    pub console: Option<ConsoleOptions>,
+    /// What the console shows (`SIFT_LOG`, then `RUST_LOG`).
+    pub console_filter: String,
+    /// What is exported (`SIFT_EXPORT_LOG`).
+    pub export_filter: String,
+    /// Export over OTLP, configured by the standard `OTEL_EXPORTER_OTLP_*` variables.
+    pub otlp: bool,
+    /// Export to Pydantic Logfire with this write token.
+    pub logfire_token: Option<String>,
+    /// Logfire's base URL (default from the token's region).
+    pub logfire_base_url: Option<String>,
+    /// `service.name` when `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` do not say.
+    pub service_name: String,
+    /// Scrubbing rules.
+    pub scrub: ScrubOptions,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            console: Some(ConsoleOptions::default()),
+            console_filter: DEFAULT_FILTER.into(),
+            export_filter: DEFAULT_EXPORT_FILTER.into(),
+            otlp: false,
+            logfire_token: None,
+            logfire_base_url: None,
+            service_name: "sift".into(),
+            scrub: ScrubOptions::default(),
+        }
+    }
+}
+
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn list(key: &str) -> Vec<String> {
+    env(key)
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn off(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "0" | "false" | "off" | "no" | "none"
+    )
+}
+
+impl TelemetryConfig {
+    /// Reads the environment:
+    /// - `SIFT_LOG` (or `RUST_LOG`): console filter, default `info`;
+    /// - `SIFT_CONSOLE`: `on` (default), `verbose` (attributes too) or `off`;
+    /// - `NO_COLOR`: no colours even on a terminal;
+    /// - `SIFT_EXPORT_LOG`: export filter, default [`DEFAULT_EXPORT_FILTER`];
+    /// - `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (and the other
+    ///   `OTEL_EXPORTER_OTLP_*`), `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
+    ///   `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER=none`;
+    /// - `LOGFIRE_TOKEN`, `LOGFIRE_BASE_URL`;
+    /// - `SIFT_SCRUB=off`, `SIFT_SCRUB_PATTERNS` (comma-separated regular expressions added to
+    ///   Logfire's), `SIFT_SCRUB_SAFE_KEYS` (comma-separated attribute keys never scrubbed).
+    ///
+    /// `OPENAI_API_KEY` and `LOGFIRE_TOKEN` are added as exact secrets.
+    pub fn from_env() -> Self {
+        let mut config = Self::default();
+        if let Some(f) = env("SIFT_LOG").or_else(|| env("RUST_LOG")) {
+            config.console_filter = f;
+        }
+        if let Some(f) = env("SIFT_EXPORT_LOG") {
+            config.export_filter = f;
+        }
+        let colors = std::io::stderr().is_terminal() && env("NO_COLOR").is_none();
+        config.console = match env("SIFT_CONSOLE").map(|v| v.to_ascii_lowercase()) {
+            Some(v) if off(&v) => None,
+            Some(v) if v == "verbose" => Some(ConsoleOptions {
+                verbose: true,
+                colors,
+                ..ConsoleOptions::default()
+            }),
+            _ => Some(ConsoleOptions {
+                colors,
+                ..ConsoleOptions::default()
+            }),
+        };
+        let disabled = env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let traces_off = env("OTEL_TRACES_EXPORTER").is_some_and(|v| off(&v));
+        config.otlp = !disabled
+            && !traces_off
+            && (env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+                || env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some());
+        config.logfire_token = env("LOGFIRE_TOKEN").filter(|_| !disabled);
+        config.logfire_base_url = env("LOGFIRE_BASE_URL");
+        config.scrub.enabled = !env("SIFT_SCRUB").is_some_and(|v| off(&v));
+        config.scrub.extra_patterns = list("SIFT_SCRUB_PATTERNS");
+        config.scrub.safe_keys = list("SIFT_SCRUB_SAFE_KEYS");
+        config.scrub.secrets = ["OPENAI_API_KEY", "LOGFIRE_TOKEN"]
+            .into_iter()
+            .filter_map(env)
+            .collect();
+        config
+    }
+}
+
+/// Logfire's base URL for a write token: its region is in the token (`pylf_v1_eu_…`).
+pub fn logfire_base_url(token: &str) -> String {
+    let region = token
+        .strip_prefix("pylf_v")
+        .and_then(|rest| rest.split('_').nth(1))
+        .filter(|r| matches!(*r, "us" | "eu"))
+        .unwrap_or("us");
+    format!("https://logfire-{region}.pydantic.dev")
+}
+
+/// Builds a [`Telemetry`], with extra exporters (tests use an in-memory one) and another
+/// console writer.
+pub struct TelemetryBuilder {
+    config: TelemetryConfig,
+    scrubber: Option<Arc<Scrubber>>,
+    console_writer: Option<ConsoleWriter>,
+    tracer: opentelemetry_sdk::trace::TracerProviderBuilder,
+    exporting: Vec<String>,
+    metric_readers: Vec<
+        Box<
+            dyn FnOnce(
+                opentelemetry_sdk::metrics::MeterProviderBuilder,
+            ) -> opentelemetry_sdk::metrics::MeterProviderBuilder,
+        >,
+    >,
+}
+
+impl std::fmt::Debug for TelemetryBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryBuilder")
+            .field("config", &self.config)
+            .field("exporting", &self.exporting)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TelemetryBuilder {
+    /// A builder over `config`; nothing is exported unless [`otlp_from_config`] or
+    /// [`with_exporter`] add it.
+    ///
+    /// [`otlp_from_config`]: Self::otlp_from_config
+    /// [`with_exporter`]: Self::with_exporter
+    pub fn new(config: TelemetryConfig) -> Self {
+        Self {
+            config,
+            scrubber: None,
+            console_writer: None,
+            tracer: SdkTracerProvider::builder(),
+            exporting: Vec::new(),
+            metric_readers: Vec::new(),
+        }
+    }
+
+    fn scrubber(&mut self) -> Result<Arc<Scrubber>, TelemetryError> {
+        if let Some(s) = &self.scrubber {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(Scrubber::new(&self.config.scrub)?);
+        self.scrubber = Some(s.clone());
+        Ok(s)
+    }
+
+    /// Writes the console to `writer` instead of stderr.
+    #[must_use]
+    pub fn console_writer(mut self, writer: ConsoleWriter) -> Self {
+        self.console_writer = Some(writer);
+        self
+    }
+
+    /// Sends spans to `exporter` too, after sift's processing; `batched` exports on a
+    /// background thread, otherwise as each span ends (for tests).
+    pub fn with_exporter<E: SpanExporter + 'static>(
+        mut self,
+        exporter: E,
+        name: &str,
+        batched: bool,
+    ) -> Result<Self, TelemetryError> {
+        let processed = Processed::new(exporter, self.scrubber()?, name);
+        self.tracer = if batched {
+            self.tracer.with_span_processor(
+                BatchSpanProcessor::builder(processed)
+                    .with_batch_config(
+                        opentelemetry_sdk::trace::BatchConfigBuilder::default()
+                            .with_scheduled_delay(Duration::from_millis(500))
+                            .build(),
+                    )
+                    .build(),
+            )
+        } else {
+            self.tracer.with_simple_exporter(processed)
+        };
+        self.exporting.push(name.to_owned());
+        Ok(self)
+    }
+
+    /// Adds the OTLP and Logfire exporters the configuration asks for.
+    pub fn otlp_from_config(mut self) -> Result<Self, TelemetryError> {
+        if self.config.otlp {
+            if let Some(p) = env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"))
+                && p != "http/protobuf"
+            {
+                return Err(TelemetryError::Protocol(p));
+            }
+            let target = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+                .unwrap_or_default();
+            // Endpoint and headers come from the OTEL_* variables, read by the exporter.
+            self = self.otlp(None, HashMap::new(), &target)?;
+        }
+        if let Some(token) = self.config.logfire_token.clone() {
+            let base = self
+                .config
+                .logfire_base_url
+                .clone()
+                .unwrap_or_else(|| logfire_base_url(&token));
+            let base = base.trim_end_matches('/').to_owned();
+            let headers = HashMap::from([("Authorization".to_owned(), token)]);
+            self = self.otlp(Some(&base), headers, &format!("Logfire ({base})"))?;
+        }
+        Ok(self)
+    }
+
+    /// Exports traces and metrics over OTLP http/protobuf to `base` (`…/v1/traces` and
+    /// `…/v1/metrics`), or where the `OTEL_*` variables say when `base` is `None`.
+    pub fn otlp(
+        mut self,
+        base: Option<&str>,
+        headers: HashMap<String, String>,
+        name: &str,
+    ) -> Result<Self, TelemetryError> {
+        let err = |e: opentelemetry_otlp::ExporterBuildError| TelemetryError::Exporter {
+            target: name.to_owned(),
+            message: e.to_string(),
+        };
+        let mut spans = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_headers(headers.clone());
+        let mut metrics = opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_headers(headers);
+        if let Some(base) = base {
+            spans = spans.with_endpoint(format!("{base}/v1/traces"));
+            metrics = metrics.with_endpoint(format!("{base}/v1/metrics"));
+        }
+        self = self.with_exporter(spans.build().map_err(err)?, name, true)?;
+        let metrics = metrics.build().map_err(err)?;
+        self.metric_readers.push(Box::new(move |b| {
+            b.with_reader(PeriodicReader::builder(metrics).build())
+        }));
+        Ok(self)
+    }
+
+    /// Builds the subscriber (not yet installed).
+    pub fn build(mut self) -> Result<Telemetry, TelemetryError> {
+        let scrubber = self.scrubber()?;
+        let filter = |var: &'static str, value: &str| {
+            EnvFilter::try_new(value).map_err(|e| TelemetryError::Filter {
+                var,
+                value: value.to_owned(),
+                message: e.to_string(),
+            })
+        };
+        let resource = resource(&self.config.service_name);
+        let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
+        if let Some(options) = self.config.console.clone() {
+            let writer = self
+                .console_writer
+                .take()
+                .unwrap_or_else(|| Box::new(std::io::stderr()));
+            layers.push(
+                ConsoleLayer::new(options, scrubber.clone(), writer)
+                    .with_filter(filter("SIFT_LOG", &self.config.console_filter)?)
+                    .boxed(),
+            );
+        }
+        let tracer_provider = if self.exporting.is_empty() {
+            None
+        } else {
+            let provider = self.tracer.with_resource(resource.clone()).build();
+            let tracer = provider.tracer("sift");
+            layers.push(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer.clone())
+                    .with_level(true)
+                    .with_target(false)
+                    .with_location(false)
+                    .with_threads(false)
+                    .with_tracked_inactivity(false)
+                    .with_context_activation(false)
+                    .with_filter(filter("SIFT_EXPORT_LOG", &self.config.export_filter)?)
+                    .boxed(),
+            );
+            layers.push(
+                RootLogs { tracer }
+                    .with_filter(filter("SIFT_EXPORT_LOG", &self.config.export_filter)?)
+                    .boxed(),
+            );
+            Some(provider)
+        };
+        let registry = prometheus::Registry::new();
+        let prometheus = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .without_target_info()
+            .build()
+            .map_err(|e| TelemetryError::Exporter {
+                target: "/metrics".into(),
+                message: e.to_string(),
+            })?;
+        let mut meters = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_reader(prometheus);
+        for add in self.metric_readers.drain(..) {
+            meters = add(meters);
+        }
+        let meter_provider = meters.build();
+        let meter = meter_provider.meter("sift");
+        layers.push(
+            MetricsLayer::new(&meter)
+                .with_filter(EnvFilter::new("sift_core=info,sift_server=info"))
+                .boxed(),
+        );
+        let dispatch = Dispatch::new(Registry::default().with(layers));
+        Ok(Telemetry {
+            dispatch,
+            tracer_provider,
+            meter_provider,
+            registry,
+            exporting: self.exporting,
+        })
+    }
+}
+
+fn resource(default_name: &str) -> Resource {
+    let named = env("OTEL_SERVICE_NAME").is_some()
+        || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| a.contains("service.name="));
+    let builder = Resource::builder();
+    let builder = if named {
+        builder
+    } else {
+        builder.with_service_name(default_name.to_owned())
+    };
+    builder
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Logs outside any span (start-up, shutdown) become root log spans, since OpenTelemetry
+/// keeps events only inside spans.
+struct RootLogs {
+    tracer: SdkTracer,
+}
+
+#[derive(Default)]
+struct EventFields {
+    message: String,
+    attributes: Vec<KeyValue>,
+}
+
+impl Visit for EventFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            value.clone_into(&mut self.message);
+        } else {
+            self.attributes
+                .push(KeyValue::new(field.name(), value.to_owned()));
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.attributes.push(KeyValue::new(field.name(), value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.attributes.push(KeyValue::new(
+            field.name(),
+            i64::try_from(value).unwrap_or(i64::MAX),
+        ));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.attributes.push(KeyValue::new(field.name(), value));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.attributes.push(KeyValue::new(field.name(), value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.record_str(field, &format!("{value:?}"));
+    }
+}
+
+impl<S> Layer<S> for RootLogs
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        if ctx.event_span(event).is_some() || meta.target().starts_with("sift_telemetry") {
+            return;
+        }
+        let mut fields = EventFields::default();
+        event.record(&mut fields);
+        let now = SystemTime::now();
+        let mut attributes = fields.attributes;
+        attributes.push(KeyValue::new("logfire.span_type", "log"));
+        attributes.push(KeyValue::new("level", meta.level().as_str()));
+        let mut span = self
+            .tracer
+            .span_builder(fields.message)
+            .with_start_time(now)
+            .with_attributes(attributes)
+            .start(&self.tracer);
+        span.end_with_timestamp(now);
+    }
+}
+
+/// Installed telemetry: keep it alive while the program runs and call [`shutdown`] at the
+/// end.
+///
+/// [`shutdown`]: Self::shutdown
+pub struct Telemetry {
+    dispatch: Dispatch,
+    tracer_provider: Option<SdkTracerProvider>,
+    meter_provider: SdkMeterProvider,
+    registry: prometheus::Registry,
+    exporting: Vec<String>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("exporting", &self.exporting)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    /// Builds telemetry from `config` (console, OTLP, Logfire, metrics) and installs it as
+    /// the global subscriber.
+    pub fn init(config: TelemetryConfig) -> Result<Self, TelemetryError> {
+        // Logfire and most collectors are HTTPS; reqwest is built without a default TLS
+        // provider, so one is chosen here (the same as the model provider's).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let telemetry = TelemetryBuilder::new(config).otlp_from_config()?.build()?;
+        tracing::dispatcher::set_global_default(telemetry.dispatch.clone())
+            .map_err(|_| TelemetryError::AlreadyInstalled)?;
+        Ok(telemetry)
+    }
+
+    /// The subscriber, to install globally or for a scope (`tracing::dispatcher::set_default`).
+    pub fn dispatch(&self) -> &Dispatch {
+        &self.dispatch
+    }
+
+    /// Where spans go, for the start-up message.
+    pub fn exporting(&self) -> &[String] {
+        &self.exporting
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn prometheus_text(&self) -> String {
+        render(&self.registry)
+    }
+
+    /// A function giving the metrics in Prometheus' text format, for `GET /metrics`.
+    pub fn metrics_renderer(&self) -> Arc<dyn Fn() -> String + Send + Sync> {
+        let registry = self.registry.clone();
+        Arc::new(move || render(&registry))
+    }
+
+    /// Exports whatever is buffered now.
+    pub fn flush(&self) {
+        if let Some(p) = &self.tracer_provider {
+            let _ = p.force_flush();
+        }
+        let _ = self.meter_provider.force_flush();
+    }
+
+    /// Flushes and stops the exporters (waits at most a few seconds for a slow backend).
+    pub fn shutdown(&self) {
+        if let Some(p) = &self.tracer_provider {
+            let _ = p.shutdown_with_timeout(Duration::from_secs(5));
+        }
+        let _ = self
+            .meter_provider
+            .shutdown_with_timeout(Duration::from_secs(5));
+    }
+}
+
+fn render(registry: &prometheus::Registry) -> String {
+    use prometheus::Encoder;
+    let mut out = Vec::new();
+    let _ = prometheus::TextEncoder::new().encode(&registry.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
