@@ -110,7 +110,7 @@ fn process(
     ids: &RandomIdGenerator,
     out: &mut Vec<SpanData>,
 ) {
-    let events = std::mem::replace(&mut span.events, SpanEvents::default());
+    let events = std::mem::take(&mut span.events);
     let mut level = take_level(&mut span.attributes);
     if matches!(span.status, Status::Error { .. }) {
         level = level.max(17);

@@ -153,7 +153,7 @@ impl Scrubber {
                 return true;
             }
             let end = m.as_ptr() as usize - s.as_ptr() as usize + m.len();
-            let rest = s[end..].as_bytes();
+            let rest = &s.as_bytes()[end..];
             let word_ends = |n: usize| {
                 rest.get(n)
                     .is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'_')
