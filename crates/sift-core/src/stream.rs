@@ -251,7 +251,10 @@ where
         let validator = builder.validator.clone();
         let mode = builder.mode;
         let mut ending = Ending::new(
-            parent.in_scope(|| trace::extract_span(&list.schema.name, mode, builder.max_retries, true)),
+            parent.in_scope(|| {
+                let name = format!("Iterable[{}]", element.schema.name);
+                trace::extract_span(&name, mode, builder.max_retries, true)
+            }),
             stats.clone(),
         );
         let span = ending.span.clone();
@@ -316,7 +319,7 @@ where
             }
             let response = reader.to_response(end.usage, end.finish.clone());
             trace::record_response(&chat_span, &response);
-            chat_span.record("sift.elements", ending.elements_in_attempt);
+            trace::record_count(&chat_span, "sift.elements", ending.elements_in_attempt);
             ending.elements_in_attempt = 0;
             drop(chat_span);
             let Some(failure) = end.failure.take() else {
@@ -374,7 +377,7 @@ impl Ending {
 
 impl Drop for Ending {
     fn drop(&mut self) {
-        self.span.record("sift.elements", self.elements);
+        trace::record_count(&self.span, "sift.elements", self.elements);
         trace::record_extract_end(
             &self.span,
             self.stats.count(),
@@ -402,7 +405,7 @@ fn emit<T: DeserializeOwned>(
     ending.elements += 1;
     ending.elements_in_attempt += 1;
     chat_span.in_scope(|| {
-        tracing::debug!(index, value = %value, "emitted {{index}}");
+        tracing::debug!(index = index as i64, value = %value, "emitted {{index}}");
         check_element(element, value, validator, index)
     })
 }

@@ -23,6 +23,12 @@ use crate::{Mode, ProviderError, Usage};
 
 static RECORD_CONTENT: AtomicBool = AtomicBool::new(true);
 
+/// Counts are recorded as `i64`: OpenTelemetry has no unsigned integers, and a `u64` field
+/// would reach it as text.
+fn int(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
 /// Turns recording of message content on chat spans on or off (on by default).
 pub fn set_record_content(on: bool) {
     RECORD_CONTENT.store(on, Ordering::Relaxed);
@@ -47,7 +53,7 @@ pub(crate) fn extract_span(
         logfire.msg_template = "extract {response_model}",
         response_model = response_model,
         mode = %mode,
-        max_retries,
+        max_retries = int(max_retries),
         sift.stream = stream,
         attempts = field::Empty,
         outcome = field::Empty,
@@ -60,10 +66,10 @@ pub(crate) fn extract_span(
 
 /// Records how an extraction ended on its span.
 pub(crate) fn record_extract_end(span: &Span, attempts: usize, outcome: &str, usage: Usage) {
-    span.record("attempts", attempts);
+    span.record("attempts", int(attempts));
     span.record("outcome", outcome);
-    span.record("gen_ai.usage.input_tokens", usage.input_tokens);
-    span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+    span.record("gen_ai.usage.input_tokens", int(usage.input_tokens));
+    span.record("gen_ai.usage.output_tokens", int(usage.output_tokens));
     if outcome != "success" {
         span.record("otel.status_code", "ERROR");
     }
@@ -93,7 +99,7 @@ pub(crate) fn chat_span(
         gen_ai.request.max_tokens = field::Empty,
         gen_ai.output.type = "json",
         sift.mode = %mode,
-        sift.attempt = attempt,
+        sift.attempt = int(attempt),
         sift.stream = stream,
         gen_ai.input.messages = field::Empty,
         gen_ai.output.messages = field::Empty,
@@ -114,7 +120,7 @@ pub(crate) fn chat_span(
         span.record("gen_ai.request.temperature", f64::from(t));
     }
     if let Some(m) = request.max_tokens {
-        span.record("gen_ai.request.max_tokens", m);
+        span.record("gen_ai.request.max_tokens", int(m));
     }
     if record_content() {
         span.record(
@@ -149,11 +155,22 @@ pub(crate) fn record_response(span: &Span, response: &ChatResponse) {
             json!([f]).to_string().as_str(),
         );
     }
-    span.record("gen_ai.usage.input_tokens", response.usage.input_tokens);
-    span.record("gen_ai.usage.output_tokens", response.usage.output_tokens);
+    span.record(
+        "gen_ai.usage.input_tokens",
+        int(response.usage.input_tokens),
+    );
+    span.record(
+        "gen_ai.usage.output_tokens",
+        int(response.usage.output_tokens),
+    );
     if record_content() {
         span.record("gen_ai.output.messages", output_messages(response).as_str());
     }
+}
+
+/// Records a count.
+pub(crate) fn record_count(span: &Span, key: &'static str, n: usize) {
+    span.record(key, int(n));
 }
 
 /// Records the time since `started` under `key` (milliseconds).
@@ -223,7 +240,7 @@ pub(crate) fn validation(schema_name: &str, input: &Value, result: Result<(), &[
             validation_method = "validate_json",
             success = false,
             input_data = %input,
-            error_count = errors.len(),
+            error_count = int(errors.len()),
             errors = %serde_json::to_string(errors).unwrap_or_default(),
             "validate {{schema_name}} failed"
         ),
@@ -237,7 +254,7 @@ pub(crate) fn unreadable(schema_name: &str, text: Option<&str>, errors: &[FieldE
         validation_method = "validate_json",
         success = false,
         input_data = text.unwrap_or_default(),
-        error_count = errors.len(),
+        error_count = int(errors.len()),
         errors = %serde_json::to_string(errors).unwrap_or_default(),
         "validate {{schema_name}} failed"
     );

@@ -55,7 +55,7 @@ pub(crate) async fn http_span(matched: Option<MatchedPath>, req: Request, next: 
     }
     let response = next.run(req).instrument(span.clone()).await;
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("error.type", status.as_str());
         span.record("otel.status_code", "ERROR");

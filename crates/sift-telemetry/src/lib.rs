@@ -46,10 +46,11 @@ use crate::metrics::MetricsLayer;
 pub use crate::scrub::{ScrubOptions, Scrubber};
 
 /// The default console filter.
-pub const DEFAULT_FILTER: &str = "info,llama-cpp-2=warn";
+pub const DEFAULT_FILTER: &str = "info,llama-cpp-2=warn,llama_cpp_2=warn";
 /// The default filter of what is exported: sift's own debug records (request arguments,
 /// streamed objects) go to the backend, as Logfire sends everything and lets its UI filter.
-pub const DEFAULT_EXPORT_FILTER: &str = "info,sift_core=debug,sift_server=debug,llama-cpp-2=warn";
+pub const DEFAULT_EXPORT_FILTER: &str =
+    "info,sift_core=debug,sift_server=debug,llama-cpp-2=warn,llama_cpp_2=warn";
 
 /// A telemetry setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -326,6 +327,10 @@ impl TelemetryBuilder {
         headers: HashMap<String, String>,
         name: &str,
     ) -> Result<Self, TelemetryError> {
+        // Logfire and most collectors are HTTPS; reqwest is built without a default TLS
+        // provider, so one is chosen before the exporters' clients are built (the same as the
+        // model provider's).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let err = |e: opentelemetry_otlp::ExporterBuildError| TelemetryError::Exporter {
             target: name.to_owned(),
             message: e.to_string(),
@@ -539,9 +544,6 @@ impl Telemetry {
     /// Builds telemetry from `config` (console, OTLP, Logfire, metrics) and installs it as
     /// the global subscriber.
     pub fn init(config: TelemetryConfig) -> Result<Self, TelemetryError> {
-        // Logfire and most collectors are HTTPS; reqwest is built without a default TLS
-        // provider, so one is chosen here (the same as the model provider's).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let telemetry = TelemetryBuilder::new(config).otlp_from_config()?.build()?;
         tracing::dispatcher::set_global_default(telemetry.dispatch.clone())
             .map_err(|_| TelemetryError::AlreadyInstalled)?;

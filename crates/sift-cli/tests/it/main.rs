@@ -8,9 +8,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sift_test_support::{Reply, ScriptedServer};
 
-struct Running {
-    child: Child,
-    url: String,
+mod telemetry;
+
+pub(crate) struct Running {
+    pub(crate) child: Child,
+    pub(crate) url: String,
 }
 
 impl Drop for Running {
@@ -20,7 +22,7 @@ impl Drop for Running {
     }
 }
 
-fn sift() -> Command {
+pub(crate) fn sift() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sift"));
     for var in [
         "OPENAI_API_KEY",
@@ -28,6 +30,15 @@ fn sift() -> Command {
         "SIFT_PROVIDER",
         "SIFT_PORT",
         "SIFT_HOST",
+        "SIFT_LOG",
+        "RUST_LOG",
+        "SIFT_CONSOLE",
+        "LOGFIRE_TOKEN",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_SERVICE_NAME",
+        "OTEL_RESOURCE_ATTRIBUTES",
     ] {
         cmd.env_remove(var);
     }
@@ -36,10 +47,15 @@ fn sift() -> Command {
 
 /// Runs `sift serve --port 0` and waits for its `listening on` line.
 fn serve(mut cmd: Command) -> Running {
+    cmd.stderr(Stdio::null());
+    serve_with(cmd)
+}
+
+/// As [`serve`], with stderr where `cmd` already sends it.
+pub(crate) fn serve_with(mut cmd: Command) -> Running {
     let mut child = cmd
         .args(["serve", "--port", "0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut line = String::new();

@@ -336,10 +336,12 @@ async fn extract_stream_has_a_generation_span_with_each_object() {
     assert_eq!(body.lines().count(), 2);
     let spans = h.finished();
     let http = one(&spans, "POST /extract");
-    let extract = spans
-        .iter()
-        .find(|s| s.name.starts_with("extract ") && is_child(s, http))
-        .expect("an extraction under the request");
+    let extract = one(&spans, "extract Iterable[UserDetail]");
+    assert!(is_child(extract, http));
+    assert_eq!(
+        attr(extract, "response_model").as_deref(),
+        Some("Iterable[UserDetail]")
+    );
     assert_eq!(attr(extract, "sift.stream").as_deref(), Some("true"));
     assert_eq!(attr(extract, "sift.elements").as_deref(), Some("2"));
     assert_eq!(attr(extract, "outcome").as_deref(), Some("success"));

@@ -26,8 +26,10 @@ async fn user_request(telemetry: &sift_telemetry::Telemetry, upstream: &Scripted
     let _ = axum::body::to_bytes(response.into_body(), usize::MAX).await;
 }
 
-async fn flush(telemetry: Arc<sift_telemetry::Telemetry>) {
-    tokio::task::spawn_blocking(move || telemetry.flush())
+/// Flushes and shuts down off the runtime: the receiver answering the last export runs on
+/// this test's runtime thread.
+async fn shutdown(telemetry: Arc<sift_telemetry::Telemetry>) {
+    tokio::task::spawn_blocking(move || telemetry.shutdown())
         .await
         .unwrap();
 }
@@ -56,7 +58,7 @@ async fn spans_and_metrics_leave_over_otlp_http() {
             .unwrap(),
     );
     user_request(&telemetry, &upstream).await;
-    flush(telemetry.clone()).await;
+    shutdown(telemetry.clone()).await;
     assert!(
         receiver
             .wait_for(Duration::from_secs(5), |s| s.name == "POST /user")
@@ -87,6 +89,10 @@ async fn spans_and_metrics_leave_over_otlp_http() {
         .unwrap();
     let http = spans.iter().find(|s| s.name == "POST /user").unwrap();
     assert_eq!(http.kind, 2, "SERVER");
+    assert_eq!(
+        http.attributes["http.response.status_code"],
+        serde_json::json!(200)
+    );
     assert_eq!(chat.parent_span_id, extract.span_id);
     assert_eq!(extract.parent_span_id, http.span_id);
     assert!(http.parent_span_id.is_empty());
@@ -138,7 +144,7 @@ async fn logfire_gets_the_token_as_authorization_and_nowhere_else() {
     assert_eq!(telemetry.exporting().len(), 1);
     assert!(telemetry.exporting()[0].starts_with("Logfire"));
     user_request(&telemetry, &upstream).await;
-    flush(telemetry.clone()).await;
+    shutdown(telemetry.clone()).await;
     assert!(
         receiver
             .wait_for(Duration::from_secs(5), |s| s.name == "POST /user")

@@ -1,0 +1,156 @@
+//! Telemetry of the `sift` process: OTLP export configured by the standard variables, flushed
+//! on SIGTERM, an unreachable backend warned about once, and no secret on the console or the
+//! wire.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sift_test_support::otlp::OtlpReceiver;
+use sift_test_support::{Reply, ScriptedServer};
+
+use crate::{Running, sift};
+
+const KEY: &str = "sk-cli-secret-4f9e1d";
+
+/// Runs `sift serve` with stderr in a file, returning the process and the file's path.
+fn serve_logged(mut cmd: Command, name: &str) -> (Running, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!("sift-{name}-{}.log", std::process::id()));
+    let file = std::fs::File::create(&path).unwrap();
+    cmd.stderr(Stdio::from(file));
+    (crate::serve_with(cmd), path)
+}
+
+fn stop(running: Running) {
+    let status = Command::new("kill")
+        .args(["-TERM", &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut running = running;
+    let exit = running.child.wait().unwrap();
+    assert!(exit.success(), "clean exit: {exit:?}");
+}
+
+#[tokio::test]
+async fn spans_go_to_the_otlp_endpoint_and_are_flushed_on_sigterm() {
+    let receiver = OtlpReceiver::start().await;
+    let upstream = ScriptedServer::start().await;
+    upstream.push(Reply::tool_call("UserDetail", r#"{"name":"Daniel","age":24}"#).usage(57, 12));
+    let mut cmd = sift();
+    cmd.env("OPENAI_BASE_URL", upstream.base_url())
+        .env("OPENAI_API_KEY", KEY)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .env("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=team-a")
+        .env("OTEL_SERVICE_NAME", "sift-under-test")
+        .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+        .env("SIFT_CONSOLE", "verbose");
+    let (running, log) = serve_logged(cmd, "otlp");
+    let http = sift_test_support::http_client();
+    let response = http
+        .post(format!("{}/user", running.url))
+        .json(&json!({"query": format!("Daniel is 24, password hunter2, key {KEY}")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let metrics = http
+        .get(format!("{}/metrics", running.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("gen_ai_client_token_usage"), "{metrics}");
+    assert!(
+        metrics.contains("http_server_request_duration_seconds"),
+        "{metrics}"
+    );
+    // Stop at once: the batch is still waiting, so the spans arrive only if shutdown flushes.
+    let stopped = tokio::task::spawn_blocking(move || stop(running));
+    stopped.await.unwrap();
+    let spans = receiver.spans();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    for want in [
+        "POST /user",
+        "extract UserDetail",
+        "chat gpt-4o-mini",
+        "validate UserDetail succeeded",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    let chat = spans.iter().find(|s| s.name == "chat gpt-4o-mini").unwrap();
+    assert_eq!(chat.resource["service.name"], "sift-under-test");
+    assert_eq!(chat.resource["deployment.environment"], "test");
+    assert_eq!(
+        chat.attr("gen_ai.usage.input_tokens").as_deref(),
+        Some("57")
+    );
+    assert!(
+        receiver
+            .headers()
+            .iter()
+            .all(|h| h.get("x-tenant").is_some_and(|v| v == "team-a"))
+    );
+    assert!(receiver.metric_posts() >= 1, "metrics flushed on shutdown");
+    let raw = String::from_utf8_lossy(&receiver.raw()).into_owned();
+    assert!(!raw.contains(KEY), "API key on the wire");
+    assert!(!raw.contains("hunter2"), "password on the wire");
+    let console = std::fs::read_to_string(&log).unwrap();
+    assert!(console.contains("POST /user"), "{console}");
+    assert!(
+        console.contains("gen_ai.usage.input_tokens=57"),
+        "verbose console: {console}"
+    );
+    assert!(!console.contains(KEY), "API key on the console: {console}");
+    assert!(
+        !console.contains("hunter2"),
+        "password on the console: {console}"
+    );
+    let _ = std::fs::remove_file(log);
+}
+
+#[tokio::test]
+async fn an_unreachable_backend_is_reported_once_and_requests_do_not_wait() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let upstream = ScriptedServer::start().await;
+    upstream.fallback(|_| Reply::tool_call("UserDetail", r#"{"name":"Daniel","age":24}"#));
+    let mut cmd = sift();
+    cmd.env("OPENAI_BASE_URL", upstream.base_url())
+        .env("OPENAI_API_KEY", KEY)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint);
+    let (running, log) = serve_logged(cmd, "unreachable");
+    let http = sift_test_support::http_client();
+    let mut slowest = Duration::ZERO;
+    // Requests spread over several export batches (one every 500 ms).
+    for _ in 0..4 {
+        let started = Instant::now();
+        let response = http
+            .post(format!("{}/user", running.url))
+            .json(&json!({"query": "Daniel is 24"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    tokio::task::spawn_blocking(move || stop(running))
+        .await
+        .unwrap();
+    let console = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        console.matches("could not export spans").count(),
+        1,
+        "one warning, not one per batch: {console}"
+    );
+    assert!(
+        console.contains(&endpoint),
+        "the warning names the backend: {console}"
+    );
+    eprintln!("slowest request with the backend down: {slowest:?}");
+    let _ = std::fs::remove_file(log);
+}
