@@ -23,17 +23,31 @@ pub struct SiftProcess {
 
 impl SiftProcess {
     /// Starts `binary serve --port 0` with `OPENAI_BASE_URL=base_url`; `extra_env` is
-    /// `K=V,K=V`.
+    /// `K=V,K=V`. Its stderr (the console) is discarded.
     ///
     /// # Panics
     /// If the binary cannot be run or prints no `listening on` line.
     pub fn start(binary: &str, base_url: &str, extra_env: &str) -> Self {
+        Self::start_logged(binary, base_url, extra_env, None)
+    }
+
+    /// As [`start`](Self::start), writing stderr (the console) to `log` when given.
+    ///
+    /// # Panics
+    /// If the binary cannot be run, the log not created, or no `listening on` line printed.
+    pub fn start_logged(binary: &str, base_url: &str, extra_env: &str, log: Option<&str>) -> Self {
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("create the console log")),
+            None => Stdio::null(),
+        };
         let mut cmd = Command::new(binary);
         cmd.args(["serve", "--port", "0"])
             .env("OPENAI_BASE_URL", base_url)
             .env("OPENAI_API_KEY", "sk-bench")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("LOGFIRE_TOKEN")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         for pair in extra_env.split(',').filter(|p| p.contains('=')) {
             let (k, v) = pair.split_once('=').unwrap();
             cmd.env(k, v);

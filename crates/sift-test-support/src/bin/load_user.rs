@@ -7,7 +7,13 @@
 //! ```text
 //! cargo build --release -p sift-cli -p sift-test-support
 //! target/release/load-user [--sift target/release/sift] [--requests 20000] [--connections 16]
+//!     [--telemetry default|off|console|otlp|on]
 //! ```
+//!
+//! `--telemetry` (the telemetry benchmark): `off` has no console and no export; `console`
+//! writes the console to a file; `otlp` exports spans and metrics to an OTLP/HTTP receiver in
+//! this process; `on` does both. `default` (the default) is the binary's defaults, with the
+//! console discarded.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sift_test_support::bench::{SiftProcess, arg};
+use sift_test_support::otlp::OtlpReceiver;
 use sift_test_support::{Reply, ScriptedServer, http_client};
 
 async fn drive(url: &str, total: usize, connections: usize) -> Vec<Duration> {
@@ -56,13 +63,38 @@ async fn main() {
     let sift = arg("--sift", "target/release/sift");
     let total: usize = arg("--requests", "20000").parse().expect("--requests");
     let connections: usize = arg("--connections", "16").parse().expect("--connections");
-    let extra_env = arg("--env", "");
+    let mut extra_env = arg("--env", "");
+    let telemetry = arg("--telemetry", "default");
+    let receiver = OtlpReceiver::start().await;
+    let console_log =
+        std::env::temp_dir().join(format!("sift-load-console-{}.log", std::process::id()));
+    let console_log = console_log.to_string_lossy().into_owned();
+    let mut log = None;
+    match telemetry.as_str() {
+        "default" => {}
+        "off" => extra_env.push_str(",SIFT_CONSOLE=off"),
+        "console" => log = Some(console_log.as_str()),
+        "otlp" => {
+            extra_env.push_str(&format!(
+                ",SIFT_CONSOLE=off,OTEL_EXPORTER_OTLP_ENDPOINT={}",
+                receiver.endpoint()
+            ));
+        }
+        "on" => {
+            log = Some(console_log.as_str());
+            extra_env.push_str(&format!(
+                ",OTEL_EXPORTER_OTLP_ENDPOINT={}",
+                receiver.endpoint()
+            ));
+        }
+        other => panic!("--telemetry must be default, off, console, otlp or on, not {other}"),
+    }
 
     let upstream = ScriptedServer::start().await;
     upstream.fallback(|_| {
         Reply::tool_call("UserDetail", r#"{"name": "Daniel", "age": 24}"#).usage(60, 12)
     });
-    let sift_process = SiftProcess::start(&sift, &upstream.base_url(), &extra_env);
+    let sift_process = SiftProcess::start_logged(&sift, &upstream.base_url(), &extra_env, log);
     let url = format!("{}/user", sift_process.url);
 
     drive(&url, 1000.min(total), connections).await; // warm-up
@@ -72,6 +104,20 @@ async fn main() {
     let wall = started.elapsed();
     let cpu = sift_process.cpu_time() - cpu_before;
     drop(sift_process);
+
+    if log.is_some() {
+        let lines = std::fs::read_to_string(&console_log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        println!("console: {lines} lines");
+        let _ = std::fs::remove_file(&console_log);
+    }
+    if telemetry == "otlp" || telemetry == "on" {
+        println!(
+            "OTLP receiver: {} spans (at kill; the last batch may be unsent)",
+            receiver.spans().len()
+        );
+    }
 
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!("requests: {total} over {connections} connections in {wall:.2?}");
