@@ -2,6 +2,12 @@
 
 mod serve;
 
+// glibc's allocator is slow when memory allocated on one thread is freed on another, which is
+// what telemetry does (spans built on the workers, exported on their own thread); mimalloc
+// is made for that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]

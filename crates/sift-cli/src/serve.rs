@@ -72,8 +72,13 @@ fn init_telemetry(args: &ServeArgs) -> anyhow::Result<Telemetry> {
     }
     let standard_off = std::env::var("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
         .is_ok_and(|v| v.trim().eq_ignore_ascii_case("false"));
-    sift_core::trace::set_record_content(args.record_content && !standard_off);
+    let verbose = config.console.as_ref().is_some_and(|c| c.verbose);
     let telemetry = Telemetry::init(config).context("could not set up telemetry")?;
+    // Content is written out only where something shows it: an exporter or the verbose
+    // console.
+    sift_core::trace::set_record_content(
+        args.record_content && !standard_off && (verbose || telemetry.is_exporting()),
+    );
     for target in telemetry.exporting() {
         tracing::info!(target = target.as_str(), "exporting traces");
     }

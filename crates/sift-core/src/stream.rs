@@ -321,7 +321,7 @@ where
             trace::record_response(&chat_span, &response);
             trace::record_count(&chat_span, "sift.elements", ending.elements_in_attempt);
             ending.elements_in_attempt = 0;
-            drop(chat_span);
+            trace::end(chat_span);
             let Some(failure) = end.failure.take() else {
                 stats.push(attempt_record(number, started, &end, AttemptOutcome::Success, Vec::new(), None));
                 ending.outcome = "success";
@@ -547,7 +547,7 @@ where
                         Ok(v) => {
                             stats.push(attempt_record(number, started, &end, AttemptOutcome::Success, Vec::new(), None));
                             ending.outcome = "success";
-                            drop(chat_span);
+                            trace::end(chat_span);
                             yield Ok(PartialUpdate::Done(v));
                             return;
                         }
@@ -558,7 +558,7 @@ where
             if outcome != AttemptOutcome::ValidationFailed {
                 chat_span.in_scope(|| trace::unreadable(&compiled.schema.name, response.content.as_deref(), &errors));
             }
-            drop(chat_span);
+            trace::end(chat_span);
             let attempts = stats.push(attempt_record(number, started, &end, outcome, errors.clone(), None));
             if number > builder.max_retries {
                 ending.outcome = "retries_exhausted";

@@ -14,10 +14,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use serde::Serialize;
 use serde_json::{Value, json};
 use tracing::{Span, field};
 
-use crate::message::{ChatRequest, ChatResponse, Message, Role};
+use crate::message::{ChatRequest, ChatResponse, Message, Role, ToolCall};
 use crate::validate::FieldError;
 use crate::{Mode, ProviderError, Usage};
 
@@ -168,6 +169,13 @@ pub(crate) fn record_response(span: &Span, response: &ChatResponse) {
     }
 }
 
+/// Ends a span now. OpenTelemetry takes a span's end from its last exit, so a span that was
+/// last entered a while ago (a generation whose last element came before the usage) is
+/// entered once more.
+pub(crate) fn end(span: tracing::Span) {
+    span.in_scope(|| {});
+}
+
 /// Records a count.
 pub(crate) fn record_count(span: &Span, key: &'static str, n: usize) {
     span.record(key, int(n));
@@ -178,63 +186,118 @@ pub(crate) fn record_ms(span: &Span, key: &'static str, started: Instant) {
     span.record(key, started.elapsed().as_secs_f64() * 1000.0);
 }
 
-fn parts(message: &Message) -> Vec<Value> {
-    let mut parts = Vec::new();
-    if let Some(text) = &message.content {
-        if message.role == Role::Tool {
-            parts.push(json!({
-                "type": "tool_call_response",
-                "id": message.tool_call_id,
-                "response": text,
-            }));
-        } else {
-            parts.push(json!({"type": "text", "content": text}));
+/// A message in the GenAI conventions' JSON shape, serialised straight from sift's types.
+#[derive(Serialize)]
+struct GenAiMessage<'a> {
+    role: Role,
+    parts: Vec<GenAiPart<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish_reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum GenAiPart<'a> {
+    Text {
+        content: &'a str,
+    },
+    ToolCall {
+        id: &'a str,
+        name: &'a str,
+        arguments: Arguments<'a>,
+    },
+    ToolCallResponse {
+        id: Option<&'a str>,
+        response: &'a str,
+    },
+}
+
+/// Tool-call arguments: as JSON when they are JSON, else as the text the model wrote.
+struct Arguments<'a>(&'a str);
+
+impl Serialize for Arguments<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match serde_json::from_str::<&serde_json::value::RawValue>(self.0) {
+            Ok(raw) => raw.serialize(s),
+            Err(_) => s.serialize_str(self.0),
         }
     }
-    for call in &message.tool_calls {
-        let arguments = serde_json::from_str::<Value>(&call.arguments)
-            .unwrap_or_else(|_| Value::String(call.arguments.clone()));
-        parts.push(json!({
-            "type": "tool_call",
-            "id": call.id,
-            "name": call.name,
-            "arguments": arguments,
-        }));
+}
+
+fn genai<'a>(
+    role: Role,
+    content: Option<&'a str>,
+    calls: &'a [ToolCall],
+    call_id: Option<&'a str>,
+) -> GenAiMessage<'a> {
+    let mut parts = Vec::with_capacity(1 + calls.len());
+    if let Some(text) = content {
+        parts.push(if role == Role::Tool {
+            GenAiPart::ToolCallResponse {
+                id: call_id,
+                response: text,
+            }
+        } else {
+            GenAiPart::Text { content: text }
+        });
     }
-    parts
+    parts.extend(calls.iter().map(|c| GenAiPart::ToolCall {
+        id: &c.id,
+        name: &c.name,
+        arguments: Arguments(&c.arguments),
+    }));
+    GenAiMessage {
+        role,
+        parts,
+        finish_reason: None,
+    }
 }
 
 /// The request's messages in the GenAI conventions' JSON shape.
 pub fn input_messages(messages: &[Message]) -> String {
-    let list: Vec<Value> = messages
+    let list: Vec<GenAiMessage<'_>> = messages
         .iter()
-        .map(|m| json!({"role": m.role, "parts": parts(m)}))
+        .map(|m| {
+            genai(
+                m.role,
+                m.content.as_deref(),
+                &m.tool_calls,
+                m.tool_call_id.as_deref(),
+            )
+        })
         .collect();
-    Value::Array(list).to_string()
+    serde_json::to_string(&list).unwrap_or_default()
 }
 
 /// The answer in the GenAI conventions' JSON shape.
 pub fn output_messages(response: &ChatResponse) -> String {
-    let message = response.to_message();
-    json!([{
-        "role": "assistant",
-        "parts": parts(&message),
-        "finish_reason": response.finish_reason.as_deref().unwrap_or("stop"),
-    }])
-    .to_string()
+    let mut message = genai(
+        Role::Assistant,
+        response.content.as_deref(),
+        &response.tool_calls,
+        None,
+    );
+    message.finish_reason = Some(response.finish_reason.as_deref().unwrap_or("stop"));
+    serde_json::to_string(&[message]).unwrap_or_default()
 }
 
 /// Records one validation, as Logfire's Pydantic plugin does with `record="all"`.
 pub(crate) fn validation(schema_name: &str, input: &Value, result: Result<(), &[FieldError]>) {
     match result {
-        Ok(()) => tracing::info!(
-            schema_name,
-            validation_method = "validate_json",
-            success = true,
-            input_data = %input,
-            result = %input,
-            "validate {{schema_name}} succeeded"
-        ),
+        Ok(()) => {
+            if tracing::enabled!(tracing::Level::INFO) {
+                // The validated value is the input: written out once for both.
+                let text = input.to_string();
+                tracing::info!(
+                    schema_name,
+                    validation_method = "validate_json",
+                    success = true,
+                    input_data = text.as_str(),
+                    result = text.as_str(),
+                    "validate {{schema_name}} succeeded"
+                );
+            }
+        }
         Err(errors) => tracing::warn!(
             schema_name,
             validation_method = "validate_json",

@@ -77,6 +77,8 @@ impl HttpBody for SpanBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        // Entered while the body is produced: OpenTelemetry ends a span at its last exit, so
+        // the span covers the whole response.
         let this = &mut *self;
         let _entered = this.span.enter();
         Pin::new(&mut this.inner).poll_frame(cx)

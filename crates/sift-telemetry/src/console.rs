@@ -20,8 +20,8 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -46,6 +46,9 @@ pub struct ConsoleOptions {
     pub colors: bool,
     /// Where the time comes from.
     pub clock: Clock,
+    /// Collect lines and write them this often (one write for many lines under load), or
+    /// write each line at once (`None`, the default).
+    pub flush_every: Option<Duration>,
 }
 
 impl std::fmt::Debug for ConsoleOptions {
@@ -53,6 +56,7 @@ impl std::fmt::Debug for ConsoleOptions {
         f.debug_struct("ConsoleOptions")
             .field("verbose", &self.verbose)
             .field("colors", &self.colors)
+            .field("flush_every", &self.flush_every)
             .finish_non_exhaustive()
     }
 }
@@ -63,6 +67,7 @@ impl Default for ConsoleOptions {
             verbose: false,
             colors: false,
             clock: Arc::new(SystemTime::now),
+            flush_every: None,
         }
     }
 }
@@ -72,13 +77,80 @@ pub struct ConsoleLayer {
     options: ConsoleOptions,
     scrubber: Arc<Scrubber>,
     state: Mutex<State>,
+    sink: Arc<Sink>,
 }
 
 struct State {
-    out: ConsoleWriter,
     /// The spans of the last printed line, root first.
     printed: Vec<Id>,
     line: String,
+}
+
+/// Where finished lines go: straight to the writer, or into a buffer a background thread
+/// writes out every `flush_every`, so that under load many lines cost one `write`.
+pub struct Sink {
+    pending: Mutex<Vec<u8>>,
+    out: Mutex<ConsoleWriter>,
+    buffered: bool,
+}
+
+/// Lines held before a write is forced, whatever the interval.
+const MAX_PENDING: usize = 64 * 1024;
+
+impl Sink {
+    fn new(out: ConsoleWriter, flush_every: Option<Duration>) -> Arc<Self> {
+        let sink = Arc::new(Self {
+            pending: Mutex::new(Vec::new()),
+            out: Mutex::new(out),
+            buffered: flush_every.is_some(),
+        });
+        if let Some(every) = flush_every {
+            let weak: Weak<Sink> = Arc::downgrade(&sink);
+            let _ = std::thread::Builder::new()
+                .name("sift-console".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(every);
+                        match weak.upgrade() {
+                            Some(sink) => sink.flush(),
+                            None => return,
+                        }
+                    }
+                });
+        }
+        sink
+    }
+
+    fn write(&self, line: &[u8]) {
+        if !self.buffered {
+            if let Ok(mut out) = self.out.lock() {
+                let _ = out.write_all(line);
+                let _ = out.flush();
+            }
+            return;
+        }
+        let full = match self.pending.lock() {
+            Ok(mut pending) => {
+                pending.extend_from_slice(line);
+                pending.len() >= MAX_PENDING
+            }
+            Err(_) => false,
+        };
+        if full {
+            self.flush();
+        }
+    }
+
+    /// Writes out what is pending.
+    pub fn flush(&self) {
+        let Ok(mut out) = self.out.lock() else { return };
+        let lines = match self.pending.lock() {
+            Ok(mut pending) if !pending.is_empty() => std::mem::take(&mut *pending),
+            _ => return,
+        };
+        let _ = out.write_all(&lines);
+        let _ = out.flush();
+    }
 }
 
 /// What the console keeps of a span.
@@ -92,29 +164,72 @@ struct SpanLine {
 
 /// Fields collected from a span or an event.
 #[derive(Default)]
-struct Fields {
+struct Fields<'t> {
     message: Option<String>,
     name: Option<String>,
     attributes: Vec<(&'static str, String)>,
+    /// Collect only the message, the name and the fields this template mentions (the
+    /// console without `-v` prints nothing else); `None` collects everything.
+    only: Option<&'t str>,
 }
 
-impl Visit for Fields {
+impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, value.to_owned());
+        if self.wants(field) {
+            self.put(field, value.to_owned());
+        }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.put(field, format!("{value:?}"));
+        if self.wants(field) {
+            self.put(field, format!("{value:?}"));
+        }
     }
 }
 
-impl Fields {
+impl Fields<'_> {
+    fn wants(&self, field: &Field) -> bool {
+        let name = field.name();
+        match self.only {
+            None => true,
+            Some(template) => {
+                name == "message"
+                    || name == "otel.name"
+                    || (template.len() > name.len() + 1 && mentions(template, name))
+            }
+        }
+    }
+
     fn put(&mut self, field: &Field, value: String) {
         match field.name() {
             "message" => self.message = Some(value),
             "otel.name" => self.name = Some(value),
             n if n.starts_with("otel.") || n.starts_with("logfire.") => {}
             n => self.attributes.push((n, value)),
+        }
+    }
+}
+
+/// Whether `template` has `{name}`.
+fn mentions(template: &str, name: &str) -> bool {
+    template
+        .match_indices(name)
+        .any(|(i, _)| template[..i].ends_with('{') && template[i + name.len()..].starts_with('}'))
+}
+
+/// Only the message of an event.
+struct MessageOnly(Option<String>);
+
+impl Visit for MessageOnly {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0 = Some(value.to_owned());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = Some(format!("{value:?}"));
         }
     }
 }
@@ -153,15 +268,21 @@ pub(crate) fn interpolate(template: &str, lookup: impl Fn(&str) -> Option<String
 impl ConsoleLayer {
     /// A console writing to `out`.
     pub fn new(options: ConsoleOptions, scrubber: Arc<Scrubber>, out: ConsoleWriter) -> Self {
+        let sink = Sink::new(out, options.flush_every);
         Self {
             options,
             scrubber,
             state: Mutex::new(State {
-                out,
                 printed: Vec::new(),
                 line: String::new(),
             }),
+            sink,
         }
+    }
+
+    /// The console's output, to flush at exit.
+    pub fn sink(&self) -> Arc<Sink> {
+        self.sink.clone()
     }
 
     fn scrubbed(&self, key: &str, value: String) -> String {
@@ -266,8 +387,7 @@ impl ConsoleLayer {
             }
         }
         f(&mut line);
-        let _ = state.out.write_all(line.as_bytes());
-        let _ = state.out.flush();
+        self.sink.write(line.as_bytes());
         state.line = line;
         state.printed = then;
     }
@@ -288,7 +408,10 @@ where
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut fields = Fields::default();
+        let mut fields = Fields {
+            only: (!self.options.verbose).then_some(""),
+            ..Fields::default()
+        };
         attrs.record(&mut fields);
         let name = fields.name.take().unwrap_or_else(|| span.name().to_owned());
         let message = self.scrubber.scrub_message(&name).into_owned();
@@ -341,14 +464,34 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let mut fields = Fields::default();
-        event.record(&mut fields);
+        let (template, fields) = if self.options.verbose {
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            (fields.message.take().unwrap_or_default(), fields)
+        } else {
+            // The message first; then only the fields it mentions.
+            let mut message = MessageOnly(None);
+            event.record(&mut message);
+            let template = message.0.unwrap_or_default();
+            let mut fields = Fields::default();
+            if template.contains('{') {
+                fields.only = Some(&template);
+                event.record(&mut fields);
+            }
+            let attributes = std::mem::take(&mut fields.attributes);
+            (
+                template.clone(),
+                Fields {
+                    attributes,
+                    ..Fields::default()
+                },
+            )
+        };
         let attributes: Vec<_> = fields
             .attributes
             .into_iter()
             .map(|(k, v)| (k, self.scrubbed(k, v)))
             .collect();
-        let template = fields.message.unwrap_or_default();
         let message = interpolate(&template, |name| {
             attributes
                 .iter()

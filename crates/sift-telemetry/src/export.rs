@@ -231,22 +231,27 @@ fn push_logfire(
     }
     attributes.push(KeyValue::new("logfire.msg", message));
     attributes.push(KeyValue::new("logfire.level_num", level));
-    // Logfire shows an attribute as an object when its JSON schema says so.
-    let json: Vec<&str> = attributes
-        .iter()
-        .filter(|kv| {
-            matches!(&kv.value, Value::String(s) if looks_like_json(s.as_str()))
-                && !kv.key.as_str().starts_with("logfire.")
-        })
-        .map(|kv| kv.key.as_str())
-        .collect();
-    if !json.is_empty() {
-        let properties: serde_json::Map<String, serde_json::Value> = json
-            .iter()
-            .map(|k| ((*k).to_owned(), serde_json::json!({"type": "object"})))
-            .collect();
-        let schema = serde_json::json!({"type": "object", "properties": properties});
-        attributes.push(KeyValue::new("logfire.json_schema", schema.to_string()));
+    // Logfire shows an attribute as an object when its JSON schema says so. Written by hand:
+    // this runs for every span, and keys need no escaping beyond what `escape_debug` gives.
+    let mut schema = String::new();
+    for kv in attributes.iter() {
+        if let Value::String(s) = &kv.value
+            && looks_like_json(s.as_str())
+            && !kv.key.as_str().starts_with("logfire.")
+        {
+            schema.push_str(if schema.is_empty() {
+                r#"{"type":"object","properties":{"#
+            } else {
+                ","
+            });
+            schema.push('"');
+            schema.extend(kv.key.as_str().escape_debug());
+            schema.push_str(r#"":{"type":"object"}"#);
+        }
+    }
+    if !schema.is_empty() {
+        schema.push_str("}}");
+        attributes.push(KeyValue::new("logfire.json_schema", schema));
     }
 }
 

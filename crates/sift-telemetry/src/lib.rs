@@ -52,6 +52,10 @@ pub const DEFAULT_FILTER: &str = "info,llama-cpp-2=warn,llama_cpp_2=warn";
 pub const DEFAULT_EXPORT_FILTER: &str =
     "info,sift_core=debug,sift_server=debug,llama-cpp-2=warn,llama_cpp_2=warn";
 
+/// How often the binary's console writes out its lines: too short for a person to notice,
+/// long enough that a busy service writes many lines at once.
+pub const CONSOLE_FLUSH: Duration = Duration::from_millis(50);
+
 /// A telemetry setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -170,10 +174,12 @@ impl TelemetryConfig {
             Some(v) if v == "verbose" => Some(ConsoleOptions {
                 verbose: true,
                 colors,
+                flush_every: Some(CONSOLE_FLUSH),
                 ..ConsoleOptions::default()
             }),
             _ => Some(ConsoleOptions {
                 colors,
+                flush_every: Some(CONSOLE_FLUSH),
                 ..ConsoleOptions::default()
             }),
         };
@@ -367,13 +373,16 @@ impl TelemetryBuilder {
         };
         let resource = resource(&self.config.service_name);
         let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
+        let mut console_sink = None;
         if let Some(options) = self.config.console.clone() {
             let writer = self
                 .console_writer
                 .take()
                 .unwrap_or_else(|| Box::new(std::io::stderr()));
+            let console = ConsoleLayer::new(options, scrubber.clone(), writer);
+            console_sink = Some(console.sink());
             layers.push(
-                ConsoleLayer::new(options, scrubber.clone(), writer)
+                console
                     .with_filter(filter("SIFT_LOG", &self.config.console_filter)?)
                     .boxed(),
             );
@@ -419,14 +428,17 @@ impl TelemetryBuilder {
         }
         let meter_provider = meters.build();
         let meter = meter_provider.meter("sift");
+        // Only the spans the metrics are read from: every other callsite stays disabled for
+        // this layer, so with the console off and no export nothing else is even built.
         layers.push(
             MetricsLayer::new(&meter)
-                .with_filter(EnvFilter::new("sift_core=info,sift_server=info"))
+                .with_filter(tracing_subscriber::filter::filter_fn(metrics::wanted))
                 .boxed(),
         );
         let dispatch = Dispatch::new(Registry::default().with(layers));
         Ok(Telemetry {
             dispatch,
+            console_sink,
             tracer_provider,
             meter_provider,
             registry,
@@ -526,6 +538,7 @@ where
 /// [`shutdown`]: Self::shutdown
 pub struct Telemetry {
     dispatch: Dispatch,
+    console_sink: Option<Arc<console::Sink>>,
     tracer_provider: Option<SdkTracerProvider>,
     meter_provider: SdkMeterProvider,
     registry: prometheus::Registry,
@@ -571,8 +584,16 @@ impl Telemetry {
         Arc::new(move || render(&registry))
     }
 
+    /// Whether anything leaves the process (OTLP, Logfire, or an added exporter).
+    pub fn is_exporting(&self) -> bool {
+        !self.exporting.is_empty()
+    }
+
     /// Exports whatever is buffered now.
     pub fn flush(&self) {
+        if let Some(sink) = &self.console_sink {
+            sink.flush();
+        }
         if let Some(p) = &self.tracer_provider {
             let _ = p.force_flush();
         }
@@ -581,6 +602,9 @@ impl Telemetry {
 
     /// Flushes and stops the exporters (waits at most a few seconds for a slow backend).
     pub fn shutdown(&self) {
+        if let Some(sink) = &self.console_sink {
+            sink.flush();
+        }
         if let Some(p) = &self.tracer_provider {
             let _ = p.shutdown_with_timeout(Duration::from_secs(5));
         }

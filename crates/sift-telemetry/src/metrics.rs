@@ -41,6 +41,16 @@ const HTTP_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
+/// Whether the metrics layer needs this callsite: the chat and HTTP spans only.
+pub fn wanted(meta: &tracing::Metadata<'_>) -> bool {
+    meta.is_span()
+        && match meta.name() {
+            CHAT_SPAN => meta.target().starts_with("sift_core"),
+            HTTP_SPAN => meta.target().starts_with("sift_server"),
+            _ => false,
+        }
+}
+
 /// The layer that records the metrics.
 pub struct MetricsLayer {
     operation_duration: Histogram<f64>,

@@ -79,10 +79,12 @@ impl Default for ScrubOptions {
     }
 }
 
-/// A compiled set of scrubbing rules.
+/// A compiled set of scrubbing rules: one regular expression for the exact secrets
+/// (case-sensitive) and the patterns (case-insensitive), so each value is scanned once.
 #[derive(Debug, Clone)]
 pub struct Scrubber {
-    pattern: Option<Regex>,
+    any: Option<Regex>,
+    patterns: Vec<String>,
     safe_keys: Vec<String>,
     secrets: Vec<String>,
 }
@@ -92,35 +94,51 @@ fn replacement(matched: &str) -> String {
     format!("[Scrubbed due to '{matched}']")
 }
 
+/// What an exact secret is reported as.
+const SECRET: &str = "api key";
+
+fn build(patterns: &[String], secrets: &[String]) -> Result<Option<Regex>, regex::Error> {
+    let mut parts: Vec<String> = Vec::new();
+    if !secrets.is_empty() {
+        let literals: Vec<String> = secrets.iter().map(|s| regex::escape(s)).collect();
+        parts.push(format!("(?-i:{})", literals.join("|")));
+    }
+    parts.extend(patterns.iter().map(|p| format!("(?:{p})")));
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    RegexBuilder::new(&parts.join("|"))
+        .case_insensitive(true)
+        .build()
+        .map(Some)
+}
+
 impl Scrubber {
     /// Compiles the rules; an invalid extra pattern is an error naming it.
     pub fn new(options: &ScrubOptions) -> Result<Self, regex::Error> {
-        let pattern = if options.enabled {
-            let all: Vec<&str> = DEFAULT_PATTERNS
+        for extra in &options.extra_patterns {
+            Regex::new(extra)?;
+        }
+        let patterns: Vec<String> = if options.enabled {
+            DEFAULT_PATTERNS
                 .iter()
-                .copied()
-                .chain(options.extra_patterns.iter().map(String::as_str))
-                .collect();
-            for extra in &options.extra_patterns {
-                Regex::new(extra)?;
-            }
-            Some(
-                RegexBuilder::new(&format!("(?:{})", all.join(")|(?:")))
-                    .case_insensitive(true)
-                    .build()?,
-            )
+                .map(|p| (*p).to_owned())
+                .chain(options.extra_patterns.iter().cloned())
+                .collect()
         } else {
-            None
+            Vec::new()
         };
+        let secrets: Vec<String> = options
+            .secrets
+            .iter()
+            .filter(|s| s.len() >= 4)
+            .cloned()
+            .collect();
         Ok(Self {
-            pattern,
+            any: build(&patterns, &secrets)?,
+            patterns,
             safe_keys: options.safe_keys.clone(),
-            secrets: options
-                .secrets
-                .iter()
-                .filter(|s| s.len() >= 4)
-                .cloned()
-                .collect(),
+            secrets,
         })
     }
 
@@ -130,6 +148,8 @@ impl Scrubber {
         let secret = secret.into();
         if secret.len() >= 4 {
             self.secrets.push(secret);
+            // The parts compiled before, so they compile again.
+            self.any = build(&self.patterns, &self.secrets).unwrap_or(None);
         }
         self
     }
@@ -137,20 +157,25 @@ impl Scrubber {
     /// Scrubs nothing (for tests and `SIFT_SCRUB=off`), though exact secrets still go.
     pub fn disabled() -> Self {
         Self {
-            pattern: None,
+            any: None,
+            patterns: Vec::new(),
             safe_keys: Vec::new(),
             secrets: Vec::new(),
         }
     }
 
-    /// The first sensitive text in `s`, if any.
+    /// The first sensitive text in `s`, if any: the matched text, or `api key` for an exact
+    /// secret.
     pub fn find<'a>(&self, s: &'a str) -> Option<&'a str> {
-        let pattern = self.pattern.as_ref()?;
-        pattern.find_iter(s).map(|m| m.as_str()).find(|m| {
+        let any = self.any.as_ref()?;
+        any.find_iter(s).map(|m| m.as_str()).find_map(|m| {
+            if self.secrets.iter().any(|secret| secret == m) {
+                return Some(SECRET);
+            }
             // Logfire's `auth(?!ors?\b)`: "author" and "authors" are not secrets. The regex
             // crate has no look-ahead, so the exception is checked here.
             if !m.eq_ignore_ascii_case("auth") {
-                return true;
+                return Some(m);
             }
             let end = m.as_ptr() as usize - s.as_ptr() as usize + m.len();
             let rest = &s.as_bytes()[end..];
@@ -163,7 +188,7 @@ impl Scrubber {
                 && (word_ends(2)
                     || (rest.get(2).is_some_and(|b| b.eq_ignore_ascii_case(&b's'))
                         && word_ends(3)));
-            !author
+            (!author).then_some(m)
         })
     }
 
@@ -183,7 +208,7 @@ impl Scrubber {
         if self.is_safe_key(key) {
             return self.secret_in(value).then(|| replacement("api key"));
         }
-        if let Some(m) = self.find(key) {
+        if let Some(m) = self.find(key).filter(|m| *m != SECRET) {
             return Some(replacement(m));
         }
         self.scrub_text(value)
@@ -191,11 +216,7 @@ impl Scrubber {
 
     /// The scrubbed form of a value whose key is not sensitive, or `None` when it stays.
     pub fn scrub_text(&self, value: &str) -> Option<String> {
-        let why = if self.secret_in(value) {
-            "api key"
-        } else {
-            self.find(value)?
-        };
+        let why = self.find(value)?;
         let trimmed = value.trim_start();
         if (trimmed.starts_with('{') || trimmed.starts_with('['))
             && let Ok(mut json) = serde_json::from_str::<Value>(value)
@@ -230,9 +251,6 @@ impl Scrubber {
     }
 
     fn scrub_string_leaf(&self, s: &str) -> Option<String> {
-        if self.secret_in(s) {
-            return Some(replacement("api key"));
-        }
         self.find(s).map(replacement)
     }
 

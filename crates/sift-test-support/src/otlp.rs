@@ -54,6 +54,10 @@ impl ReceivedSpan {
 
 #[derive(Default)]
 struct Received {
+    /// Count bodies only (for load tests: decoding would compete with what is measured).
+    discard: bool,
+    bytes: usize,
+    posts: usize,
     spans: Vec<ReceivedSpan>,
     bodies: Vec<Vec<u8>>,
     headers: Vec<HeaderMap>,
@@ -117,6 +121,11 @@ async fn traces(
     body: Bytes,
 ) -> StatusCode {
     let mut received = lock(&shared);
+    received.bytes += body.len();
+    received.posts += 1;
+    if received.discard {
+        return StatusCode::OK;
+    }
     received.bodies.push(body.to_vec());
     received.headers.push(headers);
     match ExportTraceServiceRequest::decode(body) {
@@ -169,9 +178,24 @@ impl OtlpReceiver {
     ///
     /// # Panics
     /// If no port can be bound (test support only).
-    #[allow(clippy::expect_used)]
     pub async fn start() -> Self {
-        let shared = Arc::new(Mutex::new(Received::default()));
+        Self::start_with(false).await
+    }
+
+    /// A receiver that only counts what it gets (for load tests).
+    ///
+    /// # Panics
+    /// If no port can be bound (test support only).
+    pub async fn start_counting() -> Self {
+        Self::start_with(true).await
+    }
+
+    #[allow(clippy::expect_used)]
+    async fn start_with(discard: bool) -> Self {
+        let shared = Arc::new(Mutex::new(Received {
+            discard,
+            ..Received::default()
+        }));
         let app = Router::new()
             .route("/v1/traces", post(traces))
             .route("/v1/metrics", post(metrics))
@@ -204,6 +228,12 @@ impl OtlpReceiver {
     /// The headers of every request.
     pub fn headers(&self) -> Vec<HeaderMap> {
         lock(&self.shared).headers.clone()
+    }
+
+    /// Trace exports received and their total size in bytes.
+    pub fn trace_posts(&self) -> (usize, usize) {
+        let r = lock(&self.shared);
+        (r.posts, r.bytes)
     }
 
     /// How many metric exports arrived.

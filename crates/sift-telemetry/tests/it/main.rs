@@ -89,6 +89,7 @@ pub async fn harness(options: Options) -> Harness {
             verbose: options.verbose,
             colors: false,
             clock: test_clock(),
+            flush_every: None,
         }),
         console_filter: options.console_filter.into(),
         ..TelemetryConfig::default()

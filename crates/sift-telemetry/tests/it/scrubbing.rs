@@ -63,7 +63,7 @@ async fn secrets_appear_in_no_span_and_no_console_line() {
     // What was scrubbed says why, and JSON stays JSON around it.
     let args = one(&spans, "request arguments");
     let values = attr(args, "fastapi.arguments.values").unwrap();
-    assert_eq!(values, r#"{"query":"[Scrubbed due to 'api key']"}"#);
+    assert_eq!(values, r#"{"query":"[Scrubbed due to 'password']"}"#);
     assert!(console.contains("[Scrubbed due to 'api key']"), "{console}");
 }
 

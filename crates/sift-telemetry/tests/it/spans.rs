@@ -347,7 +347,12 @@ async fn extract_stream_has_a_generation_span_with_each_object() {
     assert_eq!(attr(extract, "outcome").as_deref(), Some("success"));
     assert!(attr(extract, "sift.time_to_first_element_ms").is_some());
     // The request span lasts until the stream is sent.
-    assert!(http.end_time >= extract.end_time);
+    assert!(
+        http.end_time >= extract.end_time,
+        "request ended {:?} before the extraction {:?}",
+        http.end_time,
+        extract.end_time
+    );
 
     let chat = one(&spans, "chat gpt-4o-mini");
     assert!(is_child(chat, extract));

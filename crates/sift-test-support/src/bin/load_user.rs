@@ -65,7 +65,7 @@ async fn main() {
     let connections: usize = arg("--connections", "16").parse().expect("--connections");
     let mut extra_env = arg("--env", "");
     let telemetry = arg("--telemetry", "default");
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start_counting().await;
     let console_log =
         std::env::temp_dir().join(format!("sift-load-console-{}.log", std::process::id()));
     let console_log = console_log.to_string_lossy().into_owned();
@@ -113,9 +113,10 @@ async fn main() {
         let _ = std::fs::remove_file(&console_log);
     }
     if telemetry == "otlp" || telemetry == "on" {
+        let (posts, bytes) = receiver.trace_posts();
         println!(
-            "OTLP receiver: {} spans (at kill; the last batch may be unsent)",
-            receiver.spans().len()
+            "OTLP receiver: {posts} exports, {} KiB (at kill; the last batch may be unsent)",
+            bytes / 1024
         );
     }
 
