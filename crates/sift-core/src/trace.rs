@@ -283,30 +283,33 @@ pub fn output_messages(response: &ChatResponse) -> String {
 
 /// Records one validation, as Logfire's Pydantic plugin does with `record="all"`.
 pub(crate) fn validation(schema_name: &str, input: &Value, result: Result<(), &[FieldError]>) {
+    // The value is content (the model's answer): written out only where content is recorded,
+    // and once for both `input_data` and `result` (the validated value is the input).
+    let text = |enabled: bool| (enabled && record_content()).then(|| input.to_string());
     match result {
         Ok(()) => {
-            if tracing::enabled!(tracing::Level::INFO) {
-                // The validated value is the input: written out once for both.
-                let text = input.to_string();
-                tracing::info!(
-                    schema_name,
-                    validation_method = "validate_json",
-                    success = true,
-                    input_data = text.as_str(),
-                    result = text.as_str(),
-                    "validate {{schema_name}} succeeded"
-                );
-            }
+            let text = text(tracing::enabled!(tracing::Level::INFO));
+            tracing::info!(
+                schema_name,
+                validation_method = "validate_json",
+                success = true,
+                input_data = text.as_deref(),
+                result = text.as_deref(),
+                "validate {{schema_name}} succeeded"
+            );
         }
-        Err(errors) => tracing::warn!(
-            schema_name,
-            validation_method = "validate_json",
-            success = false,
-            input_data = %input,
-            error_count = int(errors.len()),
-            errors = %serde_json::to_string(errors).unwrap_or_default(),
-            "validate {{schema_name}} failed"
-        ),
+        Err(errors) => {
+            let text = text(tracing::enabled!(tracing::Level::WARN));
+            tracing::warn!(
+                schema_name,
+                validation_method = "validate_json",
+                success = false,
+                input_data = text.as_deref(),
+                error_count = int(errors.len()),
+                errors = %serde_json::to_string(errors).unwrap_or_default(),
+                "validate {{schema_name}} failed"
+            );
+        }
     }
 }
 
@@ -316,7 +319,7 @@ pub(crate) fn unreadable(schema_name: &str, text: Option<&str>, errors: &[FieldE
         schema_name,
         validation_method = "validate_json",
         success = false,
-        input_data = text.unwrap_or_default(),
+        input_data = text.filter(|_| record_content()),
         error_count = int(errors.len()),
         errors = %serde_json::to_string(errors).unwrap_or_default(),
         "validate {{schema_name}} failed"

@@ -2,6 +2,7 @@
 //! and one warning (not one per batch) when the backend cannot be reached.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,7 @@ use opentelemetry_sdk::trace::{
 };
 
 use crate::console::interpolate;
-use crate::scrub::Scrubber;
+use crate::scrub::{KeyVerdict, Scrubber};
 
 /// Logfire's level numbers.
 pub(crate) fn level_num(level: &str) -> i64 {
@@ -34,6 +35,7 @@ pub(crate) struct Processed<E> {
     ids: RandomIdGenerator,
     target: String,
     failing: AtomicBool,
+    keys: std::sync::Mutex<KeyCache>,
 }
 
 impl<E: fmt::Debug> fmt::Debug for Processed<E> {
@@ -53,6 +55,7 @@ impl<E> Processed<E> {
             ids: RandomIdGenerator::default(),
             target: target.into(),
             failing: AtomicBool::new(false),
+            keys: std::sync::Mutex::new(KeyCache::new()),
         }
     }
 }
@@ -60,8 +63,14 @@ impl<E> Processed<E> {
 impl<E: SpanExporter> SpanExporter for Processed<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let mut out = Vec::with_capacity(batch.len() * 2);
-        for span in batch {
-            process(span, &self.scrubber, &self.ids, &mut out);
+        {
+            let mut keys = match self.keys.lock() {
+                Ok(k) => k,
+                Err(p) => p.into_inner(),
+            };
+            for span in batch {
+                process(span, &self.scrubber, &self.ids, &mut keys, &mut out);
+            }
         }
         let result = self.inner.export(out).await;
         match &result {
@@ -108,23 +117,36 @@ fn process(
     mut span: SpanData,
     scrubber: &Scrubber,
     ids: &RandomIdGenerator,
+    keys: &mut KeyCache,
     out: &mut Vec<SpanData>,
 ) {
     let events = std::mem::take(&mut span.events);
-    let mut level = take_level(&mut span.attributes);
+    // One pass: the level and the kind come out, whether a template is there is noted.
+    let (mut level, mut log, mut has_template) = (9, false, false);
+    span.attributes.retain(|kv| match kv.key.as_str() {
+        "level" => {
+            level = level_num(&kv.value.as_str());
+            false
+        }
+        "logfire.span_type" => {
+            log = kv.value.as_str() == "log";
+            false
+        }
+        "logfire.msg_template" => {
+            has_template = true;
+            true
+        }
+        _ => true,
+    });
     if matches!(span.status, Status::Error { .. }) {
         level = level.max(17);
     }
-    let log = get(&span.attributes, "logfire.span_type").is_some_and(|v| v.as_str() == "log");
     if log {
         // A log built outside any span: zero duration.
         span.end_time = span.start_time;
     }
-    let template = match get(&span.attributes, "logfire.msg_template") {
-        Some(_) => None,
-        None => Some(span.name.to_string()),
-    };
-    scrub_all(&mut span.attributes, scrubber);
+    let template = (!has_template).then(|| span.name.to_string());
+    scrub_all(&mut span.attributes, scrubber, keys);
     to_arrays(&mut span.attributes);
     let message = scrubber.scrub_message(&span.name).into_owned();
     if message != span.name {
@@ -149,7 +171,7 @@ fn process(
         let mut attributes = event.attributes;
         let level = take_level(&mut attributes);
         attributes.retain(|kv| kv.key.as_str() != "target");
-        scrub_all(&mut attributes, scrubber);
+        scrub_all(&mut attributes, scrubber, keys);
         let template = event.name.to_string();
         let message = interpolate(&template, |name| {
             get(&attributes, name).map(|v| v.as_str().into_owned())
@@ -225,6 +247,7 @@ fn push_logfire(
     message: String,
     level: i64,
 ) {
+    attributes.reserve(5);
     attributes.push(KeyValue::new("logfire.span_type", kind));
     if let Some(t) = template {
         attributes.push(KeyValue::new("logfire.msg_template", t));
@@ -260,12 +283,21 @@ fn looks_like_json(s: &str) -> bool {
     (s.starts_with('{') && s.ends_with('}')) || (s.starts_with('[') && s.ends_with(']'))
 }
 
-fn scrub_all(attributes: &mut [KeyValue], scrubber: &Scrubber) {
+/// Keys seen before and what they mean for their values.
+pub(crate) type KeyCache = HashMap<String, KeyVerdict>;
+
+fn scrub_all(attributes: &mut [KeyValue], scrubber: &Scrubber, keys: &mut KeyCache) {
     for kv in attributes.iter_mut() {
         let key = kv.key.as_str();
+        let verdict = match keys.get(key) {
+            Some(v) => v,
+            None => keys
+                .entry(key.to_owned())
+                .or_insert_with(|| scrubber.key_verdict(key)),
+        };
         match &kv.value {
             Value::String(s) => {
-                if let Some(new) = scrubber.scrub_attribute(key, s.as_str()) {
+                if let Some(new) = scrubber.scrub_value(verdict, s.as_str()) {
                     kv.value = Value::String(new.into());
                 }
             }
@@ -274,17 +306,15 @@ fn scrub_all(attributes: &mut [KeyValue], scrubber: &Scrubber) {
                     .iter()
                     .map(|s| {
                         scrubber
-                            .scrub_attribute(key, s.as_str())
+                            .scrub_value(verdict, s.as_str())
                             .map_or_else(|| s.clone(), StringValue::from)
                     })
                     .collect();
                 kv.value = Value::Array(Array::String(new));
             }
             _ => {
-                if !scrubber.is_safe_key(key)
-                    && let Some(m) = scrubber.find(key)
-                {
-                    kv.value = Value::String(format!("[Scrubbed due to '{m}']").into());
+                if let KeyVerdict::Sensitive(r) = verdict {
+                    kv.value = Value::String(r.clone().into());
                 }
             }
         }

@@ -14,6 +14,7 @@
 
 use std::borrow::Cow;
 
+use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
@@ -31,10 +32,10 @@ pub const DEFAULT_PATTERNS: &[&str] = &[
     "cookie",
     r"social[._ -]?security",
     r"credit[._ -]?card",
-    r"(?:\b|_)csrf(?:\b|_)",
-    r"(?:\b|_)xsrf(?:\b|_)",
-    r"(?:\b|_)jwt(?:\b|_)",
-    r"(?:\b|_)ssn(?:\b|_)",
+    r"(?:(?-u:\b)|_)csrf(?:(?-u:\b)|_)",
+    r"(?:(?-u:\b)|_)xsrf(?:(?-u:\b)|_)",
+    r"(?:(?-u:\b)|_)jwt(?:(?-u:\b)|_)",
+    r"(?:(?-u:\b)|_)ssn(?:(?-u:\b)|_)",
 ];
 
 /// Attribute keys that are never scrubbed: sift's own structure, which holds no user data.
@@ -84,6 +85,10 @@ impl Default for ScrubOptions {
 #[derive(Debug, Clone)]
 pub struct Scrubber {
     any: Option<Regex>,
+    /// Words one of which every match of the default patterns or a secret contains, found
+    /// with SIMD; most values have none, and skip the regular expression. `None` when extra
+    /// patterns are configured (their words are not known).
+    prefilter: Option<AhoCorasick>,
     patterns: Vec<String>,
     safe_keys: Vec<String>,
     secrets: Vec<String>,
@@ -97,6 +102,50 @@ fn replacement(matched: &str) -> String {
 /// What an exact secret is reported as.
 const SECRET: &str = "api key";
 
+/// A word of each default pattern (`private[._ -]?key` always contains `private`).
+const WORDS: &[&str] = &[
+    "passw",
+    "passwd",
+    "mysql_pwd",
+    "secret",
+    "auth",
+    "credential",
+    "private",
+    "api",
+    "session",
+    "cookie",
+    "social",
+    "credit",
+    "csrf",
+    "xsrf",
+    "jwt",
+    "ssn",
+];
+
+fn prefilter(extra_patterns: bool, enabled: bool, secrets: &[String]) -> Option<AhoCorasick> {
+    if extra_patterns {
+        return None;
+    }
+    let words: Vec<&str> = if enabled { WORDS.to_vec() } else { Vec::new() }
+        .into_iter()
+        .chain(secrets.iter().map(String::as_str))
+        .collect();
+    aho_corasick::AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build(words)
+        .ok()
+}
+
+/// What a key means for its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyVerdict {
+    /// Never scrubbed (exact secrets aside).
+    Safe,
+    /// The key itself is sensitive: the value is replaced by this.
+    Sensitive(String),
+    /// The value is checked.
+    Check,
+}
 fn build(patterns: &[String], secrets: &[String]) -> Result<Option<Regex>, regex::Error> {
     let mut parts: Vec<String> = Vec::new();
     if !secrets.is_empty() {
@@ -136,6 +185,11 @@ impl Scrubber {
             .collect();
         Ok(Self {
             any: build(&patterns, &secrets)?,
+            prefilter: prefilter(
+                !options.extra_patterns.is_empty(),
+                options.enabled,
+                &secrets,
+            ),
             patterns,
             safe_keys: options.safe_keys.clone(),
             secrets,
@@ -150,6 +204,9 @@ impl Scrubber {
             self.secrets.push(secret);
             // The parts compiled before, so they compile again.
             self.any = build(&self.patterns, &self.secrets).unwrap_or(None);
+            if self.prefilter.is_some() || self.patterns.is_empty() {
+                self.prefilter = prefilter(false, !self.patterns.is_empty(), &self.secrets);
+            }
         }
         self
     }
@@ -158,6 +215,7 @@ impl Scrubber {
     pub fn disabled() -> Self {
         Self {
             any: None,
+            prefilter: None,
             patterns: Vec::new(),
             safe_keys: Vec::new(),
             secrets: Vec::new(),
@@ -168,6 +226,11 @@ impl Scrubber {
     /// secret.
     pub fn find<'a>(&self, s: &'a str) -> Option<&'a str> {
         let any = self.any.as_ref()?;
+        if let Some(pre) = &self.prefilter
+            && !pre.is_match(s)
+        {
+            return None;
+        }
         any.find_iter(s).map(|m| m.as_str()).find_map(|m| {
             if self.secrets.iter().any(|secret| secret == m) {
                 return Some(SECRET);
@@ -203,15 +266,29 @@ impl Scrubber {
         SAFE_KEYS.contains(&key) || self.safe_keys.iter().any(|k| k == key)
     }
 
+    /// What `key` means for its value (worth caching: keys repeat).
+    pub fn key_verdict(&self, key: &str) -> KeyVerdict {
+        if self.is_safe_key(key) {
+            KeyVerdict::Safe
+        } else if let Some(m) = self.find(key).filter(|m| *m != SECRET) {
+            KeyVerdict::Sensitive(replacement(m))
+        } else {
+            KeyVerdict::Check
+        }
+    }
+
+    /// The scrubbed form of a value under a key with `verdict`, or `None` when it stays.
+    pub fn scrub_value(&self, verdict: &KeyVerdict, value: &str) -> Option<String> {
+        match verdict {
+            KeyVerdict::Safe => self.secret_in(value).then(|| replacement(SECRET)),
+            KeyVerdict::Sensitive(r) => Some(r.clone()),
+            KeyVerdict::Check => self.scrub_text(value),
+        }
+    }
+
     /// The scrubbed form of the string value of attribute `key`, or `None` when it stays.
     pub fn scrub_attribute(&self, key: &str, value: &str) -> Option<String> {
-        if self.is_safe_key(key) {
-            return self.secret_in(value).then(|| replacement("api key"));
-        }
-        if let Some(m) = self.find(key).filter(|m| *m != SECRET) {
-            return Some(replacement(m));
-        }
-        self.scrub_text(value)
+        self.scrub_value(&self.key_verdict(key), value)
     }
 
     /// The scrubbed form of a value whose key is not sensitive, or `None` when it stays.

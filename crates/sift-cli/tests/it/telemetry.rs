@@ -154,3 +154,51 @@ async fn an_unreachable_backend_is_reported_once_and_requests_do_not_wait() {
     eprintln!("slowest request with the backend down: {slowest:?}");
     let _ = std::fs::remove_file(log);
 }
+
+#[tokio::test]
+async fn content_recording_can_be_switched_off() {
+    let receiver = OtlpReceiver::start().await;
+    let upstream = ScriptedServer::start().await;
+    upstream.push(Reply::tool_call("UserDetail", r#"{"name":"Daniel","age":24}"#).usage(57, 12));
+    let mut cmd = sift();
+    cmd.env("OPENAI_BASE_URL", upstream.base_url())
+        .env("OPENAI_API_KEY", KEY)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .env(
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+            "false",
+        );
+    let (running, log) = serve_logged(cmd, "no-content");
+    let response = sift_test_support::http_client()
+        .post(format!("{}/user", running.url))
+        .json(&json!({"query": "Daniel is 24 and likes marmalade"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    tokio::task::spawn_blocking(move || stop(running))
+        .await
+        .unwrap();
+    let spans = receiver.spans();
+    let chat = spans
+        .iter()
+        .find(|s| s.name == "chat gpt-4o-mini")
+        .expect("chat span");
+    assert_eq!(
+        chat.attr("gen_ai.usage.input_tokens").as_deref(),
+        Some("57")
+    );
+    assert!(chat.attr("gen_ai.input.messages").is_none());
+    assert!(chat.attr("gen_ai.output.messages").is_none());
+    let validate = spans
+        .iter()
+        .find(|s| s.name == "validate UserDetail succeeded")
+        .unwrap();
+    assert!(validate.attr("input_data").is_none());
+    assert_eq!(validate.attr("success").as_deref(), Some("true"));
+    let raw = String::from_utf8_lossy(&receiver.raw()).into_owned();
+    // The request's own arguments are recorded (as Logfire's FastAPI integration does), but
+    // no prompt or answer.
+    assert!(!raw.contains("Extract: `Daniel"), "the prompt went out");
+    let _ = std::fs::remove_file(log);
+}
