@@ -67,12 +67,18 @@ impl SiftProcess {
     /// User + system CPU time so far, from /proc/PID/stat (fields 14 and 15, in ticks of
     /// 1/100 s).
     pub fn cpu_time(&self) -> Duration {
+        let (user, system) = self.cpu_times();
+        user + system
+    }
+
+    /// User and system CPU time so far.
+    pub fn cpu_times(&self) -> (Duration, Duration) {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
             .expect("read /proc stat");
         let after_name = &stat[stat.rfind(')').expect("stat format") + 2..];
         let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        Duration::from_millis(ticks * 10)
+        let ticks = |i: usize| Duration::from_millis(fields[i].parse::<u64>().unwrap() * 10);
+        (ticks(11), ticks(12))
     }
 }
 

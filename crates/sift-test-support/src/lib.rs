@@ -484,19 +484,12 @@ impl ScriptedServer {
     ///
     /// # Panics
     /// If no port can be bound (test support only).
-    #[allow(clippy::expect_used)]
     pub async fn start() -> Self {
         let shared = Arc::new(Shared::default());
         let app = Router::new()
             .route("/v1/chat/completions", post(handle))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local address");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = serve_locally(app).await;
         Self { addr, shared, task }
     }
 
@@ -569,4 +562,20 @@ pub fn last_user_text(body: &Value) -> String {
 pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().build().expect("reqwest client")
+}
+
+/// Serves `app` on a free port of 127.0.0.1 until the task is aborted.
+///
+/// # Panics
+/// If no port can be bound (test support only).
+#[allow(clippy::expect_used)]
+pub async fn serve_locally(app: Router) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, task)
 }

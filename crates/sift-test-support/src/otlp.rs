@@ -190,7 +190,6 @@ impl OtlpReceiver {
         Self::start_with(true).await
     }
 
-    #[allow(clippy::expect_used)]
     async fn start_with(discard: bool) -> Self {
         let shared = Arc::new(Mutex::new(Received {
             discard,
@@ -200,13 +199,7 @@ impl OtlpReceiver {
             .route("/v1/traces", post(traces))
             .route("/v1/metrics", post(metrics))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local address");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = crate::serve_locally(app).await;
         Self { addr, shared, task }
     }
 

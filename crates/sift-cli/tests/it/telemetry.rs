@@ -32,16 +32,22 @@ fn stop(running: Running) {
     assert!(exit.success(), "clean exit: {exit:?}");
 }
 
-#[tokio::test]
-async fn spans_go_to_the_otlp_endpoint_and_are_flushed_on_sigterm() {
+/// A receiver, an upstream with one answer (57 and 12 tokens), and `sift` set to use both.
+async fn exporting_sift() -> (OtlpReceiver, ScriptedServer, Command) {
     let receiver = OtlpReceiver::start().await;
     let upstream = ScriptedServer::start().await;
     upstream.push(Reply::tool_call("UserDetail", r#"{"name":"Daniel","age":24}"#).usage(57, 12));
     let mut cmd = sift();
     cmd.env("OPENAI_BASE_URL", upstream.base_url())
         .env("OPENAI_API_KEY", KEY)
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
-        .env("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=team-a")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint());
+    (receiver, upstream, cmd)
+}
+
+#[tokio::test]
+async fn spans_go_to_the_otlp_endpoint_and_are_flushed_on_sigterm() {
+    let (receiver, _upstream, mut cmd) = exporting_sift().await;
+    cmd.env("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=team-a")
         .env("OTEL_SERVICE_NAME", "sift-under-test")
         .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
         .env("SIFT_CONSOLE", "verbose");
@@ -157,17 +163,11 @@ async fn an_unreachable_backend_is_reported_once_and_requests_do_not_wait() {
 
 #[tokio::test]
 async fn content_recording_can_be_switched_off() {
-    let receiver = OtlpReceiver::start().await;
-    let upstream = ScriptedServer::start().await;
-    upstream.push(Reply::tool_call("UserDetail", r#"{"name":"Daniel","age":24}"#).usage(57, 12));
-    let mut cmd = sift();
-    cmd.env("OPENAI_BASE_URL", upstream.base_url())
-        .env("OPENAI_API_KEY", KEY)
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
-        .env(
-            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
-            "false",
-        );
+    let (receiver, _upstream, mut cmd) = exporting_sift().await;
+    cmd.env(
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+        "false",
+    );
     let (running, log) = serve_logged(cmd, "no-content");
     let response = sift_test_support::http_client()
         .post(format!("{}/user", running.url))

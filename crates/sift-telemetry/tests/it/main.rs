@@ -177,6 +177,13 @@ pub fn children<'a>(spans: &'a [SpanData], parent: &SpanData) -> Vec<&'a SpanDat
     c
 }
 
+pub fn child_names<'a>(spans: &'a [SpanData], parent: &SpanData) -> Vec<&'a str> {
+    children(spans, parent)
+        .iter()
+        .map(|s| s.name.as_ref())
+        .collect()
+}
+
 pub fn is_child(child: &SpanData, parent: &SpanData) -> bool {
     child.parent_span_id == parent.span_context.span_id()
         && child.span_context.trace_id() == parent.span_context.trace_id()

@@ -4,7 +4,7 @@ use opentelemetry::trace::SpanKind;
 use serde_json::Value;
 use sift_test_support::{Reply, split_chars};
 
-use crate::{Options, attr, children, harness, is_child, is_log, kind, named, one};
+use crate::{Options, attr, child_names, children, harness, is_child, is_log, kind, named, one};
 
 const DANIEL: &str = r#"{"name": "Daniel", "age": 24}"#;
 
@@ -42,10 +42,7 @@ async fn user_request_is_one_tree_with_genai_attributes() {
     assert_eq!(http.parent_span_id, opentelemetry::trace::SpanId::INVALID);
 
     // Children of the request: the arguments (debug), the extraction, the handler's log.
-    let names: Vec<&str> = children(&spans, http)
-        .iter()
-        .map(|s| s.name.as_ref())
-        .collect();
+    let names = child_names(&spans, http);
     assert_eq!(
         names,
         [
@@ -102,10 +99,7 @@ async fn user_request_is_one_tree_with_genai_attributes() {
         Some("extract {response_model}")
     );
 
-    let inside: Vec<&str> = children(&spans, extract)
-        .iter()
-        .map(|s| s.name.as_ref())
-        .collect();
+    let inside = child_names(&spans, extract);
     assert_eq!(
         inside,
         ["chat gpt-4o-mini", "validate UserDetail succeeded"]
@@ -232,10 +226,7 @@ async fn a_reask_is_two_attempt_spans_and_one_failed_validation() {
         attr(extract, "gen_ai.usage.input_tokens").as_deref(),
         Some("130")
     );
-    let inside: Vec<&str> = children(&spans, extract)
-        .iter()
-        .map(|s| s.name.as_ref())
-        .collect();
+    let inside = child_names(&spans, extract);
     assert_eq!(
         inside,
         [

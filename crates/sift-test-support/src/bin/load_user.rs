@@ -98,11 +98,14 @@ async fn main() {
     let url = format!("{}/user", sift_process.url);
 
     drive(&url, 1000.min(total), connections).await; // warm-up
-    let cpu_before = sift_process.cpu_time();
+    let (user_before, system_before) = sift_process.cpu_times();
+    let cpu_before = user_before + system_before;
     let started = Instant::now();
     let latencies = drive(&url, total, connections).await;
     let wall = started.elapsed();
-    let cpu = sift_process.cpu_time() - cpu_before;
+    let (user_after, system_after) = sift_process.cpu_times();
+    let cpu = user_after + system_after - cpu_before;
+    let (user, system) = (user_after - user_before, system_after - system_before);
     drop(sift_process);
 
     if log.is_some() {
@@ -124,6 +127,11 @@ async fn main() {
     println!("requests: {total} over {connections} connections in {wall:.2?}");
     println!("throughput: {:.0} req/s", total as f64 / wall.as_secs_f64());
     println!("latency: p50 {:.2?}  p99 {:.2?}", pct(0.5), pct(0.99));
+    println!(
+        "sift CPU split: user {:.3} ms, system {:.3} ms per request",
+        user.as_secs_f64() * 1000.0 / total as f64,
+        system.as_secs_f64() * 1000.0 / total as f64
+    );
     println!(
         "sift CPU: {:.0} ms total, {:.3} ms per request",
         cpu.as_secs_f64() * 1000.0,
