@@ -442,3 +442,52 @@ async fn metrics_are_read_off_the_spans() {
     );
     assert!(text.contains("http_response_status_code=\"200\""), "{text}");
 }
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[allow(dead_code)]
+struct Person {
+    name: String,
+    age: u8,
+}
+
+#[tokio::test]
+async fn request_parameters_and_mode_are_on_the_chat_span() {
+    let h = harness(Options::default()).await;
+    h.upstream
+        .push(Reply::content(r#"{"name": "Ada", "age": 36}"#).usage(30, 8));
+    let provider = sift_openai::OpenAi::new(
+        sift_openai::OpenAiConfig::new(h.upstream.base_url()).api_key(crate::API_KEY),
+    )
+    .unwrap();
+    let client = sift_core::Client::new(provider);
+    let out = client
+        .extract::<Person>()
+        .user("Ada is 36")
+        .mode(sift_core::Mode::JsonSchema)
+        .model("small-model")
+        .temperature(0.25)
+        .max_tokens(64)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.value.age, 36);
+    let spans = h.finished();
+    let chat = one(&spans, "chat small-model");
+    assert_eq!(
+        attr(chat, "gen_ai.request.temperature").as_deref(),
+        Some("0.25")
+    );
+    assert_eq!(
+        attr(chat, "gen_ai.request.max_tokens").as_deref(),
+        Some("64")
+    );
+    assert_eq!(attr(chat, "sift.mode").as_deref(), Some("json_schema"));
+    let output = attr(chat, "gen_ai.output.messages").unwrap();
+    assert!(output.contains(r#""type":"text""#), "{output}");
+    let extract = one(&spans, "extract Person");
+    assert_eq!(
+        extract.parent_span_id,
+        opentelemetry::trace::SpanId::INVALID
+    );
+    assert!(is_child(chat, extract));
+}
