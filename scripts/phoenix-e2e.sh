@@ -24,7 +24,10 @@ if [ ! -x "$VENV/bin/phoenix" ]; then
 fi
 
 echo "phoenix-e2e: building sift"
-cargo build --quiet -p sift-cli
+# The binary the test suite builds (same features, so after `cargo test --workspace` this
+# compiles nothing; `cargo build -p sift-cli` would resolve features anew and rebuild
+# llama.cpp).
+cargo test --quiet --workspace --no-run
 SIFT="$TARGET/debug/sift"
 
 work=$(mktemp -d)
