@@ -202,3 +202,35 @@ async fn content_recording_can_be_switched_off() {
     assert!(!raw.contains("Extract: `Daniel"), "the prompt went out");
     let _ = std::fs::remove_file(log);
 }
+
+#[test]
+fn unusable_telemetry_settings_are_refused_at_start_with_the_reason() {
+    for (var, value, expect) in [
+        (
+            "SIFT_LOG",
+            "info,=bogus[",
+            "SIFT_LOG `info,=bogus[` is not a valid filter",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "grpc",
+            "OTEL_EXPORTER_OTLP_PROTOCOL `grpc` is not supported; sift exports http/protobuf",
+        ),
+        ("SIFT_SCRUB_PATTERNS", "(unclosed", "SIFT_SCRUB_PATTERNS"),
+    ] {
+        let out = sift()
+            .args(["serve", "--port", "0"])
+            .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}={value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{var}={value}: {err}");
+        assert!(
+            out.stdout.is_empty(),
+            "it must not start listening: {var}={value}"
+        );
+    }
+}
