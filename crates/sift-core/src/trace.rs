@@ -67,13 +67,32 @@ pub(crate) fn extract_span(
 
 /// Records how an extraction ended on its span.
 pub(crate) fn record_extract_end(span: &Span, attempts: usize, outcome: &str, usage: Usage) {
-    span.record("attempts", int(attempts));
-    span.record("outcome", outcome);
-    span.record("gen_ai.usage.input_tokens", int(usage.input_tokens));
-    span.record("gen_ai.usage.output_tokens", int(usage.output_tokens));
-    if outcome != "success" {
-        span.record("otel.status_code", "ERROR");
-    }
+    let Some(meta) = span.metadata() else { return };
+    let fields = meta.fields();
+    let (Some(f_attempts), Some(f_outcome), Some(f_input), Some(f_output), Some(f_status)) = (
+        fields.field("attempts"),
+        fields.field("outcome"),
+        fields.field("gen_ai.usage.input_tokens"),
+        fields.field("gen_ai.usage.output_tokens"),
+        fields.field("otel.status_code"),
+    ) else {
+        return;
+    };
+    let (attempts, input, output) = (
+        int(attempts),
+        int(usage.input_tokens),
+        int(usage.output_tokens),
+    );
+    let error = (outcome != "success").then_some("ERROR");
+    // One record for all of them: each `record` call goes through every layer.
+    let values: [(&field::Field, Option<&dyn tracing::Value>); 5] = [
+        (&f_attempts, Some(&attempts as &dyn tracing::Value)),
+        (&f_outcome, Some(&outcome as &dyn tracing::Value)),
+        (&f_input, Some(&input as &dyn tracing::Value)),
+        (&f_output, Some(&output as &dyn tracing::Value)),
+        (&f_status, error.as_ref().map(|v| v as &dyn tracing::Value)),
+    ];
+    span.record_all(&fields.value_set(&values));
 }
 
 /// The span around one model call.
@@ -96,13 +115,15 @@ pub(crate) fn chat_span(
         gen_ai.operation.name = "chat",
         gen_ai.provider.name = provider,
         gen_ai.request.model = %request.model,
-        gen_ai.request.temperature = field::Empty,
-        gen_ai.request.max_tokens = field::Empty,
+        // Values given at creation (evaluated only when the span is enabled; `None` is not
+        // recorded) rather than recorded after: each `record` goes through every layer.
+        gen_ai.request.temperature = request.temperature.map(f64::from),
+        gen_ai.request.max_tokens = request.max_tokens.map(int),
         gen_ai.output.type = "json",
         sift.mode = %mode,
         sift.attempt = int(attempt),
         sift.stream = stream,
-        gen_ai.input.messages = field::Empty,
+        gen_ai.input.messages = record_content().then(|| input_messages(&request.messages)),
         gen_ai.output.messages = field::Empty,
         gen_ai.response.model = field::Empty,
         gen_ai.response.id = field::Empty,
@@ -114,21 +135,6 @@ pub(crate) fn chat_span(
         sift.time_to_first_element_ms = field::Empty,
         sift.elements = field::Empty,
     );
-    if span.is_disabled() {
-        return span;
-    }
-    if let Some(t) = request.temperature {
-        span.record("gen_ai.request.temperature", f64::from(t));
-    }
-    if let Some(m) = request.max_tokens {
-        span.record("gen_ai.request.max_tokens", int(m));
-    }
-    if record_content() {
-        span.record(
-            "gen_ai.input.messages",
-            input_messages(&request.messages).as_str(),
-        );
-    }
     span
 }
 
@@ -141,32 +147,46 @@ pub(crate) fn record_chat_error(span: &Span, error: &ProviderError) {
 
 /// Records an answer on its chat span.
 pub(crate) fn record_response(span: &Span, response: &ChatResponse) {
-    if span.is_disabled() {
+    let Some(meta) = span.metadata() else { return };
+    let fields = meta.fields();
+    let (Some(model), Some(id), Some(finish), Some(input), Some(output), Some(messages)) = (
+        fields.field("gen_ai.response.model"),
+        fields.field("gen_ai.response.id"),
+        fields.field("gen_ai.response.finish_reasons"),
+        fields.field("gen_ai.usage.input_tokens"),
+        fields.field("gen_ai.usage.output_tokens"),
+        fields.field("gen_ai.output.messages"),
+    ) else {
         return;
-    }
-    if let Some(m) = &response.model {
-        span.record("gen_ai.response.model", m.as_str());
-    }
-    if let Some(id) = &response.id {
-        span.record("gen_ai.response.id", id.as_str());
-    }
-    if let Some(f) = &response.finish_reason {
-        span.record(
-            "gen_ai.response.finish_reasons",
-            json!([f]).to_string().as_str(),
-        );
-    }
-    span.record(
-        "gen_ai.usage.input_tokens",
+    };
+    let finish_reasons = response
+        .finish_reason
+        .as_ref()
+        .map(|f| json!([f]).to_string());
+    let content = record_content().then(|| output_messages(response));
+    let (input_tokens, output_tokens) = (
         int(response.usage.input_tokens),
-    );
-    span.record(
-        "gen_ai.usage.output_tokens",
         int(response.usage.output_tokens),
     );
-    if record_content() {
-        span.record("gen_ai.output.messages", output_messages(response).as_str());
-    }
+    // One record for all of them: each `record` call goes through every layer.
+    let values: [(&field::Field, Option<&dyn tracing::Value>); 6] = [
+        (
+            &model,
+            response.model.as_ref().map(|v| v as &dyn tracing::Value),
+        ),
+        (&id, response.id.as_ref().map(|v| v as &dyn tracing::Value)),
+        (
+            &finish,
+            finish_reasons.as_ref().map(|v| v as &dyn tracing::Value),
+        ),
+        (&input, Some(&input_tokens as &dyn tracing::Value)),
+        (&output, Some(&output_tokens as &dyn tracing::Value)),
+        (
+            &messages,
+            content.as_ref().map(|v| v as &dyn tracing::Value),
+        ),
+    ];
+    span.record_all(&fields.value_set(&values));
 }
 
 /// Ends a span now. OpenTelemetry takes a span's end from its last exit, so a span that was

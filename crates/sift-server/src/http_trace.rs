@@ -34,25 +34,16 @@ pub(crate) async fn http_span(matched: Option<MatchedPath>, req: Request, next: 
         http.request.method = %method,
         http.route = route,
         url.path = req.uri().path(),
-        url.query = field::Empty,
+        url.query = req.uri().query(),
         url.scheme = "http",
         network.protocol.version = version,
-        user_agent.original = field::Empty,
+        user_agent.original = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
         http.response.status_code = field::Empty,
         error.r#type = field::Empty,
     );
-    if !span.is_disabled() {
-        if let Some(q) = req.uri().query() {
-            span.record("url.query", q);
-        }
-        if let Some(ua) = req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-        {
-            span.record("user_agent.original", ua);
-        }
-    }
     let response = next.run(req).instrument(span.clone()).await;
     let status = response.status();
     span.record("http.response.status_code", i64::from(status.as_u16()));
