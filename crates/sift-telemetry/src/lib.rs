@@ -299,6 +299,7 @@ impl TelemetryBuilder {
 
     /// Adds the OTLP and Logfire exporters the configuration asks for.
     pub fn otlp_from_config(mut self) -> Result<Self, TelemetryError> {
+        tls();
         if self.config.otlp {
             if let Some(p) = env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
                 .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"))
@@ -320,7 +321,16 @@ impl TelemetryBuilder {
                 .unwrap_or_else(|| logfire_base_url(&token));
             let base = base.trim_end_matches('/').to_owned();
             let headers = HashMap::from([("Authorization".to_owned(), token)]);
-            self = self.otlp(Some(&base), headers, &format!("Logfire ({base})"))?;
+            let client = OwnHeaders::new(&headers).map_err(|message| TelemetryError::Exporter {
+                target: base.clone(),
+                message,
+            })?;
+            self = self.otlp_with(
+                Some(&base),
+                headers,
+                &format!("Logfire ({base})"),
+                Some(client),
+            )?;
         }
         Ok(self)
     }
@@ -328,15 +338,22 @@ impl TelemetryBuilder {
     /// Exports traces and metrics over OTLP http/protobuf to `base` (`…/v1/traces` and
     /// `…/v1/metrics`), or where the `OTEL_*` variables say when `base` is `None`.
     pub fn otlp(
-        mut self,
+        self,
         base: Option<&str>,
         headers: HashMap<String, String>,
         name: &str,
     ) -> Result<Self, TelemetryError> {
-        // Logfire and most collectors are HTTPS; reqwest is built without a default TLS
-        // provider, so one is chosen before the exporters' clients are built (the same as the
-        // model provider's).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        self.otlp_with(base, headers, name, None)
+    }
+
+    fn otlp_with(
+        mut self,
+        base: Option<&str>,
+        headers: HashMap<String, String>,
+        name: &str,
+        client: Option<OwnHeaders>,
+    ) -> Result<Self, TelemetryError> {
+        tls();
         let err = |e: opentelemetry_otlp::ExporterBuildError| TelemetryError::Exporter {
             target: name.to_owned(),
             message: e.to_string(),
@@ -352,6 +369,11 @@ impl TelemetryBuilder {
         if let Some(base) = base {
             spans = spans.with_endpoint(format!("{base}/v1/traces"));
             metrics = metrics.with_endpoint(format!("{base}/v1/metrics"));
+        }
+        if let Some(client) = client {
+            let client: Arc<dyn opentelemetry_http::HttpClient> = Arc::new(client);
+            spans = spans.with_shared_http_client(client.clone());
+            metrics = metrics.with_shared_http_client(client);
         }
         self = self.with_exporter(spans.build().map_err(err)?, name, true)?;
         let metrics = metrics.build().map_err(err)?;
@@ -447,6 +469,12 @@ impl TelemetryBuilder {
     }
 }
 
+/// Logfire and most collectors are HTTPS; reqwest is built without a default TLS provider,
+/// so one is chosen before any exporter's client is built (the same as the model provider's).
+fn tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn resource(default_name: &str) -> Resource {
     let named = env("OTEL_SERVICE_NAME").is_some()
         || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| a.contains("service.name="));
@@ -459,6 +487,69 @@ fn resource(default_name: &str) -> Resource {
     builder
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build()
+}
+
+/// The HTTP client of the Logfire exporters. opentelemetry-otlp adds the headers of
+/// `OTEL_EXPORTER_OTLP_HEADERS` (and the per-signal variables) to every exporter it builds,
+/// which would hand another backend's credentials to Logfire, or replace Logfire's token:
+/// this client removes those and sets its own headers again before each request.
+#[derive(Debug)]
+struct OwnHeaders {
+    inner: reqwest::blocking::Client,
+    remove: Vec<reqwest::header::HeaderName>,
+    set: reqwest::header::HeaderMap,
+}
+
+impl OwnHeaders {
+    fn new(own: &HashMap<String, String>) -> Result<Self, String> {
+        let mut set = reqwest::header::HeaderMap::new();
+        for (k, v) in own {
+            let name =
+                reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|e| e.to_string())?;
+            let mut value = reqwest::header::HeaderValue::from_str(v).map_err(|e| e.to_string())?;
+            value.set_sensitive(true);
+            set.insert(name, value);
+        }
+        let remove = [
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+        ]
+        .into_iter()
+        .filter_map(env)
+        .flat_map(|list| {
+            list.split(',')
+                .filter_map(|pair| pair.split_once('=').map(|(k, _)| k.trim().to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|k| reqwest::header::HeaderName::from_bytes(k.as_bytes()).ok())
+        .collect();
+        // A blocking client may not be built on an async runtime's thread.
+        let inner = std::thread::spawn(reqwest::blocking::Client::new)
+            .join()
+            .map_err(|_| "could not build the HTTP client".to_owned())?;
+        Ok(Self { inner, remove, set })
+    }
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for OwnHeaders {
+    async fn send_bytes(
+        &self,
+        mut request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
+    ) -> Result<
+        opentelemetry_http::Response<opentelemetry_http::Bytes>,
+        opentelemetry_http::HttpError,
+    > {
+        let headers = request.headers_mut();
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name, value.clone());
+        }
+        self.inner.send_bytes(request).await
+    }
 }
 
 /// Logs outside any span (start-up, shutdown) become root log spans, since OpenTelemetry

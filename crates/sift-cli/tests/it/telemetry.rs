@@ -234,3 +234,47 @@ fn unusable_telemetry_settings_are_refused_at_start_with_the_reason() {
         );
     }
 }
+
+#[tokio::test]
+async fn logfire_gets_its_own_token_and_not_the_other_backends_headers() {
+    let logfire = OtlpReceiver::start().await;
+    let (collector, _upstream, mut cmd) = exporting_sift().await;
+    let token = "pylf_v1_us_TESTtoken0123456789";
+    cmd.env(
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "x-collector-secret=s3cr3t,authorization=Bearer collector",
+    )
+    .env("LOGFIRE_TOKEN", token)
+    .env("LOGFIRE_BASE_URL", logfire.endpoint());
+    let (running, log) = serve_logged(cmd, "two-backends");
+    let response = sift_test_support::http_client()
+        .post(format!("{}/user", running.url))
+        .json(&json!({"query": "Daniel is 24"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    tokio::task::spawn_blocking(move || stop(running))
+        .await
+        .unwrap();
+    for (name, receiver) in [("collector", &collector), ("logfire", &logfire)] {
+        assert!(
+            receiver.spans().iter().any(|s| s.name == "POST /user"),
+            "{name} got no request span"
+        );
+    }
+    for h in logfire.headers() {
+        assert_eq!(h.get("authorization").unwrap(), token);
+        assert!(
+            h.get("x-collector-secret").is_none(),
+            "the collector's header went to Logfire"
+        );
+    }
+    for h in collector.headers() {
+        assert_eq!(h.get("x-collector-secret").unwrap(), "s3cr3t");
+        assert_eq!(h.get("authorization").unwrap(), "Bearer collector");
+    }
+    let raw = String::from_utf8_lossy(&logfire.raw()).into_owned();
+    assert!(!raw.contains(token));
+    let _ = std::fs::remove_file(log);
+}
