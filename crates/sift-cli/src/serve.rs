@@ -160,6 +160,10 @@ async fn serve(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<()> {
         .max_queries(args.max_queries)
         .body_limit(args.body_limit)
         .metrics(telemetry.metrics_renderer());
+    let config = match telemetry.trace_continuation() {
+        Some(hook) => config.request_hook(hook),
+        None => config,
+    };
     let app = sift_server::router(client, config);
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::body::{Body, HttpBody};
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -14,7 +14,12 @@ use bytes::Bytes;
 use tracing::{Instrument, Span, field};
 
 /// The middleware.
-pub(crate) async fn http_span(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
+pub(crate) async fn http_span(
+    State(hook): State<Option<crate::RequestHook>>,
+    matched: Option<MatchedPath>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().clone();
     let route = matched
         .as_ref()
@@ -44,6 +49,9 @@ pub(crate) async fn http_span(matched: Option<MatchedPath>, req: Request, next: 
         http.response.status_code = field::Empty,
         error.r#type = field::Empty,
     );
+    if let Some(hook) = &hook {
+        (hook.0)(&span, req.headers());
+    }
     let response = next.run(req).instrument(span.clone()).await;
     let status = response.status();
     span.record("http.response.status_code", i64::from(status.as_u16()));

@@ -43,6 +43,22 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// What `GET /metrics` answers (Prometheus text); without it, `/metrics` answers 404.
     pub metrics: Option<MetricsRenderer>,
+    /// Called with each request's span and headers before the request is handled.
+    pub request_hook: Option<RequestHook>,
+}
+
+/// A function of each request's span and headers (`sift-telemetry` gives one that continues
+/// an incoming W3C `traceparent`), so the service itself stays free of OpenTelemetry.
+#[derive(Clone)]
+pub struct RequestHook(pub Arc<RequestHookFn>);
+
+/// The function a [`RequestHook`] holds.
+pub type RequestHookFn = dyn Fn(&tracing::Span, &http::HeaderMap) + Send + Sync;
+
+impl std::fmt::Debug for RequestHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestHook")
+    }
 }
 
 /// Renders the metrics in Prometheus' text format (`sift-telemetry` gives one).
@@ -62,6 +78,7 @@ impl Default for ServerConfig {
             max_queries: 1000,
             body_limit: 1024 * 1024,
             metrics: None,
+            request_hook: None,
         }
     }
 }
@@ -88,6 +105,13 @@ impl ServerConfig {
         self
     }
 
+    /// Calls `hook` with each request's span and headers.
+    #[must_use]
+    pub fn request_hook(mut self, hook: Arc<RequestHookFn>) -> Self {
+        self.request_hook = Some(RequestHook(hook));
+        self
+    }
+
     /// Serves `GET /metrics` from `render`.
     #[must_use]
     pub fn metrics(mut self, render: Arc<dyn Fn() -> String + Send + Sync>) -> Self {
@@ -104,6 +128,7 @@ pub(crate) struct AppState {
 /// The service's router.
 pub fn router(client: Client, config: ServerConfig) -> Router {
     let body_limit = config.body_limit;
+    let hook = config.request_hook.clone();
     let state = Arc::new(AppState { client, config });
     Router::new()
         .route("/user", post(handlers::user))
@@ -113,7 +138,10 @@ pub fn router(client: Client, config: ServerConfig) -> Router {
         .route("/metrics", get(handlers::metrics))
         .with_state(state)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
-        .route_layer(axum::middleware::from_fn(http_trace::http_span))
+        .route_layer(axum::middleware::from_fn_with_state(
+            hook,
+            http_trace::http_span,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
 }
 

@@ -45,6 +45,9 @@ use crate::export::Processed;
 use crate::metrics::MetricsLayer;
 pub use crate::scrub::{ScrubOptions, Scrubber};
 
+/// A function that makes a request's span continue an incoming trace.
+pub type TraceContinuation = dyn Fn(&tracing::Span, &http::HeaderMap) + Send + Sync;
+
 /// The default console filter.
 pub const DEFAULT_FILTER: &str = "info,llama-cpp-2=warn,llama_cpp_2=warn";
 /// The default filter of what is exported: sift's own debug records (request arguments,
@@ -673,6 +676,24 @@ impl Telemetry {
     pub fn metrics_renderer(&self) -> Arc<dyn Fn() -> String + Send + Sync> {
         let registry = self.registry.clone();
         Arc::new(move || render(&registry))
+    }
+
+    /// A function that makes a request's span continue the trace of an incoming W3C
+    /// `traceparent` header (for `sift_server::ServerConfig::request_hook`); `None` when
+    /// nothing is exported.
+    pub fn trace_continuation(&self) -> Option<Arc<TraceContinuation>> {
+        self.tracer_provider.as_ref()?;
+        Some(Arc::new(
+            |span: &tracing::Span, headers: &http::HeaderMap| {
+                use opentelemetry::propagation::TextMapPropagator as _;
+                use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+                if headers.contains_key("traceparent") {
+                    let cx = opentelemetry_sdk::propagation::TraceContextPropagator::new()
+                        .extract(&opentelemetry_http::HeaderExtractor(headers));
+                    let _ = span.set_parent(cx);
+                }
+            },
+        ))
     }
 
     /// Whether anything leaves the process (OTLP, Logfire, or an added exporter).

@@ -109,10 +109,11 @@ pub async fn harness(options: Options) -> Harness {
             .timeout(Duration::from_secs(5)),
     )
     .unwrap();
-    let app = router(
-        Client::new(provider),
-        ServerConfig::default().metrics(telemetry.metrics_renderer()),
-    );
+    let mut server = ServerConfig::default().metrics(telemetry.metrics_renderer());
+    if let Some(hook) = telemetry.trace_continuation() {
+        server = server.request_hook(hook);
+    }
+    let app = router(Client::new(provider), server);
     Harness {
         telemetry: Arc::new(telemetry),
         spans,
@@ -125,13 +126,25 @@ pub async fn harness(options: Options) -> Harness {
 
 impl Harness {
     pub async fn call(&self, method: &str, path: &str, body: &str) -> (StatusCode, String) {
-        let request = Request::builder()
+        self.call_with(method, path, body, &[]).await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, String) {
+        let mut request = Request::builder()
             .method(method)
             .uri(path)
             .header("content-type", "application/json")
-            .header("user-agent", "sift-tests")
-            .body(Body::from(body.to_owned()))
-            .unwrap();
+            .header("user-agent", "sift-tests");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let request = request.body(Body::from(body.to_owned())).unwrap();
         let response = self.app.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)

@@ -491,3 +491,44 @@ async fn request_parameters_and_mode_are_on_the_chat_span() {
     );
     assert!(is_child(chat, extract));
 }
+
+#[tokio::test]
+async fn an_incoming_traceparent_is_continued() {
+    let h = harness(Options::default()).await;
+    h.upstream.push(Reply::tool_call("UserDetail", DANIEL));
+    let (status, _) = h
+        .call_with(
+            "POST",
+            "/user",
+            r#"{"query": "Daniel is 24"}"#,
+            &[(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let spans = h.finished();
+    let http = one(&spans, "POST /user");
+    let trace =
+        opentelemetry::trace::TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap();
+    assert_eq!(http.span_context.trace_id(), trace);
+    assert_eq!(
+        http.parent_span_id,
+        opentelemetry::trace::SpanId::from_hex("b7ad6b7169203331").unwrap()
+    );
+    assert!(http.parent_span_is_remote);
+    assert!(spans.iter().all(|s| s.span_context.trace_id() == trace));
+    // Without the header, a request starts its own trace.
+    h.upstream.push(Reply::tool_call("UserDetail", DANIEL));
+    let (status, _) = h
+        .call("POST", "/user", r#"{"query": "Daniel is 24"}"#)
+        .await;
+    assert_eq!(status, 200);
+    let spans = h.finished();
+    let second = named(&spans, "POST /user")
+        .into_iter()
+        .find(|s| s.span_context.trace_id() != trace)
+        .expect("a second request with a trace of its own");
+    assert_eq!(second.parent_span_id, opentelemetry::trace::SpanId::INVALID);
+}
