@@ -201,16 +201,6 @@ fn attempt_record(
     }
 }
 
-fn provider_failure(
-    stats: &StreamStats,
-    number: u32,
-    started: Instant,
-    source: crate::ProviderError,
-) -> ExtractError {
-    let attempts = stats.push(Attempt::provider_failure(number, started, &source));
-    ExtractError::provider(number, source, attempts)
-}
-
 impl<T> ExtractBuilder<T, Iterable>
 where
     T: DeserializeOwned + JsonSchema + Send + 'static,
@@ -250,13 +240,8 @@ where
         let provider = builder.client.provider().clone();
         let validator = builder.validator.clone();
         let mode = builder.mode;
-        let mut ending = Ending::new(
-            parent.in_scope(|| {
-                let name = format!("Iterable[{}]", element.schema.name);
-                trace::extract_span(&name, mode, builder.max_retries, true)
-            }),
-            stats.clone(),
-        );
+        let name = format!("Iterable[{}]", element.schema.name);
+        let mut ending = Ending::new(&parent, &name, mode, builder.max_retries, stats.clone());
         let span = ending.span.clone();
         let mut index = 0usize;
         for number in 1..=builder.max_retries + 1 {
@@ -265,9 +250,7 @@ where
             let mut chat = match open(&*provider, &request, &chat_span).await {
                 Ok(c) => c,
                 Err(e) => {
-                    trace::record_chat_error(&chat_span, &e);
-                    let e = provider_failure(&stats, number, started, e);
-                    ending.outcome = e.kind();
+                    let e = ending.provider_failure(&chat_span, number, started, e);
                     yield Err(StreamError::Extract(e));
                     return;
                 }
@@ -275,14 +258,12 @@ where
             let mut reader = AnswerReader::new(mode, Purpose::Elements, &element.schema.name);
             let mut end = AttemptEnd { usage: Usage::default(), finish: None, failure: None };
             let mut done = Vec::new();
-            let mut first_token = false;
+            let mut seen_token = false;
             while let Some(delta) = chat.next().await {
                 match delta {
                     Err(e) => {
                         drop(chat);
-                        trace::record_chat_error(&chat_span, &e);
-                        let e = provider_failure(&stats, number, started, e);
-                        ending.outcome = e.kind();
+                        let e = ending.provider_failure(&chat_span, number, started, e);
                         yield Err(StreamError::Extract(e));
                         return;
                     }
@@ -291,10 +272,7 @@ where
                     // After a failure the rest is still read (the reader only records it), for
                     // the usage it reports and the full text to echo back.
                     Ok(d) => {
-                        if !first_token && !matches!(d, ChatDelta::Meta { .. }) {
-                            first_token = true;
-                            trace::record_ms(&chat_span, "sift.time_to_first_token_ms", started);
-                        }
+                        first_token(&mut seen_token, &d, &chat_span, started);
                         if let Err(e) = reader.push(d, &mut done) {
                             end.failure = Some(e);
                         }
@@ -363,15 +341,49 @@ struct Ending {
 }
 
 impl Ending {
-    fn new(span: tracing::Span, stats: StreamStats) -> Self {
+    /// The extraction's span, a child of `parent` (the span current when the stream was
+    /// made, not when it is first polled).
+    fn new(
+        parent: &tracing::Span,
+        response_model: &str,
+        mode: crate::Mode,
+        max_retries: u32,
+        stats: StreamStats,
+    ) -> Self {
         Self {
-            span,
+            span: parent.in_scope(|| trace::extract_span(response_model, mode, max_retries, true)),
             stats,
             outcome: "cancelled",
             elements: 0,
             elements_in_attempt: 0,
             first_element: false,
         }
+    }
+
+    /// A model call that failed: recorded on its span and in the attempts, and as the
+    /// stream's outcome.
+    fn provider_failure(
+        &mut self,
+        chat_span: &tracing::Span,
+        number: u32,
+        started: Instant,
+        source: crate::ProviderError,
+    ) -> ExtractError {
+        trace::record_chat_error(chat_span, &source);
+        let attempts = self
+            .stats
+            .push(Attempt::provider_failure(number, started, &source));
+        let e = ExtractError::provider(number, source, attempts);
+        self.outcome = e.kind();
+        e
+    }
+}
+
+/// Records the time to the first token of an attempt (the first delta with content).
+fn first_token(seen: &mut bool, delta: &ChatDelta, chat_span: &tracing::Span, started: Instant) {
+    if !*seen && !matches!(delta, ChatDelta::Meta { .. }) {
+        *seen = true;
+        trace::record_ms(chat_span, "sift.time_to_first_token_ms", started);
     }
 }
 
@@ -472,10 +484,7 @@ where
         let provider = builder.client.provider().clone();
         let validator = builder.validator.clone();
         let mode = builder.mode;
-        let mut ending = Ending::new(
-            parent.in_scope(|| trace::extract_span(&compiled.schema.name, mode, builder.max_retries, true)),
-            stats.clone(),
-        );
+        let mut ending = Ending::new(&parent, &compiled.schema.name, mode, builder.max_retries, stats.clone());
         let span = ending.span.clone();
         for number in 1..=builder.max_retries + 1 {
             let started = Instant::now();
@@ -483,9 +492,7 @@ where
             let mut chat = match open(&*provider, &request, &chat_span).await {
                 Ok(c) => c,
                 Err(e) => {
-                    trace::record_chat_error(&chat_span, &e);
-                    let e = provider_failure(&stats, number, started, e);
-                    ending.outcome = e.kind();
+                    let e = ending.provider_failure(&chat_span, number, started, e);
                     yield Err(e);
                     return;
                 }
@@ -494,24 +501,19 @@ where
             let mut end = AttemptEnd { usage: Usage::default(), finish: None, failure: None };
             let mut ignored = Vec::new();
             let mut last: Option<T::Fields> = None;
-            let mut first_token = false;
+            let mut seen_token = false;
             while let Some(delta) = chat.next().await {
                 match delta {
                     Err(e) => {
                         drop(chat);
-                        trace::record_chat_error(&chat_span, &e);
-                        let e = provider_failure(&stats, number, started, e);
-                        ending.outcome = e.kind();
+                        let e = ending.provider_failure(&chat_span, number, started, e);
                         yield Err(e);
                         return;
                     }
                     Ok(ChatDelta::Usage(u)) => end.usage = u,
                     Ok(ChatDelta::Finish(r)) => end.finish = Some(r),
                     Ok(d) => {
-                        if !first_token && !matches!(d, ChatDelta::Meta { .. }) {
-                            first_token = true;
-                            trace::record_ms(&chat_span, "sift.time_to_first_token_ms", started);
-                        }
+                        first_token(&mut seen_token, &d, &chat_span, started);
                         if let Err(e) = reader.push(d, &mut ignored) {
                             end.failure = Some(e);
                             continue;
