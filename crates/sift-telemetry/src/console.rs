@@ -217,23 +217,6 @@ fn mentions(template: &str, name: &str) -> bool {
         .any(|(i, _)| template[..i].ends_with('{') && template[i + name.len()..].starts_with('}'))
 }
 
-/// Only the message of an event.
-struct MessageOnly(Option<String>);
-
-impl Visit for MessageOnly {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.0 = Some(value.to_owned());
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = Some(format!("{value:?}"));
-        }
-    }
-}
-
 /// Replaces `{field}` in a message template with the field's value.
 pub(crate) fn interpolate(template: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(template.len());
@@ -464,31 +447,29 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let (template, fields) = if self.options.verbose {
+        let (template, attributes) = if self.options.verbose {
             let mut fields = Fields::default();
             event.record(&mut fields);
-            (fields.message.take().unwrap_or_default(), fields)
+            (fields.message.unwrap_or_default(), fields.attributes)
         } else {
             // The message first; then only the fields it mentions.
-            let mut message = MessageOnly(None);
-            event.record(&mut message);
-            let template = message.0.unwrap_or_default();
-            let mut fields = Fields::default();
+            let mut first = Fields {
+                only: Some(""),
+                ..Fields::default()
+            };
+            event.record(&mut first);
+            let template = first.message.unwrap_or_default();
+            let mut fields = Fields {
+                only: Some(&template),
+                ..Fields::default()
+            };
             if template.contains('{') {
-                fields.only = Some(&template);
                 event.record(&mut fields);
             }
-            let attributes = std::mem::take(&mut fields.attributes);
-            (
-                template.clone(),
-                Fields {
-                    attributes,
-                    ..Fields::default()
-                },
-            )
+            let attributes = fields.attributes;
+            (template, attributes)
         };
-        let attributes: Vec<_> = fields
-            .attributes
+        let attributes: Vec<_> = attributes
             .into_iter()
             .map(|(k, v)| (k, self.scrubbed(k, v)))
             .collect();

@@ -43,12 +43,16 @@ const HTTP_BUCKETS: &[f64] = &[
 
 /// Whether the metrics layer needs this callsite: the chat and HTTP spans only.
 pub fn wanted(meta: &tracing::Metadata<'_>) -> bool {
-    meta.is_span()
-        && match meta.name() {
-            CHAT_SPAN => meta.target().starts_with("sift_core"),
-            HTTP_SPAN => meta.target().starts_with("sift_server"),
-            _ => false,
-        }
+    meta.is_span() && kind(meta).is_some()
+}
+
+/// Which metrics a span's callsite feeds.
+fn kind(meta: &tracing::Metadata<'_>) -> Option<Kind> {
+    match (meta.name(), meta.target()) {
+        (CHAT_SPAN, t) if t.starts_with("sift_core") => Some(Kind::Chat),
+        (HTTP_SPAN, t) if t.starts_with("sift_server") => Some(Kind::Http),
+        _ => None,
+    }
 }
 
 /// The layer that records the metrics.
@@ -172,11 +176,8 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let meta = attrs.metadata();
-        let kind = match (meta.name(), meta.target()) {
-            (CHAT_SPAN, t) if t.starts_with("sift_core") => Kind::Chat,
-            (HTTP_SPAN, t) if t.starts_with("sift_server") => Kind::Http,
-            _ => return,
+        let Some(kind) = kind(attrs.metadata()) else {
+            return;
         };
         let mut tracked = Tracked {
             kind,
