@@ -32,6 +32,24 @@ fn stop(running: Running) {
     assert!(exit.success(), "clean exit: {exit:?}");
 }
 
+/// Sends `/user` with `query` and expects a 200.
+async fn post_user(running: &Running, query: impl std::fmt::Display) {
+    let response = sift_test_support::http_client()
+        .post(format!("{}/user", running.url))
+        .json(&json!({ "query": query.to_string() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// [`stop`] off the runtime (the receivers the process flushes to run on it).
+async fn stop_async(running: Running) {
+    tokio::task::spawn_blocking(move || stop(running))
+        .await
+        .unwrap();
+}
+
 /// A receiver, an upstream with one answer (57 and 12 tokens), and `sift` set to use both.
 async fn exporting_sift() -> (OtlpReceiver, ScriptedServer, Command) {
     let receiver = OtlpReceiver::start().await;
@@ -53,13 +71,11 @@ async fn spans_go_to_the_otlp_endpoint_and_are_flushed_on_sigterm() {
         .env("SIFT_CONSOLE", "verbose");
     let (running, log) = serve_logged(cmd, "otlp");
     let http = sift_test_support::http_client();
-    let response = http
-        .post(format!("{}/user", running.url))
-        .json(&json!({"query": format!("Daniel is 24, password hunter2, key {KEY}")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    post_user(
+        &running,
+        format!("Daniel is 24, password hunter2, key {KEY}"),
+    )
+    .await;
     let metrics = http
         .get(format!("{}/metrics", running.url))
         .send()
@@ -74,8 +90,7 @@ async fn spans_go_to_the_otlp_endpoint_and_are_flushed_on_sigterm() {
         "{metrics}"
     );
     // Stop at once: the batch is still waiting, so the spans arrive only if shutdown flushes.
-    let stopped = tokio::task::spawn_blocking(move || stop(running));
-    stopped.await.unwrap();
+    stop_async(running).await;
     let spans = receiver.spans();
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
     for want in [
@@ -129,24 +144,15 @@ async fn an_unreachable_backend_is_reported_once_and_requests_do_not_wait() {
         .env("OPENAI_API_KEY", KEY)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint);
     let (running, log) = serve_logged(cmd, "unreachable");
-    let http = sift_test_support::http_client();
     let mut slowest = Duration::ZERO;
     // Requests spread over several export batches (one every 500 ms).
     for _ in 0..4 {
         let started = Instant::now();
-        let response = http
-            .post(format!("{}/user", running.url))
-            .json(&json!({"query": "Daniel is 24"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        post_user(&running, "Daniel is 24").await;
         slowest = slowest.max(started.elapsed());
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
-    tokio::task::spawn_blocking(move || stop(running))
-        .await
-        .unwrap();
+    stop_async(running).await;
     let console = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         console.matches("could not export spans").count(),
@@ -169,16 +175,8 @@ async fn content_recording_can_be_switched_off() {
         "false",
     );
     let (running, log) = serve_logged(cmd, "no-content");
-    let response = sift_test_support::http_client()
-        .post(format!("{}/user", running.url))
-        .json(&json!({"query": "Daniel is 24 and likes marmalade"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    tokio::task::spawn_blocking(move || stop(running))
-        .await
-        .unwrap();
+    post_user(&running, "Daniel is 24 and likes marmalade").await;
+    stop_async(running).await;
     let spans = receiver.spans();
     let chat = spans
         .iter()
@@ -247,16 +245,8 @@ async fn logfire_gets_its_own_token_and_not_the_other_backends_headers() {
     .env("LOGFIRE_TOKEN", token)
     .env("LOGFIRE_BASE_URL", logfire.endpoint());
     let (running, log) = serve_logged(cmd, "two-backends");
-    let response = sift_test_support::http_client()
-        .post(format!("{}/user", running.url))
-        .json(&json!({"query": "Daniel is 24"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    tokio::task::spawn_blocking(move || stop(running))
-        .await
-        .unwrap();
+    post_user(&running, "Daniel is 24").await;
+    stop_async(running).await;
     for (name, receiver) in [("collector", &collector), ("logfire", &logfire)] {
         assert!(
             receiver.spans().iter().any(|s| s.name == "POST /user"),
