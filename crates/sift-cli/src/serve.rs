@@ -119,7 +119,7 @@ async fn local_client(_: &ServeArgs) -> anyhow::Result<Client> {
     )
 }
 
-async fn client(args: &ServeArgs) -> anyhow::Result<Client> {
+async fn client(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<Client> {
     let client = match provider_kind(args) {
         ProviderKind::Openai => {
             if !(args.timeout.is_finite() && args.timeout > 0.0) {
@@ -128,7 +128,11 @@ async fn client(args: &ServeArgs) -> anyhow::Result<Client> {
                     args.timeout
                 );
             }
-            let config = OpenAiConfig::from_env().timeout(Duration::from_secs_f64(args.timeout));
+            let mut config =
+                OpenAiConfig::from_env().timeout(Duration::from_secs_f64(args.timeout));
+            if let Some(hook) = telemetry.trace_propagation() {
+                config = config.header_hook(hook);
+            }
             tracing::info!(base_url = config.base_url(), "provider: openai-compatible");
             Client::new(OpenAi::new(config).context("could not set up the OpenAI provider")?)
         }
@@ -154,7 +158,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<()> {
-    let client = client(args).await?;
+    let client = client(args, telemetry).await?;
     let config = ServerConfig::default()
         .max_concurrency(args.max_concurrency)
         .max_queries(args.max_queries)

@@ -56,7 +56,13 @@ pub struct OpenAiConfig {
     backoff_base: Duration,
     backoff_max: Duration,
     max_retry_after: Duration,
+    header_hook: Option<std::sync::Arc<HeaderHook>>,
 }
+
+/// A function that adds headers to each request just before it is sent, in the span of the
+/// model call: `sift_telemetry::Telemetry::trace_propagation` gives one that adds the W3C
+/// `traceparent`, so the model server's own spans join sift's trace.
+pub type HeaderHook = dyn Fn(&mut HeaderMap) + Send + Sync;
 
 impl fmt::Debug for OpenAiConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -72,6 +78,7 @@ impl fmt::Debug for OpenAiConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("timeout", &self.timeout)
             .field("max_transport_retries", &self.max_transport_retries)
+            .field("header_hook", &self.header_hook.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +98,7 @@ impl OpenAiConfig {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(8),
             max_retry_after: Duration::from_secs(60),
+            header_hook: None,
         }
     }
 
@@ -125,6 +133,12 @@ impl OpenAiConfig {
     /// An extra header sent with every request.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds headers to each request as it is sent (see [`HeaderHook`]).
+    pub fn header_hook(mut self, hook: std::sync::Arc<HeaderHook>) -> Self {
+        self.header_hook = Some(hook);
         self
     }
 
@@ -234,13 +248,27 @@ impl OpenAi {
         &self.config
     }
 
-    async fn try_once(&self, body: &[u8]) -> Result<ChatResponse, ProviderError> {
-        let response = self
+    /// A POST of `body` to the completions endpoint, with the hook's headers.
+    fn post(&self, body: &[u8]) -> reqwest::RequestBuilder {
+        let request = self
             .http
             .post(&self.endpoint)
             .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.to_vec());
+        match &self.config.header_hook {
+            Some(hook) => {
+                let mut headers = HeaderMap::new();
+                hook(&mut headers);
+                request.headers(headers)
+            }
+            None => request,
+        }
+    }
+
+    async fn try_once(&self, body: &[u8]) -> Result<ChatResponse, ProviderError> {
+        let response = self
+            .post(body)
             .timeout(self.config.timeout)
-            .body(body.to_vec())
             .send()
             .await
             .map_err(|e| self.transport_error(e))?;
@@ -365,11 +393,8 @@ impl OpenAi {
     /// per-attempt timeout; the body is then read with the same limit between chunks.
     async fn open_stream(&self, body: &[u8]) -> Result<reqwest::Response, ProviderError> {
         let send = self
-            .http
-            .post(&self.endpoint)
-            .header(http::header::CONTENT_TYPE, "application/json")
+            .post(body)
             .header(http::header::ACCEPT, "text/event-stream")
-            .body(body.to_vec())
             .send();
         let response = tokio::time::timeout(self.config.timeout, send)
             .await

@@ -696,6 +696,23 @@ impl Telemetry {
         ))
     }
 
+    /// A function that writes the current span's W3C `traceparent` into outgoing headers (for
+    /// `sift_openai::OpenAiConfig::header_hook`), so an instrumented model server continues
+    /// sift's trace under the `chat` span; `None` when nothing is exported.
+    pub fn trace_propagation(&self) -> Option<Arc<dyn Fn(&mut http::HeaderMap) + Send + Sync>> {
+        self.tracer_provider.as_ref()?;
+        Some(Arc::new(|headers: &mut http::HeaderMap| {
+            use opentelemetry::propagation::TextMapPropagator as _;
+            use opentelemetry::trace::TraceContextExt as _;
+            use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+            let cx = tracing::Span::current().context();
+            if cx.span().span_context().is_valid() {
+                opentelemetry_sdk::propagation::TraceContextPropagator::new()
+                    .inject_context(&cx, &mut opentelemetry_http::HeaderInjector(headers));
+            }
+        }))
+    }
+
     /// Whether anything leaves the process (OTLP, Logfire, or an added exporter).
     pub fn is_exporting(&self) -> bool {
         !self.exporting.is_empty()

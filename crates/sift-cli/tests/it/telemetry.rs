@@ -64,7 +64,7 @@ async fn exporting_sift() -> (OtlpReceiver, ScriptedServer, Command) {
 
 #[tokio::test]
 async fn spans_go_to_the_otlp_endpoint_and_are_flushed_on_sigterm() {
-    let (receiver, _upstream, mut cmd) = exporting_sift().await;
+    let (receiver, upstream, mut cmd) = exporting_sift().await;
     cmd.env("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=team-a")
         .env("OTEL_SERVICE_NAME", "sift-under-test")
         .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
@@ -108,6 +108,12 @@ async fn spans_go_to_the_otlp_endpoint_and_are_flushed_on_sigterm() {
         chat.attr("gen_ai.usage.input_tokens").as_deref(),
         Some("57")
     );
+    // The model server was told to continue the trace under the chat span.
+    let sent = upstream.requests()[0].headers["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(sent, format!("00-{}-{}-01", chat.trace_id, chat.span_id));
     assert!(
         receiver
             .headers()

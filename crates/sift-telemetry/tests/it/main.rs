@@ -102,13 +102,14 @@ pub async fn harness(options: Options) -> Harness {
         .build()
         .unwrap();
     let guard = tracing::dispatcher::set_default(telemetry.dispatch());
-    let provider = OpenAi::new(
-        OpenAiConfig::new(upstream.base_url())
-            .api_key(API_KEY)
-            .backoff(Duration::from_millis(5), Duration::from_millis(20))
-            .timeout(Duration::from_secs(5)),
-    )
-    .unwrap();
+    let mut openai = OpenAiConfig::new(upstream.base_url())
+        .api_key(API_KEY)
+        .backoff(Duration::from_millis(5), Duration::from_millis(20))
+        .timeout(Duration::from_secs(5));
+    if let Some(hook) = telemetry.trace_propagation() {
+        openai = openai.header_hook(hook);
+    }
+    let provider = OpenAi::new(openai).unwrap();
     let mut server = ServerConfig::default().metrics(telemetry.metrics_renderer());
     if let Some(hook) = telemetry.trace_continuation() {
         server = server.request_hook(hook);

@@ -532,3 +532,71 @@ async fn an_incoming_traceparent_is_continued() {
         .expect("a second request with a trace of its own");
     assert_eq!(second.parent_span_id, opentelemetry::trace::SpanId::INVALID);
 }
+
+/// The `traceparent` the model server got: trace id and parent span id.
+fn upstream_traceparent(h: &crate::Harness, index: usize) -> (String, String) {
+    let requests = h.upstream.requests();
+    let value = requests[index]
+        .headers
+        .get("traceparent")
+        .expect("the model call carries a traceparent")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let parts: Vec<&str> = value.split('-').collect();
+    assert_eq!(parts.len(), 4, "{value}");
+    assert_eq!(parts[0], "00", "{value}");
+    assert_eq!(parts[3], "01", "sampled: {value}");
+    (parts[1].to_owned(), parts[2].to_owned())
+}
+
+#[tokio::test]
+async fn model_calls_carry_the_chat_spans_traceparent() {
+    let h = harness(Options::default()).await;
+    // A re-ask: each attempt's request names its own chat span.
+    h.upstream
+        .push(Reply::tool_call("UserDetail", r#"{"name": "Daniel"}"#));
+    h.upstream.push(Reply::tool_call("UserDetail", DANIEL));
+    let (status, _) = h
+        .call("POST", "/user", r#"{"query": "Daniel is 24"}"#)
+        .await;
+    assert_eq!(status, 200);
+    let spans = h.finished();
+    let chats = named(&spans, "chat gpt-4o-mini");
+    assert_eq!(chats.len(), 2);
+    for (i, chat) in chats.iter().enumerate() {
+        let (trace, parent) = upstream_traceparent(&h, i);
+        assert_eq!(trace, chat.span_context.trace_id().to_string());
+        assert_eq!(parent, chat.span_context.span_id().to_string());
+    }
+
+    // A streamed call too.
+    let answer = r#"{"value": [{"name": "Alice", "age": 32}]}"#;
+    h.upstream
+        .push(Reply::stream_tool_call("Users", split_chars(answer, 7)));
+    let (status, _) = h
+        .call("POST", "/extract", r#"{"query": "Alice is 32"}"#)
+        .await;
+    assert_eq!(status, 200);
+    let spans = h.finished();
+    let extract = one(&spans, "extract Iterable[UserDetail]");
+    let chat = children(&spans, extract)
+        .into_iter()
+        .find(|s| s.name.starts_with("chat "))
+        .expect("the stream's chat span");
+    let (trace, parent) = upstream_traceparent(&h, 2);
+    assert_eq!(trace, chat.span_context.trace_id().to_string());
+    assert_eq!(parent, chat.span_context.span_id().to_string());
+}
+
+#[tokio::test]
+async fn nothing_exported_means_no_traceparent_hook() {
+    let telemetry = sift_telemetry::TelemetryBuilder::new(sift_telemetry::TelemetryConfig {
+        console: None,
+        ..sift_telemetry::TelemetryConfig::default()
+    })
+    .build()
+    .unwrap();
+    assert!(telemetry.trace_propagation().is_none());
+    assert!(telemetry.trace_continuation().is_none());
+}
