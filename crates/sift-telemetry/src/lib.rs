@@ -48,6 +48,9 @@ pub use crate::scrub::{ScrubOptions, Scrubber};
 /// A function that makes a request's span continue an incoming trace.
 pub type TraceContinuation = dyn Fn(&tracing::Span, &http::HeaderMap) + Send + Sync;
 
+/// A function that writes the current trace context into an outgoing request's headers.
+pub type TracePropagation = dyn Fn(&mut http::HeaderMap) + Send + Sync;
+
 /// The default console filter.
 pub const DEFAULT_FILTER: &str = "info,llama-cpp-2=warn,llama_cpp_2=warn";
 /// The default filter of what is exported: sift's own debug records (request arguments,
@@ -699,7 +702,7 @@ impl Telemetry {
     /// A function that writes the current span's W3C `traceparent` into outgoing headers (for
     /// `sift_openai::OpenAiConfig::header_hook`), so an instrumented model server continues
     /// sift's trace under the `chat` span; `None` when nothing is exported.
-    pub fn trace_propagation(&self) -> Option<Arc<dyn Fn(&mut http::HeaderMap) + Send + Sync>> {
+    pub fn trace_propagation(&self) -> Option<Arc<TracePropagation>> {
         self.tracer_provider.as_ref()?;
         Some(Arc::new(|headers: &mut http::HeaderMap| {
             use opentelemetry::propagation::TextMapPropagator as _;
