@@ -86,6 +86,14 @@ pub enum TelemetryError {
         /// Why not.
         message: String,
     },
+    /// The compression asked for is not built in.
+    #[error("{var} `{value}` is not supported; sift compresses with gzip or not at all (none)")]
+    Compression {
+        /// Which setting.
+        var: &'static str,
+        /// Its value.
+        value: String,
+    },
     /// The protocol asked for is not built in.
     #[error("OTEL_EXPORTER_OTLP_PROTOCOL `{0}` is not supported; sift exports http/protobuf")]
     Protocol(String),
@@ -306,6 +314,20 @@ impl TelemetryBuilder {
     /// Adds the OTLP and Logfire exporters the configuration asks for.
     pub fn otlp_from_config(mut self) -> Result<Self, TelemetryError> {
         tls();
+        if self.config.otlp || self.config.logfire_token.is_some() {
+            // opentelemetry-otlp would ignore an unknown value with a warning nobody sees.
+            for var in [
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+                "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+            ] {
+                if let Some(value) = env(var)
+                    && !["gzip", "none"].contains(&value.trim().to_ascii_lowercase().as_str())
+                {
+                    return Err(TelemetryError::Compression { var, value });
+                }
+            }
+        }
         if self.config.otlp {
             if let Some(p) = env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
                 .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"))

@@ -126,6 +126,13 @@ async fn traces(
     if received.discard {
         return StatusCode::OK;
     }
+    let body = match gunzip(&headers, body) {
+        Ok(b) => b,
+        Err(e) => {
+            received.errors.push(e);
+            return StatusCode::BAD_REQUEST;
+        }
+    };
     received.bodies.push(body.to_vec());
     received.headers.push(headers);
     match ExportTraceServiceRequest::decode(body) {
@@ -161,12 +168,34 @@ async fn traces(
     }
 }
 
+/// The body as sent before compression (`Content-Encoding: gzip`), so tests read what the
+/// exporter wrote.
+fn gunzip(headers: &HeaderMap, body: Bytes) -> Result<Bytes, String> {
+    if headers
+        .get("content-encoding")
+        .is_none_or(|v| v.as_bytes() != b"gzip")
+    {
+        return Ok(body);
+    }
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut out)
+        .map_err(|e| format!("gzip body: {e}"))?;
+    Ok(Bytes::from(out))
+}
+
 async fn metrics(
     State(shared): State<Arc<Mutex<Received>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
     let mut received = lock(&shared);
+    let body = match gunzip(&headers, body) {
+        Ok(b) => b,
+        Err(e) => {
+            received.errors.push(e);
+            return StatusCode::BAD_REQUEST;
+        }
+    };
     received.bodies.push(body.to_vec());
     received.headers.push(headers);
     received.metric_posts += 1;

@@ -207,6 +207,32 @@ async fn content_recording_can_be_switched_off() {
     let _ = std::fs::remove_file(log);
 }
 
+#[tokio::test]
+async fn export_is_gzipped_when_asked() {
+    let (receiver, _upstream, mut cmd) = exporting_sift().await;
+    cmd.env("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip");
+    let (running, log) = serve_logged(cmd, "gzip");
+    post_user(&running, "Daniel is 24").await;
+    stop_async(running).await;
+    let headers = receiver.headers();
+    assert!(headers.len() >= 2, "a trace and a metrics export");
+    for h in &headers {
+        assert_eq!(
+            h.get("content-encoding").map(|v| v.as_bytes()),
+            Some(&b"gzip"[..]),
+            "{h:?}"
+        );
+    }
+    // The receiver unzips: the spans decode.
+    assert!(
+        receiver
+            .spans()
+            .iter()
+            .any(|s| s.name == "chat gpt-4o-mini")
+    );
+    let _ = std::fs::remove_file(log);
+}
+
 #[test]
 fn unusable_telemetry_settings_are_refused_at_start_with_the_reason() {
     for (var, value, expect) in [
@@ -221,6 +247,11 @@ fn unusable_telemetry_settings_are_refused_at_start_with_the_reason() {
             "OTEL_EXPORTER_OTLP_PROTOCOL `grpc` is not supported; sift exports http/protobuf",
         ),
         ("SIFT_SCRUB_PATTERNS", "(unclosed", "SIFT_SCRUB_PATTERNS"),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+            "zstd",
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION `zstd` is not supported",
+        ),
     ] {
         let out = sift()
             .args(["serve", "--port", "0"])
