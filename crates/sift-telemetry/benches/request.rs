@@ -5,6 +5,7 @@
 //! The `floor` row is the OpenTelemetry stack sift is built on (tracing-opentelemetry and the
 //! SDK) with nothing of sift's: no console, no content, no Logfire attributes, no scrubbing,
 //! spans batched and dropped instead of encoded and sent. No exporter on that stack costs less.
+//! Its baseline is the row with no subscriber at all (`off` has sift's metrics layer).
 //!
 //! ```text
 //! cargo bench -p sift-telemetry --bench request
@@ -175,6 +176,11 @@ fn bench(c: &mut Criterion) {
             });
         });
     };
+    measure(
+        "no subscriber (the floor's baseline)",
+        &tracing::Dispatch::none(),
+        false,
+    );
     let (dispatch, provider) = floor();
     measure(
         "floor: tracing-opentelemetry alone, content off",
