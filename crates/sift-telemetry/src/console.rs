@@ -8,7 +8,7 @@
 //! 09:14:02.805   /User returning {"name":"Jason","age":25}
 //! ```
 //!
-//! The time is UTC, `HH:MM:SS.mmm`; each nesting level indents two spaces. When concurrent
+//! The time is `HH:MM:SS.mmm` in [`ConsoleOptions::time_zone`]; each nesting level indents two spaces. When concurrent
 //! work interleaves, a line whose parents were not the last thing printed is preceded by its
 //! parents' lines again, so every line reads in its context. On a terminal, levels have
 //! colours (debug blue, warnings yellow, errors red). The verbose mode prints each span's and
@@ -31,6 +31,8 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::scrub::Scrubber;
 
+pub use jiff::tz::TimeZone;
+
 /// Where console lines go.
 pub type ConsoleWriter = Box<dyn Write + Send>;
 
@@ -46,6 +48,9 @@ pub struct ConsoleOptions {
     pub colors: bool,
     /// Where the time comes from.
     pub clock: Clock,
+    /// The zone the time is shown in: UTC by default, the system's (`TZ`, else
+    /// `/etc/localtime`) in `sift serve`, as Logfire's console shows local time.
+    pub time_zone: TimeZone,
     /// Collect lines and write them this often (one write for many lines under load), or
     /// write each line at once (`None`, the default).
     pub flush_every: Option<Duration>,
@@ -56,6 +61,7 @@ impl std::fmt::Debug for ConsoleOptions {
         f.debug_struct("ConsoleOptions")
             .field("verbose", &self.verbose)
             .field("colors", &self.colors)
+            .field("time_zone", &self.time_zone.iana_name())
             .field("flush_every", &self.flush_every)
             .finish_non_exhaustive()
     }
@@ -67,6 +73,7 @@ impl Default for ConsoleOptions {
             verbose: false,
             colors: false,
             clock: Arc::new(SystemTime::now),
+            time_zone: TimeZone::UTC,
             flush_every: None,
         }
     }
@@ -275,7 +282,9 @@ impl ConsoleLayer {
     fn timestamp(&self, out: &mut String) {
         let now = (self.options.clock)();
         let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let secs = since.as_secs() % 86_400;
+        let offset = jiff::Timestamp::try_from(now)
+            .map_or(0, |t| self.options.time_zone.to_offset(t).seconds());
+        let secs = (since.as_secs() as i64 + i64::from(offset)).rem_euclid(86_400);
         let _ = write!(
             out,
             "{:02}:{:02}:{:02}.{:03}",

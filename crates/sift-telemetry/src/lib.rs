@@ -189,11 +189,13 @@ impl TelemetryConfig {
                 verbose: true,
                 colors,
                 flush_every: Some(CONSOLE_FLUSH),
+                time_zone: jiff::tz::TimeZone::system(),
                 ..ConsoleOptions::default()
             }),
             _ => Some(ConsoleOptions {
                 colors,
                 flush_every: Some(CONSOLE_FLUSH),
+                time_zone: jiff::tz::TimeZone::system(),
                 ..ConsoleOptions::default()
             }),
         };

@@ -39,6 +39,7 @@ pub(crate) fn sift() -> Command {
         "OTEL_EXPORTER_OTLP_HEADERS",
         "OTEL_SERVICE_NAME",
         "OTEL_RESOURCE_ATTRIBUTES",
+        "TZ",
     ] {
         cmd.env_remove(var);
     }

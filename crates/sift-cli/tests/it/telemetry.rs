@@ -233,6 +233,37 @@ async fn export_is_gzipped_when_asked() {
     let _ = std::fs::remove_file(log);
 }
 
+#[tokio::test]
+async fn the_console_shows_local_time() {
+    let utc_hour = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 3600
+            % 24
+    };
+    let mut cmd = sift();
+    // A POSIX TZ string (no time zone database needed): three hours east of UTC.
+    cmd.env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .env("OPENAI_API_KEY", KEY)
+        .env("TZ", "XYZ-3");
+    let before = utc_hour();
+    let (running, log) = serve_logged(cmd, "tz");
+    stop_async(running).await;
+    let after = utc_hour();
+    let console = std::fs::read_to_string(&log).unwrap();
+    let hour: u64 = console
+        .get(..2)
+        .and_then(|h| h.parse().ok())
+        .unwrap_or_else(|| panic!("no time first: {console}"));
+    assert!(
+        [(before + 3) % 24, (after + 3) % 24].contains(&hour),
+        "UTC hour {before}, console: {console}"
+    );
+    let _ = std::fs::remove_file(log);
+}
+
 #[test]
 fn unusable_telemetry_settings_are_refused_at_start_with_the_reason() {
     for (var, value, expect) in [

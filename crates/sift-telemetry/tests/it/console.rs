@@ -144,3 +144,32 @@ fn colours_mark_levels_on_a_terminal() {
     assert_eq!(lines[2], "\x1b[2m09:14:02.002\x1b[0m \x1b[33mw\x1b[0m");
     assert_eq!(lines[3], "\x1b[2m09:14:02.003\x1b[0m \x1b[31me\x1b[0m");
 }
+
+#[test]
+fn the_time_is_shown_in_the_configured_zone() {
+    let line = |time_zone: sift_telemetry::console::TimeZone| {
+        let out = Buffer::default();
+        let telemetry = TelemetryBuilder::new(sift_telemetry::TelemetryConfig {
+            console: Some(ConsoleOptions {
+                clock: test_clock(),
+                time_zone,
+                ..ConsoleOptions::default()
+            }),
+            ..Default::default()
+        })
+        .console_writer(Box::new(out.clone()))
+        .build()
+        .unwrap();
+        tracing::dispatcher::with_default(telemetry.dispatch(), || {
+            tracing::info!("hello");
+        });
+        out.text()
+    };
+    // The test clock reads 09:14:02.000 UTC.
+    assert!(line(sift_telemetry::console::TimeZone::UTC).starts_with("09:14:02.000 hello"));
+    let plus_two = sift_telemetry::console::TimeZone::fixed(jiff::tz::offset(2));
+    assert!(line(plus_two).starts_with("11:14:02.000 hello"));
+    // West of Greenwich across midnight: 09:14 UTC is 23:14 the day before at -10.
+    let minus_ten = sift_telemetry::console::TimeZone::fixed(jiff::tz::offset(-10));
+    assert!(line(minus_ten).starts_with("23:14:02.000 hello"));
+}

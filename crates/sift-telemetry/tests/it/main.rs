@@ -90,6 +90,7 @@ pub async fn harness(options: Options) -> Harness {
             colors: false,
             clock: test_clock(),
             flush_every: None,
+            time_zone: sift_telemetry::console::TimeZone::UTC,
         }),
         console_filter: options.console_filter.into(),
         ..TelemetryConfig::default()
