@@ -126,15 +126,9 @@ async fn traces(
     if received.discard {
         return StatusCode::OK;
     }
-    let body = match gunzip(&headers, body) {
-        Ok(b) => b,
-        Err(e) => {
-            received.errors.push(e);
-            return StatusCode::BAD_REQUEST;
-        }
+    let Some(body) = keep(&mut received, headers, body) else {
+        return StatusCode::BAD_REQUEST;
     };
-    received.bodies.push(body.to_vec());
-    received.headers.push(headers);
     match ExportTraceServiceRequest::decode(body) {
         Ok(request) => {
             for rs in request.resource_spans {
@@ -168,8 +162,22 @@ async fn traces(
     }
 }
 
-/// The body as sent before compression (`Content-Encoding: gzip`), so tests read what the
-/// exporter wrote.
+/// Keeps a post's headers and its body as the exporter wrote it (unzipped); `None`, with the
+/// error kept, when the body does not unzip.
+fn keep(received: &mut Received, headers: HeaderMap, body: Bytes) -> Option<Bytes> {
+    let body = match gunzip(&headers, body) {
+        Ok(b) => b,
+        Err(e) => {
+            received.errors.push(e);
+            return None;
+        }
+    };
+    received.bodies.push(body.to_vec());
+    received.headers.push(headers);
+    Some(body)
+}
+
+/// The body as sent before compression (`Content-Encoding: gzip`).
 fn gunzip(headers: &HeaderMap, body: Bytes) -> Result<Bytes, String> {
     if headers
         .get("content-encoding")
@@ -189,15 +197,9 @@ async fn metrics(
     body: Bytes,
 ) -> StatusCode {
     let mut received = lock(&shared);
-    let body = match gunzip(&headers, body) {
-        Ok(b) => b,
-        Err(e) => {
-            received.errors.push(e);
-            return StatusCode::BAD_REQUEST;
-        }
-    };
-    received.bodies.push(body.to_vec());
-    received.headers.push(headers);
+    if keep(&mut received, headers, body).is_none() {
+        return StatusCode::BAD_REQUEST;
+    }
     received.metric_posts += 1;
     StatusCode::OK
 }

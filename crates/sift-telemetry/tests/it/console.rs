@@ -74,18 +74,7 @@ async fn verbose_prints_attributes_and_what_the_span_learned_when_it_closed() {
 
 #[test]
 fn interleaved_spans_reprint_their_parents() {
-    let out = Buffer::default();
-    let telemetry = TelemetryBuilder::new(sift_telemetry::TelemetryConfig {
-        console: Some(ConsoleOptions {
-            clock: test_clock(),
-            ..ConsoleOptions::default()
-        }),
-        ..Default::default()
-    })
-    .console_writer(Box::new(out.clone()))
-    .build()
-    .unwrap();
-    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+    let text = console_text(ConsoleOptions::default(), "info", || {
         let request = tracing::info_span!("request", otel.name = "POST /many-users");
         let _r = request.enter();
         let a = tracing::info_span!("extract", otel.name = "extract Sarah");
@@ -98,7 +87,7 @@ fn interleaved_spans_reprint_their_parents() {
         drop((chat_a, chat_b));
         tracing::info!(count = 2, "returning {{count}} users");
     });
-    insta::assert_snapshot!(out.text(), @r"
+    insta::assert_snapshot!(text, @r"
     09:14:02.000 POST /many-users
     09:14:02.001   extract Sarah
     09:14:02.002   extract Jeffrey
@@ -118,26 +107,16 @@ fn interleaved_spans_reprint_their_parents() {
 
 #[test]
 fn colours_mark_levels_on_a_terminal() {
-    let out = Buffer::default();
-    let telemetry = TelemetryBuilder::new(sift_telemetry::TelemetryConfig {
-        console: Some(ConsoleOptions {
-            clock: test_clock(),
-            colors: true,
-            ..ConsoleOptions::default()
-        }),
-        console_filter: "debug".into(),
-        ..Default::default()
-    })
-    .console_writer(Box::new(out.clone()))
-    .build()
-    .unwrap();
-    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+    let colors = ConsoleOptions {
+        colors: true,
+        ..ConsoleOptions::default()
+    };
+    let text = console_text(colors, "debug", || {
         tracing::debug!("d");
         tracing::info!("i");
         tracing::warn!("w");
         tracing::error!("e");
     });
-    let text = out.text();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "\x1b[2m09:14:02.000\x1b[0m \x1b[34md\x1b[0m");
     assert_eq!(lines[1], "\x1b[2m09:14:02.001\x1b[0m i");
@@ -148,22 +127,11 @@ fn colours_mark_levels_on_a_terminal() {
 #[test]
 fn the_time_is_shown_in_the_configured_zone() {
     let line = |time_zone: sift_telemetry::console::TimeZone| {
-        let out = Buffer::default();
-        let telemetry = TelemetryBuilder::new(sift_telemetry::TelemetryConfig {
-            console: Some(ConsoleOptions {
-                clock: test_clock(),
-                time_zone,
-                ..ConsoleOptions::default()
-            }),
-            ..Default::default()
-        })
-        .console_writer(Box::new(out.clone()))
-        .build()
-        .unwrap();
-        tracing::dispatcher::with_default(telemetry.dispatch(), || {
-            tracing::info!("hello");
-        });
-        out.text()
+        let options = ConsoleOptions {
+            time_zone,
+            ..ConsoleOptions::default()
+        };
+        console_text(options, "info", || tracing::info!("hello"))
     };
     // The test clock reads 09:14:02.000 UTC.
     assert!(line(sift_telemetry::console::TimeZone::UTC).starts_with("09:14:02.000 hello"));
@@ -172,4 +140,22 @@ fn the_time_is_shown_in_the_configured_zone() {
     // West of Greenwich across midnight: 09:14 UTC is 23:14 the day before at -10.
     let minus_ten = sift_telemetry::console::TimeZone::fixed(jiff::tz::offset(-10));
     assert!(line(minus_ten).starts_with("23:14:02.000 hello"));
+}
+
+/// What the console alone (with the test clock and `filter`) prints while `record` runs.
+fn console_text(options: ConsoleOptions, filter: &str, record: impl FnOnce()) -> String {
+    let out = Buffer::default();
+    let telemetry = TelemetryBuilder::new(sift_telemetry::TelemetryConfig {
+        console: Some(ConsoleOptions {
+            clock: test_clock(),
+            ..options
+        }),
+        console_filter: filter.into(),
+        ..Default::default()
+    })
+    .console_writer(Box::new(out.clone()))
+    .build()
+    .unwrap();
+    tracing::dispatcher::with_default(telemetry.dispatch(), record);
+    out.text()
 }
