@@ -1,22 +1,22 @@
 //! The extraction loop: ask, read, validate, re-ask with the errors, sum the usage.
 
-use std::any::TypeId;
-use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::Instrument;
+use serde_json::Value;
 
+use crate::attempts::{self, Decode, Delivery, Event, Job};
 use crate::message::{ChatRequest, ChatResponse, Message, Role, Usage};
-use crate::mode::{Mode, ReadError, parse_json};
+use crate::mode::Mode;
 use crate::provider::{Provider, ProviderError};
-use crate::schema::ResponseSchema;
-use crate::trace;
-use crate::validate::{FieldError, SchemaValidator, Validate, deserialize};
+use crate::schema::{ResponseSchema, Schema, SchemaError};
+use crate::stream::StreamStats;
+use crate::validate::{FieldError, Validate, deserialize};
 
 /// Re-asks after the first attempt when none is configured: 2, so at most 3 calls.
 pub const DEFAULT_MAX_RETRIES: u32 = 2;
@@ -120,7 +120,41 @@ impl Client {
         self.builder()
     }
 
+    /// Starts an extraction against a JSON Schema known only at run time; the answer is the
+    /// validated JSON value.
+    ///
+    /// ```no_run
+    /// # async fn run(client: sift_core::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let schema = sift_core::Schema::compile("Contact", serde_json::json!({
+    ///     "type": "object",
+    ///     "properties": {"email": {"type": "string"}},
+    ///     "required": ["email"]
+    /// }))?;
+    /// let out = client.extract_value(&schema).user("Mail me at a@b.example").send().await?;
+    /// println!("{}", out.value["email"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn extract_value(&self, schema: &Schema) -> ExtractBuilder<Value> {
+        self.builder_for(Some(schema.clone()))
+    }
+
+    /// Starts a streamed extraction against an array schema given as data: each element is
+    /// validated against the `items` schema and handed over as soon as it closes.
+    pub fn extract_value_iter(&self, schema: &Schema) -> ExtractBuilder<Value, Iterable> {
+        self.builder_for(Some(schema.clone()))
+    }
+
+    /// Starts a streamed extraction against a schema given as data, seen as it fills in:
+    /// snapshots of the JSON value so far, then the validated value.
+    pub fn extract_value_partial(&self, schema: &Schema) -> ExtractBuilder<Value, PartialStream> {
+        self.builder_for(Some(schema.clone()))
+    }
+
     fn builder<T, K>(&self) -> ExtractBuilder<T, K> {
+        self.builder_for(None)
+    }
+
+    fn builder_for<T, K>(&self, schema: Option<Schema>) -> ExtractBuilder<T, K> {
         ExtractBuilder {
             client: self.clone(),
             messages: Vec::new(),
@@ -129,7 +163,9 @@ impl Client {
             max_retries: self.max_retries,
             temperature: None,
             max_tokens: None,
-            validator: None,
+            validators: Vec::new(),
+            schema,
+            extractor: None,
             _type: PhantomData,
         }
     }
@@ -147,7 +183,7 @@ pub struct Iterable;
 #[derive(Debug)]
 pub struct PartialStream;
 
-pub(crate) type Check<T> = dyn Fn(&T) -> Result<(), Vec<FieldError>> + Send + Sync;
+type Check<T> = dyn Fn(&T) -> Result<(), Vec<FieldError>> + Send + Sync;
 type ValidatorFn<T> = Arc<Check<T>>;
 
 /// One extraction being set up. Finish with [`ExtractBuilder::send`] (for [`Client::extract`])
@@ -161,7 +197,10 @@ pub struct ExtractBuilder<T, K = Single> {
     pub(crate) max_retries: u32,
     pub(crate) temperature: Option<f32>,
     pub(crate) max_tokens: Option<u32>,
-    pub(crate) validator: Option<ValidatorFn<T>>,
+    pub(crate) validators: Vec<ValidatorFn<T>>,
+    /// The schema given as data; `T`'s own when `None`.
+    pub(crate) schema: Option<Schema>,
+    pub(crate) extractor: Option<String>,
     _type: PhantomData<fn() -> (T, K)>,
 }
 
@@ -221,12 +260,19 @@ impl<T: 'static, K> ExtractBuilder<T, K> {
     }
 
     /// Adds a rule checked after the answer deserialises; its errors are fed back like schema
-    /// errors.
+    /// errors. Rules add up: every one runs, and all their errors are reported together.
     pub fn validate_with<F>(mut self, check: F) -> Self
     where
         F: Fn(&T) -> Result<(), Vec<FieldError>> + Send + Sync + 'static,
     {
-        self.validator = Some(Arc::new(check));
+        self.validators.push(Arc::new(check));
+        self
+    }
+
+    /// Names the extraction for telemetry: the extraction span's `sift.extractor` attribute
+    /// (keep the set of names small: it labels metrics).
+    pub fn extractor(mut self, name: impl Into<String>) -> Self {
+        self.extractor = Some(name.into());
         self
     }
 
@@ -272,181 +318,90 @@ impl<T: 'static, K> ExtractBuilder<T, K> {
 
 impl<T> ExtractBuilder<T, Single>
 where
-    T: DeserializeOwned + JsonSchema + 'static,
+    T: DeserializeOwned + JsonSchema + Send + 'static,
 {
     /// Runs the extraction.
     pub async fn send(self) -> Result<Extraction<T>, ExtractError> {
-        let compiled = compiled_schema::<T>()?;
-        let schema = &compiled.schema;
-        let span = trace::extract_span(&schema.name, self.mode, self.max_retries, false);
-        let result = self.run(&compiled).instrument(span.clone()).await;
-        let (attempts, usage, outcome) = match &result {
-            Ok(e) => (e.attempts.len(), e.usage, "success"),
-            Err(e) => (e.attempts().len(), e.usage(), e.kind()),
-        };
-        trace::record_extract_end(&span, attempts, outcome, usage);
-        result
-    }
-
-    async fn run(self, compiled: &Compiled) -> Result<Extraction<T>, ExtractError> {
-        let schema = &compiled.schema;
-        let mut request = self.first_request(schema);
-        let provider = self.client.provider.clone();
-        let mut attempts: Vec<Attempt> = Vec::new();
-        let mut last: Option<ChatResponse> = None;
-        for number in 1..=self.max_retries + 1 {
-            let started = Instant::now();
-            let chat_span = trace::chat_span(
-                &tracing::Span::current(),
-                provider.name(),
-                &request,
-                self.mode,
-                number,
-                false,
-            );
-            let response = match provider.chat(&request).instrument(chat_span.clone()).await {
-                Ok(r) => r,
-                Err(source) => {
-                    trace::record_chat_error(&chat_span, &source);
-                    attempts.push(Attempt::provider_failure(number, started, &source));
-                    return Err(ExtractError::provider(number, source, attempts));
+        let schema = self.schema_or_type()?;
+        let name = schema.name().to_owned();
+        let stats = StreamStats::default();
+        let job = self.job(schema, None, name);
+        let mut events = std::pin::pin!(attempts::run(
+            job,
+            Delivery::Whole,
+            stats.clone(),
+            tracing::Span::current(),
+        ));
+        while let Some(event) = events.next().await {
+            match event? {
+                Event::Done { value, response } => {
+                    let attempts = stats.attempts();
+                    return Ok(Extraction {
+                        value,
+                        usage: attempts.iter().map(|a| a.usage).sum(),
+                        attempts,
+                        response,
+                    });
                 }
-            };
-            trace::record_response(&chat_span, &response);
-            drop(chat_span);
-
-            let (outcome, errors, output) = match self.mode.read(schema, &response) {
-                Err(ReadError::Missing(m)) => {
-                    let errors = vec![FieldError::new("", m)];
-                    trace::unreadable(&schema.name, None, &errors);
-                    (AttemptOutcome::NoOutput, errors, None)
-                }
-                Err(ReadError::InvalidJson(m)) => {
-                    let errors = vec![FieldError::new("", m)];
-                    trace::unreadable(&schema.name, None, &errors);
-                    (AttemptOutcome::InvalidJson, errors, None)
-                }
-                Ok(text) => {
-                    let output = Some(text.to_owned());
-                    match check::<T>(compiled, text, self.validator.as_deref()) {
-                        Ok(value) => {
-                            attempts.push(Attempt {
-                                number,
-                                duration: started.elapsed(),
-                                usage: response.usage,
-                                outcome: AttemptOutcome::Success,
-                                errors: Vec::new(),
-                                output,
-                            });
-                            let usage = attempts.iter().map(|a| a.usage).sum();
-                            return Ok(Extraction {
-                                value,
-                                usage,
-                                attempts,
-                                response,
-                            });
-                        }
-                        Err((outcome, errors)) => (outcome, errors, output),
-                    }
-                }
-            };
-            let truncated = response.finish_reason.as_deref() == Some("length");
-            let outcome = if truncated && outcome == AttemptOutcome::InvalidJson {
-                AttemptOutcome::Truncated
-            } else {
-                outcome
-            };
-            request
-                .messages
-                .extend(self.mode.reask(schema, &response, &errors));
-            attempts.push(Attempt {
-                number,
-                duration: started.elapsed(),
-                usage: response.usage,
-                outcome,
-                errors,
-                output,
-            });
-            last = Some(response);
+                Event::Element(_) | Event::Snapshot(_) | Event::Retry { .. } => {}
+            }
         }
-        let usage = attempts.iter().map(|a| a.usage).sum();
+        // The loop always ends with a value or an error; this is only reachable if it did not.
+        let attempts = stats.attempts();
         Err(ExtractError::RetriesExhausted {
+            usage: attempts.iter().map(|a| a.usage).sum(),
             attempts,
-            usage,
-            last_response: last.map(Box::new),
+            last_response: None,
         })
     }
 }
 
-/// Parses, schema-checks, deserialises and validates one answer.
-fn check<T: DeserializeOwned>(
-    compiled: &Compiled,
-    text: &str,
-    validator: Option<&Check<T>>,
-) -> Result<T, (AttemptOutcome, Vec<FieldError>)> {
-    let json = parse_json(text).map_err(|e| match e {
-        ReadError::InvalidJson(m) | ReadError::Missing(m) => {
-            let errors = vec![FieldError::new("", m)];
-            trace::unreadable(&compiled.schema.name, Some(text), &errors);
-            (AttemptOutcome::InvalidJson, errors)
+impl<T, K> ExtractBuilder<T, K>
+where
+    T: DeserializeOwned + JsonSchema + Send + 'static,
+{
+    /// The schema given as data, else `T`'s.
+    pub(crate) fn schema_or_type(&self) -> Result<Schema, ExtractError> {
+        match &self.schema {
+            Some(s) => Ok(s.clone()),
+            None => Ok(Schema::of::<T>()?),
         }
-    })?;
-    let json = compiled.schema.unwrap_value(json);
-    check_value(compiled, &json, validator).map_err(|e| (AttemptOutcome::ValidationFailed, e))
-}
-
-/// Schema-checks, deserialises and validates one parsed value.
-pub(crate) fn check_value<T: DeserializeOwned>(
-    compiled: &Compiled,
-    json: &serde_json::Value,
-    validator: Option<&Check<T>>,
-) -> Result<T, Vec<FieldError>> {
-    let result = validated(compiled, json, validator);
-    trace::validation(
-        &compiled.schema.name,
-        json,
-        result.as_ref().map(|_| ()).map_err(Vec::as_slice),
-    );
-    result
-}
-
-fn validated<T: DeserializeOwned>(
-    compiled: &Compiled,
-    json: &serde_json::Value,
-    validator: Option<&Check<T>>,
-) -> Result<T, Vec<FieldError>> {
-    let errors = compiled.validator.errors(json);
-    if !errors.is_empty() {
-        return Err(errors);
     }
-    let value: T = deserialize(json).map_err(|e| vec![e])?;
-    if let Some(check) = validator {
-        check(&value)?;
-    }
-    Ok(value)
-}
 
-/// A type's schema and compiled validator, built once per type.
-#[derive(Debug)]
-pub(crate) struct Compiled {
-    pub(crate) schema: ResponseSchema,
-    pub(crate) validator: SchemaValidator,
-}
+    /// Deserialisation, then the caller's rules.
+    fn decoder(&self) -> Decode<T> {
+        let rules = self.validators.clone();
+        Arc::new(move |value: &serde_json::Value| {
+            let decoded: T = deserialize(value).map_err(|e| vec![e])?;
+            let mut errors = Vec::new();
+            for rule in &rules {
+                if let Err(e) = rule(&decoded) {
+                    errors.extend(e);
+                }
+            }
+            if errors.is_empty() {
+                Ok(decoded)
+            } else {
+                Err(errors)
+            }
+        })
+    }
 
-pub(crate) fn compiled_schema<T: JsonSchema + 'static>() -> Result<Arc<Compiled>, ExtractError> {
-    static CACHE: OnceLock<Mutex<HashMap<TypeId, Arc<Compiled>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let key = TypeId::of::<T>();
-    if let Some(hit) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
-        return Ok(hit);
+    /// The attempt loop's job: ask for `schema`, decode each element of `element` when set.
+    pub(crate) fn job(self, schema: Schema, element: Option<Schema>, span_name: String) -> Job<T> {
+        let request = self.first_request(schema.response());
+        Job {
+            provider: self.client.provider.clone(),
+            request,
+            mode: self.mode,
+            max_retries: self.max_retries,
+            decode: self.decoder(),
+            schema,
+            element,
+            span_name,
+            extractor: self.extractor,
+        }
     }
-    let schema = ResponseSchema::of::<T>();
-    let validator = SchemaValidator::new(&schema.schema).map_err(ExtractError::Schema)?;
-    let compiled = Arc::new(Compiled { schema, validator });
-    if let Ok(mut c) = cache.lock() {
-        c.insert(key, compiled.clone());
-    }
-    Ok(compiled)
 }
 
 /// A successful extraction.
@@ -577,9 +532,9 @@ pub enum ExtractError {
         /// Tokens spent in all.
         usage: Usage,
     },
-    /// The response type's schema could not be compiled.
-    #[error("invalid response schema: {0}")]
-    Schema(String),
+    /// The response schema could not be compiled.
+    #[error("invalid response schema")]
+    Schema(#[from] SchemaError),
 }
 
 impl ExtractError {

@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod attempts;
 mod extract;
 pub mod json_stream;
 mod message;
@@ -48,7 +49,7 @@ pub use message::{
 pub use mode::Mode;
 pub use partial::{Partial, PartialObject};
 pub use provider::{Capabilities, Provider, ProviderError};
-pub use schema::{ResponseSchema, WRAPPER_FIELD};
+pub use schema::{ResponseSchema, Schema, SchemaError, WRAPPER_FIELD};
 pub use stream::{ExtractStream, PartialUpdate, StreamError, StreamStats};
 pub use validate::{FieldError, SchemaValidator, Validate, deserialize, pointer_to_path};
 

@@ -66,3 +66,8 @@ pub trait PartialObject: Partial {
         + Send
         + 'static;
 }
+
+/// A value given by a schema known only at run time: its snapshots are JSON values too.
+impl PartialObject for serde_json::Value {
+    type Fields = serde_json::Value;
+}

@@ -43,6 +43,7 @@ pub fn record_content() -> bool {
 /// The span around one extraction.
 pub(crate) fn extract_span(
     response_model: &str,
+    extractor: Option<&str>,
     mode: Mode,
     max_retries: u32,
     stream: bool,
@@ -53,6 +54,7 @@ pub(crate) fn extract_span(
         otel.status_code = field::Empty,
         logfire.msg_template = "extract {response_model}",
         response_model = response_model,
+        sift.extractor = extractor,
         mode = %mode,
         max_retries = int(max_retries),
         sift.stream = stream,

@@ -1,0 +1,413 @@
+//! The attempt loop, once for every kind of extraction: typed or against a schema given as
+//! data, answered whole or streamed (list elements as they close, or partial snapshots).
+//!
+//! Each attempt asks the model, reads its answer, validates it against the whole schema and
+//! then decodes it (deserialisation and the caller's rules for a typed extraction, nothing
+//! more for a dynamic one). A failed attempt is recorded and its errors fed back for the next
+//! one, until `max_retries` re-asks are spent. Usage is summed over the attempts.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{Stream, StreamExt};
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::extract::{Attempt, AttemptOutcome, ExtractError};
+use crate::message::{ChatDelta, ChatRequest, ChatResponse, Usage};
+use crate::mode::{Mode, ReadError, parse_json};
+use crate::provider::{Provider, ProviderError};
+use crate::reader::{AnswerReader, Purpose};
+use crate::schema::Schema;
+use crate::stream::{StreamError, StreamStats};
+use crate::trace;
+use crate::validate::FieldError;
+
+/// Turns a value that passed the schema into the caller's type, or says what is wrong.
+pub(crate) type Decode<T> = Arc<dyn Fn(&Value) -> Result<T, Vec<FieldError>> + Send + Sync>;
+
+/// How the answer is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// One value, from a plain (non-streamed) call.
+    Whole,
+    /// One value, streamed: snapshots as it grows.
+    Partial,
+    /// A list, streamed: each element as it closes.
+    Elements,
+}
+
+/// Everything one extraction needs.
+pub(crate) struct Job<T> {
+    pub(crate) provider: Arc<dyn Provider>,
+    pub(crate) request: ChatRequest,
+    pub(crate) mode: Mode,
+    pub(crate) max_retries: u32,
+    /// What the model is asked for (for [`Delivery::Elements`], the list).
+    pub(crate) schema: Schema,
+    /// For [`Delivery::Elements`]: the schema of one element.
+    pub(crate) element: Option<Schema>,
+    /// Applied to the whole value, or to each element.
+    pub(crate) decode: Decode<T>,
+    /// The name on the extraction span (`UserDetail`, `Iterable[UserDetail]`).
+    pub(crate) span_name: String,
+    /// The extractor's name, for telemetry.
+    pub(crate) extractor: Option<String>,
+}
+
+/// What the loop yields.
+#[derive(Debug)]
+pub(crate) enum Event<T> {
+    /// A list element (valid and decoded, or reported as [`StreamError::Item`]).
+    Element(Result<T, StreamError>),
+    /// The value so far (partial delivery).
+    Snapshot(Value),
+    /// The attempt failed and another starts (partial delivery).
+    Retry {
+        attempt: u32,
+        errors: Vec<FieldError>,
+    },
+    /// The validated value (whole or partial delivery) and the last response.
+    Done { value: T, response: ChatResponse },
+}
+
+/// Runs `job`. Ends after `Done`, after the last element, or after an error.
+pub(crate) fn run<T: Send + 'static>(
+    job: Job<T>,
+    delivery: Delivery,
+    stats: StreamStats,
+    parent: tracing::Span,
+) -> impl Stream<Item = Result<Event<T>, ExtractError>> + Send {
+    async_stream::stream! {
+        let Job { provider, mut request, mode, max_retries, schema, element, decode, span_name, extractor } = job;
+        let mut ending = Ending::new(&parent, &span_name, extractor.as_deref(), mode, max_retries, delivery, stats.clone());
+        let span = ending.span.clone();
+        let element = element.unwrap_or_else(|| schema.clone());
+        let mut index = 0usize;
+        for number in 1..=max_retries + 1 {
+            let started = Instant::now();
+            let chat_span = trace::chat_span(&span, provider.name(), &request, mode, number, delivery != Delivery::Whole);
+            let mut answer = Answer { usage: Usage::default(), finish: None, failure: None, output: None, value: None, response: None };
+
+            if delivery == Delivery::Whole {
+                let response = match provider.chat(&request).instrument(chat_span.clone()).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        yield Err(ending.provider_failure(&chat_span, number, started, e));
+                        return;
+                    }
+                };
+                trace::record_response(&chat_span, &response);
+                drop(chat_span);
+                answer.usage = response.usage;
+                answer.finish = response.finish_reason.clone();
+                match mode.read(schema.response(), &response) {
+                    Err(ReadError::Missing(m)) => answer.failure = Some((AttemptOutcome::NoOutput, m)),
+                    Err(ReadError::InvalidJson(m)) => answer.failure = Some((AttemptOutcome::InvalidJson, m)),
+                    Ok(text) => {
+                        answer.output = Some(text.to_owned());
+                        match parse_json(text) {
+                            Ok(v) => answer.value = Some(v),
+                            Err(ReadError::InvalidJson(m) | ReadError::Missing(m)) => {
+                                answer.failure = Some((AttemptOutcome::InvalidJson, m));
+                            }
+                        }
+                    }
+                }
+                answer.response = Some(response);
+            } else {
+                let mut chat = match provider.chat_stream(&request).instrument(chat_span.clone()).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        yield Err(ending.provider_failure(&chat_span, number, started, e));
+                        return;
+                    }
+                };
+                let purpose = if delivery == Delivery::Elements { Purpose::Elements } else { Purpose::Whole };
+                let mut reader = AnswerReader::new(mode, purpose, element.name());
+                let mut done = Vec::new();
+                let mut seen_token = false;
+                while let Some(delta) = chat.next().await {
+                    match delta {
+                        Err(e) => {
+                            drop(chat);
+                            yield Err(ending.provider_failure(&chat_span, number, started, e));
+                            return;
+                        }
+                        Ok(ChatDelta::Usage(u)) => answer.usage = u,
+                        Ok(ChatDelta::Finish(r)) => answer.finish = Some(r),
+                        // After a failure the rest is still read (the reader only records it),
+                        // for the usage it reports and the full text to echo back.
+                        Ok(d) => {
+                            if !seen_token && !matches!(d, ChatDelta::Meta { .. }) {
+                                seen_token = true;
+                                trace::record_ms(&chat_span, "sift.time_to_first_token_ms", started);
+                            }
+                            if let Err(e) = reader.push(d, &mut done) {
+                                answer.fail_reading(e);
+                                continue;
+                            }
+                            if delivery == Delivery::Partial
+                                && reader.progressed
+                                && let Some(v) = reader.partial()
+                            {
+                                yield Ok(Event::Snapshot(schema.response().unwrap_value(v)));
+                            }
+                        }
+                    }
+                    for value in done.drain(..) {
+                        yield Ok(Event::Element(ending.element(&chat_span, started, &element, &decode, value, index)));
+                        index += 1;
+                    }
+                }
+                drop(chat);
+                if answer.failure.is_none()
+                    && let Err(e) = reader.finish(&mut done)
+                {
+                    answer.fail_reading(e);
+                }
+                for value in done.drain(..) {
+                    yield Ok(Event::Element(ending.element(&chat_span, started, &element, &decode, value, index)));
+                    index += 1;
+                }
+                if delivery == Delivery::Partial && answer.failure.is_none() {
+                    match reader.take_value() {
+                        Some(v) => answer.value = Some(v),
+                        None => answer.failure = Some((AttemptOutcome::NoOutput, "no JSON found in the answer".into())),
+                    }
+                }
+                let response = reader.to_response(answer.usage, answer.finish.clone());
+                trace::record_response(&chat_span, &response);
+                if delivery == Delivery::Elements {
+                    trace::record_count(&chat_span, "sift.elements", ending.elements_in_attempt);
+                    ending.elements_in_attempt = 0;
+                }
+                trace::end(chat_span);
+                answer.response = Some(response);
+            }
+
+            let response = answer.response.take().unwrap_or_else(|| empty_response(answer.usage));
+            let (outcome, errors) = match (answer.failure.take(), answer.value.take()) {
+                (Some((outcome, message)), _) => {
+                    let errors = vec![FieldError::new("", message)];
+                    let text = answer.output.as_deref().or(response.content.as_deref());
+                    span.in_scope(|| trace::unreadable(schema.name(), text, &errors));
+                    (truncated(outcome, answer.finish.as_deref()), errors)
+                }
+                (None, None) if delivery == Delivery::Elements => {
+                    stats.push(record(number, started, &answer, AttemptOutcome::Success, Vec::new()));
+                    ending.outcome = "success";
+                    return;
+                }
+                (None, None) => (AttemptOutcome::NoOutput, vec![FieldError::new("", "no JSON found in the answer")]),
+                (None, Some(value)) => {
+                    let value = schema.response().unwrap_value(value);
+                    match span.in_scope(|| check(&schema, &decode, &value)) {
+                        Ok(value) => {
+                            stats.push(record(number, started, &answer, AttemptOutcome::Success, Vec::new()));
+                            ending.outcome = "success";
+                            yield Ok(Event::Done { value, response });
+                            return;
+                        }
+                        Err(errors) => (AttemptOutcome::ValidationFailed, errors),
+                    }
+                }
+            };
+            let attempts = stats.push(record(number, started, &answer, outcome, errors.clone()));
+            let usage = attempts.iter().map(|a| a.usage).sum();
+            if index > 0 {
+                ending.outcome = "incomplete";
+                yield Err(ExtractError::Incomplete { emitted: index, attempts, usage });
+                return;
+            }
+            if number > max_retries {
+                ending.outcome = "retries_exhausted";
+                yield Err(ExtractError::RetriesExhausted { attempts, usage, last_response: Some(Box::new(response)) });
+                return;
+            }
+            if delivery == Delivery::Partial {
+                yield Ok(Event::Retry { attempt: number, errors: errors.clone() });
+            }
+            request.messages.extend(mode.reask(schema.response(), &response, &errors));
+        }
+    }
+}
+
+/// What one attempt produced.
+struct Answer {
+    usage: Usage,
+    finish: Option<String>,
+    /// Why the answer could not be read.
+    failure: Option<(AttemptOutcome, String)>,
+    /// The JSON text, when read whole.
+    output: Option<String>,
+    value: Option<Value>,
+    response: Option<ChatResponse>,
+}
+
+impl Answer {
+    fn fail_reading(&mut self, message: String) {
+        if self.failure.is_none() {
+            let outcome = if message.starts_with("invalid JSON") {
+                AttemptOutcome::InvalidJson
+            } else {
+                AttemptOutcome::NoOutput
+            };
+            self.failure = Some((outcome, message));
+        }
+    }
+}
+
+/// An answer cut off by the token limit is `Truncated`, whatever broke first: the one rule
+/// for every provider (remote ones say `finish_reason: length`, and so does the local one).
+fn truncated(outcome: AttemptOutcome, finish: Option<&str>) -> AttemptOutcome {
+    if finish == Some("length") {
+        AttemptOutcome::Truncated
+    } else {
+        outcome
+    }
+}
+
+fn record(
+    number: u32,
+    started: Instant,
+    answer: &Answer,
+    outcome: AttemptOutcome,
+    errors: Vec<FieldError>,
+) -> Attempt {
+    Attempt {
+        number,
+        duration: started.elapsed(),
+        usage: answer.usage,
+        outcome,
+        errors,
+        output: answer.output.clone(),
+    }
+}
+
+fn empty_response(usage: Usage) -> ChatResponse {
+    ChatResponse {
+        id: None,
+        model: None,
+        content: None,
+        tool_calls: Vec::new(),
+        finish_reason: None,
+        usage,
+        raw: Value::Null,
+    }
+}
+
+/// Checks `value` against the whole schema, then decodes it; records the validation.
+pub(crate) fn check<T>(
+    schema: &Schema,
+    decode: &Decode<T>,
+    value: &Value,
+) -> Result<T, Vec<FieldError>> {
+    let mut result = Err(schema.errors(value));
+    if result.as_ref().is_err_and(Vec::is_empty) {
+        result = decode(value);
+    }
+    trace::validation(
+        schema.name(),
+        value,
+        result.as_ref().map(|_| ()).map_err(Vec::as_slice),
+    );
+    result
+}
+
+/// Records how an extraction ended on its span, also when it is dropped before it ends
+/// (outcome `cancelled`).
+struct Ending {
+    span: tracing::Span,
+    stats: StreamStats,
+    outcome: &'static str,
+    elements: Option<usize>,
+    elements_in_attempt: usize,
+    first_element: bool,
+}
+
+impl Ending {
+    /// The extraction's span, a child of `parent` (the span current when the extraction was
+    /// made, not when it is first polled).
+    fn new(
+        parent: &tracing::Span,
+        name: &str,
+        extractor: Option<&str>,
+        mode: Mode,
+        max_retries: u32,
+        delivery: Delivery,
+        stats: StreamStats,
+    ) -> Self {
+        let stream = delivery != Delivery::Whole;
+        Self {
+            span: parent
+                .in_scope(|| trace::extract_span(name, extractor, mode, max_retries, stream)),
+            stats,
+            outcome: "cancelled",
+            elements: (delivery == Delivery::Elements).then_some(0),
+            elements_in_attempt: 0,
+            first_element: false,
+        }
+    }
+
+    /// A model call that failed: recorded on its span and in the attempts, and as the
+    /// outcome.
+    fn provider_failure(
+        &mut self,
+        chat_span: &tracing::Span,
+        number: u32,
+        started: Instant,
+        source: ProviderError,
+    ) -> ExtractError {
+        trace::record_chat_error(chat_span, &source);
+        let attempts = self
+            .stats
+            .push(Attempt::provider_failure(number, started, &source));
+        let e = ExtractError::provider(number, source, attempts);
+        self.outcome = e.kind();
+        e
+    }
+
+    /// Validates one streamed element inside the generation's span.
+    fn element<T>(
+        &mut self,
+        chat_span: &tracing::Span,
+        started: Instant,
+        schema: &Schema,
+        decode: &Decode<T>,
+        value: Value,
+        index: usize,
+    ) -> Result<T, StreamError> {
+        if !self.first_element {
+            self.first_element = true;
+            trace::record_ms(chat_span, "sift.time_to_first_element_ms", started);
+            trace::record_ms(&self.span, "sift.time_to_first_element_ms", started);
+        }
+        if let Some(n) = self.elements.as_mut() {
+            *n += 1;
+        }
+        self.elements_in_attempt += 1;
+        chat_span.in_scope(|| {
+            tracing::debug!(index = index as i64, value = %value, "emitted {{index}}");
+            check(schema, decode, &value).map_err(|errors| StreamError::Item {
+                index,
+                errors,
+                value,
+            })
+        })
+    }
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        if let Some(n) = self.elements {
+            trace::record_count(&self.span, "sift.elements", n);
+        }
+        trace::record_extract_end(
+            &self.span,
+            self.stats.count(),
+            self.outcome,
+            self.stats.usage(),
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! `$ref` checking: every reference must stay inside the schema. sift never fetches a
+//! document, so a remote reference is refused up front, with where it is, rather than failing
+//! later (or, worse, silently validating nothing).
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::SchemaError;
+
+/// Keywords whose values are data, not schemas: a `$ref` inside them is not a reference.
+const DATA_KEYWORDS: &[&str] = &["enum", "const", "examples", "default"];
+
+/// Checks every `$ref` in `root`: local pointers must resolve, anchors must exist, and
+/// anything else must name a document identified (`$id`) inside the schema itself.
+pub(super) fn check(root: &Value) -> Result<(), SchemaError> {
+    let mut ids = HashSet::new();
+    let mut anchors = HashSet::new();
+    collect(root, &mut ids, &mut anchors);
+    let mut pointer = String::new();
+    walk(root, root, &ids, &anchors, &mut pointer)
+}
+
+fn collect<'a>(value: &'a Value, ids: &mut HashSet<&'a str>, anchors: &mut HashSet<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("$id" | "id", Value::String(id)) => {
+                        match id.strip_prefix('#') {
+                            // Draft 4-7 anchors are spelled as a fragment-only id.
+                            Some(anchor) => anchors.insert(anchor),
+                            None => ids.insert(id.split('#').next().unwrap_or(id)),
+                        };
+                    }
+                    ("$anchor" | "$dynamicAnchor", Value::String(a)) => {
+                        anchors.insert(a);
+                    }
+                    (k, _) if DATA_KEYWORDS.contains(&k) => {}
+                    _ => collect(v, ids, anchors),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect(v, ids, anchors)),
+        _ => {}
+    }
+}
+
+fn walk(
+    root: &Value,
+    value: &Value,
+    ids: &HashSet<&str>,
+    anchors: &HashSet<&str>,
+    pointer: &mut String,
+) -> Result<(), SchemaError> {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                if DATA_KEYWORDS.contains(&key.as_str()) {
+                    continue;
+                }
+                let len = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                if let ("$ref" | "$dynamicRef", Value::String(reference)) = (key.as_str(), v) {
+                    check_one(root, reference, ids, anchors, pointer)?;
+                } else {
+                    walk(root, v, ids, anchors, pointer)?;
+                }
+                pointer.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                let len = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&i.to_string());
+                walk(root, v, ids, anchors, pointer)?;
+                pointer.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn check_one(
+    root: &Value,
+    reference: &str,
+    ids: &HashSet<&str>,
+    anchors: &HashSet<&str>,
+    pointer: &str,
+) -> Result<(), SchemaError> {
+    let (document, fragment) = match reference.split_once('#') {
+        Some((d, f)) => (d, f),
+        None => (reference, ""),
+    };
+    if !document.is_empty() {
+        // A document named by an `$id` inside this schema is local; the validator resolves
+        // the rest of the reference against it.
+        if ids
+            .iter()
+            .any(|id| *id == document || id.ends_with(&format!("/{document}")))
+        {
+            return Ok(());
+        }
+        return Err(SchemaError::RemoteRef {
+            pointer: pointer.to_owned(),
+            reference: reference.to_owned(),
+        });
+    }
+    let found = if fragment.is_empty() {
+        true
+    } else if fragment.starts_with('/') {
+        root.pointer(&percent_decode(fragment)).is_some()
+    } else {
+        anchors.contains(fragment)
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(SchemaError::UnresolvedRef {
+            pointer: pointer.to_owned(),
+            reference: reference.to_owned(),
+        })
+    }
+}
+
+/// Decodes `%XX` escapes in a URI fragment (JSON pointers in `$ref`s are URI-encoded).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn local_references_pass() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "a": {"$ref": "#/$defs/A"},
+                "b": {"$ref": "#/definitions/B%20C"},
+                "c": {"$ref": "#anchor"},
+                "d": {"$ref": "#"},
+                "e": {"$ref": "item.json"},
+                "enum_data": {"enum": [{"$ref": "http://not.a.ref"}]}
+            },
+            "$defs": {"A": {"type": "string"}, "I": {"$id": "https://x.test/item.json"}},
+            "definitions": {"B C": {"$anchor": "anchor"}}
+        });
+        check(&schema).unwrap();
+    }
+
+    #[test]
+    fn remote_references_are_refused_with_their_place() {
+        let schema =
+            json!({"properties": {"a": {"items": [{"$ref": "https://example.com/s.json#/x"}]}}});
+        let err = check(&schema).unwrap_err();
+        assert_eq!(
+            err,
+            SchemaError::RemoteRef {
+                pointer: "/properties/a/items/0/$ref".into(),
+                reference: "https://example.com/s.json#/x".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn dangling_references_are_refused() {
+        let err = check(&json!({"properties": {"a": {"$ref": "#/$defs/Missing"}}})).unwrap_err();
+        assert_eq!(err.kind(), "unresolved_ref");
+        assert_eq!(err.pointer(), Some("/properties/a/$ref"));
+    }
+}
