@@ -1,0 +1,380 @@
+//! `[extractors.NAME]`: an output schema, an input schema, and the prompt that turns an input
+//! into the conversation sent to the model.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sift_core::{Message, Mode, Schema, SchemaError};
+use toml::Spanned;
+use toml::de::DeValue;
+
+use crate::toml_walk::{Problems, Section, to_json};
+use crate::{ConfigError, ProviderSpec};
+
+/// The input schema when an extractor declares none: `{"text": string}`, required.
+pub const TEXT_INPUT: &str = r#"{"type":"object","properties":{"text":{"type":"string"}},"required":["text"],"additionalProperties":false}"#;
+
+/// Names a template may use that are not input fields: minijinja's global functions.
+const TEMPLATE_GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "loop"];
+
+/// One extractor, checked: its schemas compiled, its prompt parsed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ExtractorSpec {
+    /// The name in URLs (`/v1/extractors/{name}`).
+    pub name: String,
+    /// What it extracts, for people.
+    pub description: String,
+    /// The output schema.
+    pub output: Schema,
+    /// The input schema (an object).
+    pub input: Schema,
+    /// The system prompt.
+    pub system: Option<String>,
+    /// The prompt template's source.
+    pub prompt: String,
+    /// The provider's name in `[providers]` (`None`: the default provider).
+    pub provider: Option<String>,
+    /// The model asked.
+    pub model: Option<String>,
+    /// How structured output is asked for.
+    pub mode: Option<Mode>,
+    /// Re-asks after an invalid answer.
+    pub max_retries: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Limit on generated tokens per attempt.
+    pub max_tokens: Option<u32>,
+    /// A hash of everything that shapes the answer (schemas, prompts, model, mode).
+    pub version: String,
+    template: Arc<minijinja::Environment<'static>>,
+}
+
+/// Why an input could not be turned into a prompt.
+#[derive(Debug, thiserror::Error)]
+#[error("the prompt template failed: {0}")]
+pub struct RenderError(#[from] minijinja::Error);
+
+impl ExtractorSpec {
+    /// An extractor built in code rather than read from a file.
+    pub fn new(
+        name: &str,
+        description: &str,
+        output: Schema,
+        input: Schema,
+        system: Option<String>,
+        prompt: &str,
+    ) -> Result<Self, String> {
+        let template = environment(prompt).map_err(|e| e.to_string())?;
+        let mut spec = Self {
+            name: name.into(),
+            description: description.into(),
+            output,
+            input,
+            system,
+            prompt: prompt.into(),
+            provider: None,
+            model: None,
+            mode: None,
+            max_retries: None,
+            temperature: None,
+            max_tokens: None,
+            version: String::new(),
+            template: Arc::new(template),
+        };
+        spec.version = spec.hash();
+        Ok(spec)
+    }
+
+    /// The conversation for one input: the system prompt, then the rendered prompt.
+    pub fn messages(&self, input: &Value) -> Result<Vec<Message>, RenderError> {
+        let template = self.template.get_template(PROMPT)?;
+        let text = template.render(minijinja::Value::from(minijinja::value::Serde(input)))?;
+        let mut messages = Vec::with_capacity(2);
+        if let Some(system) = &self.system {
+            messages.push(Message::system(system.clone()));
+        }
+        messages.push(Message::user(text));
+        Ok(messages)
+    }
+
+    fn hash(&self) -> String {
+        let shape = json!({
+            "output": self.output.value(),
+            "input": self.input.value(),
+            "system": self.system,
+            "prompt": self.prompt,
+            "provider": self.provider,
+            "model": self.model,
+            "mode": self.mode.map(Mode::as_str),
+            "max_retries": self.max_retries,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        });
+        let digest = Sha256::digest(shape.to_string().as_bytes());
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+const PROMPT: &str = "prompt";
+
+fn environment(prompt: &str) -> Result<minijinja::Environment<'static>, minijinja::Error> {
+    let mut env = minijinja::Environment::new();
+    // Prompts are plain text: nothing is HTML-escaped.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.add_template_owned(PROMPT, prompt.to_owned())?;
+    Ok(env)
+}
+
+/// Reads one `[extractors.NAME]` section; `None` when it has problems (all recorded).
+pub(crate) fn read(
+    name: Spanned<String>,
+    mut s: Section<'_, '_>,
+    base: &Path,
+    providers: &BTreeMap<String, ProviderSpec>,
+    problems: &mut Problems,
+    external: &mut Vec<ConfigError>,
+) -> Option<ExtractorSpec> {
+    let before = problems.0.len() + external.len();
+    let path = s.path.clone();
+    if !valid_name(name.get_ref()) {
+        problems.at(
+            name.span(),
+            format!("`{path}`: extractor names may hold only letters, digits, `-` and `_`"),
+        );
+    }
+    let description = s
+        .string("description", problems)
+        .map(Spanned::into_inner)
+        .unwrap_or_default();
+    let output = match s.value("schema") {
+        Some(v) => schema_at(
+            v,
+            &format!("{path}.schema"),
+            name.get_ref(),
+            base,
+            problems,
+            external,
+        ),
+        None => {
+            problems.at(
+                s.span.clone(),
+                format!("`{path}` needs a `schema` (a table, or a path to a .json file)"),
+            );
+            None
+        }
+    };
+    let input = match s.value("input") {
+        Some(v) => schema_at(
+            v,
+            &format!("{path}.input"),
+            "input",
+            base,
+            problems,
+            external,
+        ),
+        None => serde_json::from_str(TEXT_INPUT)
+            .ok()
+            .and_then(|v| Schema::compile("input", v).ok()),
+    };
+    if let (Some(input), Some(v)) = (&input, s.value("input"))
+        && input.value().get("type").and_then(Value::as_str) != Some("object")
+    {
+        problems.at(
+            v.span(),
+            format!("`{path}.input` must describe an object (`\"type\": \"object\"`)"),
+        );
+    }
+    let system = s.string("system", problems).map(Spanned::into_inner);
+    let prompt = s.string("prompt", problems);
+    let provider = s.string("provider", problems);
+    if let Some(p) = &provider
+        && !providers.contains_key(p.get_ref())
+    {
+        let known: Vec<&str> = providers.keys().map(String::as_str).collect();
+        problems.at(
+            p.span(),
+            format!(
+                "`{path}.provider` names `{}`, which is not in [providers] (declared: {})",
+                p.get_ref(),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        );
+    }
+    let model = s.string("model", problems).map(Spanned::into_inner);
+    let mode = s
+        .string("mode", problems)
+        .and_then(|m| match m.get_ref().parse::<Mode>() {
+            Ok(mode) => Some(mode),
+            Err(e) => {
+                problems.at(m.span(), format!("`{path}.mode`: {e}"));
+                None
+            }
+        });
+    let max_retries = s.count("max_retries", problems);
+    let temperature = s.number("temperature", problems);
+    if let (Some(t), Some(v)) = (temperature, s.value("temperature"))
+        && !(0.0..=2.0).contains(&t)
+    {
+        problems.at(
+            v.span(),
+            format!("`{path}.temperature` must be between 0 and 2, got {t}"),
+        );
+    }
+    let max_tokens = s.count("max_tokens", problems);
+    s.finish(problems);
+
+    let input_fields: Option<HashSet<String>> = input.as_ref().map(|i| {
+        i.value()
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    });
+    let prompt_text = match (&prompt, &input_fields) {
+        (Some(p), _) => p.get_ref().clone(),
+        (None, Some(fields)) if fields.contains("text") => "{{ text }}".to_owned(),
+        (None, _) => {
+            problems.at(
+                name.span(),
+                format!("`{path}` needs a `prompt`: its input has no `text` field to use as one"),
+            );
+            String::new()
+        }
+    };
+    let template = match environment(&prompt_text) {
+        Ok(env) => Some(env),
+        Err(e) => {
+            let span = prompt.as_ref().map(|p| p.span());
+            problems.push(
+                span,
+                format!("`{path}.prompt` is not a valid template: {e}"),
+            );
+            None
+        }
+    };
+    if let (Some(env), Some(fields)) = (&template, &input_fields)
+        && let Ok(t) = env.get_template(PROMPT)
+    {
+        let mut unknown: Vec<String> = t
+            .undeclared_variables(false)
+            .into_iter()
+            .filter(|v| !fields.contains(v) && !TEMPLATE_GLOBALS.contains(&v.as_str()))
+            .collect();
+        unknown.sort();
+        for field in unknown {
+            let mut known: Vec<&String> = fields.iter().collect();
+            known.sort();
+            problems.push(
+                prompt.as_ref().map(|p| p.span()),
+                format!(
+                    "`{path}.prompt` uses `{field}`, which the input does not have (its fields: {})",
+                    known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+    }
+    if problems.0.len() + external.len() > before {
+        return None;
+    }
+    let mut spec = ExtractorSpec {
+        name: name.into_inner(),
+        description,
+        output: output?,
+        input: input?,
+        system,
+        prompt: prompt_text,
+        provider: provider.map(Spanned::into_inner),
+        model,
+        mode,
+        max_retries,
+        temperature: temperature.map(|t| t as f32),
+        max_tokens,
+        version: String::new(),
+        template: Arc::new(template?),
+    };
+    spec.version = spec.hash();
+    Some(spec)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// A schema given inline (a table) or as a path to a JSON file relative to the config.
+fn schema_at(
+    v: &Spanned<DeValue<'_>>,
+    key: &str,
+    name: &str,
+    base: &Path,
+    problems: &mut Problems,
+    external: &mut Vec<ConfigError>,
+) -> Option<Schema> {
+    match v.get_ref() {
+        DeValue::String(written) => {
+            let file: PathBuf = base.join(written.as_ref());
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.at(v.span(), format!("`{key}`: cannot read `{written}` (relative to the config's folder): {e}"));
+                    return None;
+                }
+            };
+            let value: Value = match serde_json::from_str(&text) {
+                Ok(v) => v,
+                Err(e) => {
+                    external.push(ConfigError {
+                        file,
+                        line: Some(e.line()),
+                        column: Some(e.column()),
+                        message: format!("not valid JSON: {e}"),
+                    });
+                    return None;
+                }
+            };
+            Schema::compile(name, value)
+                .map_err(|e| {
+                    external.push(ConfigError {
+                        file,
+                        line: None,
+                        column: None,
+                        message: schema_message(&e),
+                    });
+                })
+                .ok()
+        }
+        DeValue::Table(_) => {
+            let value = match to_json(v.get_ref()) {
+                Ok(v) => v,
+                Err(e) => {
+                    problems.at(v.span(), format!("`{key}`: {e}"));
+                    return None;
+                }
+            };
+            Schema::compile(name, value)
+                .map_err(|e| problems.at(v.span(), format!("`{key}`: {}", schema_message(&e))))
+                .ok()
+        }
+        _ => {
+            problems.at(
+                v.span(),
+                format!("`{key}` must be a table (the schema) or a path to a .json file"),
+            );
+            None
+        }
+    }
+}
+
+fn schema_message(e: &SchemaError) -> String {
+    e.to_string()
+}

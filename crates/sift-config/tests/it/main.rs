@@ -1,0 +1,97 @@
+//! sift-config's integration tests: the example config, and a broken one with every problem
+//! reported.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use serde_json::json;
+use sift_config::Config;
+use sift_core::Mode;
+
+fn examples() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sift.toml")
+}
+
+#[test]
+fn the_example_config_loads() {
+    let config = Config::load(&examples()).unwrap();
+    let names: Vec<&str> = config.extractors.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["invoice", "contact", "events"]);
+    let invoice = config.extractor("invoice").unwrap();
+    assert_eq!(invoice.mode, Some(Mode::Tools));
+    assert!(invoice.output.value()["$defs"]["Line"].is_object());
+    assert_eq!(invoice.version.len(), 16);
+    let events = config.extractor("events").unwrap();
+    assert!(events.output.is_array());
+    let messages = events
+        .messages(&json!({"text": "Fair on 2 April.", "year": 2027}))
+        .unwrap();
+    let prompt = messages[0].content.as_deref().unwrap();
+    assert!(
+        prompt.contains("(the year is 2027 unless it says otherwise)"),
+        "{prompt}"
+    );
+    assert!(prompt.ends_with("Fair on 2 April."), "{prompt}");
+    let without_year = events.messages(&json!({"text": "x"})).unwrap();
+    assert!(
+        !without_year[0]
+            .content
+            .as_deref()
+            .unwrap()
+            .contains("year is")
+    );
+    let contact = config.extractor("contact").unwrap();
+    assert_eq!(
+        contact.input.value()["required"],
+        json!(["text"]),
+        "the default input"
+    );
+    assert!(config.server.adhoc);
+}
+
+#[test]
+fn every_problem_of_a_broken_config_is_reported_with_its_place() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/broken/sift.toml");
+    let errors = Config::load(&path).unwrap_err();
+    // Paths relative to the crate, so the golden file does not depend on the checkout.
+    let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text: String = errors
+        .0
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            e.file = e.file.strip_prefix(base).unwrap_or(&e.file).to_owned();
+            format!("{e}\n")
+        })
+        .collect();
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn versions_change_with_what_shapes_the_answer() {
+    let a = Config::parse(
+        "[extractors.x]\nschema = { type = \"object\" }\nprompt = \"{{ text }}\"\n",
+        "a.toml".as_ref(),
+    )
+    .unwrap();
+    let b = Config::parse(
+        "[extractors.x]\nschema = { type = \"object\" }\nprompt = \"Read: {{ text }}\"\n",
+        "b.toml".as_ref(),
+    )
+    .unwrap();
+    let again = Config::parse(
+        "[extractors.x]\nschema = { type = \"object\" }\nprompt = \"{{ text }}\"\n",
+        "c.toml".as_ref(),
+    )
+    .unwrap();
+    assert_ne!(a.extractors[0].version, b.extractors[0].version);
+    assert_eq!(a.extractors[0].version, again.extractors[0].version);
+}
+
+#[test]
+fn a_toml_syntax_error_has_a_line_and_column() {
+    let errors = Config::parse("[extractors.x]\nschema = {\n", "s.toml".as_ref()).unwrap_err();
+    assert_eq!(errors.0.len(), 1);
+    assert_eq!(errors.0[0].line, Some(2), "{errors}");
+    assert!(errors.0[0].column.is_some());
+}
