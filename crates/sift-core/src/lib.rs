@@ -51,7 +51,9 @@ pub use partial::{Partial, PartialObject};
 pub use provider::{Capabilities, Provider, ProviderError};
 pub use schema::{ResponseSchema, Schema, SchemaError, WRAPPER_FIELD};
 pub use stream::{ExtractStream, PartialUpdate, StreamError, StreamStats};
-pub use validate::{FieldError, SchemaValidator, Validate, deserialize, pointer_to_path};
+pub use validate::{
+    FieldError, SchemaValidator, Validate, Violation, deserialize, pointer_to_path,
+};
 
 pub use async_trait::async_trait;
 

@@ -91,6 +91,66 @@ impl SchemaValidator {
     }
 }
 
+/// One way an instance fails its schema, located by its segments (for FastAPI-style `loc`s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Violation {
+    /// Where in the instance: keys and array indices, from the root.
+    pub location: Vec<crate::json_stream::PathSegment>,
+    /// The schema keyword that failed (`type`, `required`, `pattern`, ...).
+    pub keyword: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl SchemaValidator {
+    /// Every violation in `instance`, located by segments.
+    pub fn violations(&self, instance: &Value) -> Vec<Violation> {
+        use crate::json_stream::PathSegment;
+        if self.validator.is_valid(instance) {
+            return Vec::new();
+        }
+        self.validator
+            .iter_errors(instance)
+            .map(|e| {
+                let mut current = Some(instance);
+                let location = e
+                    .instance_path()
+                    .as_str()
+                    .split('/')
+                    .skip(1)
+                    .map(|raw| {
+                        let segment = raw.replace("~1", "/").replace("~0", "~");
+                        match current {
+                            Some(Value::Array(items)) => {
+                                let i = segment.parse::<usize>().unwrap_or(0);
+                                current = items.get(i);
+                                PathSegment::Index(i)
+                            }
+                            other => {
+                                current = other.and_then(|v| v.get(&segment));
+                                PathSegment::Key(segment)
+                            }
+                        }
+                    })
+                    .collect::<Vec<_>>();
+                let mut location = location;
+                // A missing property is reported at its parent; locate it at the property.
+                if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind()
+                    && let Some(name) = property.as_str()
+                {
+                    location.push(PathSegment::Key(name.to_owned()));
+                }
+                Violation {
+                    location,
+                    keyword: e.kind().keyword().to_owned(),
+                    message: e.to_string(),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Turns a JSON pointer (`/items/2/name`) into sift's path form (`items[2].name`), using the
 /// instance to tell array indices from object keys that look like numbers.
 pub fn pointer_to_path(pointer: &str, instance: &Value) -> String {

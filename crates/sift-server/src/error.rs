@@ -162,6 +162,37 @@ pub struct ManyUsersError {
     pub detail: ManyUsersFailureDetail,
 }
 
+/// One failed input of `/v1/extractors/{name}/many`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InputFailure {
+    /// Its position in `inputs`.
+    pub index: usize,
+    /// The input.
+    pub input: serde_json::Value,
+    /// Why it failed.
+    pub error: ExtractionFailure,
+}
+
+/// What went wrong in `/v1/extractors/{name}/many`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ManyFailureDetail {
+    /// A summary (`2 of 20 inputs failed`).
+    pub message: String,
+    /// The failed inputs.
+    pub failed: Vec<InputFailure>,
+    /// Every input's result in order, `null` where it failed.
+    pub results: Vec<Option<serde_json::Value>>,
+}
+
+/// The status of a batch whose items failed with `statuses`: theirs when they agree (all
+/// timeouts: `504`; all busy: `503`), else `502`.
+pub fn batch_status(statuses: &[StatusCode]) -> StatusCode {
+    match statuses.first() {
+        Some(first) if statuses.iter().all(|s| s == first) => *first,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
 /// Every way a request can fail.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -176,6 +207,12 @@ pub enum ApiError {
     Extraction(Box<ExtractError>),
     /// Some `/many-users` queries failed.
     ManyUsers(ManyUsersFailureDetail, StatusCode),
+    /// Some inputs of a `/v1/extractors/{name}/many` failed.
+    Many(ManyFailureDetail, StatusCode),
+    /// `404`: no such extractor (or ad-hoc extraction switched off).
+    NotFound(String),
+    /// `401`: a service key is required and none (or a wrong one) was given.
+    Unauthorized,
 }
 
 impl ApiError {
@@ -234,6 +271,28 @@ impl IntoResponse for ApiError {
                     && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
                 {
                     response.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                response
+            }
+            ApiError::NotFound(detail) => {
+                (StatusCode::NOT_FOUND, Json(Message { detail })).into_response()
+            }
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(Message {
+                    detail: "a valid service key is required: send `Authorization: Bearer KEY`"
+                        .into(),
+                }),
+            )
+                .into_response(),
+            ApiError::Many(detail, status) => {
+                tracing::error!(status = status.as_u16(), error = %detail.message, "many failed");
+                let mut response = (status, Json(json!({"detail": detail}))).into_response();
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 }
                 response
             }

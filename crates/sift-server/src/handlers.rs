@@ -115,11 +115,7 @@ pub(crate) async fn many_users(
     if failed.is_empty() {
         return Ok(Json(values.into_iter().flatten().collect()));
     }
-    let status = if statuses.iter().all(|s| *s == statuses[0]) {
-        statuses[0]
-    } else {
-        StatusCode::BAD_GATEWAY
-    };
+    let status = crate::error::batch_status(&statuses);
     Err(ApiError::ManyUsers(
         ManyUsersFailureDetail {
             message: format!("{} of {} queries failed", failed.len(), data.queries.len()),
@@ -149,7 +145,7 @@ pub struct ItemError {
     pub value: serde_json::Value,
 }
 
-fn wants_sse(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_sse(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
@@ -158,7 +154,12 @@ fn wants_sse(headers: &HeaderMap) -> bool {
 }
 
 /// Frames one stream item: an NDJSON line, or an SSE event (named unless it is plain data).
-fn frame(sse: bool, event: Option<&str>, ndjson_key: Option<&str>, json: &str) -> String {
+pub(crate) fn frame(
+    sse: bool,
+    event: Option<&str>,
+    ndjson_key: Option<&str>,
+    json: &str,
+) -> String {
     match (sse, event) {
         (true, Some(name)) => format!("event: {name}\ndata: {json}\n\n"),
         (true, None) => format!("data: {json}\n\n"),

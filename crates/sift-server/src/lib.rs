@@ -13,12 +13,15 @@
 //! # }
 //! ```
 
+mod auth;
 pub mod error;
+pub mod extractors;
 mod handlers;
 mod http_trace;
 pub mod models;
 mod openapi;
 pub mod request;
+mod v1;
 
 use std::sync::Arc;
 
@@ -28,6 +31,7 @@ use axum::routing::{get, post};
 use sift_core::Client;
 use utoipa_swagger_ui::SwaggerUi;
 
+pub use extractors::{Extractor, Registry};
 pub use handlers::{Health, ItemError, StreamDone, user_prompt};
 pub use openapi::openapi;
 
@@ -45,6 +49,14 @@ pub struct ServerConfig {
     pub metrics: Option<MetricsRenderer>,
     /// Called with each request's span and headers before the request is handled.
     pub request_hook: Option<RequestHook>,
+    /// The extractors served under `/v1/extractors` (the built-in `user` is added).
+    pub extractors: Vec<Extractor>,
+    /// Whether `POST /v1/extract` takes inline schemas (default true).
+    pub adhoc: bool,
+    /// Compiled ad-hoc schemas kept (default 256).
+    pub adhoc_cache: usize,
+    /// Service keys; with any, every endpoint but `/healthz` needs one.
+    pub api_keys: Vec<String>,
 }
 
 /// A function of each request's span and headers (`sift-telemetry` gives one that continues
@@ -79,6 +91,10 @@ impl Default for ServerConfig {
             body_limit: 1024 * 1024,
             metrics: None,
             request_hook: None,
+            extractors: Vec::new(),
+            adhoc: true,
+            adhoc_cache: 256,
+            api_keys: Vec::new(),
         }
     }
 }
@@ -112,6 +128,27 @@ impl ServerConfig {
         self
     }
 
+    /// Serves `extractors` under `/v1/extractors`.
+    #[must_use]
+    pub fn extractors(mut self, extractors: Vec<Extractor>) -> Self {
+        self.extractors = extractors;
+        self
+    }
+
+    /// Switches `POST /v1/extract` (inline schemas) on or off.
+    #[must_use]
+    pub fn adhoc(mut self, on: bool) -> Self {
+        self.adhoc = on;
+        self
+    }
+
+    /// Requires one of `keys` on every endpoint but `/healthz` (none: no keys needed).
+    #[must_use]
+    pub fn api_keys(mut self, keys: Vec<String>) -> Self {
+        self.api_keys = keys;
+        self
+    }
+
     /// Serves `GET /metrics` from `render`.
     #[must_use]
     pub fn metrics(mut self, render: Arc<dyn Fn() -> String + Send + Sync>) -> Self {
@@ -123,21 +160,53 @@ impl ServerConfig {
 pub(crate) struct AppState {
     pub(crate) client: Client,
     pub(crate) config: ServerConfig,
+    pub(crate) extractors: Registry,
+    pub(crate) adhoc_enabled: bool,
+    pub(crate) schema_cache: extractors::SchemaCache,
 }
 
 /// The service's router.
-pub fn router(client: Client, config: ServerConfig) -> Router {
+pub fn router(client: Client, mut config: ServerConfig) -> Router {
     let body_limit = config.body_limit;
     let hook = config.request_hook.clone();
-    let state = Arc::new(AppState { client, config });
-    Router::new()
+    let keys = auth::Keys::new(&config.api_keys);
+    let mut list = Vec::new();
+    match Extractor::user(client.clone()) {
+        Ok(user) => list.push(user),
+        Err(e) => tracing::error!(error = %e, "the built-in `user` extractor could not be built"),
+    }
+    // A configured extractor named `user` replaces the built-in one under /v1.
+    list.extend(std::mem::take(&mut config.extractors));
+    let state = Arc::new(AppState {
+        client,
+        extractors: Registry::new(list),
+        adhoc_enabled: config.adhoc,
+        schema_cache: extractors::SchemaCache::new(config.adhoc_cache),
+        config,
+    });
+    let mut protected = Router::new()
         .route("/user", post(handlers::user))
         .route("/many-users", post(handlers::many_users))
         .route("/extract", post(handlers::extract))
-        .route("/healthz", get(handlers::healthz))
         .route("/metrics", get(handlers::metrics))
+        .route("/v1/extractors", get(v1::list))
+        .route("/v1/extractors/{name}", get(v1::show).post(v1::run_one))
+        .route("/v1/extractors/{name}/many", post(v1::run_many))
+        .route("/v1/extractors/{name}/stream", post(v1::run_stream))
+        .route("/v1/extract", post(v1::adhoc))
+        .route("/v1/extract/stream", post(v1::adhoc_stream))
+        .with_state(state.clone())
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()));
+    if !keys.is_empty() {
+        protected = protected.route_layer(axum::middleware::from_fn_with_state(
+            keys,
+            auth::require_key,
+        ));
+    }
+    Router::new()
+        .route("/healthz", get(handlers::healthz))
         .with_state(state)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
+        .merge(protected)
         .route_layer(axum::middleware::from_fn_with_state(
             hook,
             http_trace::http_span,

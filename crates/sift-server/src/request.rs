@@ -37,7 +37,7 @@ pub struct ErrorDetail {
 }
 
 impl ErrorDetail {
-    fn new(kind: &str, loc: Vec<LocItem>, msg: impl Into<String>, input: Value) -> Self {
+    pub(crate) fn new(kind: &str, loc: Vec<LocItem>, msg: impl Into<String>, input: Value) -> Self {
         Self {
             kind: kind.into(),
             loc,
@@ -60,6 +60,20 @@ impl ErrorDetail {
         );
         e.ctx =
             Some(json!({"field_type": "List", "max_length": max, "actual_length": input.len()}));
+        e
+    }
+}
+
+impl ErrorDetail {
+    /// A `too_long` error for a list of `len` items over `max`, without repeating the list.
+    pub fn too_many(field: &str, len: usize, max: usize) -> Self {
+        let mut e = Self::new(
+            "too_long",
+            vec![body(), key(field)],
+            format!("List should have at most {max} items after validation, not {len}"),
+            Value::Null,
+        );
+        e.ctx = Some(json!({"field_type": "List", "max_length": max, "actual_length": len}));
         e
     }
 }

@@ -206,6 +206,11 @@ impl Schema {
         self.0.validator.errors(value)
     }
 
+    /// Every way `value` fails the schema, located by segments and keyword.
+    pub fn violations(&self, value: &Value) -> Vec<crate::validate::Violation> {
+        self.0.validator.violations(value)
+    }
+
     pub(crate) fn response(&self) -> &ResponseSchema {
         &self.0.response
     }

@@ -5,6 +5,7 @@ mod endpoints;
 mod extract_stream;
 mod many_users;
 mod openapi;
+mod v1;
 mod validation;
 
 use std::time::Duration;

@@ -1,0 +1,171 @@
+//! The extractors a service serves: each a spec from the config (schemas, prompt, settings)
+//! with the client that answers it, plus the built-in `user` and a bounded cache of ad-hoc
+//! schemas.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use sift_config::ExtractorSpec;
+use sift_core::{Client, Mode, Schema, SchemaError};
+
+use crate::models::UserDetail;
+
+/// One extractor ready to serve.
+#[derive(Debug, Clone)]
+pub struct Extractor {
+    /// What it extracts, from what, and how.
+    pub spec: ExtractorSpec,
+    /// Who answers (provider, default model, mode and retries).
+    pub client: Client,
+}
+
+impl Extractor {
+    /// An extractor answered by `client`; the spec's model, mode and retries win over the
+    /// client's.
+    pub fn new(spec: ExtractorSpec, client: Client) -> Self {
+        let mut client = client;
+        if let Some(model) = &spec.model {
+            client = client.with_model(model);
+        }
+        if let Some(mode) = spec.mode {
+            client = client.with_mode(mode);
+        }
+        if let Some(n) = spec.max_retries {
+            client = client.with_max_retries(n);
+        }
+        Self { spec, client }
+    }
+
+    /// The seed's extractor: `{"query": string}` in, `{name, age}` out, the seed's prompt.
+    pub fn user(client: Client) -> Result<Self, String> {
+        let output = Schema::of::<UserDetail>().map_err(|e| e.to_string())?;
+        let input = Schema::compile(
+            "UserData",
+            json!({
+                "type": "object",
+                "properties": {"query": {"type": "string", "description": "Free text describing one or more people"}},
+                "required": ["query"]
+            }),
+        )
+        .map_err(|e| e.to_string())?;
+        let spec = ExtractorSpec::new(
+            "user",
+            "A person's name and age (the seed's extractor, also served as /user, /many-users and /extract)",
+            output,
+            input,
+            None,
+            "Extract: `{{ query }}`",
+        )?;
+        Ok(Self::new(spec, client))
+    }
+}
+
+/// Every extractor by name, in declaration order.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    list: Vec<Arc<Extractor>>,
+}
+
+impl Registry {
+    /// A registry of `extractors` (a later one of the same name replaces an earlier one).
+    pub fn new(extractors: impl IntoIterator<Item = Extractor>) -> Self {
+        let mut list: Vec<Arc<Extractor>> = Vec::new();
+        for e in extractors {
+            list.retain(|x| x.spec.name != e.spec.name);
+            list.push(Arc::new(e));
+        }
+        Self { list }
+    }
+
+    /// The extractor called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Extractor>> {
+        self.list.iter().find(|e| e.spec.name == name)
+    }
+
+    /// Every extractor.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Extractor>> {
+        self.list.iter()
+    }
+
+    /// Whether a name is taken.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+}
+
+/// Compiled ad-hoc schemas, keyed by their text, at most `capacity` of them (least recently
+/// used evicted): a client sending the same schema again pays for compiling it once.
+#[derive(Debug)]
+pub(crate) struct SchemaCache {
+    capacity: usize,
+    inner: Mutex<Lru>,
+}
+
+/// A use counter, and each schema with the count at its last use.
+type Lru = (u64, HashMap<String, (u64, Schema)>);
+
+impl SchemaCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            inner: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    /// The compiled form of `schema`.
+    pub(crate) fn get(&self, schema: &Value) -> Result<Schema, SchemaError> {
+        let key = schema.to_string();
+        if let Ok(mut guard) = self.inner.lock() {
+            let (clock, map) = &mut *guard;
+            *clock += 1;
+            if let Some((used, hit)) = map.get_mut(&key) {
+                *used = *clock;
+                return Ok(hit.clone());
+            }
+        }
+        let compiled = Schema::compile("Output", schema.clone())?;
+        if let Ok(mut guard) = self.inner.lock() {
+            let (clock, map) = &mut *guard;
+            if map.len() >= self.capacity
+                && let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, (used, _))| *used)
+                    .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+            map.insert(key, (*clock, compiled.clone()));
+        }
+        Ok(compiled)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.inner.lock().map(|g| g.1.len()).unwrap_or(0)
+    }
+}
+
+/// The mode named in an ad-hoc request, if any.
+pub(crate) fn parse_mode(text: &str) -> Result<Mode, String> {
+    text.parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_is_bounded_and_keeps_the_recent() {
+        let cache = SchemaCache::new(2);
+        let s = |n: u32| json!({"type": "object", "title": format!("S{n}")});
+        cache.get(&s(1)).unwrap();
+        cache.get(&s(2)).unwrap();
+        cache.get(&s(1)).unwrap();
+        cache.get(&s(3)).unwrap();
+        assert_eq!(cache.len(), 2);
+        // S2 was the least recently used.
+        let guard = cache.inner.lock().unwrap();
+        assert!(guard.1.keys().all(|k| !k.contains("S2")));
+    }
+}

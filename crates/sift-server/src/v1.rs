@@ -1,0 +1,577 @@
+//! `/v1`: every extractor of the config (and the built-in `user`), and ad-hoc extraction
+//! against a schema sent with the request.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sift_core::json_stream::PathSegment;
+use sift_core::{ExtractBuilder, Extraction, Message, PartialUpdate, Schema, StreamError, Usage};
+
+use crate::AppState;
+use crate::error::{ApiError, ExtractionFailure, InputFailure, ManyFailureDetail, batch_status};
+use crate::extractors::{Extractor, parse_mode};
+use crate::handlers::{ItemError, StreamDone, frame, wants_sse};
+use crate::request::{Body, ErrorDetail, FromBody, LocItem};
+
+/// Any JSON body; checked against a schema by the handler.
+#[derive(Debug)]
+pub(crate) struct RawJson(pub(crate) Value);
+
+impl FromBody for RawJson {
+    fn from_body(body: &Value) -> Result<Self, Vec<ErrorDetail>> {
+        Ok(Self(body.clone()))
+    }
+}
+
+/// What `GET /v1/extractors` lists.
+#[derive(Debug, Serialize)]
+pub(crate) struct ExtractorInfo {
+    name: String,
+    description: String,
+    input_schema: Value,
+    output_schema: Value,
+    version: String,
+}
+
+fn info(e: &Extractor) -> ExtractorInfo {
+    ExtractorInfo {
+        name: e.spec.name.clone(),
+        description: e.spec.description.clone(),
+        input_schema: e.spec.input.value().clone(),
+        output_schema: e.spec.output.value().clone(),
+        version: e.spec.version.clone(),
+    }
+}
+
+pub(crate) async fn list(State(state): State<Arc<AppState>>) -> Json<Vec<ExtractorInfo>> {
+    Json(state.extractors.iter().map(|e| info(e)).collect())
+}
+
+fn find(state: &AppState, name: &str) -> Result<Arc<Extractor>, ApiError> {
+    state.extractors.get(name).cloned().ok_or_else(|| {
+        let known: Vec<&str> = state
+            .extractors
+            .iter()
+            .map(|e| e.spec.name.as_str())
+            .collect();
+        ApiError::NotFound(format!(
+            "no extractor named `{name}` (there are: {})",
+            known.join(", ")
+        ))
+    })
+}
+
+pub(crate) async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<ExtractorInfo>, ApiError> {
+    let extractor = find(&state, &name)?;
+    Ok(Json(info(&extractor)))
+}
+
+/// The input's violations of its schema, as FastAPI errors under `prefix`.
+fn check_input(schema: &Schema, input: &Value, prefix: &[LocItem]) -> Vec<ErrorDetail> {
+    schema
+        .violations(input)
+        .into_iter()
+        .map(|v| {
+            let mut loc = prefix.to_vec();
+            let mut at = Some(input);
+            for segment in &v.location {
+                loc.push(match segment {
+                    PathSegment::Key(k) => {
+                        at = at.and_then(|x| x.get(k));
+                        LocItem::Key(k.clone())
+                    }
+                    PathSegment::Index(i) => {
+                        at = at.and_then(|x| x.get(i));
+                        LocItem::Index(*i)
+                    }
+                });
+            }
+            let kind = if v.keyword == "required" {
+                "missing"
+            } else {
+                v.keyword.as_str()
+            };
+            let msg = if kind == "missing" {
+                "Field required".to_owned()
+            } else {
+                v.message
+            };
+            ErrorDetail::new(kind, loc, msg, at.cloned().unwrap_or_else(|| input.clone()))
+        })
+        .collect()
+}
+
+fn body_loc() -> Vec<LocItem> {
+    vec![LocItem::Key("body".into())]
+}
+
+/// The request for one input of `extractor`, its settings applied.
+fn builder<K>(
+    extractor: &Extractor,
+    start: impl FnOnce(&sift_core::Client, &Schema) -> ExtractBuilder<Value, K>,
+    messages: Vec<Message>,
+) -> ExtractBuilder<Value, K> {
+    let mut b = start(&extractor.client, &extractor.spec.output)
+        .messages(messages)
+        .extractor(extractor.spec.name.clone());
+    if let Some(t) = extractor.spec.temperature {
+        b = b.temperature(t);
+    }
+    if let Some(n) = extractor.spec.max_tokens {
+        b = b.max_tokens(n);
+    }
+    b
+}
+
+fn messages(extractor: &Extractor, input: &Value) -> Result<Vec<Message>, ApiError> {
+    extractor.spec.messages(input).map_err(|e| {
+        ApiError::Validation(vec![ErrorDetail::new(
+            "template",
+            body_loc(),
+            e.to_string(),
+            input.clone(),
+        )])
+    })
+}
+
+async fn run(extractor: &Extractor, input: &Value) -> Result<Extraction<Value>, ApiError> {
+    let messages = messages(extractor, input)?;
+    builder(extractor, |c, s| c.extract_value(s), messages)
+        .send()
+        .await
+        .map_err(|e| ApiError::Extraction(Box::new(e)))
+}
+
+/// The value, with the attempts and tokens in headers.
+fn answer(out: Extraction<Value>) -> Response {
+    let mut response = Json(out.value).into_response();
+    let headers = response.headers_mut();
+    for (name, n) in [
+        ("sift-attempts", out.attempts.len() as u64),
+        ("sift-input-tokens", out.usage.input_tokens),
+        ("sift-output-tokens", out.usage.output_tokens),
+    ] {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from(n));
+    }
+    response
+}
+
+pub(crate) async fn run_one(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Body(RawJson(input)): Body<RawJson>,
+) -> Result<Response, ApiError> {
+    let extractor = find(&state, &name)?;
+    let errors = check_input(&extractor.spec.input, &input, &body_loc());
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    run(&extractor, &input).await.map(answer)
+}
+
+pub(crate) async fn run_many(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Body(RawJson(body)): Body<RawJson>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let extractor = find(&state, &name)?;
+    let Some(inputs) = body.get("inputs").and_then(Value::as_array) else {
+        let (kind, msg) = match body.get("inputs") {
+            None => ("missing", "Field required"),
+            Some(_) => ("list_type", "Input should be a valid list"),
+        };
+        let mut loc = body_loc();
+        loc.push(LocItem::Key("inputs".into()));
+        return Err(ApiError::Validation(vec![ErrorDetail::new(
+            kind,
+            loc,
+            msg,
+            body.clone(),
+        )]));
+    };
+    if inputs.len() > state.config.max_queries {
+        return Err(ApiError::Validation(vec![ErrorDetail::too_many(
+            "inputs",
+            inputs.len(),
+            state.config.max_queries,
+        )]));
+    }
+    let mut errors = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        let prefix = [
+            LocItem::Key("body".into()),
+            LocItem::Key("inputs".into()),
+            LocItem::Index(i),
+        ];
+        errors.extend(check_input(&extractor.spec.input, input, &prefix));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let results: Vec<Result<Extraction<Value>, ApiError>> =
+        futures::stream::iter(inputs.iter().cloned())
+            .map(|input| {
+                let extractor = extractor.clone();
+                async move { run(&extractor, &input).await }
+            })
+            .buffered(state.config.max_concurrency.max(1))
+            .collect()
+            .await;
+    let mut failed = Vec::new();
+    let mut statuses = Vec::new();
+    let mut values = Vec::with_capacity(results.len());
+    for (index, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(out) => values.push(Some(out.value)),
+            Err(ApiError::Extraction(e)) => {
+                statuses.push(crate::error::extraction_status(&e));
+                failed.push(InputFailure {
+                    index,
+                    input: inputs[index].clone(),
+                    error: ExtractionFailure::from_error(&e),
+                });
+                values.push(None);
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    if failed.is_empty() {
+        return Ok(Json(values.into_iter().flatten().collect()));
+    }
+    let status = batch_status(&statuses);
+    Err(ApiError::Many(
+        ManyFailureDetail {
+            message: format!("{} of {} inputs failed", failed.len(), inputs.len()),
+            failed,
+            results: values,
+        },
+        status,
+    ))
+}
+
+pub(crate) async fn run_stream(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Body(RawJson(input)): Body<RawJson>,
+) -> Result<Response, ApiError> {
+    let extractor = find(&state, &name)?;
+    let errors = check_input(&extractor.spec.input, &input, &body_loc());
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let messages = messages(&extractor, &input)?;
+    stream_response(&extractor, messages, wants_sse(&headers)).await
+}
+
+/// One streamed item, framed.
+enum Item {
+    Value(Value),
+    Partial(Value),
+    Retry {
+        attempt: u32,
+        errors: Vec<sift_core::FieldError>,
+    },
+    Invalid {
+        index: usize,
+        errors: Vec<sift_core::FieldError>,
+        value: Value,
+    },
+    Failed(Box<sift_core::ExtractError>),
+}
+
+fn frame_item(sse: bool, item: Item) -> (String, bool) {
+    let report = |errors: Vec<sift_core::FieldError>| -> Vec<crate::error::AnswerError> {
+        errors
+            .into_iter()
+            .map(|e| crate::error::AnswerError {
+                path: e.path,
+                message: e.message,
+            })
+            .collect()
+    };
+    match item {
+        Item::Value(v) => (frame(sse, None, None, &v.to_string()), false),
+        Item::Partial(v) => (
+            frame(sse, Some("partial"), Some("partial"), &v.to_string()),
+            false,
+        ),
+        Item::Retry { attempt, errors } => {
+            let json = json!({"attempt": attempt, "errors": report(errors)}).to_string();
+            (frame(sse, Some("retry"), Some("retry"), &json), false)
+        }
+        Item::Invalid {
+            index,
+            errors,
+            value,
+        } => {
+            let json = serde_json::to_string(&ItemError {
+                index,
+                errors: report(errors),
+                value,
+            })
+            .unwrap_or_default();
+            (
+                frame(sse, Some("item_error"), Some("item_error"), &json),
+                false,
+            )
+        }
+        Item::Failed(e) => {
+            let json =
+                serde_json::to_string(&ExtractionFailure::from_error(&e)).unwrap_or_default();
+            (frame(sse, Some("error"), Some("error"), &json), true)
+        }
+    }
+}
+
+/// Streams an extraction: elements of an array schema as they close, or partial snapshots
+/// of an object then its value. A failure before anything was sent answers with its status.
+async fn stream_response(
+    extractor: &Extractor,
+    messages: Vec<Message>,
+    sse: bool,
+) -> Result<Response, ApiError> {
+    let (mut items, stats): (
+        std::pin::Pin<Box<dyn Stream<Item = Item> + Send>>,
+        sift_core::StreamStats,
+    ) = if extractor.spec.output.is_array() {
+        let s = builder(extractor, |c, s| c.extract_value_iter(s), messages).stream();
+        let stats = s.stats();
+        (Box::pin(s.map(element_item)), stats)
+    } else {
+        let s = builder(extractor, |c, s| c.extract_value_partial(s), messages).stream();
+        let stats = s.stats();
+        (
+            Box::pin(s.filter_map(|update| async move {
+                match update {
+                    Ok(PartialUpdate::Snapshot(v)) => Some(Item::Partial(v)),
+                    Ok(PartialUpdate::Retry { attempt, errors }) => {
+                        Some(Item::Retry { attempt, errors })
+                    }
+                    Ok(PartialUpdate::Done(v)) => Some(Item::Value(v)),
+                    Ok(_) => None,
+                    Err(e) => Some(Item::Failed(Box::new(e))),
+                }
+            })),
+            stats,
+        )
+    };
+    let first = match items.next().await {
+        Some(Item::Failed(e)) => return Err(ApiError::Extraction(e)),
+        other => other,
+    };
+    let body = async_stream::stream! {
+        let mut pending = first;
+        loop {
+            let item = match pending.take() {
+                Some(item) => item,
+                None => match items.next().await {
+                    Some(item) => item,
+                    None => break,
+                },
+            };
+            let (chunk, last) = frame_item(sse, item);
+            yield Ok::<_, std::convert::Infallible>(chunk);
+            if last {
+                break;
+            }
+        }
+        if sse {
+            let done = StreamDone { usage: stats.usage().into() };
+            yield Ok(frame(true, Some("done"), None, &serde_json::to_string(&done).unwrap_or_default()));
+        }
+    };
+    let content_type = if sse {
+        "text/event-stream"
+    } else {
+        "application/x-ndjson"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
+fn element_item(item: Result<Value, StreamError>) -> Item {
+    match item {
+        Ok(v) => Item::Value(v),
+        Err(StreamError::Item {
+            index,
+            errors,
+            value,
+        }) => Item::Invalid {
+            index,
+            errors,
+            value,
+        },
+        Err(StreamError::Extract(e)) => Item::Failed(Box::new(e)),
+        Err(other) => {
+            // A kind of stream error this version does not know: reported as a failure.
+            tracing::error!(error = %other, "unexpected stream error");
+            Item::Failed(Box::new(sift_core::ExtractError::RetriesExhausted {
+                attempts: Vec::new(),
+                usage: Usage::default(),
+                last_response: None,
+            }))
+        }
+    }
+}
+
+/// The body of `POST /v1/extract`.
+struct Adhoc {
+    schema: Schema,
+    text: String,
+    prompt: Option<String>,
+    system: Option<String>,
+    model: Option<String>,
+    mode: Option<sift_core::Mode>,
+}
+
+fn adhoc_body(state: &AppState, body: &Value) -> Result<Adhoc, ApiError> {
+    if !state.adhoc_enabled {
+        return Err(ApiError::NotFound(
+            "ad-hoc extraction is switched off (`[server] adhoc = false` in the config)".into(),
+        ));
+    }
+    let obj = crate::request::object(body).map_err(ApiError::Validation)?;
+    let mut errors = Vec::new();
+    let field = |k: &str| {
+        let mut loc = body_loc();
+        loc.push(LocItem::Key(k.into()));
+        loc
+    };
+    let text = crate::request::string_field(obj, body, "text", &mut errors);
+    let optional = |k: &str, errors: &mut Vec<ErrorDetail>| match obj.get(k) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            errors.push(ErrorDetail::new(
+                "string_type",
+                field(k),
+                "Input should be a valid string",
+                other.clone(),
+            ));
+            None
+        }
+    };
+    let prompt = optional("prompt", &mut errors);
+    let system = optional("system", &mut errors);
+    let model = optional("model", &mut errors);
+    let mode = optional("mode", &mut errors).and_then(|m| match parse_mode(&m) {
+        Ok(mode) => Some(mode),
+        Err(e) => {
+            errors.push(ErrorDetail::new("enum", field("mode"), e, Value::String(m)));
+            None
+        }
+    });
+    let schema = match obj.get("schema") {
+        None => {
+            errors.push(ErrorDetail::new(
+                "missing",
+                field("schema"),
+                "Field required",
+                body.clone(),
+            ));
+            None
+        }
+        Some(s) => match state.schema_cache.get(s) {
+            Ok(schema) => Some(schema),
+            Err(e) => {
+                let mut loc = field("schema");
+                if let Some(pointer) = e.pointer() {
+                    loc.extend(pointer.split('/').skip(1).map(|p| {
+                        let p = p.replace("~1", "/").replace("~0", "~");
+                        p.parse::<usize>().map_or(LocItem::Key(p), LocItem::Index)
+                    }));
+                }
+                errors.push(ErrorDetail::new(
+                    &format!("schema_{}", e.kind()),
+                    loc,
+                    e.to_string(),
+                    s.clone(),
+                ));
+                None
+            }
+        },
+    };
+    match (schema, text) {
+        (Some(schema), Some(text)) if errors.is_empty() => Ok(Adhoc {
+            schema,
+            text,
+            prompt,
+            system,
+            model,
+            mode,
+        }),
+        _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+fn adhoc_extractor(state: &AppState, body: &Adhoc) -> Result<(Extractor, Vec<Message>), ApiError> {
+    let input = Schema::compile(
+        "input",
+        serde_json::from_str(sift_config::TEXT_INPUT).unwrap_or(Value::Null),
+    )
+    .map_err(|e| ApiError::Extraction(Box::new(e.into())))?;
+    let spec = sift_config::ExtractorSpec::new(
+        "adhoc",
+        "",
+        body.schema.clone(),
+        input,
+        None,
+        "{{ text }}",
+    )
+    .map_err(ApiError::BadBody)?;
+    let mut client = state.client.clone();
+    if let Some(m) = &body.model {
+        client = client.with_model(m);
+    }
+    if let Some(mode) = body.mode {
+        client = client.with_mode(mode);
+    }
+    let mut messages = Vec::new();
+    if let Some(system) = &body.system {
+        messages.push(Message::system(system.clone()));
+    }
+    messages.push(Message::user(match &body.prompt {
+        Some(p) => format!("{p}\n\n{}", body.text),
+        None => body.text.clone(),
+    }));
+    Ok((Extractor { spec, client }, messages))
+}
+
+pub(crate) async fn adhoc(
+    State(state): State<Arc<AppState>>,
+    Body(RawJson(body)): Body<RawJson>,
+) -> Result<Response, ApiError> {
+    let request = adhoc_body(&state, &body)?;
+    let (extractor, messages) = adhoc_extractor(&state, &request)?;
+    builder(&extractor, |c, s| c.extract_value(s), messages)
+        .send()
+        .await
+        .map(answer)
+        .map_err(|e| ApiError::Extraction(Box::new(e)))
+}
+
+pub(crate) async fn adhoc_stream(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Body(RawJson(body)): Body<RawJson>,
+) -> Result<Response, ApiError> {
+    let request = adhoc_body(&state, &body)?;
+    let (extractor, messages) = adhoc_extractor(&state, &request)?;
+    stream_response(&extractor, messages, wants_sse(&headers)).await
+}
