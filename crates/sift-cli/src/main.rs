@@ -1,5 +1,6 @@
 //! `sift`: typed, validated extraction from free text with language models.
 
+mod check;
 mod serve;
 
 // glibc's allocator is slow when memory allocated on one thread is freed on another, which is
@@ -25,10 +26,21 @@ struct Cli {
 enum Command {
     /// Run the HTTP service (POST /user, /many-users, /extract; GET /docs, /openapi.json, /healthz).
     Serve(serve::ServeArgs),
+    /// Check a config file without serving: every problem with its place, or what it serves.
+    Check(check::CheckArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Check(args) = &cli.command {
+        return match check::run(args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -42,6 +54,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Check(_) => Ok(()),
         }
     });
     match result {

@@ -19,7 +19,7 @@ pub enum ProviderKind {
 }
 
 /// Flags of `sift serve`; each also reads its environment variable.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to bind.
     #[arg(long, env = "SIFT_HOST", default_value = "127.0.0.1")]
@@ -61,6 +61,9 @@ pub struct ServeArgs {
     /// OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=false.
     #[arg(long, env = "SIFT_RECORD_CONTENT", default_value_t = true, action = clap::ArgAction::Set)]
     record_content: bool,
+    /// Config file: providers and extractors [default: ./sift.toml when present].
+    #[arg(long, env = "SIFT_CONFIG")]
+    pub(crate) config: Option<std::path::PathBuf>,
 }
 
 fn init_telemetry(args: &ServeArgs) -> anyhow::Result<Telemetry> {
@@ -147,6 +150,96 @@ async fn client(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<Clien
         .with_max_retries(args.max_retries))
 }
 
+/// The config's extractors, each with the client of its provider (the default one when it
+/// names none). Providers are built once each, whatever the number of extractors using them.
+async fn extractors(
+    file: &sift_config::Config,
+    default: &Client,
+    args: &ServeArgs,
+    telemetry: &Telemetry,
+) -> anyhow::Result<Vec<sift_server::Extractor>> {
+    let mut clients: std::collections::HashMap<String, Client> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for spec in &file.extractors {
+        let client = match &spec.provider {
+            None => default.clone(),
+            Some(name) => match clients.get(name) {
+                Some(c) => c.clone(),
+                None => {
+                    let provider = file
+                        .providers
+                        .get(name)
+                        .with_context(|| format!("no provider `{name}`"))?;
+                    let c = provider_client(name, provider, args, telemetry).await?;
+                    clients.insert(name.clone(), c.clone());
+                    c
+                }
+            },
+        };
+        let client = client
+            .with_mode(args.mode)
+            .with_max_retries(args.max_retries);
+        out.push(sift_server::Extractor::new(spec.clone(), client));
+    }
+    Ok(out)
+}
+
+async fn provider_client(
+    name: &str,
+    spec: &sift_config::ProviderSpec,
+    args: &ServeArgs,
+    telemetry: &Telemetry,
+) -> anyhow::Result<Client> {
+    match spec {
+        sift_config::ProviderSpec::OpenAi {
+            base_url,
+            api_key_env,
+            model,
+        } => {
+            let mut config =
+                OpenAiConfig::from_env().timeout(Duration::from_secs_f64(args.timeout.max(0.001)));
+            if let Some(url) = base_url {
+                config = OpenAiConfig::new(url.clone())
+                    .timeout(Duration::from_secs_f64(args.timeout.max(0.001)));
+                if let Ok(key) = std::env::var("OPENAI_API_KEY") {
+                    config = config.api_key(key);
+                }
+            }
+            if let Some(var) = api_key_env {
+                let key = std::env::var(var).with_context(|| {
+                    format!("provider `{name}` reads its key from {var}, which is not set")
+                })?;
+                config = config.api_key(key);
+            }
+            if let Some(hook) = telemetry.trace_propagation() {
+                config = config.header_hook(hook);
+            }
+            tracing::info!(
+                provider = name,
+                base_url = config.base_url(),
+                "provider: openai-compatible"
+            );
+            let client = Client::new(
+                OpenAi::new(config)
+                    .with_context(|| format!("could not set up provider `{name}`"))?,
+            );
+            Ok(match model {
+                Some(m) => client.with_model(m),
+                None => client,
+            })
+        }
+        sift_config::ProviderSpec::Local { model_path } => {
+            let mut local = ServeArgs {
+                model_path: model_path.clone(),
+                ..args.clone()
+            };
+            local.provider = Some(ProviderKind::Local);
+            local_client(&local).await
+        }
+        _ => bail!("provider `{name}`: this kind is not supported by this sift"),
+    }
+}
+
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let telemetry = init_telemetry(&args)?;
@@ -158,12 +251,35 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<()> {
+    // The config first: a bad one stops the start before any model is loaded.
+    let file = sift_config::Config::discover(args.config.as_deref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let client = client(args, telemetry).await?;
-    let config = ServerConfig::default()
+    let mut config = ServerConfig::default()
         .max_concurrency(args.max_concurrency)
         .max_queries(args.max_queries)
         .body_limit(args.body_limit)
         .metrics(telemetry.metrics_renderer());
+    if let Some(file) = &file {
+        let extractors = extractors(file, &client, args, telemetry).await?;
+        tracing::info!(
+            config = %file.path.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+            extractors = extractors.len(),
+            "config loaded"
+        );
+        config = config
+            .extractors(extractors)
+            .adhoc(file.server.adhoc)
+            .api_keys(file.server.keys());
+    } else if let Ok(keys) = std::env::var("SIFT_API_KEYS") {
+        config = config.api_keys(
+            keys.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        );
+    }
     let config = match telemetry.trace_continuation() {
         Some(hook) => config.request_hook(hook),
         None => config,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sift_test_support::{Reply, ScriptedServer};
 
+mod config;
 mod telemetry;
 
 pub(crate) struct Running {
@@ -40,6 +41,8 @@ pub(crate) fn sift() -> Command {
         "OTEL_SERVICE_NAME",
         "OTEL_RESOURCE_ATTRIBUTES",
         "TZ",
+        "SIFT_CONFIG",
+        "SIFT_API_KEYS",
     ] {
         cmd.env_remove(var);
     }
@@ -47,7 +50,7 @@ pub(crate) fn sift() -> Command {
 }
 
 /// Runs `sift serve --port 0` and waits for its `listening on` line.
-fn serve(mut cmd: Command) -> Running {
+pub(crate) fn serve(mut cmd: Command) -> Running {
     cmd.stderr(Stdio::null());
     serve_with(cmd)
 }
