@@ -258,19 +258,27 @@ pub(crate) async fn extract(
             yield Ok(frame(true, Some("done"), None, &serde_json::to_string(&done).unwrap_or_default()));
         }
     };
+    Ok(stream_body(sse, body))
+}
+
+/// A streamed answer: SSE or NDJSON, never cached.
+pub(crate) fn stream_body<S>(sse: bool, body: S) -> Response
+where
+    S: futures::Stream<Item = Result<String, std::convert::Infallible>> + Send + 'static,
+{
     let content_type = if sse {
         "text/event-stream"
     } else {
         "application/x-ndjson"
     };
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-cache"),
         ],
         axum::body::Body::from_stream(body),
     )
-        .into_response())
+        .into_response()
 }
 
 /// Readiness.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use serde::Serialize;
@@ -16,7 +16,7 @@ use sift_core::{ExtractBuilder, Extraction, Message, PartialUpdate, Schema, Stre
 use crate::AppState;
 use crate::error::{ApiError, ExtractionFailure, InputFailure, ManyFailureDetail, batch_status};
 use crate::extractors::{Extractor, parse_mode};
-use crate::handlers::{ItemError, StreamDone, frame, wants_sse};
+use crate::handlers::{ItemError, StreamDone, frame, stream_body, wants_sse};
 use crate::request::{Body, ErrorDetail, FromBody, LocItem};
 
 /// Any JSON body; checked against a schema by the handler.
@@ -165,16 +165,23 @@ fn answer(out: Extraction<Value>) -> Response {
     response
 }
 
+/// The extractor called `name`, once `input` fits its input schema.
+fn find_for(state: &AppState, name: &str, input: &Value) -> Result<Arc<Extractor>, ApiError> {
+    let extractor = find(state, name)?;
+    let errors = check_input(&extractor.spec.input, input, &body_loc());
+    if errors.is_empty() {
+        Ok(extractor)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
 pub(crate) async fn run_one(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Body(RawJson(input)): Body<RawJson>,
 ) -> Result<Response, ApiError> {
-    let extractor = find(&state, &name)?;
-    let errors = check_input(&extractor.spec.input, &input, &body_loc());
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let extractor = find_for(&state, &name, &input)?;
     run(&extractor, &input).await.map(answer)
 }
 
@@ -264,11 +271,7 @@ pub(crate) async fn run_stream(
     headers: HeaderMap,
     Body(RawJson(input)): Body<RawJson>,
 ) -> Result<Response, ApiError> {
-    let extractor = find(&state, &name)?;
-    let errors = check_input(&extractor.spec.input, &input, &body_loc());
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let extractor = find_for(&state, &name, &input)?;
     let messages = messages(&extractor, &input)?;
     stream_response(&extractor, messages, wants_sse(&headers)).await
 }
@@ -390,19 +393,7 @@ async fn stream_response(
             yield Ok(frame(true, Some("done"), None, &serde_json::to_string(&done).unwrap_or_default()));
         }
     };
-    let content_type = if sse {
-        "text/event-stream"
-    } else {
-        "application/x-ndjson"
-    };
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        axum::body::Body::from_stream(body),
-    )
-        .into_response())
+    Ok(stream_body(sse, body))
 }
 
 fn element_item(item: Result<Value, StreamError>) -> Item {
