@@ -7,8 +7,11 @@
 //! ```text
 //! cargo build --release -p sift-cli -p sift-test-support
 //! target/release/load-user [--sift target/release/sift] [--requests 20000] [--connections 16]
-//!     [--telemetry default|off|console|otlp|on]
+//!     [--telemetry default|off|console|otlp|on] [--path /user]
 //! ```
+//!
+//! `--path` drives another endpoint taking the same body: `/v1/extractors/user` (the built-in
+//! extractor) measures the dynamic path against the seed's typed one.
 //!
 //! `--telemetry` (the telemetry benchmark): `off` has no console and no export; `console`
 //! writes the console to a file; `otlp` exports spans and metrics to an OTLP/HTTP receiver in
@@ -25,6 +28,7 @@ use sift_test_support::otlp::OtlpReceiver;
 use sift_test_support::{Reply, ScriptedServer, http_client};
 
 async fn drive(url: &str, total: usize, connections: usize) -> Vec<Duration> {
+    assert!(total > 0, "--requests must be at least 1");
     let client = http_client();
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -95,7 +99,8 @@ async fn main() {
         Reply::tool_call("UserDetail", r#"{"name": "Daniel", "age": 24}"#).usage(60, 12)
     });
     let sift_process = SiftProcess::start_logged(&sift, &upstream.base_url(), &extra_env, log);
-    let url = format!("{}/user", sift_process.url);
+    let path = arg("--path", "/user");
+    let url = format!("{}{path}", sift_process.url);
 
     drive(&url, 1000.min(total), connections).await; // warm-up
     let (user_before, system_before) = sift_process.cpu_times();
@@ -124,7 +129,7 @@ async fn main() {
     }
 
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    println!("requests: {total} over {connections} connections in {wall:.2?}");
+    println!("requests: {total} to {path} over {connections} connections in {wall:.2?}");
     println!("throughput: {:.0} req/s", total as f64 / wall.as_secs_f64());
     println!("latency: p50 {:.2?}  p99 {:.2?}", pct(0.5), pct(0.99));
     println!(
