@@ -7,6 +7,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::json_stream::{JsonPath, PathSegment};
+
 /// One thing wrong with an answer, at a path such as `age` or `items[2].name` (empty for the root).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
@@ -96,7 +98,7 @@ impl SchemaValidator {
 #[non_exhaustive]
 pub struct Violation {
     /// Where in the instance: keys and array indices, from the root.
-    pub location: Vec<crate::json_stream::PathSegment>,
+    pub location: Vec<PathSegment>,
     /// The schema keyword that failed (`type`, `required`, `pattern`, ...).
     pub keyword: String,
     /// What is wrong.
@@ -106,35 +108,13 @@ pub struct Violation {
 impl SchemaValidator {
     /// Every violation in `instance`, located by segments.
     pub fn violations(&self, instance: &Value) -> Vec<Violation> {
-        use crate::json_stream::PathSegment;
         if self.validator.is_valid(instance) {
             return Vec::new();
         }
         self.validator
             .iter_errors(instance)
             .map(|e| {
-                let mut current = Some(instance);
-                let location = e
-                    .instance_path()
-                    .as_str()
-                    .split('/')
-                    .skip(1)
-                    .map(|raw| {
-                        let segment = raw.replace("~1", "/").replace("~0", "~");
-                        match current {
-                            Some(Value::Array(items)) => {
-                                let i = segment.parse::<usize>().unwrap_or(0);
-                                current = items.get(i);
-                                PathSegment::Index(i)
-                            }
-                            other => {
-                                current = other.and_then(|v| v.get(&segment));
-                                PathSegment::Key(segment)
-                            }
-                        }
-                    })
-                    .collect::<Vec<_>>();
-                let mut location = location;
+                let mut location = pointer_segments(e.instance_path().as_str(), instance);
                 // A missing property is reported at its parent; locate it at the property.
                 if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind()
                     && let Some(name) = property.as_str()
@@ -151,30 +131,33 @@ impl SchemaValidator {
     }
 }
 
+/// The segments of a JSON pointer (`/items/2/name`), using the instance to tell array indices
+/// from object keys that look like numbers.
+fn pointer_segments(pointer: &str, instance: &Value) -> Vec<PathSegment> {
+    let mut current = Some(instance);
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|raw| {
+            let segment = raw.replace("~1", "/").replace("~0", "~");
+            match (current, segment.parse::<usize>()) {
+                (Some(Value::Array(items)), Ok(i)) => {
+                    current = items.get(i);
+                    PathSegment::Index(i)
+                }
+                (other, _) => {
+                    current = other.and_then(|v| v.get(&segment));
+                    PathSegment::Key(segment)
+                }
+            }
+        })
+        .collect()
+}
+
 /// Turns a JSON pointer (`/items/2/name`) into sift's path form (`items[2].name`), using the
 /// instance to tell array indices from object keys that look like numbers.
 pub fn pointer_to_path(pointer: &str, instance: &Value) -> String {
-    let mut path = String::new();
-    let mut current = Some(instance);
-    for raw in pointer.split('/').skip(1) {
-        let segment = raw.replace("~1", "/").replace("~0", "~");
-        match current {
-            Some(Value::Array(items)) => {
-                path.push('[');
-                path.push_str(&segment);
-                path.push(']');
-                current = segment.parse::<usize>().ok().and_then(|i| items.get(i));
-            }
-            other => {
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                path.push_str(&segment);
-                current = other.and_then(|v| v.get(&segment));
-            }
-        }
-    }
-    path
+    JsonPath(pointer_segments(pointer, instance)).to_string()
 }
 
 /// Deserialises `value` into `T`, reporting where it failed.
