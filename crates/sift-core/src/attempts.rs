@@ -87,9 +87,9 @@ pub(crate) fn run<T: Send + 'static>(
         for number in 1..=max_retries + 1 {
             let started = Instant::now();
             let chat_span = trace::chat_span(&span, provider.name(), &request, mode, number, delivery != Delivery::Whole);
-            let mut answer = Answer { usage: Usage::default(), finish: None, failure: None, output: None, value: None, response: None };
+            let mut answer = Answer { usage: Usage::default(), finish: None, failure: None, output: None, value: None };
 
-            if delivery == Delivery::Whole {
+            let response = if delivery == Delivery::Whole {
                 let response = match provider.chat(&request).instrument(chat_span.clone()).await {
                     Ok(r) => r,
                     Err(e) => {
@@ -114,7 +114,7 @@ pub(crate) fn run<T: Send + 'static>(
                         }
                     }
                 }
-                answer.response = Some(response);
+                response
             } else {
                 let mut chat = match provider.chat_stream(&request).instrument(chat_span.clone()).await {
                     Ok(c) => c,
@@ -183,10 +183,9 @@ pub(crate) fn run<T: Send + 'static>(
                     ending.elements_in_attempt = 0;
                 }
                 trace::end(chat_span);
-                answer.response = Some(response);
-            }
+                response
+            };
 
-            let response = answer.response.take().unwrap_or_else(|| empty_response(answer.usage));
             let (outcome, errors) = match (answer.failure.take(), answer.value.take()) {
                 (Some((outcome, message)), _) => {
                     let errors = vec![FieldError::new("", message)];
@@ -242,7 +241,6 @@ struct Answer {
     /// The JSON text, when read whole.
     output: Option<String>,
     value: Option<Value>,
-    response: Option<ChatResponse>,
 }
 
 impl Answer {
@@ -282,18 +280,6 @@ fn record(
         outcome,
         errors,
         output: answer.output.clone(),
-    }
-}
-
-fn empty_response(usage: Usage) -> ChatResponse {
-    ChatResponse {
-        id: None,
-        model: None,
-        content: None,
-        tool_calls: Vec::new(),
-        finish_reason: None,
-        usage,
-        raw: Value::Null,
     }
 }
 
