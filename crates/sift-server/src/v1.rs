@@ -115,21 +115,44 @@ fn body_loc() -> Vec<LocItem> {
 }
 
 /// The request for one input of `extractor`, its settings applied.
-fn builder<K>(
-    extractor: &Extractor,
-    start: impl FnOnce(&sift_core::Client, &Schema) -> ExtractBuilder<Value, K>,
-    messages: Vec<Message>,
-) -> ExtractBuilder<Value, K> {
-    let mut b = start(&extractor.client, &extractor.spec.output)
-        .messages(messages)
-        .extractor(extractor.spec.name.clone());
-    if let Some(t) = extractor.spec.temperature {
-        b = b.temperature(t);
+/// What one extraction runs with: a configured extractor's settings, or an ad-hoc request's.
+struct Target<'a> {
+    client: &'a sift_core::Client,
+    output: &'a Schema,
+    /// The name telemetry sees (`adhoc` for inline schemas).
+    name: &'a str,
+    temperature: Option<f32>,
+    max_tokens: Option<u32>,
+}
+
+impl<'a> Target<'a> {
+    fn of(extractor: &'a Extractor) -> Self {
+        Self {
+            client: &extractor.client,
+            output: &extractor.spec.output,
+            name: &extractor.spec.name,
+            temperature: extractor.spec.temperature,
+            max_tokens: extractor.spec.max_tokens,
+        }
     }
-    if let Some(n) = extractor.spec.max_tokens {
-        b = b.max_tokens(n);
+
+    /// The request for one input, its settings applied.
+    fn builder<K>(
+        &self,
+        start: impl FnOnce(&sift_core::Client, &Schema) -> ExtractBuilder<Value, K>,
+        messages: Vec<Message>,
+    ) -> ExtractBuilder<Value, K> {
+        let mut b = start(self.client, self.output)
+            .messages(messages)
+            .extractor(self.name);
+        if let Some(t) = self.temperature {
+            b = b.temperature(t);
+        }
+        if let Some(n) = self.max_tokens {
+            b = b.max_tokens(n);
+        }
+        b
     }
-    b
 }
 
 fn messages(extractor: &Extractor, input: &Value) -> Result<Vec<Message>, ApiError> {
@@ -145,7 +168,8 @@ fn messages(extractor: &Extractor, input: &Value) -> Result<Vec<Message>, ApiErr
 
 async fn run(extractor: &Extractor, input: &Value) -> Result<Extraction<Value>, ApiError> {
     let messages = messages(extractor, input)?;
-    builder(extractor, |c, s| c.extract_value(s), messages)
+    Target::of(extractor)
+        .builder(|c, s| c.extract_value(s), messages)
         .send()
         .await
         .map_err(|e| ApiError::Extraction(Box::new(e)))
@@ -273,7 +297,7 @@ pub(crate) async fn run_stream(
 ) -> Result<Response, ApiError> {
     let extractor = find_for(&state, &name, &input)?;
     let messages = messages(&extractor, &input)?;
-    stream_response(&extractor, messages, wants_sse(&headers)).await
+    stream_response(&Target::of(&extractor), messages, wants_sse(&headers)).await
 }
 
 /// One streamed item, framed.
@@ -339,19 +363,23 @@ fn frame_item(sse: bool, item: Item) -> (String, bool) {
 /// Streams an extraction: elements of an array schema as they close, or partial snapshots
 /// of an object then its value. A failure before anything was sent answers with its status.
 async fn stream_response(
-    extractor: &Extractor,
+    target: &Target<'_>,
     messages: Vec<Message>,
     sse: bool,
 ) -> Result<Response, ApiError> {
     let (mut items, stats): (
         std::pin::Pin<Box<dyn Stream<Item = Item> + Send>>,
         sift_core::StreamStats,
-    ) = if extractor.spec.output.is_array() {
-        let s = builder(extractor, |c, s| c.extract_value_iter(s), messages).stream();
+    ) = if target.output.is_array() {
+        let s = target
+            .builder(|c, s| c.extract_value_iter(s), messages)
+            .stream();
         let stats = s.stats();
         (Box::pin(s.map(element_item)), stats)
     } else {
-        let s = builder(extractor, |c, s| c.extract_value_partial(s), messages).stream();
+        let s = target
+            .builder(|c, s| c.extract_value_partial(s), messages)
+            .stream();
         let stats = s.stats();
         (
             Box::pin(s.filter_map(|update| async move {
@@ -511,21 +539,10 @@ fn adhoc_body(state: &AppState, body: &Value) -> Result<Adhoc, ApiError> {
     }
 }
 
-fn adhoc_extractor(state: &AppState, body: &Adhoc) -> Result<(Extractor, Vec<Message>), ApiError> {
-    let input = Schema::compile(
-        "input",
-        serde_json::from_str(sift_config::TEXT_INPUT).unwrap_or(Value::Null),
-    )
-    .map_err(|e| ApiError::Extraction(Box::new(e.into())))?;
-    let spec = sift_config::ExtractorSpec::new(
-        "adhoc",
-        "",
-        body.schema.clone(),
-        input,
-        None,
-        "{{ text }}",
-    )
-    .map_err(ApiError::BadBody)?;
+/// The client and messages of an ad-hoc request: the server's client with the request's
+/// model and mode, and the prompt and text as the user message (no template: a client cannot
+/// make the server evaluate one).
+fn adhoc_call(state: &AppState, body: &Adhoc) -> (sift_core::Client, Vec<Message>) {
     let mut client = state.client.clone();
     if let Some(m) = &body.model {
         client = client.with_model(m);
@@ -541,7 +558,17 @@ fn adhoc_extractor(state: &AppState, body: &Adhoc) -> Result<(Extractor, Vec<Mes
         Some(p) => format!("{p}\n\n{}", body.text),
         None => body.text.clone(),
     }));
-    Ok((Extractor { spec, client }, messages))
+    (client, messages)
+}
+
+fn adhoc_target<'a>(client: &'a sift_core::Client, body: &'a Adhoc) -> Target<'a> {
+    Target {
+        client,
+        output: &body.schema,
+        name: "adhoc",
+        temperature: None,
+        max_tokens: None,
+    }
 }
 
 pub(crate) async fn adhoc(
@@ -549,8 +576,9 @@ pub(crate) async fn adhoc(
     Body(RawJson(body)): Body<RawJson>,
 ) -> Result<Response, ApiError> {
     let request = adhoc_body(&state, &body)?;
-    let (extractor, messages) = adhoc_extractor(&state, &request)?;
-    builder(&extractor, |c, s| c.extract_value(s), messages)
+    let (client, messages) = adhoc_call(&state, &request);
+    adhoc_target(&client, &request)
+        .builder(|c, s| c.extract_value(s), messages)
         .send()
         .await
         .map(answer)
@@ -563,6 +591,11 @@ pub(crate) async fn adhoc_stream(
     Body(RawJson(body)): Body<RawJson>,
 ) -> Result<Response, ApiError> {
     let request = adhoc_body(&state, &body)?;
-    let (extractor, messages) = adhoc_extractor(&state, &request)?;
-    stream_response(&extractor, messages, wants_sse(&headers)).await
+    let (client, messages) = adhoc_call(&state, &request);
+    stream_response(
+        &adhoc_target(&client, &request),
+        messages,
+        wants_sse(&headers),
+    )
+    .await
 }
