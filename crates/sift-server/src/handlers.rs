@@ -12,9 +12,10 @@ use sift_core::StreamError;
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::batch::{Batch, run_batch};
 use crate::error::{
     ApiError, ExtractionFailure, HttpValidationError, ManyUsersError, ManyUsersFailureDetail,
-    QueryFailure, UsageReport, extraction_status,
+    QueryFailure, UsageReport,
 };
 use crate::models::{MultipleUserData, UserData, UserDetail};
 use crate::request::{Body, ErrorDetail};
@@ -85,45 +86,35 @@ pub(crate) async fn many_users(
             state.config.max_queries,
         )]));
     }
-    let results: Vec<Result<UserDetail, ApiError>> =
-        futures::stream::iter(data.queries.iter().cloned())
-            .map(|q| {
-                let state = state.clone();
-                async move { extract_user(&state, &q).await }
-            })
-            .buffered(state.config.max_concurrency.max(1))
-            .collect()
-            .await;
-    let mut failed = Vec::new();
-    let mut statuses = Vec::new();
-    let mut values = Vec::with_capacity(results.len());
-    for (index, result) in results.into_iter().enumerate() {
-        match result {
-            Ok(v) => values.push(Some(v)),
-            Err(ApiError::Extraction(e)) => {
-                statuses.push(extraction_status(&e));
-                failed.push(QueryFailure {
-                    index,
-                    query: data.queries[index].clone(),
-                    error: ExtractionFailure::from_error(&e),
-                });
-                values.push(None);
-            }
-            Err(other) => return Err(other),
-        }
-    }
-    if failed.is_empty() {
-        return Ok(Json(values.into_iter().flatten().collect()));
-    }
-    let status = crate::error::batch_status(&statuses);
-    Err(ApiError::ManyUsers(
-        ManyUsersFailureDetail {
-            message: format!("{} of {} queries failed", failed.len(), data.queries.len()),
-            failed,
-            results: values,
+    let batch = run_batch(
+        &data.queries,
+        state.config.max_concurrency,
+        |q| {
+            let state = state.clone();
+            async move { extract_user(&state, &q).await }
         },
-        status,
-    ))
+        |index, query, error| QueryFailure {
+            index,
+            query: query.clone(),
+            error,
+        },
+    )
+    .await?;
+    match batch {
+        Batch::All(values) => Ok(Json(values)),
+        Batch::Failed {
+            failed,
+            results,
+            status,
+        } => Err(ApiError::ManyUsers(
+            ManyUsersFailureDetail {
+                message: format!("{} of {} queries failed", failed.len(), data.queries.len()),
+                failed,
+                results,
+            },
+            status,
+        )),
+    }
 }
 
 /// Sent last on an event stream (`event: done`).

@@ -14,6 +14,7 @@
 //! ```
 
 mod auth;
+mod batch;
 pub mod error;
 pub mod extractors;
 mod handlers;

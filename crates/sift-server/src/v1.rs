@@ -14,7 +14,8 @@ use sift_core::json_stream::PathSegment;
 use sift_core::{ExtractBuilder, Extraction, Message, PartialUpdate, Schema, StreamError, Usage};
 
 use crate::AppState;
-use crate::error::{ApiError, ExtractionFailure, InputFailure, ManyFailureDetail, batch_status};
+use crate::batch::{Batch, run_batch};
+use crate::error::{ApiError, ExtractionFailure, InputFailure, ManyFailureDetail};
 use crate::extractors::{Extractor, parse_mode};
 use crate::handlers::{ItemError, StreamDone, frame, stream_body, wants_sse};
 use crate::request::{Body, ErrorDetail, FromBody, LocItem};
@@ -248,45 +249,35 @@ pub(crate) async fn run_many(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let results: Vec<Result<Extraction<Value>, ApiError>> =
-        futures::stream::iter(inputs.iter().cloned())
-            .map(|input| {
-                let extractor = extractor.clone();
-                async move { run(&extractor, &input).await }
-            })
-            .buffered(state.config.max_concurrency.max(1))
-            .collect()
-            .await;
-    let mut failed = Vec::new();
-    let mut statuses = Vec::new();
-    let mut values = Vec::with_capacity(results.len());
-    for (index, result) in results.into_iter().enumerate() {
-        match result {
-            Ok(out) => values.push(Some(out.value)),
-            Err(ApiError::Extraction(e)) => {
-                statuses.push(crate::error::extraction_status(&e));
-                failed.push(InputFailure {
-                    index,
-                    input: inputs[index].clone(),
-                    error: ExtractionFailure::from_error(&e),
-                });
-                values.push(None);
-            }
-            Err(other) => return Err(other),
-        }
-    }
-    if failed.is_empty() {
-        return Ok(Json(values.into_iter().flatten().collect()));
-    }
-    let status = batch_status(&statuses);
-    Err(ApiError::Many(
-        ManyFailureDetail {
-            message: format!("{} of {} inputs failed", failed.len(), inputs.len()),
-            failed,
-            results: values,
+    let batch = run_batch(
+        inputs,
+        state.config.max_concurrency,
+        |input| {
+            let extractor = extractor.clone();
+            async move { run(&extractor, &input).await.map(|out| out.value) }
         },
-        status,
-    ))
+        |index, input, error| InputFailure {
+            index,
+            input: input.clone(),
+            error,
+        },
+    )
+    .await?;
+    match batch {
+        Batch::All(values) => Ok(Json(values)),
+        Batch::Failed {
+            failed,
+            results,
+            status,
+        } => Err(ApiError::Many(
+            ManyFailureDetail {
+                message: format!("{} of {} inputs failed", failed.len(), inputs.len()),
+                failed,
+                results,
+            },
+            status,
+        )),
+    }
 }
 
 pub(crate) async fn run_stream(
