@@ -122,17 +122,21 @@ async fn local_client(_: &ServeArgs) -> anyhow::Result<Client> {
     )
 }
 
+/// `--timeout` as a duration: a positive, finite number of seconds.
+fn upstream_timeout(args: &ServeArgs) -> anyhow::Result<Duration> {
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        bail!(
+            "--timeout must be a positive number of seconds, got {}",
+            args.timeout
+        );
+    }
+    Ok(Duration::from_secs_f64(args.timeout))
+}
+
 async fn client(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<Client> {
     let client = match provider_kind(args) {
         ProviderKind::Openai => {
-            if !(args.timeout.is_finite() && args.timeout > 0.0) {
-                bail!(
-                    "--timeout must be a positive number of seconds, got {}",
-                    args.timeout
-                );
-            }
-            let mut config =
-                OpenAiConfig::from_env().timeout(Duration::from_secs_f64(args.timeout));
+            let mut config = OpenAiConfig::from_env().timeout(upstream_timeout(args)?);
             if let Some(hook) = telemetry.trace_propagation() {
                 config = config.header_hook(hook);
             }
@@ -196,15 +200,17 @@ async fn provider_client(
             api_key_env,
             model,
         } => {
-            let mut config =
-                OpenAiConfig::from_env().timeout(Duration::from_secs_f64(args.timeout.max(0.001)));
-            if let Some(url) = base_url {
-                config = OpenAiConfig::new(url.clone())
-                    .timeout(Duration::from_secs_f64(args.timeout.max(0.001)));
-                if let Ok(key) = std::env::var("OPENAI_API_KEY") {
-                    config = config.api_key(key);
+            let mut config = match base_url {
+                None => OpenAiConfig::from_env(),
+                Some(url) => {
+                    let config = OpenAiConfig::new(url.clone());
+                    match std::env::var("OPENAI_API_KEY") {
+                        Ok(key) => config.api_key(key),
+                        Err(_) => config,
+                    }
                 }
             }
+            .timeout(upstream_timeout(args)?);
             if let Some(var) = api_key_env {
                 let key = std::env::var(var).with_context(|| {
                     format!("provider `{name}` reads its key from {var}, which is not set")
