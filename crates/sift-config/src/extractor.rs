@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use sift_core::{Message, Mode, Schema, SchemaError};
+use sift_core::{Message, Mode, Schema};
 use toml::Spanned;
 use toml::de::DeValue;
 
@@ -348,7 +348,7 @@ fn schema_at(
                         file,
                         line: None,
                         column: None,
-                        message: schema_message(&e),
+                        message: e.to_string(),
                     });
                 })
                 .ok()
@@ -362,7 +362,7 @@ fn schema_at(
                 }
             };
             Schema::compile(name, value)
-                .map_err(|e| problems.at(v.span(), format!("`{key}`: {}", schema_message(&e))))
+                .map_err(|e| problems.at(v.span(), format!("`{key}`: {e}")))
                 .ok()
         }
         _ => {
@@ -373,8 +373,4 @@ fn schema_at(
             None
         }
     }
-}
-
-fn schema_message(e: &SchemaError) -> String {
-    e.to_string()
 }

@@ -185,8 +185,13 @@ impl<'a, 'i> Section<'a, 'i> {
         for (key, _) in self.table.iter() {
             let name = key.get_ref();
             if !self.known.iter().any(|k| *k == name.as_ref()) {
-                let mut expected = self.known.clone();
-                expected.dedup();
+                // Each key once, in the order they were asked for.
+                let mut expected: Vec<&str> = Vec::new();
+                for k in &self.known {
+                    if !expected.contains(k) {
+                        expected.push(k);
+                    }
+                }
                 problems.at(
                     key.span(),
                     format!(

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use sift_config::ExtractorSpec;
-use sift_core::{Client, Mode, Schema, SchemaError};
+use sift_core::{Client, Schema, SchemaError};
 
 use crate::models::UserDetail;
 
@@ -87,11 +87,6 @@ impl Registry {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Extractor>> {
         self.list.iter()
     }
-
-    /// Whether a name is taken.
-    pub fn contains(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
 }
 
 /// Compiled ad-hoc schemas, keyed by their text, at most `capacity` of them (least recently
@@ -144,11 +139,6 @@ impl SchemaCache {
     fn len(&self) -> usize {
         self.inner.lock().map(|g| g.1.len()).unwrap_or(0)
     }
-}
-
-/// The mode named in an ad-hoc request, if any.
-pub(crate) fn parse_mode(text: &str) -> Result<Mode, String> {
-    text.parse()
 }
 
 #[cfg(test)]

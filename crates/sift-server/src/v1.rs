@@ -16,7 +16,7 @@ use sift_core::{ExtractBuilder, Extraction, Message, PartialUpdate, Schema, Stre
 use crate::AppState;
 use crate::batch::{Batch, run_batch};
 use crate::error::{ApiError, ExtractionFailure, InputFailure, ManyFailureDetail};
-use crate::extractors::{Extractor, parse_mode};
+use crate::extractors::Extractor;
 use crate::handlers::{ItemError, StreamDone, frame, stream_body, wants_sse};
 use crate::request::{Body, ErrorDetail, FromBody, LocItem};
 
@@ -480,7 +480,7 @@ fn adhoc_body(state: &AppState, body: &Value) -> Result<Adhoc, ApiError> {
     let prompt = optional("prompt", &mut errors);
     let system = optional("system", &mut errors);
     let model = optional("model", &mut errors);
-    let mode = optional("mode", &mut errors).and_then(|m| match parse_mode(&m) {
+    let mode = optional("mode", &mut errors).and_then(|m| match m.parse::<sift_core::Mode>() {
         Ok(mode) => Some(mode),
         Err(e) => {
             errors.push(ErrorDetail::new("enum", field("mode"), e, Value::String(m)));
