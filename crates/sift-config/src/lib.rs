@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use toml::Spanned;
 use toml::de::DeTable;
 
 pub use extractor::{ExtractorSpec, RenderError, TEXT_INPUT};
@@ -316,8 +317,6 @@ impl Config {
         self.extractors.iter().find(|e| e.name == name)
     }
 }
-
-use toml::Spanned;
 
 fn into_errors(
     text: &str,
