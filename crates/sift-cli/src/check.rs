@@ -22,7 +22,57 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
             anyhow::anyhow!("no config: pass --config FILE, set SIFT_CONFIG, or add ./sift.toml")
         })?;
     print!("{}", report(&config));
+    let refused = refusals(&config);
+    if !refused.is_empty() {
+        let path = config
+            .path
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        anyhow::bail!("{path}: {}", refused.join(&format!("\n{path}: ")));
+    }
     Ok(())
+}
+
+/// Whether extractor `e` runs on the embedded model: its provider is local, or it names none
+/// and `sift serve` would pick the embedded model (no OpenAI variables set).
+fn on_local(config: &Config, e: &ExtractorSpec) -> bool {
+    match e.provider.as_deref().and_then(|p| config.providers.get(p)) {
+        Some(ProviderSpec::Local { .. }) => true,
+        Some(_) => false,
+        None => crate::serve::default_kind() == crate::serve::ProviderKind::Local,
+    }
+}
+
+/// The extractors whose schema the embedded model would refuse, with why (the same check
+/// `sift serve` makes at start-up).
+fn refusals(config: &Config) -> Vec<String> {
+    config
+        .extractors
+        .iter()
+        .filter(|e| on_local(config, e))
+        .filter_map(|e| {
+            local_enforcement(e)
+                .err()
+                .map(|why| format!("extractor `{}`: {why}", e.name))
+        })
+        .collect()
+}
+
+#[cfg(feature = "local")]
+fn local_enforcement(e: &ExtractorSpec) -> Result<&'static str, String> {
+    match sift_local::check_schema(e.output.constrained_schema()) {
+        Ok(sift_local::Enforcement::Exact) => Ok("the whole schema, as an exact grammar"),
+        Ok(_) => Ok(
+            "most of the schema, as an approximate grammar (keywords llguidance does not implement, and `oneOf` exclusivity, are left to validation)",
+        ),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(not(feature = "local"))]
+fn local_enforcement(_: &ExtractorSpec) -> Result<&'static str, String> {
+    Ok("nothing: this sift was built without the embedded model")
 }
 
 fn report(config: &Config) -> String {
@@ -83,14 +133,24 @@ fn extractor(out: &mut String, config: &Config, e: &ExtractorSpec) {
     let _ = writeln!(out, "  POST /v1/extractors/{}", e.name);
     let _ = writeln!(out, "  POST /v1/extractors/{}/many", e.name);
     let _ = writeln!(out, "  POST /v1/extractors/{}/stream  ({stream})", e.name);
+    let local = || match local_enforcement(e) {
+        Ok(how) => how.to_owned(),
+        Err(why) => format!("refused: {why}"),
+    };
     let constraint = match kind {
-        Some(ProviderSpec::Local { .. }) => "the whole schema as a grammar where llguidance compiles it".to_owned(),
-        Some(_) if e.output.is_strict() => "OpenAI strict mode: types, required fields, enums, closed objects".to_owned(),
-        Some(_) => "none (the schema cannot be strict: sent with strict: false)".to_owned(),
-        None if e.output.is_strict() => {
-            "OpenAI strict mode on an OpenAI-compatible default; the grammar on the embedded model".to_owned()
+        Some(ProviderSpec::Local { .. }) => local(),
+        Some(_) if e.output.is_strict() => {
+            "OpenAI strict mode: types, required fields, enums, closed objects".to_owned()
         }
-        None => "nothing on an OpenAI-compatible default (strict: false); the grammar on the embedded model".to_owned(),
+        Some(_) => "none (the schema cannot be strict: sent with strict: false)".to_owned(),
+        None if e.output.is_strict() => format!(
+            "OpenAI strict mode on an OpenAI-compatible default; on the embedded model, {}",
+            local()
+        ),
+        None => format!(
+            "nothing on an OpenAI-compatible default (strict: false); on the embedded model, {}",
+            local()
+        ),
     };
     let _ = writeln!(out, "  enforced by constraint: {constraint}");
     let _ = writeln!(
@@ -116,6 +176,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("provider: box (local)"), "{text}");
-        assert!(text.contains("as a grammar"), "{text}");
+        assert!(text.contains("as an exact grammar"), "{text}");
+        assert!(refusals(&config).is_empty());
+    }
+
+    #[cfg(feature = "local")]
+    #[test]
+    fn a_schema_the_embedded_model_cannot_enforce_is_an_error() {
+        let config = Config::parse(
+            "[providers.box]\nkind = \"local\"\n\n[extractors.code]\nprovider = \"box\"\nschema = { type = \"object\", properties = { c = { type = \"string\", pattern = \"^(?!x)\" } } }\n",
+            "t.toml".as_ref(),
+        )
+        .unwrap();
+        let refused = refusals(&config);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(
+            refused[0].contains("extractor `code`: `pattern` at `/properties/c/pattern`"),
+            "{}",
+            refused[0]
+        );
+        assert!(report(&config).contains("refused:"));
     }
 }

@@ -89,14 +89,18 @@ fn init_telemetry(args: &ServeArgs) -> anyhow::Result<Telemetry> {
 }
 
 fn provider_kind(args: &ServeArgs) -> ProviderKind {
-    args.provider.unwrap_or_else(|| {
-        let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty());
-        if set("OPENAI_API_KEY") || set("OPENAI_BASE_URL") {
-            ProviderKind::Openai
-        } else {
-            ProviderKind::Local
-        }
-    })
+    args.provider.unwrap_or_else(default_kind)
+}
+
+/// The provider used when none is named: OpenAI-compatible when `OPENAI_API_KEY` or
+/// `OPENAI_BASE_URL` is set, else the embedded model.
+pub(crate) fn default_kind() -> ProviderKind {
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty());
+    if set("OPENAI_API_KEY") || set("OPENAI_BASE_URL") {
+        ProviderKind::Openai
+    } else {
+        ProviderKind::Local
+    }
 }
 
 #[cfg(feature = "local")]
@@ -164,6 +168,7 @@ async fn extractors(
 ) -> anyhow::Result<Vec<sift_server::Extractor>> {
     let mut clients: std::collections::HashMap<String, Client> = std::collections::HashMap::new();
     let mut out = Vec::new();
+    let mut refused = Vec::new();
     for spec in &file.extractors {
         let client = match &spec.provider {
             None => default.clone(),
@@ -183,7 +188,22 @@ async fn extractors(
         let client = client
             .with_mode(args.mode)
             .with_max_retries(args.max_retries);
+        // A schema the provider cannot enforce stops the start (never served unconstrained).
+        if let Err(e) = client
+            .provider()
+            .check_schema(spec.output.constrained_schema())
+        {
+            refused.push(format!("extractor `{}`: {e}", spec.name));
+        }
         out.push(sift_server::Extractor::new(spec.clone(), client));
+    }
+    if !refused.is_empty() {
+        let path = file
+            .path
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        bail!("{path}: {}", refused.join(&format!("\n{path}: ")));
     }
     Ok(out)
 }

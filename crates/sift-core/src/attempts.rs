@@ -45,6 +45,9 @@ pub(crate) struct Job<T> {
     pub(crate) max_retries: u32,
     /// What the model is asked for (for [`Delivery::Elements`], the list).
     pub(crate) schema: Schema,
+    /// Whether the provider constrains decoding (it is shown the schema as it is: see
+    /// `ResponseSchema::unwrap_value`).
+    pub(crate) constrained: bool,
     /// For [`Delivery::Elements`]: the schema of one element.
     pub(crate) element: Option<Schema>,
     /// Applied to the whole value, or to each element.
@@ -79,8 +82,16 @@ pub(crate) fn run<T: Send + 'static>(
     parent: tracing::Span,
 ) -> impl Stream<Item = Result<Event<T>, ExtractError>> + Send {
     async_stream::stream! {
-        let Job { provider, mut request, mode, max_retries, schema, element, decode, span_name, extractor } = job;
+        let Job { provider, mut request, mode, max_retries, schema, constrained, element, decode, span_name, extractor } = job;
         let mut ending = Ending::new(&parent, &span_name, extractor.as_deref(), mode, max_retries, delivery, stats.clone());
+        ending.constrained = constrained;
+        // A schema the provider cannot enforce is refused before any call, never answered
+        // unconstrained.
+        if let Err(e) = provider.check_schema(schema.response().shown(constrained)) {
+            ending.outcome = "schema";
+            yield Err(ExtractError::Schema(e));
+            return;
+        }
         let span = ending.span.clone();
         let element = element.unwrap_or_else(|| schema.clone());
         let mut index = 0usize;
@@ -151,7 +162,7 @@ pub(crate) fn run<T: Send + 'static>(
                                 && reader.progressed
                                 && let Some(v) = reader.partial()
                             {
-                                yield Ok(Event::Snapshot(schema.response().unwrap_value(v)));
+                                yield Ok(Event::Snapshot(schema.response().unwrap_value(v, constrained)));
                             }
                         }
                     }
@@ -191,7 +202,7 @@ pub(crate) fn run<T: Send + 'static>(
                     let errors = vec![FieldError::new("", message)];
                     let text = answer.output.as_deref().or(response.content.as_deref());
                     span.in_scope(|| trace::unreadable(schema.name(), text, &errors));
-                    (truncated(outcome, answer.finish.as_deref()), errors)
+                    (outcome, errors)
                 }
                 (None, None) if delivery == Delivery::Elements => {
                     stats.push(record(number, started, &answer, AttemptOutcome::Success, Vec::new()));
@@ -200,7 +211,7 @@ pub(crate) fn run<T: Send + 'static>(
                 }
                 (None, None) => (AttemptOutcome::NoOutput, vec![FieldError::new("", "no JSON found in the answer")]),
                 (None, Some(value)) => {
-                    let value = schema.response().unwrap_value(value);
+                    let value = schema.response().unwrap_value(value, constrained);
                     match span.in_scope(|| check(&schema, &decode, &value)) {
                         Ok(value) => {
                             stats.push(record(number, started, &answer, AttemptOutcome::Success, Vec::new()));
@@ -212,11 +223,22 @@ pub(crate) fn run<T: Send + 'static>(
                     }
                 }
             };
+            // The one truncation rule, for every provider (remote ones and the embedded model
+            // all say `finish_reason: length`): a cut answer that failed is `Truncated`, and
+            // ends the extraction with `TokenLimit`; re-asking under the same limit would be
+            // cut again.
+            let cut = answer.finish.as_deref() == Some("length");
+            let outcome = if cut { AttemptOutcome::Truncated } else { outcome };
             let attempts = stats.push(record(number, started, &answer, outcome, errors.clone()));
             let usage = attempts.iter().map(|a| a.usage).sum();
             if index > 0 {
                 ending.outcome = "incomplete";
                 yield Err(ExtractError::Incomplete { emitted: index, attempts, usage });
+                return;
+            }
+            if cut {
+                ending.outcome = "token_limit";
+                yield Err(ExtractError::TokenLimit { limit: request.max_tokens, attempts, usage });
                 return;
             }
             if number > max_retries {
@@ -253,16 +275,6 @@ impl Answer {
             };
             self.failure = Some((outcome, message));
         }
-    }
-}
-
-/// An answer cut off by the token limit is `Truncated`, whatever broke first: the one rule
-/// for every provider (remote ones say `finish_reason: length`, and so does the local one).
-fn truncated(outcome: AttemptOutcome, finish: Option<&str>) -> AttemptOutcome {
-    if finish == Some("length") {
-        AttemptOutcome::Truncated
-    } else {
-        outcome
     }
 }
 
@@ -310,6 +322,8 @@ struct Ending {
     elements: Option<usize>,
     elements_in_attempt: usize,
     first_element: bool,
+    /// Whether the provider constrains decoding (elements are then taken as they are).
+    constrained: bool,
 }
 
 impl Ending {
@@ -333,6 +347,7 @@ impl Ending {
             elements: (delivery == Delivery::Elements).then_some(0),
             elements_in_attempt: 0,
             first_element: false,
+            constrained: false,
         }
     }
 
@@ -361,9 +376,12 @@ impl Ending {
         started: Instant,
         schema: &Schema,
         decode: &Decode<T>,
-        value: Value,
+        mut value: Value,
         index: usize,
     ) -> Result<T, StreamError> {
+        schema
+            .response()
+            .drop_strict_nulls(&mut value, self.constrained);
         if !self.first_element {
             self.first_element = true;
             trace::record_ms(chat_span, "sift.time_to_first_element_ms", started);

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::attempts::{self, Decode, Delivery, Event, Job};
-use crate::message::{ChatRequest, ChatResponse, Message, Role, Usage};
+use crate::message::{ChatRequest, ChatResponse, Message, Role, Structured, Usage};
 use crate::mode::Mode;
 use crate::provider::{Provider, ProviderError};
 use crate::schema::{ResponseSchema, Schema, SchemaError};
@@ -294,7 +294,8 @@ impl<T: 'static, K> ExtractBuilder<T, K> {
     /// The first request: the caller's messages with the mode's instructions, asking for
     /// `schema`.
     pub(crate) fn first_request(&self, schema: &ResponseSchema) -> ChatRequest {
-        let (output, instructions) = self.mode.output(schema);
+        let constrained = self.client.provider.capabilities().constrained;
+        let (output, instructions) = self.mode.output(schema, constrained);
         let mut messages = self.messages.clone();
         if let Some(text) = instructions {
             match messages.iter_mut().find(|m| m.role == Role::System) {
@@ -312,6 +313,11 @@ impl<T: 'static, K> ExtractBuilder<T, K> {
             output,
             temperature: self.temperature,
             max_tokens: self.max_tokens,
+            structured: Some(Structured::new(
+                self.mode,
+                schema.name.clone(),
+                schema.closed_schema.clone(),
+            )),
         }
     }
 }
@@ -391,6 +397,7 @@ where
     pub(crate) fn job(self, schema: Schema, element: Option<Schema>, span_name: String) -> Job<T> {
         let request = self.first_request(schema.response());
         Job {
+            constrained: self.client.provider.capabilities().constrained,
             provider: self.client.provider.clone(),
             request,
             mode: self.mode,
@@ -532,9 +539,29 @@ pub enum ExtractError {
         /// Tokens spent in all.
         usage: Usage,
     },
-    /// The response schema could not be compiled.
+    /// The answer was cut off by the token limit (`finish_reason: length`, from any
+    /// provider). Not re-asked: the same limit would cut the same answer again.
+    #[error("{}", token_limit_message(*.limit))]
+    TokenLimit {
+        /// The limit the request set, when it set one.
+        limit: Option<u32>,
+        /// Every attempt, the cut one last.
+        attempts: Vec<Attempt>,
+        /// Tokens spent in all.
+        usage: Usage,
+    },
+    /// The response schema could not be compiled, or the provider cannot enforce it.
     #[error("invalid response schema")]
     Schema(#[from] SchemaError),
+}
+
+fn token_limit_message(limit: Option<u32>) -> String {
+    match limit {
+        Some(n) => format!(
+            "the answer did not fit in the limit of {n} tokens: raise max_tokens, or ask for less"
+        ),
+        None => "the answer did not fit in the provider's token limit: set a higher max_tokens, or ask for less".into(),
+    }
 }
 
 impl ExtractError {
@@ -553,7 +580,8 @@ impl ExtractError {
         match self {
             ExtractError::Provider { attempts, .. }
             | ExtractError::RetriesExhausted { attempts, .. }
-            | ExtractError::Incomplete { attempts, .. } => attempts,
+            | ExtractError::Incomplete { attempts, .. }
+            | ExtractError::TokenLimit { attempts, .. } => attempts,
             ExtractError::Schema(_) => &[],
         }
     }
@@ -563,18 +591,20 @@ impl ExtractError {
         match self {
             ExtractError::Provider { usage, .. }
             | ExtractError::RetriesExhausted { usage, .. }
-            | ExtractError::Incomplete { usage, .. } => *usage,
+            | ExtractError::Incomplete { usage, .. }
+            | ExtractError::TokenLimit { usage, .. } => *usage,
             ExtractError::Schema(_) => Usage::default(),
         }
     }
 
     /// A short name for the failure (`provider_error`, `retries_exhausted`, `incomplete`,
-    /// `schema`).
+    /// `token_limit`, `schema`).
     pub fn kind(&self) -> &'static str {
         match self {
             ExtractError::Provider { .. } => "provider_error",
             ExtractError::RetriesExhausted { .. } => "retries_exhausted",
             ExtractError::Incomplete { .. } => "incomplete",
+            ExtractError::TokenLimit { .. } => "token_limit",
             ExtractError::Schema(_) => "schema",
         }
     }

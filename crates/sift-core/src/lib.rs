@@ -44,7 +44,8 @@ pub use extract::{
     Iterable, PartialStream, Single,
 };
 pub use message::{
-    ChatDelta, ChatRequest, ChatResponse, ChatStream, Message, OutputFormat, Role, ToolCall, Usage,
+    ChatDelta, ChatRequest, ChatResponse, ChatStream, Message, OutputFormat, Role, Structured,
+    ToolCall, Usage,
 };
 pub use mode::Mode;
 pub use partial::{Partial, PartialObject};

@@ -123,6 +123,36 @@ pub struct ChatRequest {
     pub temperature: Option<f32>,
     /// Limit on generated tokens.
     pub max_tokens: Option<u32>,
+    /// The structured answer asked for, as data, for providers that enforce a schema
+    /// themselves ([`Capabilities::constrained`](crate::Capabilities::constrained)); `None`
+    /// for free text. Remote providers go by [`output`](Self::output) alone.
+    pub structured: Option<Structured>,
+}
+
+/// A structured request as data: the mode and the schema the answer must fit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Structured {
+    /// How the answer is asked for: a tool call (`tools`), content (`json_schema`, `json`),
+    /// or content in a fenced block (`md_json`). In `json` and `md_json` modes the schema is
+    /// also in the system prompt.
+    pub mode: crate::Mode,
+    /// The schema to enforce: as given (neither wrapped nor rewritten for strict mode), with
+    /// objects that list their properties closed (see `ResponseSchema::closed_schema`).
+    pub schema: Value,
+    /// The tool's or schema's name.
+    pub name: String,
+}
+
+impl Structured {
+    /// A structured request in `mode` for `schema`, named `name`.
+    pub fn new(mode: crate::Mode, name: impl Into<String>, schema: Value) -> Self {
+        Self {
+            mode,
+            schema,
+            name: name.into(),
+        }
+    }
 }
 
 /// Token counts of one call or, summed, of several.

@@ -68,14 +68,20 @@ pub(crate) enum ReadError {
 }
 
 impl Mode {
-    /// The output format to request and the system prompt text to add (if any).
-    pub(crate) fn output(self, schema: &ResponseSchema) -> (OutputFormat, Option<String>) {
+    /// The output format to request and the system prompt text to add (if any); for a
+    /// provider that constrains decoding, with the schema as given.
+    pub(crate) fn output(
+        self,
+        schema: &ResponseSchema,
+        constrained: bool,
+    ) -> (OutputFormat, Option<String>) {
+        let shown = schema.shown(constrained);
         match self {
             Mode::Tools => (
                 OutputFormat::Tool {
                     name: schema.name.clone(),
                     description: schema.description.clone(),
-                    parameters: schema.model_schema.clone(),
+                    parameters: shown.clone(),
                     strict: schema.strict,
                 },
                 None,
@@ -83,7 +89,7 @@ impl Mode {
             Mode::JsonSchema => (
                 OutputFormat::JsonSchema {
                     name: schema.name.clone(),
-                    schema: schema.model_schema.clone(),
+                    schema: shown.clone(),
                     strict: schema.strict,
                 },
                 None,
@@ -92,14 +98,14 @@ impl Mode {
                 OutputFormat::JsonObject,
                 Some(format!(
                     "As a genius expert, your task is to understand the content and provide the parsed objects in json that match the following json_schema:\n\n{}\n\nMake sure to return an instance of the JSON, not the schema itself.",
-                    schema.model_schema
+                    shown
                 )),
             ),
             Mode::MdJson => (
                 OutputFormat::Text,
                 Some(format!(
                     "As a genius expert, your task is to understand the content and provide the parsed objects in json that match the following json_schema:\n\n{}\n\nMake sure to return an instance of the JSON, not the schema itself. Reply with the JSON in a ```json fenced code block.",
-                    schema.model_schema
+                    shown
                 )),
             ),
         }

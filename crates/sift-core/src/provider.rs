@@ -16,6 +16,10 @@ pub struct Capabilities {
     pub json_schema: bool,
     /// Token streaming (used by streaming extraction).
     pub streaming: bool,
+    /// Output constrained to any JSON Schema by the provider itself (constrained decoding),
+    /// read from [`ChatRequest::structured`](crate::ChatRequest::structured): such a provider
+    /// is given the schema as it is and answers the bare value, so nothing is wrapped.
+    pub constrained: bool,
 }
 
 impl Capabilities {
@@ -23,6 +27,13 @@ impl Capabilities {
     #[must_use]
     pub fn with_streaming(mut self, on: bool) -> Self {
         self.streaming = on;
+        self
+    }
+
+    /// With constrained decoding set to `on`.
+    #[must_use]
+    pub fn with_constrained(mut self, on: bool) -> Self {
+        self.constrained = on;
         self
     }
 }
@@ -33,6 +44,7 @@ impl Default for Capabilities {
             tools: true,
             json_schema: true,
             streaming: false,
+            constrained: false,
         }
     }
 }
@@ -61,6 +73,14 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// What this provider supports.
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
+    }
+
+    /// Whether this provider can enforce `schema` (as given, not wrapped). A provider that
+    /// constrains decoding refuses, naming the keyword and where it is, a schema its grammar
+    /// compiler does not take; the others take any schema (sift validates the answers).
+    fn check_schema(&self, schema: &serde_json::Value) -> Result<(), crate::SchemaError> {
+        let _ = schema;
+        Ok(())
     }
 }
 
@@ -96,9 +116,6 @@ pub enum ProviderError {
     /// Any other transport failure.
     #[error("transport error")]
     Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The model reached the token limit before finishing its answer.
-    #[error("the model reached the limit of {0} tokens before finishing")]
-    TokenLimit(u32),
     /// The provider cannot do what was asked.
     #[error("this provider does not support {0}")]
     Unsupported(&'static str),
@@ -126,7 +143,6 @@ impl ProviderError {
             ProviderError::InvalidResponse(_)
             | ProviderError::Transport(_)
             | ProviderError::Unsupported(_)
-            | ProviderError::TokenLimit(_)
             | ProviderError::Stream(_) => false,
         }
     }
@@ -152,7 +168,6 @@ impl ProviderError {
             ProviderError::Busy { .. } => "busy".into(),
             ProviderError::Unsupported(_) => "unsupported".into(),
             ProviderError::Stream(_) => "stream".into(),
-            ProviderError::TokenLimit(_) => "token_limit".into(),
         }
     }
 }

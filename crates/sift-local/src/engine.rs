@@ -14,10 +14,11 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
-use llguidance::api::TopLevelGrammar;
-use llguidance::{Matcher, ParserFactory};
+use llguidance::ParserFactory;
 use serde_json::Value;
 use sift_core::Usage;
+
+use crate::grammar::Grammars;
 
 /// One generation request.
 pub(crate) struct Job {
@@ -64,6 +65,8 @@ pub(crate) struct EngineConfig {
 pub(crate) struct Loaded {
     pub(crate) name: String,
     pub(crate) n_ctx: u32,
+    /// The schema compiler for this model's vocabulary.
+    pub(crate) grammars: Grammars,
 }
 
 /// Counters of the engine's work.
@@ -148,10 +151,10 @@ fn run(
     let template = model.chat_template(None).ok();
     // Building the token environment walks the whole vocabulary: once per model.
     let tok_env = LlamaSampler::llguidance_tok_env(&model);
-    let factory = match ParserFactory::new_simple(&tok_env) {
+    let grammars = match ParserFactory::new_simple(&tok_env) {
         Ok(mut f) => {
             f.quiet();
-            f
+            Grammars::new(f, config.whitespace_flexible)
         }
         Err(e) => {
             let _ = ready.send(Err(format!("could not prepare constrained decoding: {e}")));
@@ -177,13 +180,16 @@ fn run(
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "local".into());
-    let _ = ready.send(Ok(Loaded { name, n_ctx }));
+    let _ = ready.send(Ok(Loaded {
+        name,
+        n_ctx,
+        grammars: grammars.clone(),
+    }));
     let engine = Generator {
         model: &model,
         template: template.as_ref(),
-        factory: &factory,
+        grammars: &grammars,
         n_ctx,
-        whitespace_flexible: config.whitespace_flexible,
         counters: &counters,
     };
     while let Ok(job) = queue.recv() {
@@ -200,9 +206,8 @@ fn run(
 struct Generator<'m> {
     model: &'m LlamaModel,
     template: Option<&'m LlamaChatTemplate>,
-    factory: &'m ParserFactory,
+    grammars: &'m Grammars,
     n_ctx: u32,
-    whitespace_flexible: bool,
     counters: &'m Counters,
 }
 
@@ -234,20 +239,8 @@ impl Generator<'_> {
     fn sampler(&self, schema: Option<&Value>, temperature: f32) -> Result<LlamaSampler, String> {
         let mut chain = Vec::new();
         if let Some(schema) = schema {
-            let mut schema = schema.clone();
-            if let Some(obj) = schema.as_object_mut() {
-                obj.insert(
-                    "x-guidance".into(),
-                    serde_json::json!({"whitespace_flexible": self.whitespace_flexible, "lenient": true}),
-                );
-            }
-            let parser = self
-                .factory
-                .create_parser(TopLevelGrammar::from_json_schema(schema));
-            let matcher = Matcher::new(parser);
-            if let Some(e) = matcher.get_error() {
-                return Err(format!("the schema cannot be enforced: {e}"));
-            }
+            // Checked before the job was queued; this only fails for a caller that skipped it.
+            let (matcher, _) = self.grammars.matcher(schema).map_err(|e| e.to_string())?;
             chain.push(LlamaSampler::from(matcher));
         }
         if temperature > 0.0 {

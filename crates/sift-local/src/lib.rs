@@ -8,10 +8,14 @@
 //! - Inference runs on its own thread, one generation at a time; requests wait in a bounded
 //!   queue and a full queue is refused with [`ProviderError::Busy`] (the service answers `503`
 //!   with `Retry-After`). A caller that goes away stops its generation at the next token.
-//! - Temperature 0 (greedy) by default. Reaching the token limit is an error
-//!   ([`ProviderError::TokenLimit`]), never a truncated answer.
-//! - Forced tool calls are served by constraining the output to the tool's parameters and
-//!   returning it as the call, so every extraction mode works.
+//! - Temperature 0 (greedy) by default. An answer cut by the token limit ends with
+//!   `finish_reason: length`, as a remote model's does (sift reports it as a token-limit error).
+//! - Every mode is constrained to the whole schema, read from the request's
+//!   [`Structured`](sift_core::Structured) (never guessed from the prompt): a forced tool call
+//!   is answered as the call, `md_json` inside a fence. The grammar is exact where llguidance
+//!   compiles the schema as it is, approximate where only its lenient options compile it; a
+//!   schema neither compiles is refused up front ([`Provider::check_schema`]) with the keyword
+//!   and its JSON pointer, never answered unconstrained.
 //!
 //! ```no_run
 //! let provider = sift_local::LocalProvider::load(sift_local::LocalConfig::default())?;
@@ -20,6 +24,7 @@
 //! ```
 
 mod engine;
+mod grammar;
 pub mod model_file;
 
 use std::path::PathBuf;
@@ -27,11 +32,42 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sift_core::{
-    Capabilities, ChatDelta, ChatRequest, ChatResponse, ChatStream, OutputFormat, Provider,
-    ProviderError, Role, ToolCall, Usage, async_trait,
+    Capabilities, ChatDelta, ChatRequest, ChatResponse, ChatStream, Mode, OutputFormat, Provider,
+    ProviderError, Role, SchemaError, ToolCall, Usage, async_trait,
 };
 
 use crate::engine::{Engine, EngineConfig, Job, Piece, Rejected};
+use crate::grammar::Grammars;
+
+/// How the embedded model enforces a schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Enforcement {
+    /// Every keyword, by the grammar, while decoding.
+    Exact,
+    /// Most keywords by the grammar (llguidance's lenient options: keywords it does not
+    /// implement are ignored, `oneOf` read as `anyOf`); the rest by validation and re-ask.
+    Approximate,
+}
+
+/// Whether the embedded model can enforce `schema`, and how, without loading a model (the
+/// outcome does not depend on the vocabulary). A refusal names the keyword and its JSON
+/// pointer. [`LocalProvider::check_schema`](sift_core::Provider::check_schema) gives the same
+/// answer for a loaded model.
+pub fn check_schema(schema: &Value) -> Result<Enforcement, SchemaError> {
+    grammar::Grammars::offline()
+        .check(schema)
+        .map(Enforcement::from)
+}
+
+impl From<grammar::Fit> for Enforcement {
+    fn from(fit: grammar::Fit) -> Self {
+        match fit {
+            grammar::Fit::Exact => Enforcement::Exact,
+            grammar::Fit::Approximate => Enforcement::Approximate,
+        }
+    }
+}
 
 /// Settings of the local provider.
 #[derive(Debug, Clone)]
@@ -114,6 +150,7 @@ pub enum LocalError {
 #[derive(Debug, Clone)]
 pub struct LocalProvider {
     engine: Engine,
+    grammars: Grammars,
     model: String,
     model_path: PathBuf,
     max_tokens: u32,
@@ -164,6 +201,7 @@ impl LocalProvider {
         tracing::info!(model = %loaded.name, path = %model_path.display(), n_ctx = loaded.n_ctx, threads, "local model loaded");
         Ok(Self {
             engine,
+            grammars: loaded.grammars,
             model: loaded.name,
             model_path,
             max_tokens: config.max_tokens,
@@ -188,40 +226,48 @@ impl LocalProvider {
     }
 }
 
-/// The schema to enforce and the tool name to answer as, for a request's output format.
-fn constraint(output: &OutputFormat) -> (Option<Value>, Option<String>) {
-    let (schema, tool) = constraint_raw(output);
-    (schema.map(unwrap_list), tool)
+/// What a request asks of the output.
+#[derive(Debug, Default)]
+struct Constraint {
+    /// The schema to enforce.
+    schema: Option<Value>,
+    /// The tool to answer as, for a forced tool call.
+    tool: Option<String>,
+    /// Whether the answer goes in a ```` ```json ```` fence (`md_json`).
+    fenced: bool,
+    /// Whether the system prompt already shows the schema (`json`, `md_json`).
+    schema_in_prompt: bool,
 }
 
-/// `{"value": [T]}` (how sift wraps a list) becomes the list itself, with its `$defs`: a
-/// small model asked for the bare list reads the text far better (measured on the seed's
-/// Alice-and-Bob query: wrapped, it invented dozens of people; bare, it answered right), and
-/// sift's readers take a bare list as well as the wrapper.
-fn unwrap_list(schema: Value) -> Value {
-    let is_wrapper = schema["type"] == "object"
-        && schema["properties"]
-            .as_object()
-            .is_some_and(|p| p.len() == 1)
-        && schema["properties"][sift_core::WRAPPER_FIELD]["type"] == "array";
-    if !is_wrapper {
-        return schema;
+/// The constraint of `request`: from its [`Structured`](sift_core::Structured) part, else
+/// (a request built by hand) from its output format.
+fn constraint(request: &ChatRequest) -> Constraint {
+    if let Some(s) = &request.structured {
+        return Constraint {
+            schema: Some(s.schema.clone()),
+            tool: (s.mode == Mode::Tools).then(|| s.name.clone()),
+            fenced: s.mode == Mode::MdJson,
+            schema_in_prompt: matches!(s.mode, Mode::Json | Mode::MdJson),
+        };
     }
-    let mut list = schema["properties"][sift_core::WRAPPER_FIELD].clone();
-    if let (Some(defs), Some(obj)) = (schema.get("$defs"), list.as_object_mut()) {
-        obj.insert("$defs".into(), defs.clone());
-    }
-    list
-}
-
-fn constraint_raw(output: &OutputFormat) -> (Option<Value>, Option<String>) {
-    match output {
+    match &request.output {
         OutputFormat::Tool {
             name, parameters, ..
-        } => (Some(parameters.clone()), Some(name.clone())),
-        OutputFormat::JsonSchema { schema, .. } => (Some(schema.clone()), None),
-        OutputFormat::JsonObject => (Some(json!({"type": "object"})), None),
-        _ => (None, None),
+        } => Constraint {
+            schema: Some(parameters.clone()),
+            tool: Some(name.clone()),
+            ..Constraint::default()
+        },
+        OutputFormat::JsonSchema { schema, .. } => Constraint {
+            schema: Some(schema.clone()),
+            ..Constraint::default()
+        },
+        OutputFormat::JsonObject => Constraint {
+            schema: Some(json!({"type": "object"})),
+            schema_in_prompt: true,
+            ..Constraint::default()
+        },
+        _ => Constraint::default(),
     }
 }
 
@@ -231,16 +277,9 @@ const INSTRUCTION: &str =
 
 /// The conversation as (role, content) pairs a chat template takes. Tool calls become the
 /// assistant's text and tool answers user turns, since small models' templates know neither.
-fn conversation(request: &ChatRequest, schema: Option<&Value>) -> Vec<(String, String)> {
-    // Json and MdJson modes already put the schema in a system message.
+fn conversation(request: &ChatRequest, constraint: &Constraint) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
-    let schema_in_prompt = request.messages.iter().any(|m| {
-        m.role == Role::System
-            && m.content
-                .as_deref()
-                .is_some_and(|c| c.contains("json_schema"))
-    });
-    if schema.is_some() && !schema_in_prompt {
+    if constraint.schema.is_some() && !constraint.schema_in_prompt {
         // The grammar enforces the schema, so the prompt need not spell it out. Measured on the
         // seed's five queries with SmolLM2-135M: this prompt got all five right (and in half
         // the time, the prompt being short); with the schema in the prompt, two ages were wrong.
@@ -282,7 +321,13 @@ impl Provider for LocalProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::default().with_streaming(true)
+        Capabilities::default()
+            .with_streaming(true)
+            .with_constrained(true)
+    }
+
+    fn check_schema(&self, schema: &Value) -> Result<(), SchemaError> {
+        self.grammars.check(schema).map(|_| ())
     }
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
@@ -331,10 +376,20 @@ impl Provider for LocalProvider {
     }
 
     async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, ProviderError> {
-        let (schema, tool) = constraint(&request.output);
-        let messages = conversation(request, schema.as_ref());
+        let constraint = constraint(request);
+        if let Some(schema) = &constraint.schema {
+            self.check_schema(schema)
+                .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
+        }
+        let messages = conversation(request, &constraint);
         let max_tokens = request.max_tokens.unwrap_or(self.max_tokens);
         let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+        let Constraint {
+            schema,
+            tool,
+            fenced,
+            ..
+        } = constraint;
         let job = Job {
             messages,
             schema,
@@ -351,6 +406,9 @@ impl Provider for LocalProvider {
         let model = self.model.clone();
         Ok(Box::pin(async_stream::stream! {
             yield Ok(ChatDelta::Meta { id: None, model: Some(model) });
+            if fenced {
+                yield Ok(ChatDelta::Content("```json\n".into()));
+            }
             let mut started_call = false;
             while let Some(piece) = rx.recv().await {
                 match piece {
@@ -377,9 +435,8 @@ impl Provider for LocalProvider {
                             decode_tokens_per_s = usage.output_tokens as f64 / decode_s.max(1e-9),
                             "local generation finished"
                         );
-                        if finish == "length" {
-                            yield Err(ProviderError::TokenLimit(max_tokens));
-                            return;
+                        if fenced && finish == "stop" {
+                            yield Ok(ChatDelta::Content("\n```".into()));
                         }
                         yield Ok(ChatDelta::Finish(finish.into()));
                         yield Ok(ChatDelta::Usage(usage));

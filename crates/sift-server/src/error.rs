@@ -92,7 +92,7 @@ impl From<&Attempt> for AttemptReport {
 pub struct ExtractionFailure {
     /// What failed, cause included.
     pub message: String,
-    /// `provider_error`, `retries_exhausted` or `schema`.
+    /// `provider_error`, `retries_exhausted`, `incomplete`, `token_limit` or `schema`.
     pub kind: String,
     /// The upstream's HTTP status, when it answered with an error.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -226,14 +226,20 @@ impl ApiError {
 }
 
 /// The status an extraction failure answers with: `504` for an upstream timeout, `503` when
-/// the model is busy, `500` for a response type whose schema does not compile, else `502`.
+/// the model is busy, `422` for an answer longer than the token limit allows or a schema the
+/// provider cannot enforce, `500` for a response type whose schema does not compile, else
+/// `502`.
 pub fn extraction_status(e: &ExtractError) -> StatusCode {
-    match e.provider_error() {
-        Some(ProviderError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
-        Some(ProviderError::Busy { .. }) => StatusCode::SERVICE_UNAVAILABLE,
-        Some(_) => StatusCode::BAD_GATEWAY,
-        None if matches!(e, ExtractError::Schema(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-        None => StatusCode::BAD_GATEWAY,
+    match (e, e.provider_error()) {
+        (_, Some(ProviderError::Timeout(_))) => StatusCode::GATEWAY_TIMEOUT,
+        (_, Some(ProviderError::Busy { .. })) => StatusCode::SERVICE_UNAVAILABLE,
+        (_, Some(_)) => StatusCode::BAD_GATEWAY,
+        (ExtractError::TokenLimit { .. }, _)
+        | (ExtractError::Schema(sift_core::SchemaError::Unsupported { .. }), _) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        (ExtractError::Schema(_), _) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_GATEWAY,
     }
 }
 

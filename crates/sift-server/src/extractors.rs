@@ -2,7 +2,6 @@
 //! with the client that answers it, plus the built-in `user` and a bounded cache of ad-hoc
 //! schemas.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
@@ -93,51 +92,38 @@ impl Registry {
 /// used evicted): a client sending the same schema again pays for compiling it once.
 #[derive(Debug)]
 pub(crate) struct SchemaCache {
-    capacity: usize,
-    inner: Mutex<Lru>,
+    inner: Mutex<lru::LruCache<String, Schema>>,
 }
-
-/// A use counter, and each schema with the count at its last use.
-type Lru = (u64, HashMap<String, (u64, Schema)>);
 
 impl SchemaCache {
     pub(crate) fn new(capacity: usize) -> Self {
+        let capacity = std::num::NonZeroUsize::new(capacity).unwrap_or(std::num::NonZeroUsize::MIN);
         Self {
-            capacity: capacity.max(1),
-            inner: Mutex::new((0, HashMap::new())),
+            inner: Mutex::new(lru::LruCache::new(capacity)),
         }
     }
 
     /// The compiled form of `schema`.
     pub(crate) fn get(&self, schema: &Value) -> Result<Schema, SchemaError> {
         let key = schema.to_string();
-        if let Ok(mut guard) = self.inner.lock() {
-            let (clock, map) = &mut *guard;
-            *clock += 1;
-            if let Some((used, hit)) = map.get_mut(&key) {
-                *used = *clock;
-                return Ok(hit.clone());
-            }
+        if let Some(hit) = self
+            .inner
+            .lock()
+            .ok()
+            .and_then(|mut c| c.get(&key).cloned())
+        {
+            return Ok(hit);
         }
         let compiled = Schema::compile("Output", schema.clone())?;
-        if let Ok(mut guard) = self.inner.lock() {
-            let (clock, map) = &mut *guard;
-            if map.len() >= self.capacity
-                && let Some(oldest) = map
-                    .iter()
-                    .min_by_key(|(_, (used, _))| *used)
-                    .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
-            }
-            map.insert(key, (*clock, compiled.clone()));
+        if let Ok(mut c) = self.inner.lock() {
+            c.put(key, compiled.clone());
         }
         Ok(compiled)
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.inner.lock().map(|g| g.1.len()).unwrap_or(0)
+        self.inner.lock().map(|c| c.len()).unwrap_or(0)
     }
 }
 
@@ -156,6 +142,6 @@ mod tests {
         assert_eq!(cache.len(), 2);
         // S2 was the least recently used.
         let guard = cache.inner.lock().unwrap();
-        assert!(guard.1.keys().all(|k| !k.contains("S2")));
+        assert!(guard.iter().all(|(k, _)| !k.contains("S2")));
     }
 }

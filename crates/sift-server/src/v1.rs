@@ -497,7 +497,15 @@ fn adhoc_body(state: &AppState, body: &Value) -> Result<Adhoc, ApiError> {
             ));
             None
         }
-        Some(s) => match state.schema_cache.get(s) {
+        // Compiled (cached), then checked by the provider: a schema the embedded model's
+        // grammar cannot take is refused here, naming the keyword and where it is.
+        Some(s) => match state.schema_cache.get(s).and_then(|schema| {
+            state
+                .client
+                .provider()
+                .check_schema(schema.constrained_schema())?;
+            Ok(schema)
+        }) {
             Ok(schema) => Some(schema),
             Err(e) => {
                 let mut loc = field("schema");

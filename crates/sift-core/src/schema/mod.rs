@@ -55,11 +55,24 @@ pub enum SchemaError {
     /// The validator could not be built from the schema.
     #[error("the schema cannot be compiled: {0}")]
     Compile(String),
+    /// The provider cannot enforce the schema (the embedded model's grammar compiler does not
+    /// take a feature it uses): refused rather than answered unconstrained.
+    #[error("`{keyword}` at `{pointer}` cannot be enforced by {provider}: {message}")]
+    Unsupported {
+        /// Where the feature is used.
+        pointer: String,
+        /// The keyword at fault (`$ref`, `pattern`, `not`, ...).
+        keyword: String,
+        /// The provider that refused it.
+        provider: String,
+        /// What its compiler said.
+        message: String,
+    },
 }
 
 impl SchemaError {
     /// A short name for the kind of problem (`invalid`, `remote_ref`, `unresolved_ref`,
-    /// `shape`, `compile`).
+    /// `shape`, `compile`, `unsupported`).
     pub fn kind(&self) -> &'static str {
         match self {
             SchemaError::Invalid { .. } => "invalid",
@@ -67,6 +80,7 @@ impl SchemaError {
             SchemaError::UnresolvedRef { .. } => "unresolved_ref",
             SchemaError::Shape(_) => "shape",
             SchemaError::Compile(_) => "compile",
+            SchemaError::Unsupported { .. } => "unsupported",
         }
     }
 
@@ -75,7 +89,8 @@ impl SchemaError {
         match self {
             SchemaError::Invalid { pointer, .. }
             | SchemaError::RemoteRef { pointer, .. }
-            | SchemaError::UnresolvedRef { pointer, .. } => Some(pointer),
+            | SchemaError::UnresolvedRef { pointer, .. }
+            | SchemaError::Unsupported { pointer, .. } => Some(pointer),
             SchemaError::Shape(_) | SchemaError::Compile(_) => None,
         }
     }
@@ -183,6 +198,13 @@ impl Schema {
     /// The schema as given: what answers are validated against.
     pub fn value(&self) -> &Value {
         &self.0.response.schema
+    }
+
+    /// What a provider that constrains decoding enforces: the schema given, with objects that
+    /// list their properties closed where that keeps its meaning. What
+    /// [`Provider::check_schema`](crate::Provider::check_schema) is asked about.
+    pub fn constrained_schema(&self) -> &Value {
+        &self.0.response.closed_schema
     }
 
     /// The schema the model is shown (wrapped when the root is not an object; strict-mode

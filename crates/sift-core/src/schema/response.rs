@@ -36,6 +36,11 @@ pub struct ResponseSchema {
     pub strict: bool,
     /// Whether the type was wrapped in `{"value": ...}` because its schema is not an object.
     pub wrapped: bool,
+    /// What a provider that constrains decoding is given: the schema as given, with objects
+    /// that list their properties and say nothing of others closed (`additionalProperties:
+    /// false`). Every answer it admits fits the schema given; a small model held to it cannot
+    /// invent keys without end.
+    pub closed_schema: Value,
 }
 
 impl ResponseSchema {
@@ -82,6 +87,8 @@ impl ResponseSchema {
         if strict {
             make_strict(&mut model_schema);
         }
+        let mut closed_schema = schema.clone();
+        close_objects(&mut closed_schema, false);
         Self {
             name,
             description,
@@ -89,12 +96,48 @@ impl ResponseSchema {
             model_schema,
             strict,
             wrapped,
+            closed_schema,
         }
     }
 
-    /// Takes the answer out of its `{"value": ...}` wrapper when the type was wrapped.
-    pub fn unwrap_value(&self, value: Value) -> Value {
-        if !self.wrapped {
+    /// The schema shown to a provider: the one given when the provider constrains decoding
+    /// itself (it takes any root and answers the bare value), else the model schema.
+    pub fn shown(&self, constrained: bool) -> &Value {
+        if constrained {
+            &self.closed_schema
+        } else {
+            &self.model_schema
+        }
+    }
+
+    /// Whether an answer comes wrapped in `{"value": ...}`: the one place that decides it.
+    /// A provider that constrains decoding is given the schema as it is, so never.
+    pub fn wraps_for(&self, constrained: bool) -> bool {
+        self.wrapped && !constrained
+    }
+
+    /// The answer as the schema given expects it, from a provider that constrains decoding
+    /// (`constrained`: it was shown the schema as it is) or not: out of its `{"value": ...}`
+    /// wrapper when it was asked for wrapped, and, when the model was shown the strict-mode
+    /// rewrite, without the `null`s that rewrite asks for in place of an optional property
+    /// (strict mode makes every property required and the optional ones nullable; the schema
+    /// given may not accept `null` there, only the property's absence).
+    pub fn unwrap_value(&self, value: Value, constrained: bool) -> Value {
+        let mut value = self.unwrap_wrapper(value, self.wraps_for(constrained));
+        self.drop_strict_nulls(&mut value, constrained);
+        value
+    }
+
+    /// Removes the `null`s the strict rewrite asked for (see [`Self::unwrap_value`]) from a
+    /// value of this schema: a whole answer, or one element of a streamed list.
+    pub fn drop_strict_nulls(&self, value: &mut Value, constrained: bool) {
+        if self.strict && !constrained {
+            drop_strict_nulls(&self.schema, &self.schema, value, 0);
+        }
+    }
+
+    fn unwrap_wrapper(&self, value: Value, wrapped: bool) -> Value {
+        if !wrapped {
             return value;
         }
         match value {
@@ -123,6 +166,63 @@ fn sanitize_name(title: &str) -> String {
         name.push_str("response");
     }
     name
+}
+
+/// Closes, in place, every object schema that lists `properties` and says nothing of other
+/// keys, except where closing would change what the schema means: a branch of `allOf` (the
+/// other branches add properties) and a schema with its own `allOf`, `anyOf`, `oneOf` or
+/// `$ref` next to its properties.
+fn close_objects(schema: &mut Value, in_all_of: bool) {
+    match schema {
+        Value::Object(map) => {
+            let combined = [
+                "allOf",
+                "anyOf",
+                "oneOf",
+                "$ref",
+                "if",
+                "dependentSchemas",
+                "dependencies",
+            ]
+            .iter()
+            .any(|k| map.contains_key(*k));
+            let open = ![
+                "additionalProperties",
+                "patternProperties",
+                "unevaluatedProperties",
+            ]
+            .iter()
+            .any(|k| map.contains_key(*k));
+            if map.get("properties").is_some_and(Value::is_object)
+                && open
+                && !combined
+                && !in_all_of
+            {
+                map.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            for (key, value) in map.iter_mut() {
+                match key.as_str() {
+                    // Keywords whose values are not schemas.
+                    "enum" | "const" | "default" | "examples" | "required" => {}
+                    "allOf" => {
+                        if let Value::Array(branches) = value {
+                            branches.iter_mut().for_each(|b| close_objects(b, true));
+                        }
+                    }
+                    // Maps of name to schema: each value is a schema.
+                    "properties" | "$defs" | "definitions" | "patternProperties"
+                    | "dependentSchemas" => {
+                        if let Value::Object(m) = value {
+                            m.values_mut().for_each(|v| close_objects(v, false));
+                        }
+                    }
+                    _ => close_objects(value, false),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| close_objects(v, false)),
+        _ => {}
+    }
 }
 
 /// Whether every object in the schema can be closed: no maps (`additionalProperties` with a
@@ -217,6 +317,84 @@ fn make_nullable(schema: &mut Value) {
     *schema = Value::Object(wrapper);
 }
 
+/// Removes, along `schema` (the one given, within `root`), every `null` of an optional
+/// property whose schema does not accept `null`: what the strict rewrite added.
+fn drop_strict_nulls(root: &Value, schema: &Value, value: &mut Value, depth: usize) {
+    // Local references only (checked at compile time); the depth bounds recursive schemas.
+    if depth > 64 {
+        return;
+    }
+    let schema = match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => match r.strip_prefix('#').and_then(|p| root.pointer(p)) {
+            Some(target) => target,
+            None => return,
+        },
+        None => schema,
+    };
+    for key in ["allOf", "anyOf", "oneOf"] {
+        if let Some(alts) = schema.get(key).and_then(Value::as_array) {
+            for alt in alts {
+                drop_strict_nulls(root, alt, value, depth + 1);
+            }
+        }
+    }
+    match value {
+        Value::Object(map) => {
+            let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+                return;
+            };
+            let required = |k: &str| {
+                schema
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .is_some_and(|r| r.iter().any(|x| x == k))
+            };
+            map.retain(|k, v| {
+                !(v.is_null()
+                    && !required(k)
+                    && props.get(k).is_some_and(|p| !admits_null(root, p)))
+            });
+            for (k, v) in map.iter_mut() {
+                if let Some(p) = props.get(k) {
+                    drop_strict_nulls(root, p, v, depth + 1);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item) = schema.get("items").filter(|i| i.is_object()) {
+                for v in items {
+                    drop_strict_nulls(root, item, v, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `schema` (references followed once) accepts `null`.
+fn admits_null(root: &Value, schema: &Value) -> bool {
+    let schema = match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => match r.strip_prefix('#').and_then(|p| root.pointer(p)) {
+            Some(target) => target,
+            None => return true,
+        },
+        None => schema,
+    };
+    // No type, enum or const: anything goes, `null` included.
+    let open = schema.get("type").is_none()
+        && schema.get("enum").is_none()
+        && schema.get("const").is_none()
+        && !["anyOf", "oneOf", "allOf", "$ref"]
+            .iter()
+            .any(|k| schema.get(*k).is_some());
+    open || accepts_null(schema)
+        || schema
+            .get("enum")
+            .and_then(Value::as_array)
+            .is_some_and(|e| e.contains(&Value::Null))
+        || schema.get("const") == Some(&Value::Null)
+}
+
 fn accepts_null(schema: &Value) -> bool {
     match schema.get("type") {
         Some(Value::String(t)) => t == "null",
@@ -286,9 +464,74 @@ mod tests {
         assert!(s.model_schema["$defs"]["Address"].is_object());
         assert_eq!(s.model_schema["properties"]["value"]["type"], "array");
         assert_eq!(
-            s.unwrap_value(json!({"value": [1]})),
+            s.unwrap_value(json!({"value": [1]}), false),
             json!([1]),
             "wrapper removed"
+        );
+    }
+
+    #[test]
+    fn nulls_strict_mode_added_are_dropped_before_validation() {
+        let s = ResponseSchema::from_schema(
+            "Contact",
+            json!({
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "email": {"type": "string"},
+                    "note": {"type": ["string", "null"]},
+                    "home": {"$ref": "#/$defs/Place"}
+                },
+                "required": ["name"],
+                "$defs": {"Place": {"type": "object", "properties": {"city": {"type": "string"}}}}
+            }),
+        );
+        assert!(s.strict);
+        let answer = json!({"name": "Ann", "email": null, "note": null, "home": {"city": null}});
+        assert_eq!(
+            s.unwrap_value(answer.clone(), false),
+            json!({"name": "Ann", "note": null, "home": {}}),
+            "optional non-nullable nulls dropped, a nullable one kept"
+        );
+        // A provider given the schema as it is (constrained decoding) is not second-guessed.
+        assert_eq!(s.unwrap_value(answer.clone(), true), answer);
+        let list = ResponseSchema::from_schema("L", json!({"type": "array"}));
+        assert_eq!(list.unwrap_value(json!({"value": [1]}), false), json!([1]));
+        assert_eq!(list.unwrap_value(json!([1]), true), json!([1]));
+    }
+
+    #[test]
+    fn constrained_providers_get_objects_closed_where_that_keeps_the_meaning() {
+        let s = ResponseSchema::from_schema(
+            "X",
+            json!({
+                "type": "object",
+                "properties": {
+                    "a": {"type": "object", "properties": {"b": {"type": "string"}}},
+                    "m": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "c": {"allOf": [{"properties": {"x": {}}}, {"properties": {"y": {}}}]},
+                    "properties": {"type": "object", "properties": {"p": {}}}
+                },
+                "$defs": {"D": {"properties": {"d": {}}}}
+            }),
+        );
+        let c = &s.closed_schema;
+        assert_eq!(c["additionalProperties"], false);
+        assert_eq!(c["properties"]["a"]["additionalProperties"], false);
+        assert_eq!(
+            c["properties"]["m"]["additionalProperties"]["type"],
+            "integer"
+        );
+        assert!(
+            c["properties"]["c"]["allOf"][0]
+                .get("additionalProperties")
+                .is_none()
+        );
+        assert_eq!(c["properties"]["properties"]["additionalProperties"], false);
+        assert_eq!(c["$defs"]["D"]["additionalProperties"], false);
+        assert!(
+            s.schema.get("additionalProperties").is_none(),
+            "the given schema is kept"
         );
     }
 

@@ -1,6 +1,6 @@
 use futures::StreamExt;
 use serde::Deserialize;
-use sift_core::{ChatRequest, ExtractError, Message, Mode, OutputFormat, Provider, ProviderError};
+use sift_core::{ChatRequest, ExtractError, Message, Mode, OutputFormat, Provider};
 
 use crate::{client, provider};
 
@@ -47,6 +47,7 @@ struct Order {
 
 #[tokio::test]
 async fn every_output_fits_varied_schemas_without_a_retry() {
+    let _serial = crate::serial().await;
     let texts = [
         "Maria is 31, lives in Lisbon, Portugal, loves the colour green and plays chess and tennis.",
         "Bob, 45, from Leeds. He likes red. Hobbies: fishing.",
@@ -74,6 +75,7 @@ async fn every_output_fits_varied_schemas_without_a_retry() {
 
 #[tokio::test]
 async fn the_token_limit_is_an_error_not_a_truncated_answer() {
+    let _serial = crate::serial().await;
     let err = client()
         .extract::<Person>()
         .user("Extract: `Maria is 31 and lives in Lisbon.`")
@@ -83,16 +85,113 @@ async fn the_token_limit_is_an_error_not_a_truncated_answer() {
         .await
         .unwrap_err();
     match &err {
-        ExtractError::Provider {
-            source: ProviderError::TokenLimit(5),
-            ..
-        } => {}
+        ExtractError::TokenLimit {
+            limit: Some(5),
+            attempts,
+            usage,
+        } => {
+            // One rule for every provider: the cut attempt is `Truncated` and not re-asked.
+            assert_eq!(attempts.len(), 1);
+            assert_eq!(attempts[0].outcome, sift_core::AttemptOutcome::Truncated);
+            assert_eq!(usage.output_tokens, 5);
+        }
         other => panic!("unexpected {other:?}"),
+    }
+    assert!(err.to_string().contains("limit of 5 tokens"), "{err}");
+}
+
+#[tokio::test]
+async fn a_schema_the_grammar_cannot_take_is_refused_naming_keyword_and_pointer() {
+    let _serial = crate::serial().await;
+    // A look-ahead in a pattern: llguidance's regex engine has none, in either grammar.
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"code": {"type": "string", "pattern": "^(?!x).*$"}},
+        "required": ["code"]
+    });
+    let err = provider().check_schema(&schema).unwrap_err();
+    assert_eq!(err.kind(), "unsupported");
+    assert_eq!(err.pointer(), Some("/properties/code/pattern"));
+    assert!(err.to_string().contains("`pattern`"), "{err}");
+    // The extraction is refused before any generation, never answered unconstrained.
+    let before = provider().stats();
+    let compiled = sift_core::Schema::compile("Code", schema).unwrap();
+    let err = client()
+        .extract_value(&compiled)
+        .user("code x1")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ExtractError::Schema(e) if e.kind() == "unsupported"),
+        "{err:?}"
+    );
+    assert_eq!(provider().stats().completed, before.completed);
+}
+
+#[tokio::test]
+async fn what_only_the_approximate_grammar_takes_is_served_and_validated() {
+    let _serial = crate::serial().await;
+    // `not` is not in llguidance's grammar: the approximate one ignores it, validation keeps it.
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "not": {"const": ""}},
+            "kind": {"oneOf": [{"const": "town"}, {"const": "city"}]}
+        },
+        "required": ["city", "kind"]
+    });
+    provider().check_schema(&schema).unwrap();
+    let compiled = sift_core::Schema::compile("Place", schema).unwrap();
+    let out = client()
+        .extract_value(&compiled)
+        .user("Extract: `Lisbon is a city.`")
+        .send()
+        .await
+        .unwrap();
+    assert!(compiled.errors(&out.value).is_empty(), "{}", out.value);
+}
+
+#[tokio::test]
+async fn every_mode_answers_a_bare_list_without_a_wrapper() {
+    let _serial = crate::serial().await;
+    // A list root: the embedded model is given the schema as it is (no `{"value": ...}`).
+    let schema = sift_core::Schema::compile(
+        "Cities",
+        serde_json::json!({
+            "type": "array",
+            "items": {"type": "string", "maxLength": 12},
+            "maxItems": 3
+        }),
+    )
+    .unwrap();
+    for mode in [Mode::Tools, Mode::JsonSchema, Mode::Json, Mode::MdJson] {
+        let out = client()
+            .extract_value(&schema)
+            .user("List the cities: `I went from Paris to Rome.`")
+            .mode(mode)
+            .max_retries(0)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e:?}"));
+        assert!(out.value.is_array(), "{mode}: {}", out.value);
+        let text = match mode {
+            Mode::Tools => out.response.tool_calls[0].arguments.clone(),
+            _ => out.response.content.clone().unwrap(),
+        };
+        assert!(!text.contains("\"value\""), "{mode}: {text}");
+        if mode == Mode::MdJson {
+            assert!(
+                text.starts_with("```json\n") && text.ends_with("\n```"),
+                "{text}"
+            );
+        }
     }
 }
 
 #[tokio::test]
 async fn dropping_a_stream_stops_its_generation() {
+    let _serial = crate::serial().await;
     let p = provider();
     let request = ChatRequest {
         model: p.default_model().to_owned(),
@@ -100,6 +199,7 @@ async fn dropping_a_stream_stops_its_generation() {
         output: sift_core_schema_for_long_list(),
         temperature: None,
         max_tokens: Some(400),
+        structured: None,
     };
     let before = p.stats();
     let mut stream = p.chat_stream(&request).await.unwrap();

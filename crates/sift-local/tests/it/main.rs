@@ -23,6 +23,13 @@ pub fn provider() -> LocalProvider {
         .clone()
 }
 
+/// Held by each test for its whole run: the model serves one generation at a time anyway,
+/// and tests that read the model's counters must not see another test's tokens.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 pub fn client() -> sift_core::Client {
     sift_core::Client::new(provider())
 }

@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 use sift_server::{ServerConfig, router};
 use tower::ServiceExt;
 
+use sift_core::Provider;
+
 use crate::{client, provider};
 
 async fn post(
@@ -37,6 +39,7 @@ fn app() -> axum::Router {
 
 #[tokio::test]
 async fn user_daniel_24() {
+    let _serial = crate::serial().await;
     let (status, body, _) = post(
         &app(),
         "/user",
@@ -52,6 +55,7 @@ async fn user_daniel_24() {
 
 #[tokio::test]
 async fn many_users_sarah_20_jeffrey_55() {
+    let _serial = crate::serial().await;
     let (status, body, _) = post(
         &app(),
         "/many-users",
@@ -67,6 +71,7 @@ async fn many_users_sarah_20_jeffrey_55() {
 
 #[tokio::test]
 async fn extract_alice_32_bob_43() {
+    let _serial = crate::serial().await;
     let (status, body, headers) = post(
         &app(),
         "/extract",
@@ -91,6 +96,7 @@ async fn extract_alice_32_bob_43() {
 
 #[tokio::test]
 async fn a_full_queue_answers_503_with_retry_after() {
+    let _serial = crate::serial().await;
     // A provider of its own with room for one waiting request.
     let small = sift_local::LocalProvider::load(
         sift_local::LocalConfig::default()
@@ -128,5 +134,95 @@ async fn a_full_queue_answers_503_with_retry_after() {
     assert_eq!(
         detail["detail"]["failed"][0]["error"]["kind"], "provider_error",
         "{body}"
+    );
+}
+
+fn examples() -> axum::Router {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let config = sift_config::Config::load(&dir.join("sift.toml")).unwrap();
+    let extractors = config
+        .extractors
+        .into_iter()
+        .map(|spec| sift_server::Extractor::new(spec, client()))
+        .collect();
+    router(client(), ServerConfig::default().extractors(extractors))
+}
+
+fn example_text(name: &str) -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/texts");
+    std::fs::read_to_string(dir.join(format!("{name}.txt"))).unwrap()
+}
+
+#[tokio::test]
+async fn every_example_extractor_answers_schema_valid_output() {
+    let _serial = crate::serial().await;
+    let app = examples();
+    let config = sift_config::Config::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sift.toml"),
+    )
+    .unwrap();
+    for spec in &config.extractors {
+        provider()
+            .check_schema(spec.output.constrained_schema())
+            .unwrap();
+        let (status, body, headers) = post(
+            &app,
+            &format!("/v1/extractors/{}", spec.name),
+            json!({"text": example_text(&spec.name)}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{}: {body}", spec.name);
+        let value: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            spec.output.errors(&value).is_empty(),
+            "{}: {value} fails its schema: {:?}",
+            spec.name,
+            spec.output.errors(&value)
+        );
+        assert!(headers.contains_key("sift-attempts"), "{}", spec.name);
+    }
+    // The list extractor streams its elements as they close, each valid on its own.
+    let (status, body, _) = post(
+        &app,
+        "/v1/extractors/events/stream",
+        json!({"text": example_text("events"), "year": 2026}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let item = config.extractor("events").unwrap().output.items().unwrap();
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        assert!(item.errors(line).is_empty(), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn an_adhoc_schema_the_grammar_cannot_take_is_a_422_naming_the_feature() {
+    let _serial = crate::serial().await;
+    let schema = json!({
+        "type": "object",
+        "properties": {"tags": {"type": "array", "items": {"type": "string", "pattern": "^(?=a)"}}}
+    });
+    let (status, body, _) = post(
+        &app(),
+        "/v1/extract",
+        json!({"schema": schema, "text": "tags: a, b"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let detail = &body["detail"][0];
+    assert_eq!(detail["type"], "schema_unsupported");
+    assert_eq!(
+        detail["loc"],
+        json!(["body", "schema", "properties", "tags", "items", "pattern"])
+    );
+    assert!(
+        detail["msg"].as_str().unwrap().contains("`pattern`"),
+        "{detail}"
     );
 }

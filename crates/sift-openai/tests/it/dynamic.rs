@@ -339,3 +339,72 @@ async fn validate_with_adds_to_validated() {
     paths.sort_unstable();
     assert_eq!(paths, ["age", "name"], "both rules ran");
 }
+
+#[tokio::test]
+async fn nulls_strict_mode_asks_for_optional_fields_are_not_held_against_the_answer() {
+    // `city` is optional and not nullable: strict mode makes it required and nullable, so a
+    // strict model answers `null` for it; the answer must still fit the schema as given.
+    let schema = Schema::compile(
+        "Contact",
+        json!({
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "city": {"type": "string"}},
+            "required": ["name"]
+        }),
+    )
+    .unwrap();
+    assert!(schema.is_strict());
+    let server = ScriptedServer::start().await;
+    server.push(Reply::tool_call(
+        "Contact",
+        r#"{"name": "Ada", "city": null}"#,
+    ));
+    let out = client(&server)
+        .extract_value(&schema)
+        .user("Ada")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.value, json!({"name": "Ada"}));
+    assert_eq!(out.attempts.len(), 1, "no re-ask");
+    let sent = &server.requests()[0].body["tools"][0]["function"];
+    assert_eq!(
+        sent["parameters"]["properties"]["city"]["type"],
+        json!(["string", "null"])
+    );
+}
+
+#[tokio::test]
+async fn an_answer_cut_by_the_token_limit_ends_with_a_token_limit_error_not_a_reask() {
+    let server = ScriptedServer::start().await;
+    server.push(
+        Reply::tool_call("Contact", r#"{"name": "Ada", "email": "ada@exa"#)
+            .finish_reason("length")
+            .usage(50, 16),
+    );
+    let err = client(&server)
+        .extract_value(&contact())
+        .user("Ada")
+        .max_tokens(16)
+        .send()
+        .await
+        .unwrap_err();
+    match &err {
+        ExtractError::TokenLimit {
+            limit: Some(16),
+            attempts,
+            usage,
+        } => {
+            assert_eq!(attempts.len(), 1);
+            assert_eq!(attempts[0].outcome, AttemptOutcome::Truncated);
+            assert_eq!(usage.output_tokens, 16);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(err.kind(), "token_limit");
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "the same limit would cut it again"
+    );
+}

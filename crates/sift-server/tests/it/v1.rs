@@ -416,3 +416,29 @@ async fn service_keys_guard_everything_but_healthz() {
         "no keys, no auth"
     );
 }
+
+#[tokio::test]
+async fn an_answer_cut_by_the_token_limit_is_a_422_saying_so() {
+    let upstream = ScriptedServer::start().await;
+    upstream.push(
+        Reply::content(r#"{"city": "Lee"#)
+            .finish_reason("length")
+            .usage(30, 4),
+    );
+    let app = app(&upstream, ServerConfig::default());
+    let request = json!({
+        "schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        "text": "Jeffrey lives down in Leeds",
+        "mode": "json_schema"
+    });
+    let (status, _, body) = call(&app, "POST", "/v1/extract", &request.to_string()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let detail = &json(&body)["detail"];
+    assert_eq!(detail["kind"], "token_limit");
+    assert!(
+        detail["message"].as_str().unwrap().contains("token limit"),
+        "{detail}"
+    );
+    assert_eq!(detail["attempts"][0]["outcome"], "truncated");
+    assert_eq!(upstream.requests().len(), 1, "not re-asked");
+}
