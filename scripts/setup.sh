@@ -20,9 +20,11 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# The seed's Python client (requests) is run against /extract in the tests; pip also fetches
-# the default model on first use.
-if ! python3 -c 'import requests' 2>/dev/null; then
-  echo "setup: installing the Python package requests"
-  python3 -m pip install --quiet requests
+# The seed's Python client (requests) is run against /extract in the tests; the served OpenAPI
+# document is checked by openapi-spec-validator and used by a client openapi-python-client
+# generates; scripts/jsonschemabench.py re-checks answers with jsonschema. pip also fetches the
+# default model on first use.
+if ! python3 -c 'import requests, openapi_spec_validator, openapi_python_client, jsonschema' 2>/dev/null; then
+  echo "setup: installing the Python packages requests, openapi-spec-validator, openapi-python-client, jsonschema"
+  python3 -m pip install --quiet requests openapi-spec-validator openapi-python-client jsonschema
 fi

@@ -158,56 +158,6 @@ async fn client(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<Clien
         .with_max_retries(args.max_retries))
 }
 
-/// The config's extractors, each with the client of its provider (the default one when it
-/// names none). Providers are built once each, whatever the number of extractors using them.
-async fn extractors(
-    file: &sift_config::Config,
-    default: &Client,
-    args: &ServeArgs,
-    telemetry: &Telemetry,
-) -> anyhow::Result<Vec<sift_server::Extractor>> {
-    let mut clients: std::collections::HashMap<String, Client> = std::collections::HashMap::new();
-    let mut out = Vec::new();
-    let mut refused = Vec::new();
-    for spec in &file.extractors {
-        let client = match &spec.provider {
-            None => default.clone(),
-            Some(name) => match clients.get(name) {
-                Some(c) => c.clone(),
-                None => {
-                    let provider = file
-                        .providers
-                        .get(name)
-                        .with_context(|| format!("no provider `{name}`"))?;
-                    let c = provider_client(name, provider, args, telemetry).await?;
-                    clients.insert(name.clone(), c.clone());
-                    c
-                }
-            },
-        };
-        let client = client
-            .with_mode(args.mode)
-            .with_max_retries(args.max_retries);
-        // A schema the provider cannot enforce stops the start (never served unconstrained).
-        if let Err(e) = client
-            .provider()
-            .check_schema(spec.output.constrained_schema())
-        {
-            refused.push(format!("extractor `{}`: {e}", spec.name));
-        }
-        out.push(sift_server::Extractor::new(spec.clone(), client));
-    }
-    if !refused.is_empty() {
-        let path = file
-            .path
-            .as_deref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        bail!("{path}: {}", refused.join(&format!("\n{path}: ")));
-    }
-    Ok(out)
-}
-
 async fn provider_client(
     name: &str,
     spec: &sift_config::ProviderSpec,
@@ -266,6 +216,64 @@ async fn provider_client(
     }
 }
 
+/// The clients of the config's providers, by name and settings: built once each, and kept
+/// across reloads while a provider's settings stay the same (a reload does not load the
+/// embedded model again).
+type Providers = std::collections::HashMap<(String, String), Client>;
+
+/// The config's extractors, each with the client of its provider (the default one when it
+/// names none). Fails, with every schema refused, when a provider cannot enforce a schema.
+async fn extractors(
+    file: &sift_config::Config,
+    default: &Client,
+    args: &ServeArgs,
+    telemetry: &Telemetry,
+    providers: &mut Providers,
+) -> anyhow::Result<Vec<sift_server::Extractor>> {
+    let mut out = Vec::new();
+    let mut refused = Vec::new();
+    for spec in &file.extractors {
+        let client = match &spec.provider {
+            None => default.clone(),
+            Some(name) => {
+                let provider = file
+                    .providers
+                    .get(name)
+                    .with_context(|| format!("no provider `{name}`"))?;
+                let key = (name.clone(), format!("{provider:?}"));
+                match providers.get(&key) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = provider_client(name, provider, args, telemetry).await?;
+                        providers.insert(key, c.clone());
+                        c
+                    }
+                }
+            }
+        };
+        let client = client
+            .with_mode(args.mode)
+            .with_max_retries(args.max_retries);
+        // A schema the provider cannot enforce stops the start (never served unconstrained).
+        if let Err(e) = client
+            .provider()
+            .check_schema(spec.output.constrained_schema())
+        {
+            refused.push(format!("extractor `{}`: {e}", spec.name));
+        }
+        out.push(sift_server::Extractor::new(spec.clone(), client));
+    }
+    if !refused.is_empty() {
+        let path = file
+            .path
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        bail!("{path}: {}", refused.join(&format!("\n{path}: ")));
+    }
+    Ok(out)
+}
+
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let telemetry = init_telemetry(&args)?;
@@ -286,8 +294,9 @@ async fn serve(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<()> {
         .max_queries(args.max_queries)
         .body_limit(args.body_limit)
         .metrics(telemetry.metrics_renderer());
+    let mut providers = Providers::new();
     if let Some(file) = &file {
-        let extractors = extractors(file, &client, args, telemetry).await?;
+        let extractors = extractors(file, &client, args, telemetry, &mut providers).await?;
         tracing::info!(
             config = %file.path.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
             extractors = extractors.len(),
@@ -310,18 +319,78 @@ async fn serve(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<()> {
         Some(hook) => config.request_hook(hook),
         None => config,
     };
-    let app = sift_server::router(client, config);
+    let (app, reload) = sift_server::router_with_reload(client.clone(), config);
+    let config_path = file.as_ref().and_then(|f| f.path.clone());
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("could not bind {}:{}", args.host, args.port))?;
     let addr = listener.local_addr().context("no local address")?;
     println!("listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    tokio::select! {
+        result = server => result.context("server error")?,
+        () = reloads(config_path, &client, args, telemetry, providers, &reload) => {}
+    }
     tracing::info!("stopped; flushing telemetry");
     Ok(())
+}
+
+/// On each `SIGHUP`, reads the config at `path` again and, when it is good, serves its
+/// extractors (atomically: requests in flight finish on the old ones). A bad one is refused
+/// with the reason logged, and the old one keeps serving. Only the extractors (and the
+/// providers they use) are reloaded; `[server]` settings need a restart. Never ends.
+async fn reloads(
+    path: Option<std::path::PathBuf>,
+    default: &Client,
+    args: &ServeArgs,
+    telemetry: &Telemetry,
+    mut providers: Providers,
+    reload: &sift_server::Reload,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: the config will not reload");
+                return std::future::pending().await;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            let Some(path) = &path else {
+                tracing::warn!(
+                    "SIGHUP: sift serve was started without a config file, so there is none to reload"
+                );
+                continue;
+            };
+            let config = path.display().to_string();
+            let loaded = match sift_config::Config::load(path) {
+                Ok(file) => extractors(&file, default, args, telemetry, &mut providers).await,
+                Err(e) => Err(anyhow::anyhow!("{e}")),
+            };
+            match loaded {
+                Ok(list) => {
+                    let count = list.len();
+                    reload.replace(list);
+                    tracing::info!(config, extractors = count, "config reloaded");
+                    eprintln!("sift: {config} reloaded: {}", reload.names().join(", "));
+                }
+                Err(e) => {
+                    let error = format!("{e:#}");
+                    tracing::error!(
+                        config,
+                        error,
+                        "config reload refused; the previous one keeps serving"
+                    );
+                    eprintln!("sift: reload refused, the previous config keeps serving: {error}");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, default, args, telemetry, &mut providers, reload);
+    std::future::pending().await
 }
 
 async fn shutdown_signal() {

@@ -323,3 +323,12 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             .into_response(),
     }
 }
+
+/// `GET /openapi.json`: the document of what is served now (see [`crate::document`]).
+pub(crate) async fn openapi_json(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        state.served().openapi.clone(),
+    )
+        .into_response()
+}

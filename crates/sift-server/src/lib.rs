@@ -24,7 +24,7 @@ mod openapi;
 pub mod request;
 mod v1;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -34,7 +34,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 pub use extractors::{Extractor, Registry};
 pub use handlers::{Health, ItemError, StreamDone, user_prompt};
-pub use openapi::openapi;
+pub use openapi::{document, openapi};
 
 /// Limits and settings of the service.
 #[derive(Debug, Clone)]
@@ -161,30 +161,104 @@ impl ServerConfig {
 pub(crate) struct AppState {
     pub(crate) client: Client,
     pub(crate) config: ServerConfig,
-    pub(crate) extractors: Registry,
+    /// What is served now; replaced whole by [`Reload::replace`].
+    served: RwLock<Arc<Served>>,
     pub(crate) adhoc_enabled: bool,
     pub(crate) schema_cache: extractors::SchemaCache,
 }
 
+/// The extractors served and the OpenAPI document describing them, swapped together.
+pub(crate) struct Served {
+    pub(crate) extractors: Registry,
+    pub(crate) openapi: axum::body::Bytes,
+}
+
+impl AppState {
+    /// What is served now. A request keeps what it got for its whole life, so a reload never
+    /// changes an extraction in flight.
+    pub(crate) fn served(&self) -> Arc<Served> {
+        match self.served.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn serve(&self, extractors: Vec<Extractor>) {
+        let mut list = Vec::new();
+        match Extractor::user(self.client.clone()) {
+            Ok(user) => list.push(user),
+            Err(e) => {
+                tracing::error!(error = %e, "the built-in `user` extractor could not be built");
+            }
+        }
+        // A configured extractor named `user` replaces the built-in one under /v1.
+        list.extend(extractors);
+        let extractors = Registry::new(list);
+        let openapi = serde_json::to_vec(&document(&extractors, self.adhoc_enabled))
+            .unwrap_or_default()
+            .into();
+        let next = Arc::new(Served {
+            extractors,
+            openapi,
+        });
+        match self.served.write() {
+            Ok(mut s) => *s = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+    }
+}
+
+/// Replaces the extractors a running service serves (what `SIGHUP` does in `sift serve`):
+/// atomically, the list and the OpenAPI document together; requests in flight finish on
+/// what they started with.
+#[derive(Clone)]
+pub struct Reload(Arc<AppState>);
+
+impl std::fmt::Debug for Reload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reload")
+    }
+}
+
+impl Reload {
+    /// Serves `extractors` from now on (the built-in `user` is added, as at start).
+    pub fn replace(&self, extractors: Vec<Extractor>) {
+        self.0.serve(extractors);
+    }
+
+    /// The names served now, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.0
+            .served()
+            .extractors
+            .iter()
+            .map(|e| e.spec.name.clone())
+            .collect()
+    }
+}
+
 /// The service's router.
-pub fn router(client: Client, mut config: ServerConfig) -> Router {
+pub fn router(client: Client, config: ServerConfig) -> Router {
+    router_with_reload(client, config).0
+}
+
+/// The service's router, and the handle that replaces its extractors while it runs.
+pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, Reload) {
     let body_limit = config.body_limit;
     let hook = config.request_hook.clone();
     let keys = auth::Keys::new(&config.api_keys);
-    let mut list = Vec::new();
-    match Extractor::user(client.clone()) {
-        Ok(user) => list.push(user),
-        Err(e) => tracing::error!(error = %e, "the built-in `user` extractor could not be built"),
-    }
-    // A configured extractor named `user` replaces the built-in one under /v1.
-    list.extend(std::mem::take(&mut config.extractors));
+    let extractors = std::mem::take(&mut config.extractors);
     let state = Arc::new(AppState {
         client,
-        extractors: Registry::new(list),
+        served: RwLock::new(Arc::new(Served {
+            extractors: Registry::default(),
+            openapi: axum::body::Bytes::new(),
+        })),
         adhoc_enabled: config.adhoc,
         schema_cache: extractors::SchemaCache::new(config.adhoc_cache),
         config,
     });
+    state.serve(extractors);
     let mut protected = Router::new()
         .route("/user", post(handlers::user))
         .route("/many-users", post(handlers::many_users))
@@ -196,23 +270,26 @@ pub fn router(client: Client, mut config: ServerConfig) -> Router {
         .route("/v1/extractors/{name}/stream", post(v1::run_stream))
         .route("/v1/extract", post(v1::adhoc))
         .route("/v1/extract/stream", post(v1::adhoc_stream))
+        .route("/openapi.json", get(handlers::openapi_json))
         .with_state(state.clone())
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()));
+        // The UI reads the document from `/openapi.json`, so it shows what is served now.
+        .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::new(["/openapi.json"])));
     if !keys.is_empty() {
         protected = protected.route_layer(axum::middleware::from_fn_with_state(
             keys,
             auth::require_key,
         ));
     }
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(handlers::healthz))
-        .with_state(state)
+        .with_state(state.clone())
         .merge(protected)
         .route_layer(axum::middleware::from_fn_with_state(
             hook,
             http_trace::http_span,
         ))
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit));
+    (router, Reload(state))
 }
 
 /// The README's examples, compiled as doctests so they stay true.

@@ -51,12 +51,13 @@ fn info(e: &Extractor) -> ExtractorInfo {
 }
 
 pub(crate) async fn list(State(state): State<Arc<AppState>>) -> Json<Vec<ExtractorInfo>> {
-    Json(state.extractors.iter().map(|e| info(e)).collect())
+    Json(state.served().extractors.iter().map(|e| info(e)).collect())
 }
 
 fn find(state: &AppState, name: &str) -> Result<Arc<Extractor>, ApiError> {
-    state.extractors.get(name).cloned().ok_or_else(|| {
-        let known: Vec<&str> = state
+    let served = state.served();
+    served.extractors.get(name).cloned().ok_or_else(|| {
+        let known: Vec<&str> = served
             .extractors
             .iter()
             .map(|e| e.spec.name.as_str())

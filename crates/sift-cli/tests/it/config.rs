@@ -103,3 +103,150 @@ async fn serve_with_a_config_answers_its_extractors() {
         .unwrap();
     assert_eq!(health.status(), 200, "healthz needs no key");
 }
+
+async fn names(url: &str) -> Vec<String> {
+    let list: Value = sift_test_support::http_client()
+        .get(format!("{url}/v1/extractors"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn config_with(extractors: &[&str]) -> String {
+    extractors
+        .iter()
+        .map(|name| {
+            format!(
+                "[extractors.{name}]\nschema = {{ title = \"Person\", type = \"object\", properties = {{ name = {{ type = \"string\" }} }}, required = [\"name\"] }}\n\n"
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_config_atomically_under_load() {
+    let upstream = ScriptedServer::start().await;
+    upstream.fallback(|_| {
+        Reply::tool_call("Person", r#"{"name": "Ada"}"#).delay(std::time::Duration::from_millis(20))
+    });
+    let dir = std::env::temp_dir().join(format!("sift-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sift.toml");
+    std::fs::write(&path, config_with(&["a"])).unwrap();
+    let mut cmd = sift();
+    cmd.env("OPENAI_BASE_URL", upstream.base_url())
+        .env("OPENAI_API_KEY", "sk-cli-test")
+        .env("SIFT_CONFIG", &path)
+        .stderr(std::process::Stdio::piped());
+    let mut running = crate::serve_with(cmd);
+    // Keep what the server says on stderr.
+    let stderr = running.child.stderr.take().unwrap();
+    let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = said.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let mut s = sink.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    let http = sift_test_support::http_client();
+
+    // Load: four clients calling `a` without pause until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (http, url, stop) = (
+            http.clone(),
+            format!("{}/v1/extractors/a", running.url),
+            stop.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = http
+                    .post(&url)
+                    .json(&json!({"text": "Ada"}))
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push(r.status().as_u16());
+            }
+            statuses
+        }));
+    }
+    let hup = |pid: u32| {
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let pid = running.child.id();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // A good new config: `b` appears, in the listing and the OpenAPI document.
+    std::fs::write(&path, config_with(&["a", "b"])).unwrap();
+    hup(pid);
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if names(&running.url).await.contains(&"b".to_owned()) {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(reloaded, "b served after SIGHUP: {}", said.lock().unwrap());
+    let doc: Value = http
+        .get(format!("{}/openapi.json", running.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/v1/extractors/b"]["post"].is_object());
+
+    // A bad one: refused with the reason, and the old one keeps serving.
+    std::fs::write(&path, format!("{}promt = \"typo\"\n", config_with(&["c"]))).unwrap();
+    hup(pid);
+    for _ in 0..100 {
+        if said.lock().unwrap().contains("reload refused") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    {
+        let said = said.lock().unwrap();
+        assert!(said.contains("reload refused"), "{said}");
+        assert!(said.contains("unknown key `extractors.c.promt`"), "{said}");
+    }
+    assert_eq!(names(&running.url).await, ["user", "a", "b"]);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut statuses = Vec::new();
+    for l in load {
+        statuses.extend(l.await.unwrap());
+    }
+    assert!(statuses.len() > 20, "load ran: {} requests", statuses.len());
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "no failed request: {statuses:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

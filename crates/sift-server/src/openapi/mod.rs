@@ -1,0 +1,263 @@
+//! The OpenAPI 3.1 document: the seed's endpoints (from the handlers' annotations), then
+//! `/v1` with every extractor served as operations of its own, typed by its input and output
+//! schemas (see [`document`]).
+
+mod schemas;
+
+use serde_json::{Value, json};
+use utoipa::OpenApi;
+
+use crate::extractors::{Extractor, Registry};
+
+use crate::error::{
+    AnswerError, AttemptReport, ExtractionError, ExtractionFailure, HttpValidationError,
+    ManyUsersError, ManyUsersFailureDetail, Message, QueryFailure, UsageReport,
+};
+use crate::handlers::{self, Health, ItemError, StreamDone};
+use crate::models::{MultipleUserData, UserData, UserDetail};
+use crate::request::{ErrorDetail, LocItem};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sift",
+        description = "Typed, validated extraction from free text with language models.",
+        license(name = "MIT OR Apache-2.0"),
+    ),
+    paths(handlers::user, handlers::many_users, handlers::extract, handlers::healthz, handlers::metrics),
+    components(schemas(
+        UserData, MultipleUserData, UserDetail, HttpValidationError, ErrorDetail, LocItem,
+        ExtractionError, ExtractionFailure, AttemptReport, AnswerError, UsageReport,
+        ManyUsersError, ManyUsersFailureDetail, QueryFailure, StreamDone, ItemError, Health, Message,
+        crate::error::InputFailure, crate::error::ManyFailureDetail
+    )),
+    tags(
+        (name = "extraction", description = "The seed's endpoints"),
+        (name = "service", description = "Operations"),
+        (name = "extractors", description = "The extractors of the config, each with its own operations"),
+    )
+)]
+struct ApiDoc;
+
+/// The service's OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc
+}
+
+/// The document served at `/openapi.json`: [`openapi`] plus, for each extractor, `POST
+/// /v1/extractors/{name}` (and `/many`, `/stream`) with its input and output schemas as
+/// components (`{Name}Input`, `{Name}Output`, definitions as `{Name}Output{Def}`), the
+/// listing endpoints and, when `adhoc`, `POST /v1/extract`.
+pub fn document(extractors: &Registry, adhoc: bool) -> Value {
+    let mut doc = serde_json::to_value(openapi()).unwrap_or_else(|_| json!({}));
+    let mut paths = serde_json::Map::new();
+    paths.insert("/v1/extractors".into(), json!({"get": {
+        "tags": ["extractors"],
+        "summary": "Every extractor: name, description, input and output schemas, version",
+        "operationId": "list_extractors",
+        "responses": {"200": {"description": "The extractors", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/ExtractorInfo"}}}}}}
+    }}));
+    paths.insert("/v1/extractors/{name}".into(), json!({"get": {
+        "tags": ["extractors"],
+        "summary": "One extractor: name, description, input and output schemas, version",
+        "operationId": "show_extractor",
+        "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+        "responses": {
+            "200": {"description": "The extractor", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExtractorInfo"}}}},
+            "404": {"description": "No such extractor", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Message"}}}}
+        }
+    }}));
+    let mut components = vec![
+        (
+            "ExtractorInfo".to_owned(),
+            json!({
+                "type": "object",
+                "description": "An extractor as `GET /v1/extractors` lists it.",
+                "properties": {
+                    "name": {"type": "string"},
+                    "description": {"type": "string"},
+                    "input_schema": {"type": "object", "description": "JSON Schema of the request body"},
+                    "output_schema": {"type": "object", "description": "JSON Schema of the answer"},
+                    "version": {"type": "string", "description": "Hash of everything that shapes the answer"}
+                },
+                "required": ["name", "description", "input_schema", "output_schema", "version"]
+            }),
+        ),
+        (
+            "ManyError".to_owned(),
+            json!({
+                "type": "object",
+                "properties": {"detail": {"$ref": "#/components/schemas/ManyFailureDetail"}},
+                "required": ["detail"]
+            }),
+        ),
+    ];
+    let mut taken = std::collections::HashSet::new();
+    for e in extractors.iter() {
+        let mut base = schemas::component_name(&e.spec.name);
+        while !taken.insert(base.clone()) {
+            base.push('_');
+        }
+        operations(e, &base, &mut paths, &mut components);
+    }
+    if adhoc {
+        adhoc_operations(&mut paths);
+    }
+    if let Some(doc_paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        doc_paths.extend(paths);
+    }
+    schemas::insert(&mut doc, components);
+    doc
+}
+
+/// The error answers every extraction can give.
+fn error_responses(many: bool) -> Value {
+    let failure = if many {
+        json!({"$ref": "#/components/schemas/ManyError"})
+    } else {
+        json!({"$ref": "#/components/schemas/ExtractionError"})
+    };
+    let body = |description: &str, schema: &Value| json!({"description": description, "content": {"application/json": {"schema": schema}}});
+    let validation = json!({"$ref": "#/components/schemas/HttpValidationError"});
+    json!({
+        "401": body("A service key is required (`Authorization: Bearer KEY`)", &json!({"$ref": "#/components/schemas/Message"})),
+        "404": body("No such extractor", &json!({"$ref": "#/components/schemas/Message"})),
+        "413": {"description": "The request body is larger than the limit"},
+        "422": body("The input does not fit its schema (`loc` is its JSON path), or the answer did not fit the token limit", &validation),
+        "502": body("The model failed: upstream error, or no valid answer after the re-asks", &failure),
+        "503": body("The model is busy (`Retry-After` says when to try again)", &failure),
+        "504": body("The model did not answer in time", &failure),
+    })
+}
+
+fn operations(
+    e: &Extractor,
+    base: &str,
+    paths: &mut serde_json::Map<String, Value>,
+    components: &mut Vec<(String, Value)>,
+) {
+    let name = &e.spec.name;
+    let input = format!("{base}Input");
+    let output = format!("{base}Output");
+    components.extend(schemas::components(&input, e.spec.input.value()));
+    components.extend(schemas::components(&output, e.spec.output.value()));
+    let input_ref = json!({"$ref": format!("#/components/schemas/{input}")});
+    let output_ref = json!({"$ref": format!("#/components/schemas/{output}")});
+    let id = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>();
+    let count = |description: &str| json!({"description": description, "schema": {"type": "integer", "minimum": 0}});
+    let mut one = error_responses(false);
+    one["200"] = json!({
+        "description": format!("The {name} extracted, valid against its schema"),
+        "headers": {
+            "sift-attempts": count("Calls made to the model (1 + re-asks)"),
+            "sift-input-tokens": count("Prompt tokens over every attempt"),
+            "sift-output-tokens": count("Completion tokens over every attempt"),
+        },
+        "content": {"application/json": {"schema": output_ref}}
+    });
+    let description = &e.spec.description;
+    paths.insert(format!("/v1/extractors/{name}"), json!({"post": {
+        "tags": ["extractors"],
+        "summary": format!("{name}: {description}"),
+        "operationId": format!("extract_{id}"),
+        "requestBody": {"required": true, "content": {"application/json": {"schema": input_ref}}},
+        "responses": one
+    }}));
+    let mut many = error_responses(true);
+    many["200"] = json!({
+        "description": "One result per input, in order",
+        "content": {"application/json": {"schema": {"type": "array", "items": output_ref}}}
+    });
+    paths.insert(
+        format!("/v1/extractors/{name}/many"),
+        json!({"post": {
+            "tags": ["extractors"],
+            "summary": format!("{name}, for many inputs at once (concurrently, results in order)"),
+            "operationId": format!("extract_{id}_many"),
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object",
+                "properties": {"inputs": {"type": "array", "items": input_ref}},
+                "required": ["inputs"]
+            }}}},
+            "responses": many
+        }}),
+    );
+    let (what, line) = if e.spec.output.is_array() {
+        (
+            "each element of the list as soon as it is complete",
+            e.spec
+                .output
+                .value()
+                .get("items")
+                .map(|_| json!({"$ref": format!("#/components/schemas/{output}/items")}))
+                .unwrap_or_else(|| json!({})),
+        )
+    } else {
+        (
+            "`{\"partial\": ...}` snapshots as fields fill in, then the value",
+            output_ref.clone(),
+        )
+    };
+    let mut stream = error_responses(false);
+    stream["200"] = json!({
+        "description": format!("NDJSON by default, one line per item: {what}; `{{\"retry\": ...}}`, `{{\"item_error\": ...}}` and `{{\"error\": ...}}` lines report re-asks and failures. With `Accept: text/event-stream`, the same as SSE events (`partial`, `retry`, `item_error`, `error`, `done`)."),
+        "content": {
+            "application/x-ndjson": {"schema": line},
+            "text/event-stream": {"schema": {"type": "string"}}
+        }
+    });
+    paths.insert(format!("/v1/extractors/{name}/stream"), json!({"post": {
+        "tags": ["extractors"],
+        "summary": format!("{name}, streamed"),
+        "operationId": format!("stream_{id}"),
+        "requestBody": {"required": true, "content": {"application/json": {"schema": input_ref}}},
+        "responses": stream
+    }}));
+}
+
+fn adhoc_operations(paths: &mut serde_json::Map<String, Value>) {
+    let body = json!({"required": true, "content": {"application/json": {"schema": {
+        "type": "object",
+        "properties": {
+            "schema": {"type": "object", "description": "The JSON Schema the answer must fit (local `$ref`s only)"},
+            "text": {"type": "string", "description": "The text to extract from"},
+            "prompt": {"type": "string", "description": "Put before the text"},
+            "system": {"type": "string", "description": "A system prompt"},
+            "model": {"type": "string"},
+            "mode": {"enum": ["tools", "json_schema", "json", "md_json"]}
+        },
+        "required": ["schema", "text"]
+    }}}});
+    let mut one = error_responses(false);
+    one["200"] = json!({"description": "The value, valid against the schema sent", "content": {"application/json": {"schema": {}}}});
+    paths.insert("/v1/extract".into(), json!({"post": {
+        "tags": ["extractors"],
+        "summary": "Extract against a JSON Schema sent with the request (refused with a 422 naming the keyword when the provider cannot enforce it)",
+        "operationId": "extract_adhoc",
+        "requestBody": body,
+        "responses": one
+    }}));
+    let mut stream = error_responses(false);
+    stream["200"] = json!({"description": "As the extractors' `/stream`", "content": {"application/x-ndjson": {"schema": {}}, "text/event-stream": {"schema": {"type": "string"}}}});
+    paths.insert(
+        "/v1/extract/stream".into(),
+        json!({"post": {
+            "tags": ["extractors"],
+            "summary": "Ad-hoc extraction, streamed",
+            "operationId": "stream_adhoc",
+            "requestBody": body,
+            "responses": stream
+        }}),
+    );
+}
