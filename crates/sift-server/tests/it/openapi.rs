@@ -157,7 +157,14 @@ async fn the_served_document_validates_and_generates_a_working_python_client() {
             .args(["-m", "openapi_spec_validator"])
             .arg(&spec));
         run(std::process::Command::new("python3")
-            .args(["-m", "openapi_python_client", "generate", "--meta", "none", "--path"])
+            .args([
+                "-m",
+                "openapi_python_client",
+                "generate",
+                "--meta",
+                "none",
+                "--path",
+            ])
             .arg(&spec)
             .arg("--output-path")
             .arg(dir2.join("sift_client")));
