@@ -97,7 +97,7 @@ pub(crate) fn run<T: Send + 'static>(
         let mut index = 0usize;
         for number in 1..=max_retries + 1 {
             let started = Instant::now();
-            let chat_span = trace::chat_span(&span, provider.name(), &request, mode, number, delivery != Delivery::Whole);
+            let chat_span = trace::chat_span(&span, provider.name(), &request, mode, number, delivery != Delivery::Whole, extractor.as_deref());
             let mut answer = Answer { usage: Usage::default(), finish: None, failure: None, output: None, value: None };
 
             let response = if delivery == Delivery::Whole {

@@ -105,6 +105,7 @@ pub(crate) fn chat_span(
     mode: Mode,
     attempt: u32,
     stream: bool,
+    extractor: Option<&str>,
 ) -> Span {
     let span = tracing::info_span!(
         parent: parent,
@@ -125,6 +126,8 @@ pub(crate) fn chat_span(
         sift.mode = %mode,
         sift.attempt = int(attempt),
         sift.stream = stream,
+        // On the call too, so the GenAI metrics read off this span are labelled with it.
+        sift.extractor = extractor,
         gen_ai.input.messages = record_content().then(|| input_messages(&request.messages)),
         gen_ai.output.messages = field::Empty,
         gen_ai.response.model = field::Empty,

@@ -30,6 +30,7 @@ async fn extract_user(state: &AppState, query: &str) -> Result<UserDetail, ApiEr
         .client
         .extract::<UserDetail>()
         .user(user_prompt(query))
+        .extractor("user")
         .send()
         .await
         .map_err(|e| ApiError::Extraction(Box::new(e)))?;
@@ -196,6 +197,7 @@ pub(crate) async fn extract(
         .client
         .extract_iter::<UserDetail>()
         .user(data.query)
+        .extractor("user")
         .stream();
     // Wait for the first item, so a failure before anything is sent gets a proper status.
     let first = match stream.next().await {

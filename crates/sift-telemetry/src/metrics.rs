@@ -110,6 +110,8 @@ const CHAT_KEYS: &[&str] = &[
     "gen_ai.request.model",
     "gen_ai.response.model",
     "error.type",
+    // The extractor's name (`adhoc` for inline schemas), so labels stay bounded.
+    "sift.extractor",
 ];
 const HTTP_KEYS: &[&str] = &[
     "http.request.method",

@@ -441,6 +441,36 @@ async fn metrics_are_read_off_the_spans() {
         "{text}"
     );
     assert!(text.contains("http_response_status_code=\"200\""), "{text}");
+    // Labelled with the extractor: `user` for the seed's endpoints, `adhoc` for inline schemas.
+    assert_eq!(
+        sum(
+            "gen_ai_client_operation_duration_seconds_count",
+            "sift_extractor=\"user\""
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    h.upstream
+        .push(Reply::tool_call("Output", r#"{"city": "Leeds"}"#).usage(20, 5));
+    let (status, _) = h
+        .call(
+            "POST",
+            "/v1/extract",
+            r#"{"schema": {"type": "object", "properties": {"city": {"type": "string"}}}, "text": "Leeds"}"#,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, text) = h.call("GET", "/metrics", "").await;
+    let adhoc_output = text
+        .lines()
+        .find(|l| {
+            l.starts_with("gen_ai_client_token_usage_sum")
+                && l.contains("sift_extractor=\"adhoc\"")
+                && l.contains("gen_ai_token_type=\"output\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(adhoc_output, Some(5.0), "{text}");
 }
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
