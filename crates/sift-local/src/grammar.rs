@@ -181,6 +181,11 @@ fn pointer_of(schema: &Value, message: &str, keyword: &str) -> Option<String> {
         Some(p) if schema.pointer(&p).is_some() => p,
         _ => return first_use(schema, keyword, String::new()),
     };
+    // A `$ref` problem is about the place named (a definition that refers to itself), not
+    // about some `$ref` inside it.
+    if keyword == "$ref" {
+        return Some(at);
+    }
     let with_keyword = format!("{at}/{}", escape(keyword));
     if schema.pointer(&with_keyword).is_some() {
         Some(with_keyword)

@@ -170,8 +170,8 @@ fn sanitize_name(title: &str) -> String {
 
 /// Closes, in place, every object schema that lists `properties` and says nothing of other
 /// keys, except where closing would change what the schema means: a branch of `allOf` (the
-/// other branches add properties) and a schema with its own `allOf`, `anyOf`, `oneOf` or
-/// `$ref` next to its properties.
+/// other branches add properties), a schema with its own `allOf`, `anyOf`, `oneOf` or
+/// `$ref` next to its properties, and one that requires a key its properties do not list.
 fn close_objects(schema: &mut Value, in_all_of: bool) {
     match schema {
         Value::Object(map) => {
@@ -193,7 +193,19 @@ fn close_objects(schema: &mut Value, in_all_of: bool) {
             ]
             .iter()
             .any(|k| map.contains_key(*k));
-            if map.get("properties").is_some_and(Value::is_object)
+            // A required key the properties do not list would become unsatisfiable.
+            let listed = |props: &Map<String, Value>| {
+                map.get("required")
+                    .and_then(Value::as_array)
+                    .is_none_or(|r| {
+                        r.iter()
+                            .all(|k| k.as_str().is_some_and(|k| props.contains_key(k)))
+                    })
+            };
+            if map
+                .get("properties")
+                .and_then(Value::as_object)
+                .is_some_and(listed)
                 && open
                 && !combined
                 && !in_all_of
@@ -510,7 +522,8 @@ mod tests {
                     "a": {"type": "object", "properties": {"b": {"type": "string"}}},
                     "m": {"type": "object", "additionalProperties": {"type": "integer"}},
                     "c": {"allOf": [{"properties": {"x": {}}}, {"properties": {"y": {}}}]},
-                    "properties": {"type": "object", "properties": {"p": {}}}
+                    "properties": {"type": "object", "properties": {"p": {}}},
+                    "r": {"type": "object", "properties": {"p": {}}, "required": ["q"]}
                 },
                 "$defs": {"D": {"properties": {"d": {}}}}
             }),
@@ -529,6 +542,7 @@ mod tests {
         );
         assert_eq!(c["properties"]["properties"]["additionalProperties"], false);
         assert_eq!(c["$defs"]["D"]["additionalProperties"], false);
+        assert!(c["properties"]["r"].get("additionalProperties").is_none());
         assert!(
             s.schema.get("additionalProperties").is_none(),
             "the given schema is kept"
