@@ -34,6 +34,7 @@ mod mode;
 mod partial;
 mod provider;
 mod reader;
+pub mod report;
 mod schema;
 pub mod stream;
 pub mod trace;
