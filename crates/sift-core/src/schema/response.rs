@@ -88,7 +88,7 @@ impl ResponseSchema {
             make_strict(&mut model_schema);
         }
         let mut closed_schema = schema.clone();
-        close_objects(&mut closed_schema, false);
+        close_objects(&mut closed_schema);
         Self {
             name,
             description,
@@ -169,71 +169,115 @@ fn sanitize_name(title: &str) -> String {
 }
 
 /// Closes, in place, every object schema that lists `properties` and says nothing of other
-/// keys, except where closing would change what the schema means: a branch of `allOf` (the
-/// other branches add properties), a schema with its own `allOf`, `anyOf`, `oneOf` or
-/// `$ref` next to its properties, and one that requires a key its properties do not list.
-fn close_objects(schema: &mut Value, in_all_of: bool) {
+/// keys, except where closing would change what the schema means: a branch of `allOf` or a
+/// definition a branch refers to (the other branches add properties), a schema with its own
+/// `allOf`, `anyOf`, `oneOf` or `$ref` next to its properties (and what such a `$ref` names),
+/// and one that requires a key its properties do not list.
+fn close_objects(schema: &mut Value) {
+    let mut composed = std::collections::HashSet::new();
+    composed_refs(schema, false, &mut composed);
+    close_at(schema, false, "", &composed);
+}
+
+/// The `$ref`s whose target is combined with other schemas: in an `allOf` branch, or next to
+/// `properties`.
+fn composed_refs(schema: &Value, in_all_of: bool, out: &mut std::collections::HashSet<String>) {
     match schema {
         Value::Object(map) => {
-            let combined = [
-                "allOf",
-                "anyOf",
-                "oneOf",
-                "$ref",
-                "if",
-                "dependentSchemas",
-                "dependencies",
-            ]
-            .iter()
-            .any(|k| map.contains_key(*k));
-            let open = ![
-                "additionalProperties",
-                "patternProperties",
-                "unevaluatedProperties",
-            ]
-            .iter()
-            .any(|k| map.contains_key(*k));
-            // A required key the properties do not list would become unsatisfiable.
-            let listed = |props: &Map<String, Value>| {
-                map.get("required")
-                    .and_then(Value::as_array)
-                    .is_none_or(|r| {
-                        r.iter()
-                            .all(|k| k.as_str().is_some_and(|k| props.contains_key(k)))
-                    })
-            };
-            if map
-                .get("properties")
-                .and_then(Value::as_object)
-                .is_some_and(listed)
-                && open
-                && !combined
-                && !in_all_of
+            if let Some(Value::String(r)) = map.get("$ref")
+                && (in_all_of || map.contains_key("properties"))
             {
-                map.insert("additionalProperties".into(), Value::Bool(false));
+                out.insert(r.clone());
             }
-            for (key, value) in map.iter_mut() {
-                match key.as_str() {
-                    // Keywords whose values are not schemas.
-                    "enum" | "const" | "default" | "examples" | "required" => {}
-                    "allOf" => {
-                        if let Value::Array(branches) = value {
-                            branches.iter_mut().for_each(|b| close_objects(b, true));
-                        }
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("allOf", Value::Array(branches)) => {
+                        branches.iter().for_each(|b| composed_refs(b, true, out));
                     }
-                    // Maps of name to schema: each value is a schema.
-                    "properties" | "$defs" | "definitions" | "patternProperties"
-                    | "dependentSchemas" => {
-                        if let Value::Object(m) = value {
-                            m.values_mut().for_each(|v| close_objects(v, false));
-                        }
-                    }
-                    _ => close_objects(value, false),
+                    _ => composed_refs(value, false, out),
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| close_objects(v, false)),
+        Value::Array(items) => items.iter().for_each(|v| composed_refs(v, false, out)),
         _ => {}
+    }
+}
+
+fn close_at(
+    schema: &mut Value,
+    in_all_of: bool,
+    pointer: &str,
+    composed: &std::collections::HashSet<String>,
+) {
+    let Value::Object(map) = schema else {
+        if let Value::Array(items) = schema {
+            for (i, v) in items.iter_mut().enumerate() {
+                close_at(v, false, &format!("{pointer}/{i}"), composed);
+            }
+        }
+        return;
+    };
+    let combined = [
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "$ref",
+        "if",
+        "dependentSchemas",
+        "dependencies",
+    ]
+    .iter()
+    .any(|k| map.contains_key(*k));
+    let open = ![
+        "additionalProperties",
+        "patternProperties",
+        "unevaluatedProperties",
+    ]
+    .iter()
+    .any(|k| map.contains_key(*k));
+    // A required key the properties do not list would become unsatisfiable.
+    let listed = |props: &Map<String, Value>| {
+        map.get("required")
+            .and_then(Value::as_array)
+            .is_none_or(|r| {
+                r.iter()
+                    .all(|k| k.as_str().is_some_and(|k| props.contains_key(k)))
+            })
+    };
+    if map
+        .get("properties")
+        .and_then(Value::as_object)
+        .is_some_and(listed)
+        && open
+        && !combined
+        && !in_all_of
+        && !composed.contains(&format!("#{pointer}"))
+    {
+        map.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    for (key, value) in map.iter_mut() {
+        let here = format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
+        match key.as_str() {
+            // Keywords whose values are not schemas.
+            "enum" | "const" | "default" | "examples" | "required" => {}
+            "allOf" => {
+                if let Value::Array(branches) = value {
+                    for (i, b) in branches.iter_mut().enumerate() {
+                        close_at(b, true, &format!("{here}/{i}"), composed);
+                    }
+                }
+            }
+            // Maps of name to schema: each value is a schema.
+            "properties" | "$defs" | "definitions" | "patternProperties" | "dependentSchemas" => {
+                if let Value::Object(m) = value {
+                    for (name, v) in m.iter_mut() {
+                        let at = format!("{here}/{}", name.replace('~', "~0").replace('/', "~1"));
+                        close_at(v, false, &at, composed);
+                    }
+                }
+            }
+            _ => close_at(value, false, &here, composed),
+        }
     }
 }
 
@@ -523,9 +567,10 @@ mod tests {
                     "m": {"type": "object", "additionalProperties": {"type": "integer"}},
                     "c": {"allOf": [{"properties": {"x": {}}}, {"properties": {"y": {}}}]},
                     "properties": {"type": "object", "properties": {"p": {}}},
-                    "r": {"type": "object", "properties": {"p": {}}, "required": ["q"]}
+                    "r": {"type": "object", "properties": {"p": {}}, "required": ["q"]},
+                    "s": {"allOf": [{"$ref": "#/$defs/Base"}, {"properties": {"y": {}}}]}
                 },
-                "$defs": {"D": {"properties": {"d": {}}}}
+                "$defs": {"D": {"properties": {"d": {}}}, "Base": {"properties": {"x": {}}}}
             }),
         );
         let c = &s.closed_schema;
@@ -543,6 +588,10 @@ mod tests {
         assert_eq!(c["properties"]["properties"]["additionalProperties"], false);
         assert_eq!(c["$defs"]["D"]["additionalProperties"], false);
         assert!(c["properties"]["r"].get("additionalProperties").is_none());
+        assert!(
+            c["$defs"]["Base"].get("additionalProperties").is_none(),
+            "a definition an allOf branch names stays open"
+        );
         assert!(
             s.schema.get("additionalProperties").is_none(),
             "the given schema is kept"
