@@ -22,16 +22,21 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
             anyhow::anyhow!("no config: pass --config FILE, set SIFT_CONFIG, or add ./sift.toml")
         })?;
     print!("{}", report(&config));
-    let refused = refusals(&config);
-    if !refused.is_empty() {
-        let path = config
-            .path
-            .as_deref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        anyhow::bail!("{path}: {}", refused.join(&format!("\n{path}: ")));
+    refused(&config, &refusals(&config))
+}
+
+/// An error listing the extractors whose schema a provider refuses (`sift check` and `sift
+/// serve` give the same), one per line with the config's path; `Ok` when there are none.
+pub(crate) fn refused(config: &Config, refused: &[String]) -> anyhow::Result<()> {
+    if refused.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let path = config
+        .path
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    anyhow::bail!("{path}: {}", refused.join(&format!("\n{path}: ")))
 }
 
 /// Whether extractor `e` runs on the embedded model: its provider is local, or it names none

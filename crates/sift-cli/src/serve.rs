@@ -263,14 +263,7 @@ async fn extractors(
         }
         out.push(sift_server::Extractor::new(spec.clone(), client));
     }
-    if !refused.is_empty() {
-        let path = file
-            .path
-            .as_deref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        bail!("{path}: {}", refused.join(&format!("\n{path}: ")));
-    }
+    crate::check::refused(file, &refused)?;
     Ok(out)
 }
 

@@ -179,8 +179,9 @@ fn close_objects(schema: &mut Value) {
     close_at(schema, false, "", &composed);
 }
 
-/// The `$ref`s whose target is combined with other schemas: in an `allOf` branch, or next to
-/// `properties`.
+/// The `$ref`s whose target is combined with other schemas: in an `allOf` branch (or an
+/// `anyOf`/`oneOf` inside one), in an `anyOf`/`oneOf` next to `properties`, or next to
+/// `properties` itself.
 fn composed_refs(schema: &Value, in_all_of: bool, out: &mut std::collections::HashSet<String>) {
     match schema {
         Value::Object(map) => {
@@ -189,10 +190,14 @@ fn composed_refs(schema: &Value, in_all_of: bool, out: &mut std::collections::Ha
             {
                 out.insert(r.clone());
             }
+            let shared = in_all_of || map.contains_key("properties");
             for (key, value) in map {
                 match (key.as_str(), value) {
                     ("allOf", Value::Array(branches)) => {
                         branches.iter().for_each(|b| composed_refs(b, true, out));
+                    }
+                    ("anyOf" | "oneOf", Value::Array(branches)) => {
+                        branches.iter().for_each(|b| composed_refs(b, shared, out));
                     }
                     _ => composed_refs(value, false, out),
                 }
@@ -255,15 +260,19 @@ fn close_at(
     {
         map.insert("additionalProperties".into(), Value::Bool(false));
     }
+    // Branches of `anyOf`/`oneOf` next to properties (or inside an `allOf`) are combined with
+    // them: closing a branch would refuse the others' keys.
+    let shared = in_all_of || map.contains_key("properties");
     for (key, value) in map.iter_mut() {
         let here = format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
         match key.as_str() {
             // Keywords whose values are not schemas.
             "enum" | "const" | "default" | "examples" | "required" => {}
-            "allOf" => {
+            "allOf" | "anyOf" | "oneOf" => {
+                let combined = key == "allOf" || shared;
                 if let Value::Array(branches) = value {
                     for (i, b) in branches.iter_mut().enumerate() {
-                        close_at(b, true, &format!("{here}/{i}"), composed);
+                        close_at(b, combined, &format!("{here}/{i}"), composed);
                     }
                 }
             }
@@ -568,9 +577,14 @@ mod tests {
                     "c": {"allOf": [{"properties": {"x": {}}}, {"properties": {"y": {}}}]},
                     "properties": {"type": "object", "properties": {"p": {}}},
                     "r": {"type": "object", "properties": {"p": {}}, "required": ["q"]},
-                    "s": {"allOf": [{"$ref": "#/$defs/Base"}, {"properties": {"y": {}}}]}
+                    "s": {"allOf": [{"$ref": "#/$defs/Base"}, {"oneOf": [{"$ref": "#/$defs/Kind"}]}]},
+                    "t": {"properties": {"k": {}}, "anyOf": [{"properties": {"z": {}}}]}
                 },
-                "$defs": {"D": {"properties": {"d": {}}}, "Base": {"properties": {"x": {}}}}
+                "$defs": {
+                    "D": {"properties": {"d": {}}},
+                    "Base": {"properties": {"x": {}}},
+                    "Kind": {"properties": {"kind": {}}}
+                }
             }),
         );
         let c = &s.closed_schema;
@@ -591,6 +605,12 @@ mod tests {
         assert!(
             c["$defs"]["Base"].get("additionalProperties").is_none(),
             "a definition an allOf branch names stays open"
+        );
+        assert!(c["$defs"]["Kind"].get("additionalProperties").is_none());
+        assert!(
+            c["properties"]["t"]["anyOf"][0]
+                .get("additionalProperties")
+                .is_none()
         );
         assert!(
             s.schema.get("additionalProperties").is_none(),
