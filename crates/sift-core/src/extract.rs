@@ -313,11 +313,11 @@ impl<T: 'static, K> ExtractBuilder<T, K> {
             output,
             temperature: self.temperature,
             max_tokens: self.max_tokens,
-            structured: Some(Structured::new(
-                self.mode,
-                schema.name.clone(),
-                schema.closed_schema.clone(),
-            )),
+            // Only a provider that enforces the schema itself reads it (and the copy is then
+            // worth its cost).
+            structured: constrained.then(|| {
+                Structured::new(self.mode, schema.name.clone(), schema.closed_schema.clone())
+            }),
         }
     }
 }

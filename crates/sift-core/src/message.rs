@@ -125,7 +125,7 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
     /// The structured answer asked for, as data, for providers that enforce a schema
     /// themselves ([`Capabilities::constrained`](crate::Capabilities::constrained)); `None`
-    /// for free text. Remote providers go by [`output`](Self::output) alone.
+    /// for free text, and for other providers (they go by [`output`](Self::output) alone).
     pub structured: Option<Structured>,
 }
 

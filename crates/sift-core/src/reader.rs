@@ -7,6 +7,10 @@ use crate::json_stream::{Event, JsonStreamParser};
 use crate::message::{ChatDelta, ChatResponse, ToolCall, Usage};
 use crate::mode::Mode;
 
+/// Tool calls read from one streamed answer, at most (an upstream's `index` beyond it is an
+/// error, not an allocation).
+const MAX_TOOL_CALLS: usize = 128;
+
 /// One streamed tool call.
 #[derive(Debug)]
 struct Call {
@@ -137,6 +141,12 @@ impl AnswerReader {
         arguments: &str,
         out: &mut Vec<Value>,
     ) -> Result<(), String> {
+        // The index comes from the upstream: bounded before it sizes anything.
+        if index >= MAX_TOOL_CALLS {
+            return Err(format!(
+                "the answer names tool call {index}; at most {MAX_TOOL_CALLS} calls are read"
+            ));
+        }
         while self.calls.len() <= index {
             self.calls.push(Call {
                 id: None,
@@ -342,5 +352,43 @@ fn drain(
             *found_elements = true;
             out.push(v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_tool_call_index_is_an_error_not_an_allocation() {
+        let mut reader = AnswerReader::new(Mode::Tools, Purpose::Whole, "X");
+        let mut out = Vec::new();
+        let err = reader
+            .push(
+                ChatDelta::ToolCall {
+                    index: 100_000_000,
+                    id: Some("c".into()),
+                    name: Some("X".into()),
+                    arguments: "{".into(),
+                },
+                &mut out,
+            )
+            .unwrap_err();
+        assert!(err.contains("tool call 100000000"), "{err}");
+        assert!(reader.calls.len() <= MAX_TOOL_CALLS);
+        // The last index allowed still reads.
+        let mut reader = AnswerReader::new(Mode::Tools, Purpose::Whole, "X");
+        reader
+            .push(
+                ChatDelta::ToolCall {
+                    index: MAX_TOOL_CALLS - 1,
+                    id: Some("c".into()),
+                    name: Some("X".into()),
+                    arguments: "{\"a\": 1}".into(),
+                },
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(reader.calls.len(), MAX_TOOL_CALLS);
     }
 }

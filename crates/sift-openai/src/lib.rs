@@ -423,15 +423,23 @@ fn status_error(
     }
 }
 
-/// `Retry-After` (seconds or an HTTP date) or `retry-after-ms`.
+/// `Retry-After` (seconds or an HTTP date) or `retry-after-ms`. Upstream bytes are hostile: a
+/// wait too large to be a `Duration` (`1e20`, `18446744073709551615`) is read as "longer than
+/// anyone waits" (a day), never a panic; the caller's `max_retry_after` then refuses it.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(ms) = headers
+    let seconds = |s: f64| {
+        (s.is_finite() && s >= 0.0).then(|| {
+            Duration::try_from_secs_f64(s.min(LONGEST_WAIT))
+                .unwrap_or(Duration::from_secs_f64(LONGEST_WAIT))
+        })
+    };
+    if let Some(wait) = headers
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .and_then(|ms| seconds(ms / 1000.0))
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(wait);
     }
     let value = headers
         .get(http::header::RETRY_AFTER)?
@@ -439,14 +447,18 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .ok()?
         .trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return seconds(secs);
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(
         when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs_f64(LONGEST_WAIT)),
     )
 }
+
+/// The longest wait an upstream's `Retry-After` is read as, in seconds (a day).
+const LONGEST_WAIT: f64 = 86_400.0;
 
 #[cfg(test)]
 mod tests {
@@ -464,6 +476,26 @@ mod tests {
         h.insert("retry-after", HeaderValue::from_str(&past).unwrap());
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert("retry-after", HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn absurd_waits_are_a_day_not_a_panic() {
+        let day = Some(Duration::from_secs(86_400));
+        for (name, value) in [
+            ("retry-after", "1e20"),
+            ("retry-after", "18446744073709551615"),
+            ("retry-after-ms", "1e25"),
+            ("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            assert_eq!(retry_after(&h), day, "{name}: {value}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("-3"));
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", HeaderValue::from_static("NaN"));
         assert_eq!(retry_after(&h), None);
     }
 
