@@ -168,7 +168,8 @@ fn sanitize_name(title: &str) -> String {
     name
 }
 
-/// Closes, in place, every object schema that lists `properties` and says nothing of other
+/// Gives, in place, a schema whose keywords apply to one type only (`properties`, `items`)
+/// that type, and closes every object schema that lists `properties` and says nothing of other
 /// keys, except where closing would change what the schema means: a branch of `allOf` or a
 /// definition a branch refers to (the other branches add properties), a schema with its own
 /// `allOf`, `anyOf`, `oneOf` or `$ref` next to its properties (and what such a `$ref` names),
@@ -222,6 +223,35 @@ fn close_at(
         }
         return;
     };
+    // Keywords that only apply to one type imply it: without the type, a grammar also admits
+    // any other JSON value (a schema of `properties` alone is satisfied by a string).
+    if ![
+        "type", "enum", "const", "$ref", "anyOf", "oneOf", "allOf", "not", "if",
+    ]
+    .iter()
+    .any(|k| map.contains_key(*k))
+    {
+        let has = |keys: &[&str]| keys.iter().any(|k| map.contains_key(*k));
+        let object = has(&[
+            "properties",
+            "required",
+            "additionalProperties",
+            "patternProperties",
+            "minProperties",
+            "maxProperties",
+        ]);
+        let array = has(&[
+            "items",
+            "prefixItems",
+            "minItems",
+            "maxItems",
+            "uniqueItems",
+        ]);
+        if object != array {
+            let implied = if object { "object" } else { "array" };
+            map.insert("type".into(), Value::String(implied.into()));
+        }
+    }
     let combined = [
         "allOf",
         "anyOf",
