@@ -279,9 +279,29 @@ impl OpenAi {
             .await
             .map_err(|e| self.transport_error(e))?;
         if !status.is_success() {
-            return Err(status_error(status, retry_after, &bytes));
+            return Err(self.status_error(status, retry_after, &bytes));
         }
         wire::parse_completion(&bytes)
+    }
+
+    /// An error status with the upstream's own message, the keys this provider sends masked
+    /// (an upstream 401 often echoes the key it was given) and its length bounded.
+    fn status_error(
+        &self,
+        status: reqwest::StatusCode,
+        retry_after: Option<Duration>,
+        body: &[u8],
+    ) -> ProviderError {
+        let secrets = self
+            .config
+            .api_key
+            .iter()
+            .chain(self.config.headers.iter().map(|(_, v)| v));
+        ProviderError::Status {
+            status: status.as_u16(),
+            message: wire::redact(&wire::error_message(body), secrets),
+            retry_after,
+        }
     }
 
     /// Reads a whole response body within the per-attempt timeout.
@@ -406,20 +426,7 @@ impl OpenAi {
         }
         let retry_after = retry_after(response.headers());
         let bytes = self.read_body(response).await?;
-        Err(status_error(status, retry_after, &bytes))
-    }
-}
-
-/// An error status with the upstream's own message.
-fn status_error(
-    status: reqwest::StatusCode,
-    retry_after: Option<Duration>,
-    body: &[u8],
-) -> ProviderError {
-    ProviderError::Status {
-        status: status.as_u16(),
-        message: wire::error_message(body),
-        retry_after,
+        Err(self.status_error(status, retry_after, &bytes))
     }
 }
 

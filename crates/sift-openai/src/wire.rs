@@ -194,9 +194,69 @@ pub(crate) fn error_message(body: &[u8]) -> String {
     }
 }
 
+/// The longest upstream error message kept, in characters.
+const MESSAGE_CHARS: usize = 500;
+
+/// `message` with every trace of `secrets` masked: the whole secret, and any word that starts
+/// like one (an upstream echoes keys shortened, `sk-proj-abc1****wxyz`); words shaped like an
+/// OpenAI key (`sk-...`) too. At most [`MESSAGE_CHARS`] characters are kept.
+pub(crate) fn redact<'a>(message: &str, secrets: impl Iterator<Item = &'a String>) -> String {
+    let secrets: Vec<&str> = secrets
+        .map(String::as_str)
+        .filter(|s| s.len() >= 4)
+        .collect();
+    let mut text = message.to_owned();
+    for s in &secrets {
+        text = text.replace(s, "[redacted]");
+    }
+    let keyish = |word: &str| {
+        let word = word
+            .trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_' && c != '*');
+        (word.starts_with("sk-") && word.len() >= 10)
+            || secrets
+                .iter()
+                .any(|s| word.len() >= 6 && s.get(..6).is_some_and(|head| word.starts_with(head)))
+    };
+    let redacted = text
+        .split(' ')
+        .map(|w| if keyish(w) { "[redacted]" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ");
+    if redacted.chars().count() <= MESSAGE_CHARS {
+        return redacted;
+    }
+    let mut out: String = redacted.chars().take(MESSAGE_CHARS).collect();
+    out.push_str("...");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_echoed_by_the_upstream_are_masked() {
+        let key = "sk-proj-Abc123verysecretkeyWXYZ".to_owned();
+        let header = "tenant-token-998877".to_owned();
+        let message = format!(
+            "Incorrect API key provided: sk-proj-Abc1************WXYZ. Also {key}, and {header}."
+        );
+        let out = redact(&message, [&key, &header].into_iter());
+        assert!(
+            !out.contains("Abc1") && !out.contains("verysecret"),
+            "{out}"
+        );
+        assert!(!out.contains("998877"), "{out}");
+        assert!(
+            out.starts_with("Incorrect API key provided: [redacted]"),
+            "{out}"
+        );
+        // Someone else's OpenAI-shaped key too, and the length is bounded.
+        let other = redact("bad key sk-otherkey12345", std::iter::empty());
+        assert_eq!(other, "bad key [redacted]");
+        let long = redact(&"x".repeat(10_000), std::iter::empty());
+        assert_eq!(long.len(), MESSAGE_CHARS + 3);
+    }
 
     #[test]
     fn error_messages_are_found() {

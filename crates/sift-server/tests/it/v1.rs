@@ -442,3 +442,20 @@ async fn an_answer_cut_by_the_token_limit_is_a_422_saying_so() {
     assert_eq!(detail["attempts"][0]["outcome"], "truncated");
     assert_eq!(upstream.requests().len(), 1, "not re-asked");
 }
+
+#[tokio::test]
+async fn a_key_the_upstream_echoes_never_reaches_the_client() {
+    let upstream = ScriptedServer::start().await;
+    upstream.push(Reply::error(
+        401,
+        "Incorrect API key provided: sk-test. You can find your API key at https://platform.openai.com.",
+    ));
+    let app = app(&upstream, ServerConfig::default());
+    let (status, _, body) = call(&app, "POST", "/user", r#"{"query": "Daniel is 24"}"#).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(!body.contains("sk-test"), "{body}");
+    assert!(
+        body.contains("Incorrect API key provided: [redacted]"),
+        "{body}"
+    );
+}
