@@ -172,8 +172,9 @@ fn sanitize_name(title: &str) -> String {
 /// that type, and closes every object schema that lists `properties` and says nothing of other
 /// keys, except where closing would change what the schema means: a branch of `allOf` or a
 /// definition a branch refers to (the other branches add properties), a schema with its own
-/// `allOf`, `anyOf`, `oneOf` or `$ref` next to its properties (and what such a `$ref` names),
-/// and one that requires a key its properties do not list.
+/// `allOf`, `anyOf`, `oneOf` or `$ref` next to its properties (and what such a `$ref` names).
+/// A key `required` names but the properties do not list is listed (any value), so it stays
+/// allowed.
 fn close_objects(schema: &mut Value) {
     let mut composed = std::collections::HashSet::new();
     composed_refs(schema, false, &mut composed);
@@ -270,24 +271,29 @@ fn close_at(
     ]
     .iter()
     .any(|k| map.contains_key(*k));
-    // A required key the properties do not list would become unsatisfiable.
-    let listed = |props: &Map<String, Value>| {
-        map.get("required")
-            .and_then(Value::as_array)
-            .is_none_or(|r| {
-                r.iter()
-                    .all(|k| k.as_str().is_some_and(|k| props.contains_key(k)))
-            })
-    };
-    if map
-        .get("properties")
-        .and_then(Value::as_object)
-        .is_some_and(listed)
+    if map.get("properties").is_some_and(Value::is_object)
         && open
         && !combined
         && !in_all_of
         && !composed.contains(&format!("#{pointer}"))
     {
+        // A required key the properties do not list is listed, with any value, so that
+        // closing keeps it allowed.
+        let required: Vec<String> = map
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| {
+                r.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(Value::Object(props)) = map.get_mut("properties") {
+            for key in required {
+                props.entry(key).or_insert(Value::Bool(true));
+            }
+        }
         map.insert("additionalProperties".into(), Value::Bool(false));
     }
     // Branches of `anyOf`/`oneOf` next to properties (or inside an `allOf`) are combined with
@@ -631,7 +637,11 @@ mod tests {
         );
         assert_eq!(c["properties"]["properties"]["additionalProperties"], false);
         assert_eq!(c["$defs"]["D"]["additionalProperties"], false);
-        assert!(c["properties"]["r"].get("additionalProperties").is_none());
+        assert_eq!(c["properties"]["r"]["additionalProperties"], false);
+        assert_eq!(
+            c["properties"]["r"]["properties"]["q"], true,
+            "a required key not listed is listed, any value"
+        );
         assert!(
             c["$defs"]["Base"].get("additionalProperties").is_none(),
             "a definition an allOf branch names stays open"
