@@ -318,11 +318,22 @@ async fn serve(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not bind {}:{}", args.host, args.port))?;
     let addr = listener.local_addr().context("no local address")?;
+    // Signal handlers first: a signal sent once `listening on` is out is ours to handle.
+    let stop = shutdown_signal();
+    #[cfg(unix)]
+    let hangups = {
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::hangup())
+            .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGHUP: the config will not reload"))
+            .ok()
+    };
+    #[cfg(not(unix))]
+    let hangups = ();
     println!("listening on http://{addr}");
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    let server = axum::serve(listener, app).with_graceful_shutdown(stop);
     tokio::select! {
         result = server => result.context("server error")?,
-        () = reloads(config_path, &client, args, telemetry, providers, &reload) => {}
+        () = reloads(hangups, config_path, &client, args, telemetry, providers, &reload) => {}
     }
     tracing::info!("stopped; flushing telemetry");
     Ok(())
@@ -332,7 +343,9 @@ async fn serve(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<()> {
 /// extractors (atomically: requests in flight finish on the old ones). A bad one is refused
 /// with the reason logged, and the old one keeps serving. Only the extractors (and the
 /// providers they use) are reloaded; `[server]` settings need a restart. Never ends.
+#[cfg(unix)]
 async fn reloads(
+    hangups: Option<tokio::signal::unix::Signal>,
     path: Option<std::path::PathBuf>,
     default: &Client,
     args: &ServeArgs,
@@ -340,72 +353,89 @@ async fn reloads(
     mut providers: Providers,
     reload: &sift_server::Reload,
 ) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP: the config will not reload");
-                return std::future::pending().await;
-            }
+    let Some(mut hangups) = hangups else {
+        return std::future::pending().await;
+    };
+    while hangups.recv().await.is_some() {
+        let Some(path) = &path else {
+            tracing::warn!(
+                "SIGHUP: sift serve was started without a config file, so there is none to reload"
+            );
+            continue;
         };
-        while hangups.recv().await.is_some() {
-            let Some(path) = &path else {
-                tracing::warn!(
-                    "SIGHUP: sift serve was started without a config file, so there is none to reload"
+        let config = path.display().to_string();
+        let loaded = match sift_config::Config::load(path) {
+            Ok(file) => extractors(&file, default, args, telemetry, &mut providers).await,
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+        };
+        match loaded {
+            Ok(list) => {
+                let count = list.len();
+                reload.replace(list);
+                tracing::info!(config, extractors = count, "config reloaded");
+                eprintln!("sift: {config} reloaded: {}", reload.names().join(", "));
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                tracing::error!(
+                    config,
+                    error,
+                    "config reload refused; the previous one keeps serving"
                 );
-                continue;
-            };
-            let config = path.display().to_string();
-            let loaded = match sift_config::Config::load(path) {
-                Ok(file) => extractors(&file, default, args, telemetry, &mut providers).await,
-                Err(e) => Err(anyhow::anyhow!("{e}")),
-            };
-            match loaded {
-                Ok(list) => {
-                    let count = list.len();
-                    reload.replace(list);
-                    tracing::info!(config, extractors = count, "config reloaded");
-                    eprintln!("sift: {config} reloaded: {}", reload.names().join(", "));
-                }
-                Err(e) => {
-                    let error = format!("{e:#}");
-                    tracing::error!(
-                        config,
-                        error,
-                        "config reload refused; the previous one keeps serving"
-                    );
-                    eprintln!("sift: reload refused, the previous config keeps serving: {error}");
-                }
+                eprintln!("sift: reload refused, the previous config keeps serving: {error}");
             }
         }
     }
-    #[cfg(not(unix))]
-    let _ = (path, default, args, telemetry, &mut providers, reload);
     std::future::pending().await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Without SIGHUP there is nothing to reload on.
+#[cfg(not(unix))]
+async fn reloads(
+    _: (),
+    _: Option<std::path::PathBuf>,
+    _: &Client,
+    _: &ServeArgs,
+    _: &Telemetry,
+    _: Providers,
+    _: &sift_server::Reload,
+) {
+    std::future::pending().await
+}
+
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled, so a signal sent as soon as `listening on` is printed is
+/// handled (not the default action, which kills the process mid-request).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let (interrupt, terminate) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        tokio::select! {
+            () = next(interrupt) => {},
+            () = next(terminate) => {},
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        tracing::info!("shutting down: finishing in-flight requests");
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// The next delivery of `signal` (never, when it could not be listened for).
+#[cfg(unix)]
+async fn next(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
