@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::validate::{FieldError, SchemaValidator};
 
+pub use refs::percent_decode as decode_fragment;
 pub use response::{ResponseSchema, WRAPPER_FIELD};
 
 /// Why a JSON Schema cannot be used for extraction. Each variant names where in the schema
@@ -42,12 +43,15 @@ pub enum SchemaError {
         reference: String,
     },
     /// A local `$ref` points at nothing.
-    #[error("`$ref` at `{pointer}` names `{reference}`, which is not in the schema")]
+    #[error("`$ref` at `{pointer}` names `{reference}`, which is not in the schema{}", within_note(.within.as_deref()))]
     UnresolvedRef {
         /// Where the `$ref` is.
         pointer: String,
         /// What it names.
         reference: String,
+        /// The subschema it is read against, when an `$id` (or draft 4's `id`) there makes it
+        /// a document of its own.
+        within: Option<String>,
     },
     /// The schema's root is not what the operation needs (an array for element streams).
     #[error("{0}")]
@@ -94,6 +98,16 @@ impl SchemaError {
             SchemaError::Shape(_) | SchemaError::Compile(_) => None,
         }
     }
+}
+
+fn within_note(within: Option<&str>) -> String {
+    within
+        .map(|w| {
+            format!(
+                " document it is read in: the `$id` (or `id`) at `{w}` makes that subschema a document of its own, and `#` pointers resolve inside it"
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// A JSON Schema ready for extraction. Compile it once and reuse it: cloning is cheap.

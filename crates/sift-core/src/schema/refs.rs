@@ -18,7 +18,20 @@ pub(super) fn check(root: &Value) -> Result<(), SchemaError> {
     let mut anchors = HashSet::new();
     collect(root, &mut ids, &mut anchors);
     let mut pointer = String::new();
-    walk(root, root, &ids, &anchors, &mut pointer)
+    walk(root, root, None, &ids, &anchors, &mut pointer)
+}
+
+/// A subschema an `$id` makes a document of its own: where it is, and itself. `#` pointers
+/// inside it resolve against it, not the root.
+type Resource<'a> = Option<(String, &'a Value)>;
+
+/// The document `value` (at `pointer`) starts, if its `$id`/`id` names one.
+fn resource<'a>(value: &'a Value, pointer: &str) -> Resource<'a> {
+    let id = value
+        .get("$id")
+        .or_else(|| value.get("id"))
+        .and_then(Value::as_str)?;
+    (!pointer.is_empty() && !id.starts_with('#')).then(|| (pointer.to_owned(), value))
 }
 
 fn collect<'a>(value: &'a Value, ids: &mut HashSet<&'a str>, anchors: &mut HashSet<&'a str>) {
@@ -46,15 +59,17 @@ fn collect<'a>(value: &'a Value, ids: &mut HashSet<&'a str>, anchors: &mut HashS
     }
 }
 
-fn walk(
-    root: &Value,
-    value: &Value,
+fn walk<'a>(
+    root: &'a Value,
+    value: &'a Value,
+    base: Resource<'a>,
     ids: &HashSet<&str>,
     anchors: &HashSet<&str>,
     pointer: &mut String,
 ) -> Result<(), SchemaError> {
     match value {
         Value::Object(map) => {
+            let base = resource(value, pointer).or(base);
             for (key, v) in map {
                 if DATA_KEYWORDS.contains(&key.as_str()) {
                     continue;
@@ -63,9 +78,9 @@ fn walk(
                 pointer.push('/');
                 pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
                 if let ("$ref" | "$dynamicRef", Value::String(reference)) = (key.as_str(), v) {
-                    check_one(root, reference, ids, anchors, pointer)?;
+                    check_one(root, base.as_ref(), reference, ids, anchors, pointer)?;
                 } else {
-                    walk(root, v, ids, anchors, pointer)?;
+                    walk(root, v, base.clone(), ids, anchors, pointer)?;
                 }
                 pointer.truncate(len);
             }
@@ -75,7 +90,7 @@ fn walk(
                 let len = pointer.len();
                 pointer.push('/');
                 pointer.push_str(&i.to_string());
-                walk(root, v, ids, anchors, pointer)?;
+                walk(root, v, base.clone(), ids, anchors, pointer)?;
                 pointer.truncate(len);
             }
         }
@@ -86,6 +101,7 @@ fn walk(
 
 fn check_one(
     root: &Value,
+    base: Option<&(String, &Value)>,
     reference: &str,
     ids: &HashSet<&str>,
     anchors: &HashSet<&str>,
@@ -109,10 +125,11 @@ fn check_one(
             reference: reference.to_owned(),
         });
     }
+    let document = base.map_or(root, |(_, v)| *v);
     let found = if fragment.is_empty() {
         true
     } else if fragment.starts_with('/') {
-        root.pointer(&percent_decode(fragment)).is_some()
+        document.pointer(&percent_decode(fragment)).is_some()
     } else {
         anchors.contains(fragment)
     };
@@ -122,12 +139,13 @@ fn check_one(
         Err(SchemaError::UnresolvedRef {
             pointer: pointer.to_owned(),
             reference: reference.to_owned(),
+            within: base.map(|(at, _)| at.clone()),
         })
     }
 }
 
 /// Decodes `%XX` escapes in a URI fragment (JSON pointers in `$ref`s are URI-encoded).
-fn percent_decode(text: &str) -> String {
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -150,6 +168,30 @@ fn percent_decode(text: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_pointer_under_a_nested_id_is_read_in_that_document() {
+        // Draft 4: `id` on a subschema starts a document; `#/definitions/x` is then looked
+        // up inside it (where it is missing), not at the root.
+        let schema = json!({
+            "id": "https://example.com/root.json",
+            "definitions": {"x": {"type": "string"}},
+            "properties": {"a": {"id": "/properties/a", "$ref": "#/definitions/x"}}
+        });
+        let err = check(&schema).unwrap_err();
+        assert_eq!(err.pointer(), Some("/properties/a/$ref"));
+        assert!(
+            err.to_string()
+                .contains("the `$id` (or `id`) at `/properties/a`"),
+            "{err}"
+        );
+        // A fragment-only id is an anchor, not a document.
+        let anchored = json!({
+            "definitions": {"x": {"type": "string"}},
+            "properties": {"a": {"id": "#a", "$ref": "#/definitions/x"}}
+        });
+        check(&anchored).unwrap();
+    }
 
     #[test]
     fn local_references_pass() {

@@ -73,7 +73,7 @@ fn rewrite_refs(value: &mut Value, root: &str, defs: &[(String, String)]) {
 }
 
 fn target(pointer: &str, root: &str, defs: &[(String, String)]) -> String {
-    let pointer = percent_decode(pointer);
+    let pointer = sift_core::decode_fragment(pointer);
     let pointer = pointer.as_str();
     for (def, component) in defs {
         // `def` is `$defs/Name` unescaped; the pointer has `~0`/`~1` escapes.
@@ -86,32 +86,6 @@ fn target(pointer: &str, root: &str, defs: &[(String, String)]) -> String {
         }
     }
     format!("#/components/schemas/{root}{pointer}")
-}
-
-/// A URI fragment's `%XX` escapes decoded (a `$ref` to `#/$defs/line%20item`), written out
-/// here because it is the only URI handling needed.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
 }
 
 /// Inserts `components` under `doc.components.schemas`.
