@@ -54,6 +54,9 @@ pub struct ServeArgs {
     /// Seconds allowed for one upstream HTTP call.
     #[arg(long, env = "SIFT_TIMEOUT", default_value_t = 120.0)]
     timeout: f64,
+    /// Largest upstream answer read, in bytes: a whole body, or one line or event of a stream.
+    #[arg(long, env = "SIFT_MAX_UPSTREAM_BODY", default_value_t = sift_openai::DEFAULT_MAX_BODY)]
+    max_upstream_body: usize,
     /// Print every span's and log's attributes on the console too.
     #[arg(short, long)]
     verbose: bool,
@@ -140,7 +143,9 @@ fn upstream_timeout(args: &ServeArgs) -> anyhow::Result<Duration> {
 async fn client(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<Client> {
     let client = match provider_kind(args) {
         ProviderKind::Openai => {
-            let mut config = OpenAiConfig::from_env().timeout(upstream_timeout(args)?);
+            let mut config = OpenAiConfig::from_env()
+                .timeout(upstream_timeout(args)?)
+                .max_body(args.max_upstream_body);
             if let Some(hook) = telemetry.trace_propagation() {
                 config = config.header_hook(hook);
             }
@@ -180,7 +185,8 @@ async fn provider_client(
                     }
                 }
             }
-            .timeout(upstream_timeout(args)?);
+            .timeout(upstream_timeout(args)?)
+            .max_body(args.max_upstream_body);
             if let Some(var) = api_key_env {
                 let key = std::env::var(var).with_context(|| {
                     format!("provider `{name}` reads its key from {var}, which is not set")

@@ -40,6 +40,8 @@ use sift_core::{
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 /// The default model.
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
+/// The largest upstream answer read by default (a whole body, or one SSE line or event): 16 MiB.
+pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Settings for [`OpenAi`]. The API key is never printed by `Debug`.
 #[derive(Clone)]
@@ -56,6 +58,7 @@ pub struct OpenAiConfig {
     backoff_base: Duration,
     backoff_max: Duration,
     max_retry_after: Duration,
+    max_body: usize,
     header_hook: Option<std::sync::Arc<HeaderHook>>,
 }
 
@@ -98,6 +101,7 @@ impl OpenAiConfig {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(8),
             max_retry_after: Duration::from_secs(60),
+            max_body: DEFAULT_MAX_BODY,
             header_hook: None,
         }
     }
@@ -177,6 +181,14 @@ impl OpenAiConfig {
     /// The longest `Retry-After` honoured (default 60 s); a longer one fails the call at once.
     pub fn max_retry_after(mut self, t: Duration) -> Self {
         self.max_retry_after = t;
+        self
+    }
+
+    /// The largest answer read from the upstream, in bytes (default [`DEFAULT_MAX_BODY`]): a
+    /// whole body, or one line or event of a stream. A bigger one is refused with
+    /// `invalid_response`, and what was read of it is released.
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes.max(1024);
         self
     }
 }
@@ -274,14 +286,40 @@ impl OpenAi {
             .map_err(|e| self.transport_error(e))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let bytes = self.bounded_body(response).await?;
         if !status.is_success() {
             return Err(self.status_error(status, retry_after, &bytes));
         }
         wire::parse_completion(&bytes)
+    }
+
+    /// The whole body, refused (and released) once it passes `max_body`: a declared length
+    /// over it before reading, or the bytes as they arrive.
+    async fn bounded_body(
+        &self,
+        mut response: reqwest::Response,
+    ) -> Result<bytes::Bytes, ProviderError> {
+        let limit = self.config.max_body;
+        let too_big = || {
+            ProviderError::InvalidResponse(format!(
+                "the upstream's answer is larger than the limit of {limit} bytes"
+            ))
+        };
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_big());
+        }
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(e))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
     }
 
     /// An error status with the upstream's own message, the keys this provider sends masked
@@ -306,10 +344,9 @@ impl OpenAi {
 
     /// Reads a whole response body within the per-attempt timeout.
     async fn read_body(&self, response: reqwest::Response) -> Result<bytes::Bytes, ProviderError> {
-        tokio::time::timeout(self.config.timeout, response.bytes())
+        tokio::time::timeout(self.config.timeout, self.bounded_body(response))
             .await
             .map_err(|_| ProviderError::Timeout(self.config.timeout))?
-            .map_err(|e| self.transport_error(e))
     }
 
     fn transport_error(&self, e: reqwest::Error) -> ProviderError {
@@ -369,7 +406,11 @@ impl Provider for OpenAi {
             let whole = wire::parse_completion(&bytes)?;
             return Ok(stream::from_whole(whole));
         }
-        Ok(stream::deltas(response, self.config.timeout))
+        Ok(stream::deltas(
+            response,
+            self.config.timeout,
+            self.config.max_body,
+        ))
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -16,20 +16,42 @@ pub(crate) struct SseEvent {
 }
 
 /// Incremental decoder: feed bytes as they arrive, take complete events.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SseDecoder {
     buf: Vec<u8>,
+    /// How much of `buf` is known to hold no line end: a line that never ends is not searched
+    /// again from its start on every read.
+    scanned: usize,
     current: SseEvent,
     has_data: bool,
+    /// The longest line, and the largest event, taken.
+    limit: usize,
 }
 
+/// A line or an event longer than the decoder's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooLong(pub(crate) usize);
+
 impl SseDecoder {
-    /// Adds `bytes`; complete events are appended to `out`.
-    pub(crate) fn push(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) {
+    /// A decoder that refuses lines and events over `limit` bytes.
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            scanned: 0,
+            current: SseEvent::default(),
+            has_data: false,
+            limit,
+        }
+    }
+
+    /// Adds `bytes`; complete events are appended to `out`. Fails, releasing what it holds,
+    /// once a line or an event passes the limit.
+    pub(crate) fn push(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), TooLong> {
         self.buf.extend_from_slice(bytes);
         let mut start = 0;
-        while let Some(nl) = self.buf[start..].iter().position(|&b| b == b'\n') {
-            let end = start + nl;
+        let mut from = self.scanned;
+        while let Some(nl) = self.buf[from..].iter().position(|&b| b == b'\n') {
+            let end = from + nl;
             let line = &self.buf[start..end];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.is_empty() {
@@ -48,6 +70,9 @@ impl SseDecoder {
                 };
                 match field {
                     b"data" => {
+                        if self.current.data.len() + value.len() > self.limit {
+                            return Err(self.fail());
+                        }
                         if self.has_data {
                             self.current.data.push('\n');
                         }
@@ -59,8 +84,21 @@ impl SseDecoder {
                 }
             }
             start = end + 1;
+            from = start;
         }
         self.buf.drain(..start);
+        self.scanned = self.buf.len();
+        if self.buf.len() > self.limit {
+            return Err(self.fail());
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self) -> TooLong {
+        self.buf = Vec::new();
+        self.current = SseEvent::default();
+        self.scanned = 0;
+        TooLong(self.limit)
     }
 }
 
@@ -95,13 +133,13 @@ mod tests {
                     data: lines.join("\n"),
                 });
             }
-            let mut decoder = SseDecoder::default();
+            let mut decoder = SseDecoder::new(1 << 20);
             let mut out = Vec::new();
             let bytes = text.as_bytes();
             let (mut at, mut k) = (0, 0);
             while at < bytes.len() {
                 let n = sizes[k % sizes.len()].min(bytes.len() - at);
-                decoder.push(&bytes[at..at + n], &mut out);
+                decoder.push(&bytes[at..at + n], &mut out).unwrap();
                 at += n;
                 k += 1;
             }
@@ -110,12 +148,51 @@ mod tests {
     }
 
     fn decode(chunks: &[&str]) -> Vec<SseEvent> {
-        let mut d = SseDecoder::default();
+        let mut d = SseDecoder::new(1 << 20);
         let mut out = Vec::new();
         for c in chunks {
-            d.push(c.as_bytes(), &mut out);
+            d.push(c.as_bytes(), &mut out).unwrap();
         }
         out
+    }
+
+    #[test]
+    fn a_line_or_an_event_over_the_limit_is_refused_and_released() {
+        let mut d = SseDecoder::new(1024);
+        let mut out = Vec::new();
+        // A line that never ends: refused once past the limit, the buffer released.
+        for _ in 0..7 {
+            d.push(&[b'x'; 100], &mut out).unwrap();
+        }
+        assert_eq!(d.push(&[b'x'; 400], &mut out), Err(TooLong(1024)));
+        assert_eq!(d.buf.capacity(), 0);
+        // An event of many short data lines that never ends.
+        let mut d = SseDecoder::new(1024);
+        let line = format!("data: {}\n", "y".repeat(90));
+        let mut result = Ok(());
+        for _ in 0..20 {
+            result = d.push(line.as_bytes(), &mut out);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(TooLong(1024)));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_long_unfinished_line_is_not_searched_again_from_its_start() {
+        let mut d = SseDecoder::new(1 << 20);
+        let mut out = Vec::new();
+        d.push(b"data: ", &mut out).unwrap();
+        for _ in 0..100 {
+            d.push(&[b'z'; 1000], &mut out).unwrap();
+            assert_eq!(d.scanned, d.buf.len(), "what was searched is remembered");
+        }
+        d.push(b"\n\n", &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].data.len(), 100_000);
+        assert_eq!(d.scanned, 0);
     }
 
     #[test]

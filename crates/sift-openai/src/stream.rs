@@ -9,15 +9,16 @@ use serde::Deserialize;
 use serde_json::Value;
 use sift_core::{ChatDelta, ChatResponse, ChatStream, ProviderError, Usage};
 
-use crate::sse::{SseDecoder, SseEvent};
+use crate::sse::{SseDecoder, SseEvent, TooLong};
 use crate::wire;
 
-/// The deltas of `response`'s event stream. Each event must arrive within `idle`.
-pub(crate) fn deltas(response: reqwest::Response, idle: Duration) -> ChatStream {
+/// The deltas of `response`'s event stream. Each event must arrive within `idle`; a line or
+/// an event over `max_event` bytes ends it with an error.
+pub(crate) fn deltas(response: reqwest::Response, idle: Duration, max_event: usize) -> ChatStream {
     let mut body = response.bytes_stream();
     Box::pin(async_stream::stream! {
         let mut told_meta = false;
-        let mut decoder = SseDecoder::default();
+        let mut decoder = SseDecoder::new(max_event);
         let mut pending: std::collections::VecDeque<SseEvent> = Default::default();
         let mut batch = Vec::new();
         loop {
@@ -34,7 +35,12 @@ pub(crate) fn deltas(response: reqwest::Response, idle: Duration) -> ChatStream 
                         return;
                     }
                     Ok(Some(Ok(bytes))) => {
-                        decoder.push(&bytes, &mut batch);
+                        if let Err(TooLong(limit)) = decoder.push(&bytes, &mut batch) {
+                            yield Err(ProviderError::InvalidResponse(format!(
+                                "the upstream's stream has a line or event larger than the limit of {limit} bytes"
+                            )));
+                            return;
+                        }
                         pending.extend(batch.drain(..));
                         continue;
                     }

@@ -185,3 +185,48 @@ async fn connection_refused_is_a_connect_error() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn an_answer_over_the_body_limit_is_refused_naming_the_limit() {
+    let server = ScriptedServer::start().await;
+    // A whole body over the limit, then one streamed event over it.
+    server.push(Reply::raw(format!(
+        "{{\"choices\": [], \"pad\": \"{}\"}}",
+        "x".repeat(64 * 1024)
+    )));
+    server.push(Reply::stream_content(vec!["y".repeat(64 * 1024)]));
+    let provider = OpenAi::new(
+        sift_openai::OpenAiConfig::new(server.base_url())
+            .api_key("sk-test")
+            .max_body(16 * 1024),
+    )
+    .unwrap();
+    let client = sift_core::Client::new(provider);
+    let err = client
+        .extract::<UserDetail>()
+        .user("x")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.provider_error(), Some(ProviderError::InvalidResponse(m)) if m.contains("limit of 16384 bytes")),
+        "{err:?}"
+    );
+    let mut stream = client
+        .extract_partial::<UserDetail>()
+        .user("x")
+        .mode(sift_core::Mode::Json)
+        .stream();
+    let mut failure = None;
+    while let Some(item) = futures::StreamExt::next(&mut stream).await {
+        if let Err(e) = item {
+            failure = Some(e);
+            break;
+        }
+    }
+    let failure = format!("{:?}", failure.expect("the stream fails"));
+    assert!(
+        failure.contains("larger than the limit of 16384 bytes"),
+        "{failure}"
+    );
+}
