@@ -43,6 +43,7 @@ pub(crate) fn sift() -> Command {
         "TZ",
         "SIFT_CONFIG",
         "SIFT_API_KEYS",
+        "SIFT_MAX_UPSTREAM_BODY",
     ] {
         cmd.env_remove(var);
     }
