@@ -137,12 +137,35 @@ pub struct ItemError {
     pub value: serde_json::Value,
 }
 
+/// Whether `Accept` asks for an event stream: `text/event-stream` (any case) with a weight
+/// above 0 and above NDJSON's, if that is named too. Otherwise NDJSON, the default.
 pub(crate) fn wants_sse(headers: &HeaderMap) -> bool {
-    headers
+    let (mut sse, mut ndjson) = (None::<f32>, None::<f32>);
+    for range in headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("text/event-stream"))
+        .flat_map(|v| v.split(','))
+    {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .and_then(|(_, v)| v.trim().parse::<f32>().ok())
+            .filter(|q| q.is_finite())
+            .unwrap_or(1.0);
+        let slot = match media.as_str() {
+            "text/event-stream" => &mut sse,
+            "application/x-ndjson" => &mut ndjson,
+            _ => continue,
+        };
+        *slot = Some(slot.map_or(q, |old| old.max(q)));
+    }
+    match sse {
+        Some(q) if q > 0.0 => ndjson.is_none_or(|n| q > n),
+        _ => false,
+    }
 }
 
 /// Frames one stream item: an NDJSON line, or an SSE event (named unless it is plain data).
@@ -333,4 +356,34 @@ pub(crate) async fn openapi_json(State(state): State<Arc<AppState>>) -> Response
         state.served().openapi.clone(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(values: &[&str]) -> bool {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::ACCEPT, v.parse().unwrap());
+        }
+        wants_sse(&h)
+    }
+
+    #[test]
+    fn accept_is_read_with_case_and_weights() {
+        assert!(accept(&["text/event-stream"]));
+        assert!(accept(&["TEXT/EVENT-STREAM"]));
+        assert!(accept(&["application/json, text/event-stream;q=0.5"]));
+        assert!(!accept(&["text/event-stream;q=0"]));
+        assert!(!accept(&["text/event-stream; q=0.0, application/x-ndjson"]));
+        assert!(!accept(&[
+            "text/event-stream;q=0.4",
+            "application/x-ndjson;q=0.9"
+        ]));
+        assert!(accept(&["application/x-ndjson;q=0.1, text/event-stream"]));
+        assert!(!accept(&["application/json"]));
+        assert!(!accept(&[]));
+        assert!(!accept(&["text/event-streamer"]));
+    }
 }
