@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// Seconds allowed for one upstream HTTP call.
     #[arg(long, env = "SIFT_TIMEOUT", default_value_t = 120.0)]
     timeout: f64,
+    /// Seconds in-flight requests (streams included) get to finish after SIGINT or SIGTERM;
+    /// then the process exits anyway.
+    #[arg(long, env = "SIFT_SHUTDOWN_GRACE", default_value_t = 30.0)]
+    shutdown_grace: f64,
     /// Largest upstream answer read, in bytes: a whole body, or one line or event of a stream.
     #[arg(long, env = "SIFT_MAX_UPSTREAM_BODY", default_value_t = sift_openai::DEFAULT_MAX_BODY)]
     max_upstream_body: usize,
@@ -336,10 +340,31 @@ async fn serve(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<()> {
     #[cfg(not(unix))]
     let hangups = ();
     println!("listening on http://{addr}");
-    let server = axum::serve(listener, app).with_graceful_shutdown(stop);
+    if !(args.shutdown_grace.is_finite() && args.shutdown_grace >= 0.0) {
+        bail!(
+            "--shutdown-grace must be a number of seconds, 0 or more, got {}",
+            args.shutdown_grace
+        );
+    }
+    let grace = Duration::from_secs_f64(args.shutdown_grace.min(86_400.0));
+    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+    let told = stopping.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        stop.await;
+        told.notify_one();
+    });
     tokio::select! {
         result = server => result.context("server error")?,
         () = reloads(hangups, config_path, &client, args, telemetry, providers, &reload) => {}
+        // Requests in flight get `grace` to finish; a stream that never ends does not keep
+        // the process alive.
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_s = grace.as_secs_f64(), "shutdown grace period over: closing the requests still open");
+            eprintln!("sift: the shutdown grace period ({}s) is over; closing the requests still open", grace.as_secs_f64());
+        }
     }
     tracing::info!("stopped; flushing telemetry");
     Ok(())

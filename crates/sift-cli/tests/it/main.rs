@@ -44,6 +44,7 @@ pub(crate) fn sift() -> Command {
         "SIFT_CONFIG",
         "SIFT_API_KEYS",
         "SIFT_MAX_UPSTREAM_BODY",
+        "SIFT_SHUTDOWN_GRACE",
     ] {
         cmd.env_remove(var);
     }
@@ -126,6 +127,57 @@ async fn serve_answers_and_stops_gracefully_on_sigterm() {
     .await
     .unwrap();
     assert!(exit.success(), "clean exit: {exit:?}");
+}
+
+#[tokio::test]
+async fn a_stream_that_never_ends_does_not_outlive_the_shutdown_grace() {
+    let server = ScriptedServer::start().await;
+    server.push(Reply::hang());
+    let mut cmd = sift();
+    cmd.env("OPENAI_BASE_URL", server.base_url())
+        .env("OPENAI_API_KEY", "sk-cli-test")
+        .env("SIFT_SHUTDOWN_GRACE", "1");
+    let mut running = serve(cmd);
+    let url = format!("{}/extract", running.url);
+    let request = tokio::spawn(async move {
+        sift_test_support::http_client()
+            .post(url)
+            .json(&json!({"query": "Alice is 32"}))
+            .send()
+            .await
+    });
+    for _ in 0..200 {
+        if !server.requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !server.requests().is_empty(),
+        "the stream reached the upstream"
+    );
+    let started = std::time::Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &running.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Polled, so that a process that never exits fails the test instead of hanging it.
+    let exit = loop {
+        if let Some(code) = running.child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still running: the open stream kept the process alive past the grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    drop(running);
+    assert!(exit.success(), "clean exit: {exit:?}");
+    request.abort();
 }
 
 #[test]
