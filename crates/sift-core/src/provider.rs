@@ -122,6 +122,10 @@ pub enum ProviderError {
     /// The stream broke off or carried an error.
     #[error("stream failed: {0}")]
     Stream(String),
+    /// The upstream refused the input as too long for the model (`context_length_exceeded`):
+    /// the caller's text, not the upstream, is at fault.
+    #[error("the input is too long for the model: {0}")]
+    InputTooLong(String),
     /// The provider is busy and refused the call.
     #[error("provider is busy")]
     Busy {
@@ -143,6 +147,7 @@ impl ProviderError {
             ProviderError::InvalidResponse(_)
             | ProviderError::Transport(_)
             | ProviderError::Unsupported(_)
+            | ProviderError::InputTooLong(_)
             | ProviderError::Stream(_) => false,
         }
     }
@@ -168,6 +173,7 @@ impl ProviderError {
             ProviderError::Busy { .. } => "busy".into(),
             ProviderError::Unsupported(_) => "unsupported".into(),
             ProviderError::Stream(_) => "stream".into(),
+            ProviderError::InputTooLong(_) => "input_too_long".into(),
         }
     }
 }

@@ -48,6 +48,8 @@ pub(crate) enum Piece {
     },
     /// The generation failed.
     Failed(String),
+    /// The prompt and the answer's token budget do not fit the context.
+    TooLong(String),
 }
 
 /// Settings of the engine.
@@ -259,12 +261,13 @@ impl Generator<'_> {
         let tokens = vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true);
         let budget = tokens.len() as u64 + u64::from(job.max_tokens);
         if budget > u64::from(self.n_ctx) {
-            return Err(format!(
+            let _ = job.out.blocking_send(Piece::TooLong(format!(
                 "the prompt ({} tokens) and max_tokens ({}) exceed the context of {} tokens",
                 tokens.len(),
                 job.max_tokens,
                 self.n_ctx
-            ));
+            )));
+            return Ok(());
         }
         ctx.clear_kv_cache();
         let started = Instant::now();

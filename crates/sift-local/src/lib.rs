@@ -446,6 +446,10 @@ impl Provider for LocalProvider {
                         yield Err(ProviderError::Stream(e));
                         return;
                     }
+                    Piece::TooLong(e) => {
+                        yield Err(ProviderError::InputTooLong(e));
+                        return;
+                    }
                 }
             }
         }))

@@ -335,9 +335,13 @@ impl OpenAi {
             .api_key
             .iter()
             .chain(self.config.headers.iter().map(|(_, v)| v));
+        let message = wire::redact(&wire::error_message(body), secrets);
+        if matches!(status.as_u16(), 400 | 413) && wire::input_too_long(body) {
+            return ProviderError::InputTooLong(message);
+        }
         ProviderError::Status {
             status: status.as_u16(),
-            message: wire::redact(&wire::error_message(body), secrets),
+            message,
             retry_after,
         }
     }

@@ -194,6 +194,25 @@ pub(crate) fn error_message(body: &[u8]) -> String {
     }
 }
 
+/// Whether an error body says the input is too long for the model (OpenAI's
+/// `context_length_exceeded`, and the wording of servers that give no code).
+pub(crate) fn input_too_long(body: &[u8]) -> bool {
+    if let Ok(v) = serde_json::from_slice::<Value>(body)
+        && v.pointer("/error/code").and_then(Value::as_str) == Some("context_length_exceeded")
+    {
+        return true;
+    }
+    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+    [
+        "context_length_exceeded",
+        "maximum context length",
+        "exceeds the context",
+        "prompt is too long",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
+}
+
 /// The longest upstream error message kept, in characters.
 const MESSAGE_CHARS: usize = 500;
 

@@ -128,13 +128,15 @@ impl ApiError {
 }
 
 /// The status an extraction failure answers with: `504` for an upstream timeout, `503` when
-/// the model is busy, `422` for an answer longer than the token limit allows or a schema the
-/// provider cannot enforce, `500` for a response type whose schema does not compile, else
+/// the model is busy, `422` for an input too long for the model, an answer longer than the
+/// token limit allows or a schema the provider cannot enforce, `500` for a response type whose schema does not compile, else
 /// `502`.
 pub fn extraction_status(e: &ExtractError) -> StatusCode {
     match (e, e.provider_error()) {
         (_, Some(ProviderError::Timeout(_))) => StatusCode::GATEWAY_TIMEOUT,
         (_, Some(ProviderError::Busy { .. })) => StatusCode::SERVICE_UNAVAILABLE,
+        // The caller's text is too long for the model: theirs to fix, not an upstream fault.
+        (_, Some(ProviderError::InputTooLong(_))) => StatusCode::UNPROCESSABLE_ENTITY,
         (_, Some(_)) => StatusCode::BAD_GATEWAY,
         (ExtractError::TokenLimit { .. }, _)
         | (ExtractError::Schema(sift_core::SchemaError::Unsupported { .. }), _) => {

@@ -101,6 +101,25 @@ async fn the_token_limit_is_an_error_not_a_truncated_answer() {
 }
 
 #[tokio::test]
+async fn input_longer_than_the_context_is_input_too_long() {
+    let _serial = crate::serial().await;
+    let text = "Maria is 31 and lives in Lisbon. ".repeat(400);
+    let err = client()
+        .extract::<Person>()
+        .user(text)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.provider_error(),
+            Some(sift_core::ProviderError::InputTooLong(m)) if m.contains("exceed the context")
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_schema_the_grammar_cannot_take_is_refused_naming_keyword_and_pointer() {
     let _serial = crate::serial().await;
     // A look-ahead in a pattern: llguidance's regex engine has none, in either grammar.

@@ -459,3 +459,28 @@ async fn a_key_the_upstream_echoes_never_reaches_the_client() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn input_the_upstream_finds_too_long_is_the_callers_422_not_a_502() {
+    let upstream = ScriptedServer::start().await;
+    upstream.push(Reply::json(
+        400,
+        json!({"error": {
+            "message": "This model's maximum context length is 128000 tokens. However, your messages resulted in 250000 tokens.",
+            "type": "invalid_request_error",
+            "code": "context_length_exceeded"
+        }}),
+    ));
+    let app = app(&upstream, ServerConfig::default());
+    let (status, _, body) = call(&app, "POST", "/user", r#"{"query": "Daniel is 24"}"#).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let detail = &json(&body)["detail"];
+    assert!(
+        detail["message"]
+            .as_str()
+            .unwrap()
+            .contains("the input is too long for the model: This model's maximum context length"),
+        "{detail}"
+    );
+    assert_eq!(upstream.requests().len(), 1, "not retried");
+}
