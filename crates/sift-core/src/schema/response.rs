@@ -279,16 +279,7 @@ fn close_at(
     {
         // A required key the properties do not list is listed, with any value, so that
         // closing keeps it allowed.
-        let required: Vec<String> = map
-            .get("required")
-            .and_then(Value::as_array)
-            .map(|r| {
-                r.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let required = required_keys(map);
         if let Some(Value::Object(props)) = map.get_mut("properties") {
             for key in required {
                 props.entry(key).or_insert(Value::Bool(true));
@@ -326,6 +317,20 @@ fn close_at(
     }
 }
 
+/// The keys an object schema's `required` lists.
+fn required_keys(schema: &Map<String, Value>) -> Vec<String> {
+    schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| {
+            r.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Whether every object in the schema can be closed: no maps (`additionalProperties` with a
 /// schema), no `patternProperties`.
 fn strict_compatible(schema: &Value) -> bool {
@@ -359,16 +364,7 @@ fn make_strict(schema: &mut Value) {
                 map.remove("format");
             }
             if let Some(Value::Object(props)) = map.get("properties") {
-                let required: Vec<String> = map
-                    .get("required")
-                    .and_then(Value::as_array)
-                    .map(|r| {
-                        r.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let required = required_keys(map);
                 let keys: Vec<String> = props.keys().cloned().collect();
                 if let Some(Value::Object(props)) = map.get_mut("properties") {
                     for (key, prop) in props.iter_mut() {
