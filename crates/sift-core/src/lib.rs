@@ -51,7 +51,9 @@ pub use message::{
 pub use mode::Mode;
 pub use partial::{Partial, PartialObject};
 pub use provider::{Capabilities, Provider, ProviderError};
-pub use schema::{ResponseSchema, Schema, SchemaError, WRAPPER_FIELD, decode_fragment};
+pub use schema::{
+    ResponseSchema, Schema, SchemaError, WRAPPER_FIELD, decode_fragment, escape_pointer_token,
+};
 pub use stream::{ExtractStream, PartialUpdate, StreamError, StreamStats};
 pub use validate::{
     FieldError, SchemaValidator, Validate, Violation, deserialize, pointer_to_path,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
 use serde_json::{Value, json};
-use sift_core::SchemaError;
+use sift_core::{SchemaError, escape_pointer_token};
 
 /// How closely the grammar follows the schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,7 +186,7 @@ fn pointer_of(schema: &Value, message: &str, keyword: &str) -> Option<String> {
     if keyword == "$ref" {
         return Some(at);
     }
-    let with_keyword = format!("{at}/{}", escape(keyword));
+    let with_keyword = format!("{at}/{}", escape_pointer_token(keyword));
     if schema.pointer(&with_keyword).is_some() {
         Some(with_keyword)
     } else {
@@ -202,10 +202,11 @@ fn first_use(value: &Value, keyword: &str, at: String) -> Option<String> {
     match value {
         Value::Object(map) => {
             if map.contains_key(keyword) {
-                return Some(format!("{at}/{}", escape(keyword)));
+                return Some(format!("{at}/{}", escape_pointer_token(keyword)));
             }
-            map.iter()
-                .find_map(|(k, v)| first_use(v, keyword, format!("{at}/{}", escape(k))))
+            map.iter().find_map(|(k, v)| {
+                first_use(v, keyword, format!("{at}/{}", escape_pointer_token(k)))
+            })
         }
         Value::Array(items) => items
             .iter()
@@ -213,10 +214,6 @@ fn first_use(value: &Value, keyword: &str, at: String) -> Option<String> {
             .find_map(|(i, v)| first_use(v, keyword, format!("{at}/{i}"))),
         _ => None,
     }
-}
-
-fn escape(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }
 
 #[cfg(test)]

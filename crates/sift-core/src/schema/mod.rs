@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::validate::{FieldError, SchemaValidator};
 
-pub use refs::percent_decode as decode_fragment;
+pub use refs::{escape_token as escape_pointer_token, percent_decode as decode_fragment};
 pub use response::{ResponseSchema, WRAPPER_FIELD};
 
 /// Why a JSON Schema cannot be used for extraction. Each variant names where in the schema

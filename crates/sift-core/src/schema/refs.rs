@@ -76,7 +76,7 @@ fn walk<'a>(
                 }
                 let len = pointer.len();
                 pointer.push('/');
-                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                pointer.push_str(&escape_token(key));
                 if let ("$ref" | "$dynamicRef", Value::String(reference)) = (key.as_str(), v) {
                     check_one(root, base.as_ref(), reference, ids, anchors, pointer)?;
                 } else {
@@ -129,7 +129,7 @@ fn check_one(
     let found = if fragment.is_empty() {
         true
     } else if fragment.starts_with('/') {
-        document.pointer(&percent_decode(fragment)).is_some()
+        resolve_local(document, reference).is_some()
     } else {
         anchors.contains(fragment)
     };
@@ -142,6 +142,16 @@ fn check_one(
             within: base.map(|(at, _)| at.clone()),
         })
     }
+}
+
+/// `key` as one JSON pointer token (`~` and `/` escaped).
+pub fn escape_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// What a local `$ref` (`#/...`, `%XX` escapes allowed) points at in `root`, if anything.
+pub(crate) fn resolve_local<'a>(root: &'a Value, reference: &str) -> Option<&'a Value> {
+    root.pointer(&percent_decode(reference.strip_prefix('#')?))
 }
 
 /// Decodes `%XX` escapes in a URI fragment (JSON pointers in `$ref`s are URI-encoded).

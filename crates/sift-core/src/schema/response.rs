@@ -291,7 +291,7 @@ fn close_at(
     // them: closing a branch would refuse the others' keys.
     let shared = in_all_of || map.contains_key("properties");
     for (key, value) in map.iter_mut() {
-        let here = format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
+        let here = format!("{pointer}/{}", super::refs::escape_token(key));
         match key.as_str() {
             // Keywords whose values are not schemas.
             "enum" | "const" | "default" | "examples" | "required" => {}
@@ -307,7 +307,7 @@ fn close_at(
             "properties" | "$defs" | "definitions" | "patternProperties" | "dependentSchemas" => {
                 if let Value::Object(m) = value {
                     for (name, v) in m.iter_mut() {
-                        let at = format!("{here}/{}", name.replace('~', "~0").replace('/', "~1"));
+                        let at = format!("{here}/{}", super::refs::escape_token(name));
                         close_at(v, false, &at, composed);
                     }
                 }
@@ -422,7 +422,7 @@ fn drop_strict_nulls(root: &Value, schema: &Value, value: &mut Value, depth: usi
         return;
     }
     let schema = match schema.get("$ref").and_then(Value::as_str) {
-        Some(r) => match r.strip_prefix('#').and_then(|p| root.pointer(p)) {
+        Some(r) => match super::refs::resolve_local(root, r) {
             Some(target) => target,
             None => return,
         },
@@ -440,15 +440,10 @@ fn drop_strict_nulls(root: &Value, schema: &Value, value: &mut Value, depth: usi
             let Some(props) = schema.get("properties").and_then(Value::as_object) else {
                 return;
             };
-            let required = |k: &str| {
-                schema
-                    .get("required")
-                    .and_then(Value::as_array)
-                    .is_some_and(|r| r.iter().any(|x| x == k))
-            };
+            let required = schema.as_object().map(required_keys).unwrap_or_default();
             map.retain(|k, v| {
                 !(v.is_null()
-                    && !required(k)
+                    && !required.contains(k)
                     && props.get(k).is_some_and(|p| !admits_null(root, p)))
             });
             for (k, v) in map.iter_mut() {
@@ -471,7 +466,7 @@ fn drop_strict_nulls(root: &Value, schema: &Value, value: &mut Value, depth: usi
 /// Whether `schema` (references followed once) accepts `null`.
 fn admits_null(root: &Value, schema: &Value) -> bool {
     let schema = match schema.get("$ref").and_then(Value::as_str) {
-        Some(r) => match r.strip_prefix('#').and_then(|p| root.pointer(p)) {
+        Some(r) => match super::refs::resolve_local(root, r) {
             Some(target) => target,
             None => return true,
         },

@@ -78,7 +78,7 @@ fn target(pointer: &str, root: &str, defs: &[(String, String)]) -> String {
     for (def, component) in defs {
         // `def` is `$defs/Name` unescaped; the pointer has `~0`/`~1` escapes.
         let (section, name) = def.split_once('/').unwrap_or(("", def));
-        let escaped = format!("/{section}/{}", name.replace('~', "~0").replace('/', "~1"));
+        let escaped = format!("/{section}/{}", sift_core::escape_pointer_token(name));
         if let Some(rest) = pointer.strip_prefix(&escaped)
             && (rest.is_empty() || rest.starts_with('/'))
         {
