@@ -241,8 +241,8 @@ impl Generator<'_> {
     fn sampler(&self, schema: Option<&Value>, temperature: f32) -> Result<LlamaSampler, String> {
         let mut chain = Vec::new();
         if let Some(schema) = schema {
-            // Checked before the job was queued; this only fails for a caller that skipped it.
-            let (matcher, _) = self.grammars.matcher(schema).map_err(|e| e.to_string())?;
+            // Checked (and remembered) before the job was queued: built here in the form found.
+            let matcher = self.grammars.matcher(schema).map_err(|e| e.to_string())?;
             chain.push(LlamaSampler::from(matcher));
         }
         if temperature > 0.0 {

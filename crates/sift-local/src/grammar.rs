@@ -61,15 +61,24 @@ impl Grammars {
         {
             return hit;
         }
-        let outcome = self.matcher(schema).map(|(_, fit)| fit);
+        let outcome = self.best(schema).map(|(_, fit)| fit);
         if let Ok(mut c) = self.checked.lock() {
             c.put(key, outcome.clone());
         }
         outcome
     }
 
-    /// A fresh matcher for one generation: the exact grammar, else the approximate one.
-    pub(crate) fn matcher(&self, schema: &Value) -> Result<(Matcher, Fit), SchemaError> {
+    /// A fresh matcher for one generation, built only in the form [`Self::check`] found (and
+    /// remembered): a schema that takes only the approximate grammar is not compiled twice on
+    /// every generation.
+    pub(crate) fn matcher(&self, schema: &Value) -> Result<Matcher, SchemaError> {
+        let fit = self.check(schema)?;
+        self.compile(schema, fit == Fit::Approximate)
+            .map_err(|e| unsupported(schema, &e, keyword_of(&e)))
+    }
+
+    /// The exact grammar, else the approximate one, else the refusal.
+    fn best(&self, schema: &Value) -> Result<(Matcher, Fit), SchemaError> {
         let exact = match self.compile(schema, false) {
             Ok(m) => return Ok((m, Fit::Exact)),
             Err(e) => e,
