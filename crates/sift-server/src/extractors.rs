@@ -103,8 +103,13 @@ impl SchemaCache {
         }
     }
 
-    /// The compiled form of `schema`.
-    pub(crate) fn get(&self, schema: &Value) -> Result<Schema, SchemaError> {
+    /// The compiled form of `schema`, once `accept` (the provider's check) has taken it: run
+    /// on a miss only, so a schema sent again is neither compiled nor checked again.
+    pub(crate) fn get(
+        &self,
+        schema: &Value,
+        accept: impl FnOnce(&Schema) -> Result<(), SchemaError>,
+    ) -> Result<Schema, SchemaError> {
         let key = schema.to_string();
         if let Some(hit) = self
             .inner
@@ -115,6 +120,7 @@ impl SchemaCache {
             return Ok(hit);
         }
         let compiled = Schema::compile("Output", schema.clone())?;
+        accept(&compiled)?;
         if let Ok(mut c) = self.inner.lock() {
             c.put(key, compiled.clone());
         }
@@ -135,10 +141,10 @@ mod tests {
     fn the_cache_is_bounded_and_keeps_the_recent() {
         let cache = SchemaCache::new(2);
         let s = |n: u32| json!({"type": "object", "title": format!("S{n}")});
-        cache.get(&s(1)).unwrap();
-        cache.get(&s(2)).unwrap();
-        cache.get(&s(1)).unwrap();
-        cache.get(&s(3)).unwrap();
+        cache.get(&s(1), |_| Ok(())).unwrap();
+        cache.get(&s(2), |_| Ok(())).unwrap();
+        cache.get(&s(1), |_| Ok(())).unwrap();
+        cache.get(&s(3), |_| Ok(())).unwrap();
         assert_eq!(cache.len(), 2);
         // S2 was the least recently used.
         let guard = cache.inner.lock().unwrap();

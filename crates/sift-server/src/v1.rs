@@ -498,14 +498,13 @@ fn adhoc_body(state: &AppState, body: &Value) -> Result<Adhoc, ApiError> {
             ));
             None
         }
-        // Compiled (cached), then checked by the provider: a schema the embedded model's
-        // grammar cannot take is refused here, naming the keyword and where it is.
-        Some(s) => match state.schema_cache.get(s).and_then(|schema| {
+        // Compiled and checked by the provider once, then cached: a schema the embedded
+        // model's grammar cannot take is refused here, naming the keyword and where it is.
+        Some(s) => match state.schema_cache.get(s, |schema| {
             state
                 .client
                 .provider()
-                .check_schema(schema.constrained_schema())?;
-            Ok(schema)
+                .check_schema(schema.constrained_schema())
         }) {
             Ok(schema) => Some(schema),
             Err(e) => {
