@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use sift_core::{Message, Mode, Schema};
+use sift_core::{Client, ExtractBuilder, Message, Mode, Schema};
 use toml::Spanned;
 use toml::de::DeValue;
 
@@ -99,6 +99,44 @@ impl ExtractorSpec {
         }
         messages.push(Message::user(text));
         Ok(messages)
+    }
+
+    /// `client` with this extractor's model, mode and re-asks where it sets them (they win
+    /// over the client's).
+    pub fn client(&self, client: Client) -> Client {
+        let mut client = client;
+        if let Some(model) = &self.model {
+            client = client.with_model(model);
+        }
+        if let Some(mode) = self.mode {
+            client = client.with_mode(mode);
+        }
+        if let Some(n) = self.max_retries {
+            client = client.with_max_retries(n);
+        }
+        client
+    }
+
+    /// An extraction of this extractor's output for the conversation `messages` (from
+    /// [`messages`](Self::messages)), with its name (for telemetry), temperature and token
+    /// limit: what the service, `sift extract` and `sift batch` all send. `start` picks the
+    /// delivery (`Client::extract_value`, `extract_value_iter` or `extract_value_partial`).
+    pub fn request<K>(
+        &self,
+        client: &Client,
+        start: impl FnOnce(&Client, &Schema) -> ExtractBuilder<Value, K>,
+        messages: Vec<Message>,
+    ) -> ExtractBuilder<Value, K> {
+        let mut b = start(client, &self.output)
+            .messages(messages)
+            .extractor(&self.name);
+        if let Some(t) = self.temperature {
+            b = b.temperature(t);
+        }
+        if let Some(n) = self.max_tokens {
+            b = b.max_tokens(n);
+        }
+        b
     }
 
     fn hash(&self) -> String {

@@ -118,6 +118,28 @@ pub struct Prices {
     pub output: f64,
 }
 
+impl Prices {
+    /// Prices in USD per million tokens: prompt, cached prompt, completion.
+    pub fn new(input: f64, cached_input: f64, output: f64) -> Self {
+        Self {
+            input,
+            cached_input,
+            output,
+        }
+    }
+
+    /// What `usage` costs, in USD: cached prompt tokens at the cached price, the other prompt
+    /// tokens at the input price, completion tokens at the output price.
+    pub fn cost(&self, usage: &sift_core::Usage) -> f64 {
+        let cached = usage.cached_input_tokens.min(usage.input_tokens);
+        let fresh = usage.input_tokens - cached;
+        (fresh as f64 * self.input
+            + cached as f64 * self.cached_input
+            + usage.output_tokens as f64 * self.output)
+            / 1_000_000.0
+    }
+}
+
 /// One problem in a config, with its place when it has one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {

@@ -50,7 +50,7 @@ pub use message::{
 };
 pub use mode::Mode;
 pub use partial::{Partial, PartialObject};
-pub use provider::{Capabilities, Provider, ProviderError};
+pub use provider::{Admission, Capabilities, Provider, ProviderError};
 pub use schema::{
     ResponseSchema, Schema, SchemaError, WRAPPER_FIELD, decode_fragment, escape_pointer_token,
 };

@@ -129,6 +129,32 @@ pub struct ChatRequest {
     pub structured: Option<Structured>,
 }
 
+impl ChatRequest {
+    /// A rough count of the tokens this call will use, before it is made (for rate limits
+    /// counted in tokens): a token per four bytes of the messages and of the schema sent, plus
+    /// the output limit when one is set (else a nominal 256). Providers report the true count
+    /// after the call.
+    pub fn estimated_tokens(&self) -> u64 {
+        let text: usize = self
+            .messages
+            .iter()
+            .map(|m| {
+                m.content.as_deref().map_or(0, str::len)
+                    + m.tool_calls
+                        .iter()
+                        .map(|c| c.arguments.len() + c.name.len())
+                        .sum::<usize>()
+            })
+            .sum();
+        let schema = match &self.output {
+            OutputFormat::Tool { parameters, .. } => parameters.to_string().len(),
+            OutputFormat::JsonSchema { schema, .. } => schema.to_string().len(),
+            OutputFormat::Text | OutputFormat::JsonObject => 0,
+        };
+        ((text + schema) as u64).div_ceil(4) + u64::from(self.max_tokens.unwrap_or(256))
+    }
+}
+
 /// A structured request as data: the mode and the schema the answer must fit.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -162,6 +188,14 @@ pub struct Usage {
     pub input_tokens: u64,
     /// Completion tokens.
     pub output_tokens: u64,
+    /// Of the prompt tokens, those read from the provider's prompt cache (billed at a lower
+    /// price by most providers).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_input_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Usage {
@@ -177,6 +211,7 @@ impl std::ops::Add for Usage {
         Usage {
             input_tokens: self.input_tokens + rhs.input_tokens,
             output_tokens: self.output_tokens + rhs.output_tokens,
+            cached_input_tokens: self.cached_input_tokens + rhs.cached_input_tokens,
         }
     }
 }

@@ -84,6 +84,26 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Paces a provider's HTTP calls, for callers that share an upstream's rate limits across
+/// many calls (`sift batch`): a provider given one asks it before every call it sends,
+/// transport retries included, reports what each call really used, and reports the waits a
+/// rate-limited upstream asks for, so that one `429` holds back every caller, not only the
+/// one that got it.
+#[async_trait]
+pub trait Admission: Send + Sync + std::fmt::Debug {
+    /// Waits until a call estimated at `tokens` (see
+    /// [`ChatRequest::estimated_tokens`](crate::ChatRequest::estimated_tokens)) may be sent.
+    async fn admit(&self, tokens: u64);
+
+    /// An admitted call is over: it used `used` tokens where `estimated` were counted (0 when
+    /// it failed, or when the count is not known yet).
+    fn settle(&self, estimated: u64, used: u64);
+
+    /// The upstream refused a call for its rate limit and asked for `wait` (or the provider
+    /// chose that backoff): hold every call back that long.
+    fn back_off(&self, wait: Duration);
+}
+
 /// Why a provider call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

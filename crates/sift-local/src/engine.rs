@@ -336,6 +336,7 @@ impl Generator<'_> {
             usage: Usage {
                 input_tokens: tokens.len() as u64,
                 output_tokens: u64::from(generated),
+                ..Usage::default()
             },
             prefill_s,
             decode_s: decode_started.elapsed().as_secs_f64(),

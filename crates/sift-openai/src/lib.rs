@@ -33,7 +33,8 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use sift_core::{
-    Capabilities, ChatRequest, ChatResponse, ChatStream, Provider, ProviderError, async_trait,
+    Admission, Capabilities, ChatRequest, ChatResponse, ChatStream, Provider, ProviderError,
+    async_trait,
 };
 
 /// The default base URL.
@@ -60,6 +61,7 @@ pub struct OpenAiConfig {
     max_retry_after: Duration,
     max_body: usize,
     header_hook: Option<std::sync::Arc<HeaderHook>>,
+    admission: Option<std::sync::Arc<dyn Admission>>,
 }
 
 /// A function that adds headers to each request just before it is sent, in the span of the
@@ -82,6 +84,7 @@ impl fmt::Debug for OpenAiConfig {
             .field("timeout", &self.timeout)
             .field("max_transport_retries", &self.max_transport_retries)
             .field("header_hook", &self.header_hook.is_some())
+            .field("admission", &self.admission)
             .finish_non_exhaustive()
     }
 }
@@ -103,6 +106,7 @@ impl OpenAiConfig {
             max_retry_after: Duration::from_secs(60),
             max_body: DEFAULT_MAX_BODY,
             header_hook: None,
+            admission: None,
         }
     }
 
@@ -143,6 +147,14 @@ impl OpenAiConfig {
     /// Adds headers to each request as it is sent (see [`HeaderHook`]).
     pub fn header_hook(mut self, hook: std::sync::Arc<HeaderHook>) -> Self {
         self.header_hook = Some(hook);
+        self
+    }
+
+    /// Paces every call (transport retries included) through `admission`, and tells it of
+    /// every rate-limit wait (a `429`, or a `503` saying busy), so that all callers sharing it
+    /// hold back together (see [`Admission`]).
+    pub fn admission(mut self, admission: std::sync::Arc<dyn Admission>) -> Self {
+        self.admission = Some(admission);
         self
     }
 
@@ -389,7 +401,12 @@ impl Provider for OpenAi {
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let body = serde_json::to_vec(&wire::request_body(request))
             .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
-        self.with_retries(|| self.try_once(&body)).await
+        let estimate = request.estimated_tokens();
+        let response = self.with_retries(estimate, || self.try_once(&body)).await?;
+        if let Some(a) = &self.config.admission {
+            a.settle(estimate, response.usage.total_tokens());
+        }
+        Ok(response)
     }
 
     async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, ProviderError> {
@@ -398,7 +415,14 @@ impl Provider for OpenAi {
         body["stream_options"] = serde_json::json!({"include_usage": true});
         let body =
             serde_json::to_vec(&body).map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
-        let response = self.with_retries(|| self.open_stream(&body)).await?;
+        // A stream's usage comes at its end: the estimate stands for it.
+        let estimate = request.estimated_tokens();
+        let response = self
+            .with_retries(estimate, || self.open_stream(&body))
+            .await?;
+        if let Some(a) = &self.config.admission {
+            a.settle(estimate, estimate);
+        }
         let is_json = response
             .headers()
             .get(http::header::CONTENT_TYPE)
@@ -423,26 +447,44 @@ impl Provider for OpenAi {
 }
 
 impl OpenAi {
-    /// Runs `call` with transport retries: backoff with jitter, `Retry-After` honoured.
-    async fn with_retries<F, Fut, T>(&self, mut call: F) -> Result<T, ProviderError>
+    /// Runs `call` with transport retries: backoff with jitter, `Retry-After` honoured. With
+    /// an [`Admission`], each try waits to be admitted (counted as `estimate` tokens), and a
+    /// rate-limit wait is passed on to it (the caller settles a success).
+    async fn with_retries<F, Fut, T>(&self, estimate: u64, mut call: F) -> Result<T, ProviderError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
     {
+        let admission = self.config.admission.as_deref();
         let mut retry = 0;
         loop {
+            if let Some(a) = admission {
+                a.admit(estimate).await;
+            }
             let err = match call().await {
                 Ok(r) => return Ok(r),
                 Err(e) => e,
             };
+            let rate_limited = matches!(
+                err,
+                ProviderError::Status { status: 429, .. } | ProviderError::Busy { .. }
+            );
+            let wait = err.retry_after().unwrap_or_else(|| self.backoff(retry));
+            if let Some(a) = admission {
+                a.settle(estimate, 0);
+                if rate_limited {
+                    a.back_off(wait.min(self.config.max_retry_after));
+                }
+            }
             if !err.is_retryable() || retry >= self.config.max_transport_retries {
                 return Err(err);
             }
-            let wait = match err.retry_after() {
-                Some(asked) if asked > self.config.max_retry_after => return Err(err),
-                Some(asked) => asked,
-                None => self.backoff(retry),
-            };
+            if err
+                .retry_after()
+                .is_some_and(|asked| asked > self.config.max_retry_after)
+            {
+                return Err(err);
+            }
             retry += 1;
             tracing::warn!(
                 error = %err,

@@ -139,6 +139,14 @@ struct UsageWire {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetailsWire>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetailsWire {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
 }
 
 fn chunk_deltas(chunk: Chunk<'_>) -> Vec<ChatDelta> {
@@ -171,6 +179,11 @@ fn chunk_deltas(chunk: Chunk<'_>) -> Vec<ChatDelta> {
         out.push(ChatDelta::Usage(Usage {
             input_tokens: usage.prompt_tokens,
             output_tokens: usage.completion_tokens,
+            cached_input_tokens: usage
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0)
+                .min(usage.prompt_tokens),
         }));
     }
     out

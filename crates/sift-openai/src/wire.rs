@@ -145,16 +145,7 @@ pub(crate) fn parse_response(raw: Value) -> Result<ChatResponse, ProviderError> 
                 .collect()
         })
         .unwrap_or_default();
-    let usage = raw
-        .get("usage")
-        .map(|u| Usage {
-            input_tokens: u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
-            output_tokens: u
-                .get("completion_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-        })
-        .unwrap_or_default();
+    let usage = raw.get("usage").map(usage).unwrap_or_default();
     Ok(ChatResponse {
         id: str_at(&raw, "id"),
         model: str_at(&raw, "model"),
@@ -164,6 +155,24 @@ pub(crate) fn parse_response(raw: Value) -> Result<ChatResponse, ProviderError> 
         usage,
         raw,
     })
+}
+
+/// A completion's `usage`: prompt, completion and cached prompt tokens (a cached count above
+/// the prompt's is capped: upstream numbers are not trusted).
+pub(crate) fn usage(u: &Value) -> Usage {
+    let input_tokens = u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0);
+    Usage {
+        input_tokens,
+        output_tokens: u
+            .get("completion_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        cached_input_tokens: u
+            .pointer("/prompt_tokens_details/cached_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .min(input_tokens),
+    }
 }
 
 fn str_at(v: &Value, key: &str) -> Option<String> {

@@ -23,16 +23,7 @@ impl Extractor {
     /// An extractor answered by `client`; the spec's model, mode and retries win over the
     /// client's.
     pub fn new(spec: ExtractorSpec, client: Client) -> Self {
-        let mut client = client;
-        if let Some(model) = &spec.model {
-            client = client.with_model(model);
-        }
-        if let Some(mode) = spec.mode {
-            client = client.with_mode(mode);
-        }
-        if let Some(n) = spec.max_retries {
-            client = client.with_max_retries(n);
-        }
+        let client = spec.client(client);
         Self { spec, client }
     }
 

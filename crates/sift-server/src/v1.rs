@@ -116,15 +116,13 @@ fn body_loc() -> Vec<LocItem> {
     vec![LocItem::Key("body".into())]
 }
 
-/// The request for one input of `extractor`, its settings applied.
-/// What one extraction runs with: a configured extractor's settings, or an ad-hoc request's.
+/// What one extraction runs with: a configured extractor (its settings applied by
+/// `ExtractorSpec::request`, as the command line does), or an ad-hoc request.
 struct Target<'a> {
     client: &'a sift_core::Client,
     output: &'a Schema,
-    /// The name telemetry sees (`adhoc` for inline schemas).
-    name: &'a str,
-    temperature: Option<f32>,
-    max_tokens: Option<u32>,
+    /// The configured extractor, if any.
+    spec: Option<&'a sift_config::ExtractorSpec>,
 }
 
 impl<'a> Target<'a> {
@@ -132,9 +130,7 @@ impl<'a> Target<'a> {
         Self {
             client: &extractor.client,
             output: &extractor.spec.output,
-            name: &extractor.spec.name,
-            temperature: extractor.spec.temperature,
-            max_tokens: extractor.spec.max_tokens,
+            spec: Some(&extractor.spec),
         }
     }
 
@@ -144,16 +140,13 @@ impl<'a> Target<'a> {
         start: impl FnOnce(&sift_core::Client, &Schema) -> ExtractBuilder<Value, K>,
         messages: Vec<Message>,
     ) -> ExtractBuilder<Value, K> {
-        let mut b = start(self.client, self.output)
-            .messages(messages)
-            .extractor(self.name);
-        if let Some(t) = self.temperature {
-            b = b.temperature(t);
+        match self.spec {
+            Some(spec) => spec.request(self.client, start, messages),
+            // The name telemetry sees for inline schemas.
+            None => start(self.client, self.output)
+                .messages(messages)
+                .extractor("adhoc"),
         }
-        if let Some(n) = self.max_tokens {
-            b = b.max_tokens(n);
-        }
-        b
     }
 }
 
@@ -564,9 +557,7 @@ fn adhoc_target<'a>(client: &'a sift_core::Client, body: &'a Adhoc) -> Target<'a
     Target {
         client,
         output: &body.schema,
-        name: "adhoc",
-        temperature: None,
-        max_tokens: None,
+        spec: None,
     }
 }
 

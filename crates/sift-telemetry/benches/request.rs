@@ -58,6 +58,7 @@ impl Provider for Instant {
             usage: Usage {
                 input_tokens: 60,
                 output_tokens: 12,
+                ..Usage::default()
             },
             raw: Value::Null,
         })

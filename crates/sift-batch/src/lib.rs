@@ -1,0 +1,334 @@
+//! `sift batch`: an extractor over every item of a JSONL file or a folder, the results
+//! appended to a JSONL output as they complete.
+//!
+//! - **Resumable.** Each item is one line of the output, written whole and flushed as it
+//!   completes; a rerun skips the ids already there (a torn last line from a crash is dropped
+//!   and done again), so nothing is done twice and nothing is lost.
+//! - **Paced.** At most `concurrency` items in flight; requests and tokens per minute through
+//!   a [`Limiter`] the provider consults before every call (its transport retries too), and a
+//!   `429` pauses every worker.
+//! - **Stoppable.** The first interrupt stops taking work and lets the calls in flight finish;
+//!   a second abandons them. `max_cost` stops taking work once that much is spent.
+//! - **Counted.** Progress on stderr and a [`Summary`] at the end: items, tokens, cost.
+//!
+//! Each item is extracted exactly as the service would (`ExtractorSpec::request`): the same
+//! prompt, the same validation against the whole schema, the same re-asks.
+
+mod input;
+mod limit;
+mod output;
+mod progress;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use sift_config::{ExtractorSpec, Prices};
+use sift_core::report::{ExtractionFailure, UsageReport};
+use sift_core::{Client, Usage};
+
+pub use input::{Item, Source};
+pub use limit::{Limiter, Limits};
+pub use output::{Done, Output, Record};
+pub use progress::{Display, Stopped, Summary};
+
+/// Why a job could not run (items that fail are not errors: they are written to the output).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The input cannot be run (duplicate ids, plain text for an input without a text field).
+    #[error("{0}")]
+    Input(String),
+    /// The output exists and is not a sift batch output, or could not be written.
+    #[error("{0}")]
+    Output(String),
+}
+
+impl BatchError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        BatchError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// One job.
+#[derive(Debug)]
+pub struct Job {
+    /// What each item is extracted with.
+    pub extractor: ExtractorSpec,
+    /// Who answers (the extractor's model, mode and re-asks already applied).
+    pub client: Client,
+    /// The input: JSONL, plain text lines, or a folder of `.txt` files.
+    pub input: PathBuf,
+    /// The output (appended to; created when missing).
+    pub output: PathBuf,
+    /// Items in flight at once (at least 1).
+    pub concurrency: usize,
+    /// The limiter the provider was given, for its counts.
+    pub limiter: Option<Arc<Limiter>>,
+    /// Prices by model name (a model matches its own name, or the longest name it starts
+    /// with: `gpt-4o-mini-2024-07-18` is priced as `gpt-4o-mini`).
+    pub prices: BTreeMap<String, Prices>,
+    /// Stop taking work once this much (USD) is spent.
+    pub max_cost: Option<f64>,
+    /// Do the items whose lines hold an error again (their lines are replaced).
+    pub retry_failed: bool,
+    /// How progress is shown.
+    pub display: Display,
+}
+
+/// Interrupts so far (the command line counts its `SIGINT`s into one).
+pub type Interrupts = tokio::sync::watch::Receiver<u32>;
+
+/// How often the plain progress line and the rate-limit count are looked at.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Runs `job` until every item has a line in the output, or it is stopped.
+pub async fn run(job: Job, mut interrupts: Interrupts) -> Result<Summary, BatchError> {
+    let source = Source::open(&job.input, job.extractor.input.value())?;
+    let counting = source.clone();
+    let total = tokio::task::spawn_blocking(move || counting.count())
+        .await
+        .map_err(|e| BatchError::Input(format!("reading the input failed: {e}")))??;
+    let (mut output, done) = Output::open(&job.output, job.retry_failed)?;
+    if done.dropped_torn_line {
+        tracing::warn!(output = %job.output.display(), "the output's last line was cut off by a crash; its item is done again");
+    }
+    let mut tally = progress::Tally::new(
+        job.output.display().to_string(),
+        total,
+        done.ids.len(),
+        job.display,
+    );
+
+    // The input is read on its own thread, item by item, the ids already done skipped.
+    let concurrency = job.concurrency.max(1);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(concurrency * 2);
+    let reading = source.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        let items = match reading.items() {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        for (_, item) in items {
+            if item.as_ref().is_ok_and(|i| done.ids.contains(&i.id)) {
+                continue;
+            }
+            if tx.blocking_send(item).is_err() {
+                return;
+            }
+        }
+    });
+
+    let ctx = Arc::new(Ctx {
+        extractor: job.extractor,
+        client: job.client,
+        prices: job.prices,
+    });
+    let pauses = || job.limiter.as_ref().map_or(0, |l| l.pauses());
+    let mut in_flight = FuturesUnordered::new();
+    let mut input_done = false;
+    let mut stopped = None;
+    let mut interrupts_open = true;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if (input_done || stopped.is_some()) && in_flight.is_empty() {
+            break;
+        }
+        let taking = stopped.is_none() && !input_done && in_flight.len() < concurrency;
+        tokio::select! {
+            biased;
+            changed = interrupts.changed(), if interrupts_open => {
+                if changed.is_err() {
+                    interrupts_open = false;
+                    continue;
+                }
+                let count = *interrupts.borrow_and_update();
+                if count >= 2 {
+                    stopped = Some(Stopped::Abandoned);
+                    break;
+                }
+                if count == 1 && stopped.is_none() {
+                    stopped = Some(Stopped::Interrupted);
+                }
+            }
+            Some((record, usage, cost)) = in_flight.next(), if !in_flight.is_empty() => {
+                let record: Record = record;
+                output.write(&record)?;
+                tally.add(record.error.is_none(), usage, cost);
+                if let Some(max) = job.max_cost
+                    && tally.spent() >= max
+                    && stopped.is_none()
+                {
+                    stopped = Some(Stopped::MaxCost);
+                }
+            }
+            item = rx.recv(), if taking => match item {
+                Some(Ok(item)) => in_flight.push(process(ctx.clone(), item)),
+                Some(Err(e)) => return Err(e),
+                None => input_done = true,
+            },
+            _ = tick.tick() => tally.tick(pauses()),
+        }
+    }
+    // Abandoned calls are dropped here (their HTTP requests with them); the reader stops at
+    // its next send.
+    drop(in_flight);
+    drop(rx);
+    reader.abort();
+    let stopped = match stopped {
+        Some(Stopped::Interrupted | Stopped::MaxCost) if input_done_and_empty(&tally) => None,
+        s => s,
+    };
+    Ok(tally.finish(stopped, pauses()))
+}
+
+/// Whether every item got its line (a stop that came after the last item took nothing away).
+fn input_done_and_empty(tally: &progress::Tally) -> bool {
+    tally.summary.remaining == 0
+}
+
+struct Ctx {
+    extractor: ExtractorSpec,
+    client: Client,
+    prices: BTreeMap<String, Prices>,
+}
+
+impl Ctx {
+    /// The prices of `model`: its own, or those of the longest name it starts with.
+    fn prices(&self, model: &str) -> Option<&Prices> {
+        self.prices.get(model).or_else(|| {
+            self.prices
+                .iter()
+                .filter(|(name, _)| model.starts_with(name.as_str()))
+                .max_by_key(|(name, _)| name.len())
+                .map(|(_, p)| p)
+        })
+    }
+
+    fn cost(&self, asked: &str, answered: &str, usage: &Usage) -> Option<f64> {
+        if usage.total_tokens() == 0 {
+            return Some(0.0);
+        }
+        self.prices(answered)
+            .or_else(|| self.prices(asked))
+            .map(|p| p.cost(usage))
+    }
+}
+
+/// One item: checked against the input schema, rendered, extracted; always a record.
+async fn process(ctx: Arc<Ctx>, item: Item) -> (Record, Usage, Option<f64>) {
+    let asked = ctx.client.model().to_owned();
+    let input = match item.input {
+        Ok(v) => v,
+        Err(message) => {
+            return (
+                failure(item.id, &asked, "invalid_input", message),
+                Usage::default(),
+                Some(0.0),
+            );
+        }
+    };
+    let errors = ctx.extractor.input.errors(&input);
+    if !errors.is_empty() {
+        let list: Vec<String> = errors
+            .iter()
+            .map(|e| {
+                if e.path.is_empty() {
+                    e.message.clone()
+                } else {
+                    format!("{}: {}", e.path, e.message)
+                }
+            })
+            .collect();
+        let message = format!(
+            "the input does not fit extractor `{}`'s input schema: {}",
+            ctx.extractor.name,
+            list.join("; ")
+        );
+        return (
+            failure(item.id, &asked, "invalid_input", message),
+            Usage::default(),
+            Some(0.0),
+        );
+    }
+    let messages = match ctx.extractor.messages(&input) {
+        Ok(m) => m,
+        Err(e) => {
+            return (
+                failure(item.id, &asked, "template", e.to_string()),
+                Usage::default(),
+                Some(0.0),
+            );
+        }
+    };
+    let result = ctx
+        .extractor
+        .request(&ctx.client, |c, s| c.extract_value(s), messages)
+        .send()
+        .await;
+    match result {
+        Ok(out) => {
+            let model = out.response.model.clone().unwrap_or(asked.clone());
+            let cost = ctx.cost(&asked, &model, &out.usage);
+            let record = Record {
+                id: item.id,
+                value: Some(out.value),
+                error: None,
+                usage: out.usage.into(),
+                attempts: out.attempts.len(),
+                model,
+            };
+            (record, out.usage, cost)
+        }
+        Err(e) => {
+            let usage = e.usage();
+            let cost = ctx.cost(&asked, &asked, &usage);
+            let record = Record {
+                id: item.id,
+                value: None,
+                error: Some(ExtractionFailure::from_error(&e)),
+                usage: usage.into(),
+                attempts: e.attempts().len(),
+                model: asked,
+            };
+            (record, usage, cost)
+        }
+    }
+}
+
+/// The record of an item that failed before any model call.
+fn failure(id: String, model: &str, kind: &str, message: String) -> Record {
+    Record {
+        id,
+        value: None,
+        error: Some(ExtractionFailure {
+            message,
+            kind: kind.into(),
+            upstream_status: None,
+            attempts: Vec::new(),
+            usage: UsageReport::from(Usage::default()),
+        }),
+        usage: Usage::default().into(),
+        attempts: 0,
+        model: model.to_owned(),
+    }
+}
