@@ -250,9 +250,9 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-/// The input's one text field: the only property, or the only required one, when it is a
-/// string.
-fn text_field(schema: &Value) -> Option<String> {
+/// The input's one text field (where plain text goes): the only property, or the only
+/// required one, when it is a string.
+pub fn text_field(schema: &Value) -> Option<String> {
     let properties = schema.get("properties")?.as_object()?;
     let is_text = |name: &str| {
         properties
@@ -277,7 +277,8 @@ fn text_field(schema: &Value) -> Option<String> {
     }
 }
 
-fn describe_fields(schema: &Value) -> String {
+/// The input's fields for a message: `` `a`, `b` ``.
+pub fn describe_fields(schema: &Value) -> String {
     match schema.get("properties").and_then(Value::as_object) {
         Some(p) if !p.is_empty() => {
             let names: Vec<String> = p.keys().map(|k| format!("`{k}`")).collect();

@@ -30,7 +30,7 @@ use sift_config::{ExtractorSpec, Prices};
 use sift_core::report::{ExtractionFailure, UsageReport};
 use sift_core::{Client, Usage};
 
-pub use input::{Item, Source};
+pub use input::{Item, Source, describe_fields, text_field};
 pub use limit::{Limiter, Limits};
 pub use output::{Done, Output, Record};
 pub use progress::{Display, Stopped, Summary};

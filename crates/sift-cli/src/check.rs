@@ -45,7 +45,7 @@ fn on_local(config: &Config, e: &ExtractorSpec) -> bool {
     match e.provider.as_deref().and_then(|p| config.providers.get(p)) {
         Some(ProviderSpec::Local { .. }) => true,
         Some(_) => false,
-        None => crate::serve::default_kind() == crate::serve::ProviderKind::Local,
+        None => crate::providers::default_kind() == crate::providers::ProviderKind::Local,
     }
 }
 

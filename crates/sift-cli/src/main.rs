@@ -1,6 +1,9 @@
 //! `sift`: typed, validated extraction from free text with language models.
 
+mod batch;
 mod check;
+mod extract;
+mod providers;
 mod serve;
 
 // glibc's allocator is slow when memory allocated on one thread is freed on another, which is
@@ -28,6 +31,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Check a config file without serving: every problem with its place, or what it serves.
     Check(check::CheckArgs),
+    /// Extract once: print the value as JSON (exit 2: bad input, 3: model call failed,
+    /// 4: no valid answer).
+    Extract(extract::ExtractArgs),
+    /// Run an extractor over a JSONL file or a folder, resumably (exit 1: some items failed,
+    /// 5: stopped before the end).
+    Batch(batch::BatchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,17 +60,18 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
-            Command::Check(_) => Ok(()),
+            Command::Serve(args) => match serve::run(args).await {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::from(2)
+                }
+            },
+            Command::Extract(args) => extract::run(args).await,
+            Command::Batch(args) => batch::run(args).await,
+            Command::Check(_) => std::process::ExitCode::SUCCESS,
         }
-    });
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::from(2)
-        }
-    }
+    })
 }

@@ -347,6 +347,8 @@ pub struct Recorded {
     pub body: Value,
     /// The headers.
     pub headers: HeaderMap,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -408,6 +410,7 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         inner.received.push(Recorded {
             body: parsed.clone(),
             headers,
+            at: std::time::Instant::now(),
         });
         let n = inner.received.len();
         let reply = match inner.queue.pop_front() {

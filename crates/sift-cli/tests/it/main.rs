@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sift_test_support::{Reply, ScriptedServer};
 
+mod batch;
 mod config;
+mod extract;
 mod telemetry;
 
 pub(crate) struct Running {

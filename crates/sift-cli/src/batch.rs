@@ -1,0 +1,236 @@
+//! `sift batch`: an extractor over a JSONL file or a folder (see `sift_batch`).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use sift_batch::{Display, Job, Limiter, Limits, Stopped};
+
+use crate::extract::{EXIT_INPUT, Failed};
+use crate::providers::{self, Clients, ProviderArgs};
+
+/// Where the calls go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    /// Sift makes each call itself (any provider).
+    Direct,
+}
+
+/// Flags of `sift batch`.
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// The extractor's name in the config (or give --schema).
+    name: Option<String>,
+    /// An output JSON Schema file, instead of a configured extractor.
+    #[arg(long, value_name = "FILE")]
+    schema: Option<PathBuf>,
+    /// With `--schema`: the instructions, a minijinja template over `text`.
+    #[arg(long)]
+    prompt: Option<String>,
+    /// With `--schema`: a system prompt.
+    #[arg(long)]
+    system: Option<String>,
+    /// The input: JSONL (`{"id", ...input}` per line), plain text lines, or a folder of .txt.
+    #[arg(short, long, value_name = "IN")]
+    input: PathBuf,
+    /// The output JSONL; rerunning with the same one resumes.
+    #[arg(short, long, value_name = "OUT")]
+    output: PathBuf,
+    /// Items in flight at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Requests per minute, over every worker (transport retries count).
+    #[arg(long)]
+    rpm: Option<u32>,
+    /// Tokens per minute, prompt and completion (estimated before each call, corrected by
+    /// its usage after).
+    #[arg(long)]
+    tpm: Option<u64>,
+    /// Stop taking new items once this many USD are spent (prices from the config's
+    /// `[models]`).
+    #[arg(long, value_name = "USD")]
+    max_cost: Option<f64>,
+    /// Do again the items whose output lines hold an error.
+    #[arg(long)]
+    retry_failed: bool,
+    /// Also write the summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
+    /// Seconds between progress lines when stderr is not a terminal (0: none).
+    #[arg(long, default_value_t = 10.0)]
+    progress_every: f64,
+    /// How the calls are made.
+    #[arg(long, value_enum, default_value = "direct")]
+    via: Via,
+    /// Show the model calls on stderr.
+    #[arg(short, long)]
+    verbose: bool,
+    #[command(flatten)]
+    providers: ProviderArgs,
+}
+
+/// Exit code: every item is done, some failed (their errors are in the output).
+pub const EXIT_SOME_FAILED: u8 = 1;
+/// Exit code: stopped before the end (interrupted, or `--max-cost`); rerun to finish.
+pub const EXIT_STOPPED: u8 = 5;
+
+/// Runs the job; the summary on stderr.
+pub async fn run(args: BatchArgs) -> ExitCode {
+    let telemetry = match providers::telemetry(false, !args.verbose, true) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_INPUT);
+        }
+    };
+    let result = batch(args, &telemetry).await;
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn batch(args: BatchArgs, telemetry: &sift_telemetry::Telemetry) -> Result<ExitCode, Failed> {
+    match args.via {
+        Via::Direct => {}
+    }
+    if args.concurrency == 0 {
+        return Err(anyhow::anyhow!("--concurrency must be at least 1").into());
+    }
+    if args.rpm == Some(0) || args.tpm == Some(0) {
+        return Err(anyhow::anyhow!(
+            "--rpm and --tpm must be at least 1 (leave them out for no limit)"
+        )
+        .into());
+    }
+    if let Some(c) = args.max_cost
+        && !(c.is_finite() && c >= 0.0)
+    {
+        return Err(
+            anyhow::anyhow!("--max-cost must be a number of USD, 0 or more, got {c}").into(),
+        );
+    }
+    if !(args.progress_every.is_finite() && args.progress_every >= 0.0) {
+        return Err(
+            anyhow::anyhow!("--progress-every must be a number of seconds, 0 or more").into(),
+        );
+    }
+    let file = args.providers.config_file()?;
+    let spec = crate::extract::extractor(
+        file.as_ref(),
+        args.name.as_deref(),
+        args.schema.as_deref(),
+        args.prompt.as_deref(),
+        args.system.as_deref(),
+    )?;
+    let prices = file.as_ref().map(|f| f.prices.clone()).unwrap_or_default();
+    if args.max_cost.is_some() && prices.is_empty() {
+        return Err(anyhow::anyhow!(
+            "--max-cost needs the models' prices: add [models.\"NAME\"] with input, cached_input \
+             and output (USD per million tokens) to the config"
+        )
+        .into());
+    }
+    let limiter = Arc::new(Limiter::new(Limits {
+        rpm: args.rpm,
+        tpm: args.tpm,
+    }));
+    let client = Clients::new(
+        &args.providers,
+        telemetry,
+        Some(limiter.clone() as Arc<dyn sift_core::Admission>),
+    )
+    .only_for(file.as_ref(), &spec)
+    .await
+    .map_err(Failed::provider)?;
+    // Refused before any item: a schema the provider cannot enforce.
+    client
+        .provider()
+        .check_schema(spec.output.constrained_schema())
+        .with_context(|| format!("extractor `{}`", spec.name))?;
+    let display = if std::io::stderr().is_terminal() {
+        Display::Bar
+    } else if args.progress_every > 0.0 {
+        Display::Lines(Duration::from_secs_f64(args.progress_every.min(86_400.0)))
+    } else {
+        Display::Off
+    };
+    let job = Job {
+        extractor: spec,
+        client,
+        input: args.input.clone(),
+        output: args.output.clone(),
+        concurrency: args.concurrency,
+        limiter: Some(limiter),
+        prices,
+        max_cost: args.max_cost,
+        retry_failed: args.retry_failed,
+        display,
+    };
+    let summary = sift_batch::run(job, interrupts()).await?;
+    eprintln!("{}", summary.human());
+    if let Some(path) = &args.summary {
+        let json = serde_json::to_string_pretty(&summary).context("encoding the summary")?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("could not write the summary to {}", path.display()))?;
+    }
+    Ok(match summary.stopped {
+        Some(Stopped::Interrupted | Stopped::Abandoned | Stopped::MaxCost) => {
+            ExitCode::from(EXIT_STOPPED)
+        }
+        None if summary.failed > 0 => ExitCode::from(EXIT_SOME_FAILED),
+        None => ExitCode::SUCCESS,
+    })
+}
+
+/// Counts `SIGINT`s (and `SIGTERM`s) into a watch: the first stops taking work, the second
+/// abandons the calls in flight.
+fn interrupts() -> sift_batch::Interrupts {
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        let terminate = signal(SignalKind::terminate()).ok();
+        tokio::spawn(async move {
+            let (mut interrupt, mut terminate) = (interrupt, terminate);
+            loop {
+                let got = tokio::select! {
+                    s = async { match &mut interrupt { Some(s) => s.recv().await, None => std::future::pending().await } } => s,
+                    s = async { match &mut terminate { Some(s) => s.recv().await, None => std::future::pending().await } } => s,
+                };
+                if got.is_none() {
+                    return;
+                }
+                let n = *tx.borrow() + 1;
+                if n == 1 {
+                    eprintln!(
+                        "sift batch: stopping: no new items; waiting for the calls in flight \
+                         (interrupt again to abandon them)"
+                    );
+                }
+                if tx.send(n).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            let n = *tx.borrow() + 1;
+            if tx.send(n).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}

@@ -1,0 +1,352 @@
+//! `sift extract`: one extraction from the command line, printed as JSON.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use futures::StreamExt;
+use serde_json::Value;
+use sift_config::{Config, ExtractorSpec};
+use sift_core::report::ExtractionFailure;
+use sift_core::{Attempt, ExtractError, PartialUpdate, Schema, StreamError};
+
+use crate::providers::{self, Clients, ProviderArgs};
+
+/// Flags of `sift extract`.
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// The extractor's name in the config (without `--schema`), then the text (`-` reads
+    /// stdin; without it, `--file` or stdin).
+    #[arg(num_args = 0..=2, value_name = "NAME | TEXT")]
+    positional: Vec<String>,
+    /// An output JSON Schema file, instead of a configured extractor.
+    #[arg(long, value_name = "FILE")]
+    schema: Option<PathBuf>,
+    /// With `--schema`: the instructions, a minijinja template over `text`; without
+    /// `{{ text }}` in it, the text follows it.
+    #[arg(long)]
+    prompt: Option<String>,
+    /// With `--schema`: a system prompt.
+    #[arg(long)]
+    system: Option<String>,
+    /// Read the text from this file.
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// The text is the extractor's input as a JSON object (for inputs of several fields).
+    #[arg(long)]
+    json: bool,
+    /// Print as it arrives, as NDJSON: each element of a list as it closes, or snapshots of
+    /// an object as its fields fill in, then the whole value.
+    #[arg(long)]
+    stream: bool,
+    /// Show every attempt (outcome, time, tokens, errors) and the model calls on stderr.
+    #[arg(short, long)]
+    verbose: bool,
+    #[command(flatten)]
+    providers: ProviderArgs,
+}
+
+/// Exit code: the input or the flags are wrong (also a bad config or schema).
+pub const EXIT_INPUT: u8 = 2;
+/// Exit code: the model could not be reached or answered with an error.
+pub const EXIT_PROVIDER: u8 = 3;
+/// Exit code: the model answered, but no answer was valid (re-asks spent, cut off).
+pub const EXIT_INVALID: u8 = 4;
+
+/// A failure with its exit code.
+pub(crate) struct Failed {
+    pub(crate) code: u8,
+    pub(crate) error: anyhow::Error,
+}
+
+impl Failed {
+    /// The provider could not be set up.
+    pub(crate) fn provider(error: anyhow::Error) -> Self {
+        Self {
+            code: EXIT_PROVIDER,
+            error,
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failed {
+    fn from(e: E) -> Self {
+        Self {
+            code: EXIT_INPUT,
+            error: e.into(),
+        }
+    }
+}
+
+/// Runs the extraction; prints the value (or the stream) on stdout.
+pub async fn run(args: ExtractArgs) -> ExitCode {
+    let telemetry = match providers::telemetry(false, true, true) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_INPUT);
+        }
+    };
+    let result = extract(args, &telemetry).await;
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// The extractor to run: a configured one by name, or one made of `--schema` and `--prompt`.
+pub(crate) fn extractor(
+    file: Option<&Config>,
+    name: Option<&str>,
+    schema: Option<&std::path::Path>,
+    prompt: Option<&str>,
+    system: Option<&str>,
+) -> anyhow::Result<ExtractorSpec> {
+    match (name, schema) {
+        (Some(_), Some(_)) => bail!("give an extractor's name or --schema, not both"),
+        (None, None) => bail!("name an extractor from the config, or give --schema FILE"),
+        (Some(name), None) => {
+            let file = file.with_context(|| {
+                format!(
+                    "no config to find extractor `{name}` in: pass --config FILE, set \
+                     SIFT_CONFIG, or add ./sift.toml (or give --schema FILE)"
+                )
+            })?;
+            file.extractor(name).cloned().with_context(|| {
+                let names: Vec<&str> = file.extractors.iter().map(|e| e.name.as_str()).collect();
+                format!(
+                    "no extractor `{name}` in the config; it has: {}",
+                    if names.is_empty() {
+                        "none".into()
+                    } else {
+                        names.join(", ")
+                    }
+                )
+            })
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("could not read the schema {}", path.display()))?;
+            let value: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not valid JSON", path.display()))?;
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "Output".into());
+            let output = Schema::compile(&name, value)
+                .with_context(|| format!("{}: not a usable JSON Schema", path.display()))?;
+            let input = Schema::compile(
+                "Input",
+                serde_json::from_str(sift_config::TEXT_INPUT).context("the text input schema")?,
+            )
+            .context("the text input schema")?;
+            let prompt = match prompt {
+                Some(p) if p.contains("{{") => p.to_owned(),
+                Some(p) => format!("{p}\n\n{{{{ text }}}}"),
+                None => "{{ text }}".into(),
+            };
+            ExtractorSpec::new(
+                "adhoc",
+                "given with --schema",
+                output,
+                input,
+                system.map(str::to_owned),
+                &prompt,
+            )
+            .map_err(|e| anyhow::anyhow!("--prompt: {e}"))
+        }
+    }
+}
+
+/// The text: the argument (`-` for stdin), `--file`, or stdin.
+fn read_text(arg: Option<&str>, file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    match (arg, file) {
+        (Some(_), Some(_)) => bail!("give the text as an argument or with --file, not both"),
+        (Some(t), None) if t != "-" => Ok(t.to_owned()),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("could not read {}", path.display())),
+        _ => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("could not read the text from stdin")?;
+            Ok(text)
+        }
+    }
+}
+
+/// The extractor's input for `text`: its one text field, or (`--json`, or an input of
+/// several fields) the text read as the input object. Checked against the input schema.
+fn input_for(spec: &ExtractorSpec, text: String, json: bool) -> anyhow::Result<Value> {
+    let field = sift_batch::text_field(spec.input.value());
+    let input = match (json, field) {
+        (false, Some(field)) => {
+            let mut m = serde_json::Map::new();
+            m.insert(field, Value::String(text));
+            Value::Object(m)
+        }
+        _ => serde_json::from_str(&text).with_context(|| {
+            format!(
+                "extractor `{}` takes {}: give the input as a JSON object",
+                spec.name,
+                sift_batch::describe_fields(spec.input.value())
+            )
+        })?,
+    };
+    let errors = spec.input.errors(&input);
+    if !errors.is_empty() {
+        let list: Vec<String> = errors
+            .iter()
+            .map(|e| match e.path.as_str() {
+                "" => e.message.clone(),
+                p => format!("{p}: {}", e.message),
+            })
+            .collect();
+        bail!(
+            "the input does not fit extractor `{}`'s input schema: {}",
+            spec.name,
+            list.join("; ")
+        );
+    }
+    Ok(input)
+}
+
+async fn extract(args: ExtractArgs, telemetry: &sift_telemetry::Telemetry) -> Result<(), Failed> {
+    let file = args.providers.config_file()?;
+    let (name, text_arg) = match (&args.schema, args.positional.as_slice()) {
+        (Some(_), [text]) => (None, Some(text.as_str())),
+        (Some(_), []) => (None, None),
+        (Some(_), _) => {
+            return Err(
+                anyhow::anyhow!("with --schema, give at most one argument: the text").into(),
+            );
+        }
+        (None, [name]) => (Some(name.as_str()), None),
+        (None, [name, text]) => (Some(name.as_str()), Some(text.as_str())),
+        (None, _) => (None, None),
+    };
+    let spec = extractor(
+        file.as_ref(),
+        name,
+        args.schema.as_deref(),
+        args.prompt.as_deref(),
+        args.system.as_deref(),
+    )?;
+    if args.schema.is_none() && (args.prompt.is_some() || args.system.is_some()) {
+        return Err(anyhow::anyhow!(
+            "--prompt and --system go with --schema; a configured extractor has its own"
+        )
+        .into());
+    }
+    let text = read_text(text_arg, args.file.as_deref())?;
+    let input = input_for(&spec, text, args.json)?;
+    let messages = spec.messages(&input)?;
+    let client = Clients::new(&args.providers, telemetry, None)
+        .only_for(file.as_ref(), &spec)
+        .await
+        .map_err(Failed::provider)?;
+    let mut stdout = std::io::stdout().lock();
+    if !args.stream {
+        let out = spec
+            .request(&client, |c, s| c.extract_value(s), messages)
+            .send()
+            .await
+            .map_err(failed)?;
+        if args.verbose {
+            show_attempts(&out.attempts);
+        }
+        line(&mut stdout, &out.value)?;
+        return Ok(());
+    }
+    if spec.output.is_array() {
+        let mut stream = spec
+            .request(&client, |c, s| c.extract_value_iter(s), messages)
+            .stream();
+        let stats = stream.stats();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(v) => {
+                    line(&mut stdout, &v)?;
+                }
+                Err(StreamError::Item { index, errors, .. }) => {
+                    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    eprintln!("element {index} is invalid, left out: {}", list.join("; "));
+                }
+                Err(StreamError::Extract(e)) => return Err(failed(e)),
+                Err(other) => return Err(anyhow::anyhow!("{other}").into()),
+            }
+        }
+        if args.verbose {
+            show_attempts(&stats.attempts());
+        }
+    } else {
+        let mut stream = spec
+            .request(&client, |c, s| c.extract_value_partial(s), messages)
+            .stream();
+        let stats = stream.stats();
+        while let Some(update) = stream.next().await {
+            match update {
+                Ok(PartialUpdate::Snapshot(v) | PartialUpdate::Done(v)) => {
+                    line(&mut stdout, &v)?;
+                }
+                Ok(PartialUpdate::Retry { attempt, errors }) => {
+                    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    eprintln!(
+                        "attempt {attempt} was invalid, asking again: {}",
+                        list.join("; ")
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => return Err(failed(e)),
+            }
+        }
+        if args.verbose {
+            show_attempts(&stats.attempts());
+        }
+    }
+    Ok(())
+}
+
+/// `value` on a line of its own, flushed (a stream's reader sees it at once).
+fn line(out: &mut impl Write, value: &Value) -> anyhow::Result<()> {
+    writeln!(out, "{value}")
+        .and_then(|()| out.flush())
+        .context("could not write to stdout")
+}
+
+/// A failed extraction: every attempt shown, and the exit code of its kind.
+fn failed(e: ExtractError) -> Failed {
+    show_attempts(e.attempts());
+    let code = match &e {
+        ExtractError::Schema(_) => EXIT_INPUT,
+        ExtractError::Provider { .. } => EXIT_PROVIDER,
+        _ => EXIT_INVALID,
+    };
+    let report = ExtractionFailure::from_error(&e);
+    Failed {
+        code,
+        error: anyhow::anyhow!("{} ({})", report.message, report.kind),
+    }
+}
+
+fn show_attempts(attempts: &[Attempt]) {
+    for a in attempts {
+        eprintln!(
+            "attempt {}: {} in {} ms, {} tokens in, {} out",
+            a.number,
+            a.outcome.as_str(),
+            a.duration.as_millis(),
+            a.usage.input_tokens,
+            a.usage.output_tokens
+        );
+        for e in &a.errors {
+            eprintln!("  {e}");
+        }
+    }
+}

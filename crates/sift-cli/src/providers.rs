@@ -1,0 +1,295 @@
+//! Choosing and building the model provider, the same way for `serve`, `extract` and
+//! `batch`: the flags and variables, the config's `[providers]`, and telemetry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use sift_config::{Config, ExtractorSpec, ProviderSpec};
+use sift_core::{Admission, Client, Mode};
+use sift_openai::{OpenAi, OpenAiConfig};
+use sift_telemetry::{Telemetry, TelemetryConfig};
+
+/// Which model backend answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible server (`OPENAI_BASE_URL`, `OPENAI_API_KEY`).
+    Openai,
+    /// The embedded GGUF model, in-process.
+    Local,
+}
+
+/// The flags that choose the model and how it is asked; each also reads its variable.
+#[derive(Debug, Clone, Args)]
+pub struct ProviderArgs {
+    /// Model backend [default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else local].
+    #[arg(long, env = "SIFT_PROVIDER", value_enum)]
+    pub(crate) provider: Option<ProviderKind>,
+    /// Model name sent upstream [default: the provider's, gpt-4o-mini for openai].
+    #[arg(long, env = "SIFT_MODEL")]
+    pub(crate) model: Option<String>,
+    /// GGUF file for the local provider.
+    #[arg(long, env = "SIFT_MODEL_PATH")]
+    pub(crate) model_path: Option<std::path::PathBuf>,
+    /// How structured output is asked for: tools, json_schema, json or md_json.
+    #[arg(long, env = "SIFT_MODE", default_value = "tools")]
+    pub(crate) mode: Mode,
+    /// Re-asks after an invalid answer (0 means one call).
+    #[arg(long, env = "SIFT_MAX_RETRIES", default_value_t = sift_core::DEFAULT_MAX_RETRIES)]
+    pub(crate) max_retries: u32,
+    /// Seconds allowed for one upstream HTTP call.
+    #[arg(long, env = "SIFT_TIMEOUT", default_value_t = 120.0)]
+    pub(crate) timeout: f64,
+    /// Largest upstream answer read, in bytes: a whole body, or one line or event of a stream.
+    #[arg(long, env = "SIFT_MAX_UPSTREAM_BODY", default_value_t = sift_openai::DEFAULT_MAX_BODY)]
+    pub(crate) max_upstream_body: usize,
+    /// Config file: providers and extractors [default: ./sift.toml when present].
+    #[arg(long, env = "SIFT_CONFIG")]
+    pub(crate) config: Option<std::path::PathBuf>,
+}
+
+impl ProviderArgs {
+    fn kind(&self) -> ProviderKind {
+        self.provider.unwrap_or_else(default_kind)
+    }
+
+    /// The config file, when there is one (`--config`, `SIFT_CONFIG`, `./sift.toml`).
+    pub(crate) fn config_file(&self) -> anyhow::Result<Option<Config>> {
+        Config::discover(self.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// The provider used when none is named: OpenAI-compatible when `OPENAI_API_KEY` or
+/// `OPENAI_BASE_URL` is set, else the embedded model.
+pub(crate) fn default_kind() -> ProviderKind {
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty());
+    if set("OPENAI_API_KEY") || set("OPENAI_BASE_URL") {
+        ProviderKind::Openai
+    } else {
+        ProviderKind::Local
+    }
+}
+
+/// Sets up telemetry: the console (on stderr), exporters from the environment. `quiet` keeps
+/// the console to errors unless `SIFT_LOG` or `RUST_LOG` says otherwise (the command-line
+/// tools, whose output is their answer); `verbose` shows attributes too.
+pub(crate) fn telemetry(
+    verbose: bool,
+    quiet: bool,
+    record_content: bool,
+) -> anyhow::Result<Telemetry> {
+    let mut config = TelemetryConfig::from_env();
+    let filter_set = ["SIFT_LOG", "RUST_LOG"]
+        .iter()
+        .any(|k| std::env::var(k).is_ok_and(|v| !v.trim().is_empty()));
+    if quiet && !verbose && !filter_set {
+        config.console_filter = "error".into();
+    }
+    if verbose
+        && !quiet
+        && let Some(console) = &mut config.console
+    {
+        console.verbose = true;
+    }
+    let standard_off = std::env::var("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("false"));
+    let console_verbose = config.console.as_ref().is_some_and(|c| c.verbose);
+    let telemetry = Telemetry::init(config).context("could not set up telemetry")?;
+    // Content is written out only where something shows it: an exporter or the verbose
+    // console.
+    sift_core::trace::set_record_content(
+        record_content && !standard_off && (console_verbose || telemetry.is_exporting()),
+    );
+    for target in telemetry.exporting() {
+        tracing::info!(target = target.as_str(), "exporting traces");
+    }
+    Ok(telemetry)
+}
+
+/// Builds clients: the default one and those of the config's providers, each built once by
+/// name and settings (and kept across reloads while they stay the same, so a reload does not
+/// load the embedded model again).
+pub(crate) struct Clients<'a> {
+    args: &'a ProviderArgs,
+    telemetry: &'a Telemetry,
+    /// Given to every OpenAI-compatible provider built (`sift batch`'s rate limits).
+    admission: Option<Arc<dyn Admission>>,
+    built: HashMap<(String, String), Client>,
+}
+
+impl<'a> Clients<'a> {
+    pub(crate) fn new(
+        args: &'a ProviderArgs,
+        telemetry: &'a Telemetry,
+        admission: Option<Arc<dyn Admission>>,
+    ) -> Self {
+        Self {
+            args,
+            telemetry,
+            admission,
+            built: HashMap::new(),
+        }
+    }
+
+    /// The client used when an extractor names no provider: from the flags and variables.
+    pub(crate) async fn default_client(&self) -> anyhow::Result<Client> {
+        let args = self.args;
+        let client = match args.kind() {
+            ProviderKind::Openai => {
+                let config = self.openai(OpenAiConfig::from_env())?;
+                tracing::info!(base_url = config.base_url(), "provider: openai-compatible");
+                Client::new(OpenAi::new(config).context("could not set up the OpenAI provider")?)
+            }
+            ProviderKind::Local => local_client(args.model_path.as_deref()).await?,
+        };
+        let client = match (&args.model, args.kind()) {
+            (Some(m), ProviderKind::Openai) => client.with_model(m),
+            _ => client,
+        };
+        Ok(client
+            .with_mode(args.mode)
+            .with_max_retries(args.max_retries))
+    }
+
+    /// The client of `spec` (the default one when it names no provider), its model, mode
+    /// and re-asks applied over the flags'.
+    pub(crate) async fn for_extractor(
+        &mut self,
+        file: Option<&Config>,
+        spec: &ExtractorSpec,
+        default: &Client,
+    ) -> anyhow::Result<Client> {
+        let client = match (&spec.provider, file) {
+            (Some(name), Some(file)) => self.configured(file, name).await?,
+            _ => default.clone(),
+        };
+        Ok(spec.client(client))
+    }
+
+    /// The client of `spec` alone (`extract`, `batch`): the default one is built only when
+    /// `spec` names no provider.
+    pub(crate) async fn only_for(
+        &mut self,
+        file: Option<&Config>,
+        spec: &ExtractorSpec,
+    ) -> anyhow::Result<Client> {
+        let client = match (&spec.provider, file) {
+            (Some(name), Some(file)) => self.configured(file, name).await?,
+            _ => self.default_client().await?,
+        };
+        Ok(spec.client(client))
+    }
+
+    /// The client of the config's provider `name`, built once per settings.
+    async fn configured(&mut self, file: &Config, name: &str) -> anyhow::Result<Client> {
+        let provider = file
+            .providers
+            .get(name)
+            .with_context(|| format!("no provider `{name}`"))?;
+        let key = (name.to_owned(), format!("{provider:?}"));
+        let client = match self.built.get(&key) {
+            Some(c) => c.clone(),
+            None => {
+                let c = self.named(name, provider).await?;
+                self.built.insert(key, c.clone());
+                c
+            }
+        };
+        Ok(client
+            .with_mode(self.args.mode)
+            .with_max_retries(self.args.max_retries))
+    }
+
+    /// The flags' timeout and body limit, telemetry's header hook and the admission, over
+    /// `config`.
+    fn openai(&self, config: OpenAiConfig) -> anyhow::Result<OpenAiConfig> {
+        let mut config = config
+            .timeout(upstream_timeout(self.args.timeout)?)
+            .max_body(self.args.max_upstream_body);
+        if let Some(hook) = self.telemetry.trace_propagation() {
+            config = config.header_hook(hook);
+        }
+        if let Some(a) = &self.admission {
+            config = config.admission(a.clone());
+        }
+        Ok(config)
+    }
+
+    async fn named(&self, name: &str, spec: &ProviderSpec) -> anyhow::Result<Client> {
+        match spec {
+            ProviderSpec::OpenAi {
+                base_url,
+                api_key_env,
+                model,
+            } => {
+                let config = match base_url {
+                    None => OpenAiConfig::from_env(),
+                    Some(url) => {
+                        let config = OpenAiConfig::new(url.clone());
+                        match std::env::var("OPENAI_API_KEY") {
+                            Ok(key) => config.api_key(key),
+                            Err(_) => config,
+                        }
+                    }
+                };
+                let mut config = self.openai(config)?;
+                if let Some(var) = api_key_env {
+                    let key = std::env::var(var).with_context(|| {
+                        format!("provider `{name}` reads its key from {var}, which is not set")
+                    })?;
+                    config = config.api_key(key);
+                }
+                tracing::info!(
+                    provider = name,
+                    base_url = config.base_url(),
+                    "provider: openai-compatible"
+                );
+                let client = Client::new(
+                    OpenAi::new(config)
+                        .with_context(|| format!("could not set up provider `{name}`"))?,
+                );
+                Ok(match model {
+                    Some(m) => client.with_model(m),
+                    None => client,
+                })
+            }
+            ProviderSpec::Local { model_path } => {
+                local_client(model_path.as_deref().or(self.args.model_path.as_deref())).await
+            }
+            _ => bail!("provider `{name}`: this kind is not supported by this sift"),
+        }
+    }
+}
+
+#[cfg(feature = "local")]
+async fn local_client(path: Option<&std::path::Path>) -> anyhow::Result<Client> {
+    let mut config = sift_local::LocalConfig::default();
+    if let Some(path) = path {
+        config = config.model_path(path);
+    }
+    tracing::info!("provider: local (embedded model)");
+    let provider = tokio::task::spawn_blocking(move || sift_local::LocalProvider::load(config))
+        .await
+        .context("the model loader stopped")?
+        .context("could not start the embedded model")?;
+    Ok(Client::new(provider))
+}
+
+#[cfg(not(feature = "local"))]
+async fn local_client(_: Option<&std::path::Path>) -> anyhow::Result<Client> {
+    bail!(
+        "this sift was built without the embedded model (feature `local`); \
+         point it at an OpenAI-compatible server with OPENAI_BASE_URL (and OPENAI_API_KEY), \
+         or pass --provider openai"
+    )
+}
+
+/// `--timeout` as a duration: a positive, finite number of seconds.
+fn upstream_timeout(seconds: f64) -> anyhow::Result<Duration> {
+    if !(seconds.is_finite() && seconds > 0.0) {
+        bail!("--timeout must be a positive number of seconds, got {seconds}");
+    }
+    Ok(Duration::from_secs_f64(seconds.min(86_400.0 * 365.0)))
+}
