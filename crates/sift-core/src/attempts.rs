@@ -110,21 +110,7 @@ pub(crate) fn run<T: Send + 'static>(
                 };
                 trace::record_response(&chat_span, &response);
                 drop(chat_span);
-                answer.usage = response.usage;
-                answer.finish = response.finish_reason.clone();
-                match mode.read(schema.response(), &response) {
-                    Err(ReadError::Missing(m)) => answer.failure = Some((AttemptOutcome::NoOutput, m)),
-                    Err(ReadError::InvalidJson(m)) => answer.failure = Some((AttemptOutcome::InvalidJson, m)),
-                    Ok(text) => {
-                        answer.output = Some(text.to_owned());
-                        match parse_json(text) {
-                            Ok(v) => answer.value = Some(v),
-                            Err(ReadError::InvalidJson(m) | ReadError::Missing(m)) => {
-                                answer.failure = Some((AttemptOutcome::InvalidJson, m));
-                            }
-                        }
-                    }
-                }
+                answer = Answer::whole(mode, &schema, &response);
                 response
             } else {
                 let mut chat = match provider.chat_stream(&request).instrument(chat_span.clone()).await {
@@ -197,54 +183,42 @@ pub(crate) fn run<T: Send + 'static>(
                 response
             };
 
-            let (outcome, errors) = match (answer.failure.take(), answer.value.take()) {
-                (Some((outcome, message)), _) => {
-                    let errors = vec![FieldError::new("", message)];
-                    let text = answer.output.as_deref().or(response.content.as_deref());
-                    span.in_scope(|| trace::unreadable(schema.name(), text, &errors));
-                    (outcome, errors)
-                }
-                (None, None) if delivery == Delivery::Elements => {
-                    stats.push(record(number, started, &answer, AttemptOutcome::Success, Vec::new()));
+            // A streamed list may end with no answer left over: its elements were the answer.
+            if delivery == Delivery::Elements && answer.failure.is_none() && answer.value.is_none() {
+                stats.push(record(number, started.elapsed(), &answer, AttemptOutcome::Success, Vec::new()));
+                ending.outcome = "success";
+                return;
+            }
+            let (outcome, errors) = match span.in_scope(|| judge(&mut answer, &schema, &decode, constrained, &response)) {
+                Ok(value) => {
+                    stats.push(record(number, started.elapsed(), &answer, AttemptOutcome::Success, Vec::new()));
                     ending.outcome = "success";
+                    yield Ok(Event::Done { value, response });
                     return;
                 }
-                (None, None) => (AttemptOutcome::NoOutput, vec![FieldError::new("", "no JSON found in the answer")]),
-                (None, Some(value)) => {
-                    let value = schema.response().unwrap_value(value, constrained);
-                    match span.in_scope(|| check(&schema, &decode, &value)) {
-                        Ok(value) => {
-                            stats.push(record(number, started, &answer, AttemptOutcome::Success, Vec::new()));
-                            ending.outcome = "success";
-                            yield Ok(Event::Done { value, response });
-                            return;
-                        }
-                        Err(errors) => (AttemptOutcome::ValidationFailed, errors),
-                    }
-                }
+                Err(failed) => failed,
             };
-            // The one truncation rule, for every provider (remote ones and the embedded model
-            // all say `finish_reason: length`): a cut answer that failed is `Truncated`, and
-            // ends the extraction with `TokenLimit`; re-asking under the same limit would be
-            // cut again.
-            let cut = answer.finish.as_deref() == Some("length");
-            let outcome = if cut { AttemptOutcome::Truncated } else { outcome };
-            let attempts = stats.push(record(number, started, &answer, outcome, errors.clone()));
+            let next = after_failure(&answer, number, max_retries);
+            let outcome = if next == Next::TokenLimit { AttemptOutcome::Truncated } else { outcome };
+            let attempts = stats.push(record(number, started.elapsed(), &answer, outcome, errors.clone()));
             let usage = attempts.iter().map(|a| a.usage).sum();
             if index > 0 {
                 ending.outcome = "incomplete";
                 yield Err(ExtractError::Incomplete { emitted: index, attempts, usage });
                 return;
             }
-            if cut {
-                ending.outcome = "token_limit";
-                yield Err(ExtractError::TokenLimit { limit: request.max_tokens, attempts, usage });
-                return;
-            }
-            if number > max_retries {
-                ending.outcome = "retries_exhausted";
-                yield Err(ExtractError::RetriesExhausted { attempts, usage, last_response: Some(Box::new(response)) });
-                return;
+            match next {
+                Next::TokenLimit => {
+                    ending.outcome = "token_limit";
+                    yield Err(ExtractError::TokenLimit { limit: request.max_tokens, attempts, usage });
+                    return;
+                }
+                Next::Exhausted => {
+                    ending.outcome = "retries_exhausted";
+                    yield Err(ExtractError::RetriesExhausted { attempts, usage, last_response: Some(Box::new(response)) });
+                    return;
+                }
+                Next::Reask => {}
             }
             if delivery == Delivery::Partial {
                 yield Ok(Event::Retry { attempt: number, errors: errors.clone() });
@@ -254,8 +228,60 @@ pub(crate) fn run<T: Send + 'static>(
     }
 }
 
+/// What follows a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// The answer was cut off: the extraction ends with `TokenLimit`.
+    TokenLimit,
+    /// No re-ask is left: it ends with `RetriesExhausted`.
+    Exhausted,
+    /// The model is asked again, with the errors.
+    Reask,
+}
+
+/// The one truncation rule, for every provider (remote ones and the embedded model all say
+/// `finish_reason: length`), then the re-ask budget: a cut answer that failed is `Truncated`
+/// and ends the extraction (re-asking under the same limit would be cut again); otherwise the
+/// model is asked again while re-asks are left.
+pub(crate) fn after_failure(answer: &Answer, number: u32, max_retries: u32) -> Next {
+    if answer.finish.as_deref() == Some("length") {
+        Next::TokenLimit
+    } else if number > max_retries {
+        Next::Exhausted
+    } else {
+        Next::Reask
+    }
+}
+
+/// The verdict on an answer: its value, checked against the whole schema and decoded, or the
+/// outcome and errors of the failed attempt (recorded on the current span).
+pub(crate) fn judge<T>(
+    answer: &mut Answer,
+    schema: &Schema,
+    decode: &Decode<T>,
+    constrained: bool,
+    response: &ChatResponse,
+) -> Result<T, (AttemptOutcome, Vec<FieldError>)> {
+    match (answer.failure.take(), answer.value.take()) {
+        (Some((outcome, message)), _) => {
+            let errors = vec![FieldError::new("", message)];
+            let text = answer.output.as_deref().or(response.content.as_deref());
+            trace::unreadable(schema.name(), text, &errors);
+            Err((outcome, errors))
+        }
+        (None, None) => Err((
+            AttemptOutcome::NoOutput,
+            vec![FieldError::new("", "no JSON found in the answer")],
+        )),
+        (None, Some(value)) => {
+            let value = schema.response().unwrap_value(value, constrained);
+            check(schema, decode, &value).map_err(|errors| (AttemptOutcome::ValidationFailed, errors))
+        }
+    }
+}
+
 /// What one attempt produced.
-struct Answer {
+pub(crate) struct Answer {
     usage: Usage,
     finish: Option<String>,
     /// Why the answer could not be read.
@@ -266,6 +292,34 @@ struct Answer {
 }
 
 impl Answer {
+    /// A whole (not streamed) answer read in `mode`: its JSON text and value, or why there is
+    /// none.
+    pub(crate) fn whole(mode: Mode, schema: &Schema, response: &ChatResponse) -> Self {
+        let mut answer = Answer {
+            usage: response.usage,
+            finish: response.finish_reason.clone(),
+            failure: None,
+            output: None,
+            value: None,
+        };
+        match mode.read(schema.response(), response) {
+            Err(ReadError::Missing(m)) => answer.failure = Some((AttemptOutcome::NoOutput, m)),
+            Err(ReadError::InvalidJson(m)) => {
+                answer.failure = Some((AttemptOutcome::InvalidJson, m));
+            }
+            Ok(text) => {
+                answer.output = Some(text.to_owned());
+                match parse_json(text) {
+                    Ok(v) => answer.value = Some(v),
+                    Err(ReadError::InvalidJson(m) | ReadError::Missing(m)) => {
+                        answer.failure = Some((AttemptOutcome::InvalidJson, m));
+                    }
+                }
+            }
+        }
+        answer
+    }
+
     fn fail_reading(&mut self, message: String) {
         if self.failure.is_none() {
             let outcome = if message.starts_with("invalid JSON") {
@@ -278,16 +332,16 @@ impl Answer {
     }
 }
 
-fn record(
+pub(crate) fn record(
     number: u32,
-    started: Instant,
+    duration: std::time::Duration,
     answer: &Answer,
     outcome: AttemptOutcome,
     errors: Vec<FieldError>,
 ) -> Attempt {
     Attempt {
         number,
-        duration: started.elapsed(),
+        duration,
         usage: answer.usage,
         outcome,
         errors,

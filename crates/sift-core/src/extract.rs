@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::turns::Turns;
 use crate::attempts::{self, Decode, Delivery, Event, Job};
 use crate::message::{ChatRequest, ChatResponse, Message, Role, Structured, Usage};
 use crate::mode::Mode;
@@ -359,6 +360,24 @@ where
             attempts,
             last_response: None,
         })
+    }
+}
+
+impl<T> ExtractBuilder<T, Single>
+where
+    T: DeserializeOwned + JsonSchema + Send + 'static,
+{
+    /// The extraction as [`Turns`]: its calls made by the caller (a provider's batch API),
+    /// its answers judged by the same rules as [`send`](Self::send). Fails when the schema
+    /// does not compile or the provider cannot enforce it.
+    pub fn turns(self) -> Result<Turns<T>, ExtractError> {
+        let schema = self.schema_or_type()?;
+        let constrained = self.client.provider.capabilities().constrained;
+        self.client
+            .provider
+            .check_schema(schema.response().shown(constrained))?;
+        let name = schema.name().to_owned();
+        Ok(Turns::new(self.job(schema, None, name)))
     }
 }
 

@@ -38,6 +38,7 @@ pub mod report;
 mod schema;
 pub mod stream;
 pub mod trace;
+mod turns;
 mod validate;
 
 pub use extract::{
@@ -54,6 +55,7 @@ pub use provider::{Admission, Capabilities, Provider, ProviderError};
 pub use schema::{
     ResponseSchema, Schema, SchemaError, WRAPPER_FIELD, decode_fragment, escape_pointer_token,
 };
+pub use turns::{Turn, Turns};
 pub use stream::{ExtractStream, PartialUpdate, StreamError, StreamStats};
 pub use validate::{
     FieldError, SchemaValidator, Validate, Violation, deserialize, pointer_to_path,

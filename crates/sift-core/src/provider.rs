@@ -146,6 +146,10 @@ pub enum ProviderError {
     /// the caller's text, not the upstream, is at fault.
     #[error("the input is too long for the model: {0}")]
     InputTooLong(String),
+    /// A provider's batch job did not answer this request: refused it, expired, or was
+    /// cancelled before it ran.
+    #[error("the batch did not answer this request: {0}")]
+    Batch(String),
     /// The provider is busy and refused the call.
     #[error("provider is busy")]
     Busy {
@@ -168,6 +172,7 @@ impl ProviderError {
             | ProviderError::Transport(_)
             | ProviderError::Unsupported(_)
             | ProviderError::InputTooLong(_)
+            | ProviderError::Batch(_)
             | ProviderError::Stream(_) => false,
         }
     }
@@ -194,6 +199,7 @@ impl ProviderError {
             ProviderError::Unsupported(_) => "unsupported".into(),
             ProviderError::Stream(_) => "stream".into(),
             ProviderError::InputTooLong(_) => "input_too_long".into(),
+            ProviderError::Batch(_) => "batch".into(),
         }
     }
 }

@@ -24,6 +24,7 @@
 //! let client = sift_core::Client::new(provider);
 //! ```
 
+pub mod batch;
 mod sse;
 mod stream;
 mod wire;

@@ -15,8 +15,11 @@
 //! # }
 //! ```
 
+mod batch_api;
 pub mod bench;
 pub mod otlp;
+
+pub use batch_api::BatchEnd;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -374,6 +377,7 @@ struct Shared {
     max_in_flight: AtomicUsize,
     finished: AtomicUsize,
     disconnects: AtomicUsize,
+    batch: Mutex<batch_api::BatchState>,
 }
 
 /// A running scripted server; stops when dropped.
@@ -397,34 +401,38 @@ impl Drop for InFlight {
     }
 }
 
+/// Records a chat request and takes its reply: the next queued one, else the fallback's, else
+/// a 500 naming the missing script. Also returns the request's number (1-based).
+fn take_reply(shared: &Shared, parsed: &Value, headers: HeaderMap) -> (Reply, usize) {
+    let mut inner = match shared.inner.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    inner.received.push(Recorded {
+        body: parsed.clone(),
+        headers,
+        at: std::time::Instant::now(),
+    });
+    let n = inner.received.len();
+    let reply = match inner.queue.pop_front() {
+        Some(r) => r,
+        None => match &inner.fallback {
+            Some(f) => f(parsed),
+            None => Reply::error(
+                500,
+                &format!("scripted server: no reply scripted for request {n}"),
+            ),
+        },
+    };
+    (reply, n)
+}
+
 async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let _guard = InFlight(shared.clone());
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (reply, n) = {
-        let mut inner = match shared.inner.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        inner.received.push(Recorded {
-            body: parsed.clone(),
-            headers,
-            at: std::time::Instant::now(),
-        });
-        let n = inner.received.len();
-        let reply = match inner.queue.pop_front() {
-            Some(r) => r,
-            None => match &inner.fallback {
-                Some(f) => f(&parsed),
-                None => Reply::error(
-                    500,
-                    &format!("scripted server: no reply scripted for request {n}"),
-                ),
-            },
-        };
-        (reply, n)
-    };
+    let (reply, n) = take_reply(&shared, &parsed, headers);
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
@@ -491,6 +499,10 @@ impl ScriptedServer {
         let shared = Arc::new(Shared::default());
         let app = Router::new()
             .route("/v1/chat/completions", post(handle))
+            .route("/v1/files", post(batch_api::upload))
+            .route("/v1/files/{id}/content", axum::routing::get(batch_api::content))
+            .route("/v1/batches", post(batch_api::create))
+            .route("/v1/batches/{id}", axum::routing::get(batch_api::retrieve))
             .with_state(shared.clone());
         let (addr, task) = serve_locally(app).await;
         Self { addr, shared, task }

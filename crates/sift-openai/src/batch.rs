@@ -1,0 +1,306 @@
+//! OpenAI's Batch API: a JSONL file of chat requests uploaded through the Files API, run by
+//! the provider within a day at half the price, its answers downloaded as JSONL.
+//!
+//! Each request line carries the same body [`OpenAi`] would send for the request itself
+//! (`custom_id` names the item); each answer line is read by the same parser as a direct
+//! call. Every call here gets the provider's transport retries, and every body read is
+//! bounded: the batch status by the provider's `max_body`, a downloaded file by the limit the
+//! caller gives.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sift_core::{ChatRequest, ChatResponse, ProviderError};
+use tokio::io::AsyncWriteExt;
+
+use crate::{OpenAi, wire};
+
+/// The most requests one batch input file may hold (the API's limit).
+pub const MAX_REQUESTS_PER_BATCH: usize = 50_000;
+/// The largest batch input file, in bytes (the API's limit: 200 MB).
+pub const MAX_BATCH_FILE_BYTES: usize = 200 * 1000 * 1000;
+/// The endpoint the batched requests are sent to.
+pub const CHAT_ENDPOINT: &str = "/v1/chat/completions";
+
+/// A batch as the API describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct BatchStatus {
+    /// The batch's id.
+    pub id: String,
+    /// `validating`, `in_progress`, `finalizing`, `completed`, `failed`, `expired`,
+    /// `cancelling` or `cancelled`.
+    pub status: String,
+    /// The answers, once there are some.
+    #[serde(default)]
+    pub output_file_id: Option<String>,
+    /// The requests that failed, once there are some.
+    #[serde(default)]
+    pub error_file_id: Option<String>,
+    /// Counts of requests.
+    #[serde(default)]
+    pub request_counts: RequestCounts,
+    /// Why the batch failed (`failed`: the input was refused).
+    #[serde(default)]
+    pub errors: Option<BatchErrors>,
+}
+
+impl BatchStatus {
+    /// Whether the batch will not change any more.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "completed" | "failed" | "expired" | "cancelled"
+        )
+    }
+
+    /// The batch's own errors, as one line.
+    pub fn error_text(&self) -> String {
+        let list: Vec<String> = self
+            .errors
+            .iter()
+            .flat_map(|e| &e.data)
+            .map(|e| match (&e.line, &e.code) {
+                (Some(line), _) => format!("line {line}: {}", e.message),
+                (None, Some(code)) => format!("{code}: {}", e.message),
+                (None, None) => e.message.clone(),
+            })
+            .collect();
+        if list.is_empty() {
+            format!("the batch ended `{}`", self.status)
+        } else {
+            list.join("; ")
+        }
+    }
+}
+
+/// Counts of a batch's requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct RequestCounts {
+    /// All of them.
+    #[serde(default)]
+    pub total: u64,
+    /// Answered.
+    #[serde(default)]
+    pub completed: u64,
+    /// Failed.
+    #[serde(default)]
+    pub failed: u64,
+}
+
+/// A batch's errors.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct BatchErrors {
+    /// Each error.
+    #[serde(default)]
+    pub data: Vec<BatchError>,
+}
+
+/// One error of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct BatchError {
+    /// A machine-readable code.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// What is wrong.
+    #[serde(default)]
+    pub message: String,
+    /// The input line it is about.
+    #[serde(default)]
+    pub line: Option<u64>,
+}
+
+/// One line of a batch's input file: `request` as this provider would send it.
+pub fn request_line(custom_id: &str, request: &ChatRequest) -> Value {
+    json!({
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": CHAT_ENDPOINT,
+        "body": wire::request_body(request),
+    })
+}
+
+/// Reads one line of a batch's output or error file: the `custom_id`, and the completion or
+/// why there is none. `Err` when the line itself cannot be read.
+pub fn answer_line(line: &str) -> Result<(String, Result<ChatResponse, ProviderError>), String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
+    let id = v
+        .get("custom_id")
+        .and_then(Value::as_str)
+        .ok_or("no `custom_id`")?
+        .to_owned();
+    if let Some(error) = v.get("error").filter(|e| !e.is_null()) {
+        let message = error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("the request failed");
+        let text = match error.get("code").and_then(Value::as_str) {
+            Some(code) => format!("{code}: {message}"),
+            None => message.to_owned(),
+        };
+        return Ok((id, Err(ProviderError::Batch(bounded(text)))));
+    }
+    let response = v.get("response").ok_or("neither `response` nor `error`")?;
+    let status = response
+        .get("status_code")
+        .and_then(Value::as_u64)
+        .unwrap_or(200);
+    let body = response.get("body").cloned().unwrap_or(Value::Null);
+    if !(200..300).contains(&status) {
+        let text = body.to_string();
+        let message = bounded(wire::error_message(text.as_bytes()));
+        let error = if wire::input_too_long(text.as_bytes()) {
+            ProviderError::InputTooLong(message)
+        } else {
+            ProviderError::Status {
+                status: u16::try_from(status).unwrap_or(0),
+                message,
+                retry_after: None,
+            }
+        };
+        return Ok((id, Err(error)));
+    }
+    let bytes = body.to_string();
+    Ok((id, wire::parse_completion(bytes.as_bytes())))
+}
+
+fn bounded(mut message: String) -> String {
+    if message.len() > 500 {
+        let mut cut = 500;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push('…');
+    }
+    message
+}
+
+impl OpenAi {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.base_url)
+    }
+
+    /// Sends `request`, reads the whole (bounded) body, maps an error status.
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<bytes::Bytes, ProviderError> {
+        let response = request
+            .timeout(self.config.timeout)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        let retry_after = crate::retry_after(response.headers());
+        let bytes = self.bounded_body(response).await?;
+        if !status.is_success() {
+            return Err(self.status_error(status, retry_after, &bytes));
+        }
+        Ok(bytes)
+    }
+
+    async fn call_json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T, ProviderError> {
+        let bytes = self.with_retries(0, || self.call(request())).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ProviderError::InvalidResponse(format!("{what}: {e}")))
+    }
+
+    /// Uploads a batch input file (`purpose: batch`); its id.
+    pub async fn upload_batch_file(
+        &self,
+        name: &str,
+        content: Vec<u8>,
+    ) -> Result<String, ProviderError> {
+        #[derive(Deserialize)]
+        struct FileObject {
+            id: String,
+        }
+        let url = self.url("/files");
+        let file: FileObject = self
+            .call_json("the uploaded file", || {
+                let part = reqwest::multipart::Part::bytes(content.clone())
+                    .file_name(name.to_owned());
+                let form = reqwest::multipart::Form::new()
+                    .text("purpose", "batch")
+                    .part("file", part);
+                self.http.post(&url).multipart(form)
+            })
+            .await?;
+        Ok(file.id)
+    }
+
+    /// Creates a batch of the requests in file `input_file_id`, with `metadata` (strings).
+    pub async fn create_batch(
+        &self,
+        input_file_id: &str,
+        metadata: &Value,
+    ) -> Result<BatchStatus, ProviderError> {
+        let url = self.url("/batches");
+        let body = json!({
+            "input_file_id": input_file_id,
+            "endpoint": CHAT_ENDPOINT,
+            "completion_window": "24h",
+            "metadata": metadata,
+        });
+        self.call_json("the created batch", || self.http.post(&url).json(&body))
+            .await
+    }
+
+    /// The batch `id` as it is now.
+    pub async fn batch(&self, id: &str) -> Result<BatchStatus, ProviderError> {
+        let url = self.url(&format!("/batches/{id}"));
+        self.call_json("the batch", || self.http.get(&url)).await
+    }
+
+    /// Downloads file `id` to `to`, streamed (never whole in memory), refused past `limit`
+    /// bytes.
+    pub async fn download_file(
+        &self,
+        id: &str,
+        to: &Path,
+        limit: u64,
+    ) -> Result<u64, ProviderError> {
+        let url = self.url(&format!("/files/{id}/content"));
+        let response = self
+            .with_retries(0, || async {
+                let response = self
+                    .http
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| self.transport_error(e))?;
+                let status = response.status();
+                if status.is_success() {
+                    return Ok(response);
+                }
+                let retry_after = crate::retry_after(response.headers());
+                let bytes = self.read_body(response).await?;
+                Err(self.status_error(status, retry_after, &bytes))
+            })
+            .await?;
+        let local = |e: std::io::Error| {
+            ProviderError::Transport(format!("writing {}: {e}", to.display()).into())
+        };
+        let mut file = tokio::fs::File::create(to).await.map_err(local)?;
+        let mut response = response;
+        let mut written = 0u64;
+        while let Some(chunk) = tokio::time::timeout(self.config.timeout, response.chunk())
+            .await
+            .map_err(|_| ProviderError::Timeout(self.config.timeout))?
+            .map_err(|e| self.transport_error(e))?
+        {
+            written += chunk.len() as u64;
+            if written > limit {
+                return Err(ProviderError::InvalidResponse(format!(
+                    "file {id} is larger than the limit of {limit} bytes"
+                )));
+            }
+            file.write_all(&chunk).await.map_err(local)?;
+        }
+        file.flush().await.map_err(local)?;
+        Ok(written)
+    }
+}
