@@ -18,6 +18,7 @@ mod input;
 mod limit;
 mod output;
 mod progress;
+mod remote;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,14 +27,16 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use serde_json::Value;
 use sift_config::{ExtractorSpec, Prices};
 use sift_core::report::{ExtractionFailure, UsageReport};
-use sift_core::{Client, Usage};
+use sift_core::{Client, ExtractError, Extraction, Message, Usage};
 
 pub use input::{Item, Source, describe_fields, text_field};
 pub use limit::{Limiter, Limits};
 pub use output::{Done, Output, Record};
 pub use progress::{Display, Stopped, Summary};
+pub use remote::{BATCH_PRICE_FACTOR, RemoteJob, run_remote};
 
 /// Why a job could not run (items that fail are not errors: they are written to the output).
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,9 @@ pub enum BatchError {
     /// The output exists and is not a sift batch output, or could not be written.
     #[error("{0}")]
     Output(String),
+    /// The provider's Batch API failed (upload, create, poll or download).
+    #[error("{0}")]
+    Remote(String),
 }
 
 impl BatchError {
@@ -99,21 +105,14 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// Runs `job` until every item has a line in the output, or it is stopped.
 pub async fn run(job: Job, mut interrupts: Interrupts) -> Result<Summary, BatchError> {
-    let source = Source::open(&job.input, job.extractor.input.value())?;
-    let counting = source.clone();
-    let total = tokio::task::spawn_blocking(move || counting.count())
-        .await
-        .map_err(|e| BatchError::Input(format!("reading the input failed: {e}")))??;
-    let (mut output, done) = Output::open(&job.output, job.retry_failed)?;
-    if done.dropped_torn_line {
-        tracing::warn!(output = %job.output.display(), "the output's last line was cut off by a crash; its item is done again");
-    }
-    let mut tally = progress::Tally::new(
-        job.output.display().to_string(),
-        total,
-        done.ids.len(),
+    let (source, mut output, done, mut tally) = prepare(
+        &job.input,
+        &job.output,
+        &job.extractor,
+        job.retry_failed,
         job.display,
-    );
+    )
+    .await?;
 
     // The input is read on its own thread, item by item, the ids already done skipped.
     let concurrency = job.concurrency.max(1);
@@ -140,7 +139,7 @@ pub async fn run(job: Job, mut interrupts: Interrupts) -> Result<Summary, BatchE
     let ctx = Arc::new(Ctx {
         extractor: job.extractor,
         client: job.client,
-        prices: job.prices,
+        prices: Pricing(job.prices),
     });
     let pauses = || job.limiter.as_ref().map_or(0, |l| l.pauses());
     let mut in_flight = FuturesUnordered::new();
@@ -201,6 +200,27 @@ pub async fn run(job: Job, mut interrupts: Interrupts) -> Result<Summary, BatchE
     Ok(tally.finish(stopped, pauses()))
 }
 
+/// Opens a job's input (counted, ids checked) and output (resumed), and starts its tally.
+pub(crate) async fn prepare(
+    input: &Path,
+    output: &Path,
+    extractor: &ExtractorSpec,
+    retry_failed: bool,
+    display: Display,
+) -> Result<(Source, Output, Done, progress::Tally), BatchError> {
+    let source = Source::open(input, extractor.input.value())?;
+    let counting = source.clone();
+    let total = tokio::task::spawn_blocking(move || counting.count())
+        .await
+        .map_err(|e| BatchError::Input(format!("reading the input failed: {e}")))??;
+    let (out, done) = Output::open(output, retry_failed)?;
+    if done.dropped_torn_line {
+        tracing::warn!(output = %output.display(), "the output's last line was cut off by a crash; its item is done again");
+    }
+    let tally = progress::Tally::new(output.display().to_string(), total, done.ids.len(), display);
+    Ok((source, out, done, tally))
+}
+
 /// Whether every item got its line (a stop that came after the last item took nothing away).
 fn input_done_and_empty(tally: &progress::Tally) -> bool {
     tally.summary.remaining == 0
@@ -209,14 +229,18 @@ fn input_done_and_empty(tally: &progress::Tally) -> bool {
 struct Ctx {
     extractor: ExtractorSpec,
     client: Client,
-    prices: BTreeMap<String, Prices>,
+    prices: Pricing,
 }
 
-impl Ctx {
+/// Prices by model name.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Pricing(BTreeMap<String, Prices>);
+
+impl Pricing {
     /// The prices of `model`: its own, or those of the longest name it starts with.
-    fn prices(&self, model: &str) -> Option<&Prices> {
-        self.prices.get(model).or_else(|| {
-            self.prices
+    fn of(&self, model: &str) -> Option<&Prices> {
+        self.0.get(model).or_else(|| {
+            self.0
                 .iter()
                 .filter(|(name, _)| model.starts_with(name.as_str()))
                 .max_by_key(|(name, _)| name.len())
@@ -224,30 +248,36 @@ impl Ctx {
         })
     }
 
-    fn cost(&self, asked: &str, answered: &str, usage: &Usage) -> Option<f64> {
+    /// What `usage` cost at the prices of the model that `answered` (else the one `asked`),
+    /// times `factor`; `None` when neither has prices.
+    pub(crate) fn cost(
+        &self,
+        asked: &str,
+        answered: &str,
+        usage: &Usage,
+        factor: f64,
+    ) -> Option<f64> {
         if usage.total_tokens() == 0 {
             return Some(0.0);
         }
-        self.prices(answered)
-            .or_else(|| self.prices(asked))
-            .map(|p| p.cost(usage))
+        self.of(answered)
+            .or_else(|| self.of(asked))
+            .map(|p| p.cost(usage) * factor)
     }
 }
 
-/// One item: checked against the input schema, rendered, extracted; always a record.
-async fn process(ctx: Arc<Ctx>, item: Item) -> (Record, Usage, Option<f64>) {
-    let asked = ctx.client.model().to_owned();
+/// An item's conversation, or (its input does not fit, its prompt does not render) the
+/// record of its failure.
+pub(crate) fn conversation(
+    extractor: &ExtractorSpec,
+    model: &str,
+    item: Item,
+) -> Result<(String, Vec<Message>), Box<Record>> {
     let input = match item.input {
         Ok(v) => v,
-        Err(message) => {
-            return (
-                failure(item.id, &asked, "invalid_input", message),
-                Usage::default(),
-                Some(0.0),
-            );
-        }
+        Err(message) => return Err(Box::new(failure(item.id, model, "invalid_input", message))),
     };
-    let errors = ctx.extractor.input.errors(&input);
+    let errors = extractor.input.errors(&input);
     if !errors.is_empty() {
         let list: Vec<String> = errors
             .iter()
@@ -261,58 +291,71 @@ async fn process(ctx: Arc<Ctx>, item: Item) -> (Record, Usage, Option<f64>) {
             .collect();
         let message = format!(
             "the input does not fit extractor `{}`'s input schema: {}",
-            ctx.extractor.name,
+            extractor.name,
             list.join("; ")
         );
-        return (
-            failure(item.id, &asked, "invalid_input", message),
-            Usage::default(),
-            Some(0.0),
-        );
+        return Err(Box::new(failure(item.id, model, "invalid_input", message)));
     }
-    let messages = match ctx.extractor.messages(&input) {
-        Ok(m) => m,
-        Err(e) => {
-            return (
-                failure(item.id, &asked, "template", e.to_string()),
-                Usage::default(),
-                Some(0.0),
-            );
-        }
-    };
-    let result = ctx
-        .extractor
-        .request(&ctx.client, |c, s| c.extract_value(s), messages)
-        .send()
-        .await;
+    match extractor.messages(&input) {
+        Ok(m) => Ok((item.id, m)),
+        Err(e) => Err(Box::new(failure(item.id, model, "template", e.to_string()))),
+    }
+}
+
+/// The record of a finished extraction, with its usage; `asked` is the model asked (the one
+/// that answered is preferred).
+pub(crate) fn record(
+    id: String,
+    asked: &str,
+    result: Result<Extraction<Value>, ExtractError>,
+) -> (Record, Usage) {
     match result {
         Ok(out) => {
-            let model = out.response.model.clone().unwrap_or(asked.clone());
-            let cost = ctx.cost(&asked, &model, &out.usage);
+            let model = out
+                .response
+                .model
+                .clone()
+                .unwrap_or_else(|| asked.to_owned());
             let record = Record {
-                id: item.id,
+                id,
                 value: Some(out.value),
                 error: None,
                 usage: out.usage.into(),
                 attempts: out.attempts.len(),
                 model,
             };
-            (record, out.usage, cost)
+            (record, out.usage)
         }
         Err(e) => {
             let usage = e.usage();
-            let cost = ctx.cost(&asked, &asked, &usage);
             let record = Record {
-                id: item.id,
+                id,
                 value: None,
                 error: Some(ExtractionFailure::from_error(&e)),
                 usage: usage.into(),
                 attempts: e.attempts().len(),
-                model: asked,
+                model: asked.to_owned(),
             };
-            (record, usage, cost)
+            (record, usage)
         }
     }
+}
+
+/// One item: checked against the input schema, rendered, extracted; always a record.
+async fn process(ctx: Arc<Ctx>, item: Item) -> (Record, Usage, Option<f64>) {
+    let asked = ctx.client.model().to_owned();
+    let (id, messages) = match conversation(&ctx.extractor, &asked, item) {
+        Ok(c) => c,
+        Err(record) => return (*record, Usage::default(), Some(0.0)),
+    };
+    let result = ctx
+        .extractor
+        .request(&ctx.client, |c, s| c.extract_value(s), messages)
+        .send()
+        .await;
+    let (record, usage) = record(id, &asked, result);
+    let cost = ctx.prices.cost(&asked, &record.model, &usage, 1.0);
+    (record, usage, cost)
 }
 
 /// The record of an item that failed before any model call.

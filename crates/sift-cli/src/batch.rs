@@ -18,6 +18,9 @@ use crate::providers::{self, Clients, ProviderArgs};
 pub enum Via {
     /// Sift makes each call itself (any provider).
     Direct,
+    /// OpenAI's Batch API: uploaded, run by the provider within a day at half the price,
+    /// polled, validated, re-asked in further batches.
+    OpenaiBatch,
 }
 
 /// Flags of `sift batch`.
@@ -66,6 +69,15 @@ pub struct BatchArgs {
     /// How the calls are made.
     #[arg(long, value_enum, default_value = "direct")]
     via: Via,
+    /// With `--via openai-batch`: seconds between polls of a batch.
+    #[arg(long, default_value_t = 30.0)]
+    poll_every: f64,
+    /// With `--via openai-batch`: most requests per batch (the API allows 50,000).
+    #[arg(long, default_value_t = sift_openai::batch::MAX_REQUESTS_PER_BATCH)]
+    batch_max_requests: usize,
+    /// With `--via openai-batch`: largest batch input file in bytes (the API allows 200 MB).
+    #[arg(long, default_value_t = sift_openai::batch::MAX_BATCH_FILE_BYTES)]
+    batch_max_bytes: usize,
     /// Show the model calls on stderr.
     #[arg(short, long)]
     verbose: bool,
@@ -99,9 +111,6 @@ pub async fn run(args: BatchArgs) -> ExitCode {
 }
 
 async fn batch(args: BatchArgs, telemetry: &sift_telemetry::Telemetry) -> Result<ExitCode, Failed> {
-    match args.via {
-        Via::Direct => {}
-    }
     if args.concurrency == 0 {
         return Err(anyhow::anyhow!("--concurrency must be at least 1").into());
     }
@@ -139,23 +148,6 @@ async fn batch(args: BatchArgs, telemetry: &sift_telemetry::Telemetry) -> Result
         )
         .into());
     }
-    let limiter = Arc::new(Limiter::new(Limits {
-        rpm: args.rpm,
-        tpm: args.tpm,
-    }));
-    let client = Clients::new(
-        &args.providers,
-        telemetry,
-        Some(limiter.clone() as Arc<dyn sift_core::Admission>),
-    )
-    .only_for(file.as_ref(), &spec)
-    .await
-    .map_err(Failed::provider)?;
-    // Refused before any item: a schema the provider cannot enforce.
-    client
-        .provider()
-        .check_schema(spec.output.constrained_schema())
-        .with_context(|| format!("extractor `{}`", spec.name))?;
     let display = if std::io::stderr().is_terminal() {
         Display::Bar
     } else if args.progress_every > 0.0 {
@@ -163,19 +155,73 @@ async fn batch(args: BatchArgs, telemetry: &sift_telemetry::Telemetry) -> Result
     } else {
         Display::Off
     };
-    let job = Job {
-        extractor: spec,
-        client,
-        input: args.input.clone(),
-        output: args.output.clone(),
-        concurrency: args.concurrency,
-        limiter: Some(limiter),
-        prices,
-        max_cost: args.max_cost,
-        retry_failed: args.retry_failed,
-        display,
+    let summary = match args.via {
+        Via::Direct => {
+            let limiter = Arc::new(Limiter::new(Limits {
+                rpm: args.rpm,
+                tpm: args.tpm,
+            }));
+            let client = Clients::new(
+                &args.providers,
+                telemetry,
+                Some(limiter.clone() as Arc<dyn sift_core::Admission>),
+            )
+            .only_for(file.as_ref(), &spec)
+            .await
+            .map_err(Failed::provider)?;
+            // Refused before any item: a schema the provider cannot enforce.
+            client
+                .provider()
+                .check_schema(spec.output.constrained_schema())
+                .with_context(|| format!("extractor `{}`", spec.name))?;
+            let job = Job {
+                extractor: spec,
+                client,
+                input: args.input.clone(),
+                output: args.output.clone(),
+                concurrency: args.concurrency,
+                limiter: Some(limiter),
+                prices,
+                max_cost: args.max_cost,
+                retry_failed: args.retry_failed,
+                display,
+            };
+            sift_batch::run(job, interrupts()).await?
+        }
+        Via::OpenaiBatch => {
+            if args.max_cost.is_some() || args.rpm.is_some() || args.tpm.is_some() {
+                return Err(anyhow::anyhow!(
+                    "--max-cost, --rpm and --tpm apply to direct calls; the Batch API paces and \
+                     bills a batch as a whole"
+                )
+                .into());
+            }
+            if !(args.poll_every.is_finite() && args.poll_every > 0.0) {
+                return Err(
+                    anyhow::anyhow!("--poll-every must be a positive number of seconds").into(),
+                );
+            }
+            let clients = Clients::new(&args.providers, telemetry, None);
+            let (api, client) = clients
+                .openai_for(file.as_ref(), &spec)
+                .map_err(Failed::provider)?;
+            let job = sift_batch::RemoteJob {
+                extractor: spec,
+                client,
+                api,
+                input: args.input.clone(),
+                output: args.output.clone(),
+                prices,
+                retry_failed: args.retry_failed,
+                display,
+                poll_every: Duration::from_secs_f64(args.poll_every.min(86_400.0)),
+                max_requests: args.batch_max_requests,
+                max_bytes: args.batch_max_bytes,
+                max_download: 4 * 1024 * 1024 * 1024,
+            };
+            sift_batch::run_remote(job, interrupts()).await?
+        }
     };
-    let summary = sift_batch::run(job, interrupts()).await?;
     eprintln!("{}", summary.human());
     if let Some(path) = &args.summary {
         let json = serde_json::to_string_pretty(&summary).context("encoding the summary")?;

@@ -217,6 +217,82 @@ impl<'a> Clients<'a> {
         Ok(config)
     }
 
+    /// The settings of an OpenAI-compatible provider: the config's `name` (`base_url`,
+    /// `api_key_env`), or the environment's.
+    fn openai_settings(
+        &self,
+        name: &str,
+        base_url: Option<&String>,
+        api_key_env: Option<&String>,
+    ) -> anyhow::Result<OpenAiConfig> {
+        let config = match base_url {
+            None => OpenAiConfig::from_env(),
+            Some(url) => {
+                let config = OpenAiConfig::new(url.clone());
+                match std::env::var("OPENAI_API_KEY") {
+                    Ok(key) => config.api_key(key),
+                    Err(_) => config,
+                }
+            }
+        };
+        let mut config = self.openai(config)?;
+        if let Some(var) = api_key_env {
+            let key = std::env::var(var).with_context(|| {
+                format!("provider `{name}` reads its key from {var}, which is not set")
+            })?;
+            config = config.api_key(key);
+        }
+        Ok(config)
+    }
+
+    /// The OpenAI-compatible provider that answers `spec` (for its Batch API), and the client
+    /// made of it with the model, mode and re-asks the direct path would use: the config's
+    /// provider it names, or the environment's; refused for the embedded model.
+    pub(crate) fn openai_for(
+        &self,
+        file: Option<&Config>,
+        spec: &ExtractorSpec,
+    ) -> anyhow::Result<(OpenAi, Client)> {
+        let (config, model) = match (&spec.provider, file) {
+            (Some(name), Some(file)) => match file.providers.get(name) {
+                Some(ProviderSpec::OpenAi {
+                    base_url,
+                    api_key_env,
+                    model,
+                }) => (
+                    self.openai_settings(name, base_url.as_ref(), api_key_env.as_ref())?,
+                    model.clone(),
+                ),
+                Some(_) => bail!(
+                    "--via openai-batch needs an OpenAI-compatible provider, and extractor `{}` \
+                     uses `{name}`, which is not one",
+                    spec.name
+                ),
+                None => bail!("no provider `{name}`"),
+            },
+            _ => {
+                if self.args.kind() != ProviderKind::Openai {
+                    bail!(
+                        "--via openai-batch needs an OpenAI-compatible provider: set \
+                         OPENAI_API_KEY (and OPENAI_BASE_URL for another server than OpenAI's)"
+                    );
+                }
+                (
+                    self.openai(OpenAiConfig::from_env())?,
+                    self.args.model.clone(),
+                )
+            }
+        };
+        let api = OpenAi::new(config).context("could not set up the OpenAI provider")?;
+        let mut client = Client::new(api.clone())
+            .with_mode(self.args.mode)
+            .with_max_retries(self.args.max_retries);
+        if let Some(m) = model {
+            client = client.with_model(m);
+        }
+        Ok((api, spec.client(client)))
+    }
+
     async fn named(&self, name: &str, spec: &ProviderSpec) -> anyhow::Result<Client> {
         match spec {
             ProviderSpec::OpenAi {
@@ -224,23 +300,7 @@ impl<'a> Clients<'a> {
                 api_key_env,
                 model,
             } => {
-                let config = match base_url {
-                    None => OpenAiConfig::from_env(),
-                    Some(url) => {
-                        let config = OpenAiConfig::new(url.clone());
-                        match std::env::var("OPENAI_API_KEY") {
-                            Ok(key) => config.api_key(key),
-                            Err(_) => config,
-                        }
-                    }
-                };
-                let mut config = self.openai(config)?;
-                if let Some(var) = api_key_env {
-                    let key = std::env::var(var).with_context(|| {
-                        format!("provider `{name}` reads its key from {var}, which is not set")
-                    })?;
-                    config = config.api_key(key);
-                }
+                let config = self.openai_settings(name, base_url.as_ref(), api_key_env.as_ref())?;
                 tracing::info!(
                     provider = name,
                     base_url = config.base_url(),

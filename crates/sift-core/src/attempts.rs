@@ -275,7 +275,8 @@ pub(crate) fn judge<T>(
         )),
         (None, Some(value)) => {
             let value = schema.response().unwrap_value(value, constrained);
-            check(schema, decode, &value).map_err(|errors| (AttemptOutcome::ValidationFailed, errors))
+            check(schema, decode, &value)
+                .map_err(|errors| (AttemptOutcome::ValidationFailed, errors))
         }
     }
 }

@@ -10,13 +10,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::turns::Turns;
 use crate::attempts::{self, Decode, Delivery, Event, Job};
 use crate::message::{ChatRequest, ChatResponse, Message, Role, Structured, Usage};
 use crate::mode::Mode;
 use crate::provider::{Provider, ProviderError};
 use crate::schema::{ResponseSchema, Schema, SchemaError};
 use crate::stream::StreamStats;
+use crate::turns::Turns;
 use crate::validate::{FieldError, Validate, deserialize};
 
 /// Re-asks after the first attempt when none is configured: 2, so at most 3 calls.

@@ -55,8 +55,8 @@ pub use provider::{Admission, Capabilities, Provider, ProviderError};
 pub use schema::{
     ResponseSchema, Schema, SchemaError, WRAPPER_FIELD, decode_fragment, escape_pointer_token,
 };
-pub use turns::{Turn, Turns};
 pub use stream::{ExtractStream, PartialUpdate, StreamError, StreamStats};
+pub use turns::{Turn, Turns};
 pub use validate::{
     FieldError, SchemaValidator, Validate, Violation, deserialize, pointer_to_path,
 };

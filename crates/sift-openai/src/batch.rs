@@ -221,8 +221,8 @@ impl OpenAi {
         let url = self.url("/files");
         let file: FileObject = self
             .call_json("the uploaded file", || {
-                let part = reqwest::multipart::Part::bytes(content.clone())
-                    .file_name(name.to_owned());
+                let part =
+                    reqwest::multipart::Part::bytes(content.clone()).file_name(name.to_owned());
                 let form = reqwest::multipart::Form::new()
                     .text("purpose", "batch")
                     .part("file", part);

@@ -221,8 +221,7 @@ pub(crate) async fn retrieve(
         let body = &line["body"];
         let (reply, n) = take_reply(&shared, body, HeaderMap::new());
         let model = body["model"].as_str().unwrap_or("scripted-model");
-        let rendered: Value =
-            serde_json::from_str(&reply.render(n, model)).unwrap_or(Value::Null);
+        let rendered: Value = serde_json::from_str(&reply.render(n, model)).unwrap_or(Value::Null);
         let entry = json!({
             "id": format!("batch_req_{n}"),
             "custom_id": line["custom_id"],
@@ -256,10 +255,7 @@ pub(crate) async fn retrieve(
     Json(describe(&id, job)).into_response()
 }
 
-pub(crate) async fn content(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-) -> Response {
+pub(crate) async fn content(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     let s = state(&shared);
     match s.files.get(&id) {
         Some(bytes) => (

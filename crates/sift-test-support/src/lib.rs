@@ -500,7 +500,10 @@ impl ScriptedServer {
         let app = Router::new()
             .route("/v1/chat/completions", post(handle))
             .route("/v1/files", post(batch_api::upload))
-            .route("/v1/files/{id}/content", axum::routing::get(batch_api::content))
+            .route(
+                "/v1/files/{id}/content",
+                axum::routing::get(batch_api::content),
+            )
             .route("/v1/batches", post(batch_api::create))
             .route("/v1/batches/{id}", axum::routing::get(batch_api::retrieve))
             .with_state(shared.clone());

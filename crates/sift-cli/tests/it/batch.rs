@@ -12,12 +12,12 @@ use sift_test_support::{Reply, ScriptedServer};
 use crate::sift;
 
 /// A scratch folder with a person schema, a config with prices, and an input of `n` items.
-struct Scratch {
+pub(crate) struct Scratch {
     dir: tempfile::TempDir,
 }
 
 impl Scratch {
-    fn new(n: usize) -> Self {
+    pub(crate) fn new(n: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("person.json"),
@@ -50,12 +50,12 @@ prompt = "Extract the person: {{ text }}"
         Self { dir }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// `sift batch person -i in.jsonl -o out.jsonl` against `server`, with `extra` flags.
-    fn command(&self, server: &ScriptedServer, extra: &[&str]) -> Command {
+    pub(crate) fn command(&self, server: &ScriptedServer, extra: &[&str]) -> Command {
         let mut cmd = sift();
         cmd.env("OPENAI_BASE_URL", server.base_url())
             .env("OPENAI_API_KEY", "sk-batch-test")
@@ -69,12 +69,12 @@ prompt = "Extract the person: {{ text }}"
         cmd
     }
 
-    fn records(&self) -> Vec<Value> {
+    pub(crate) fn records(&self) -> Vec<Value> {
         read_records(&self.path("out.jsonl"))
     }
 }
 
-fn read_records(path: &Path) -> Vec<Value> {
+pub(crate) fn read_records(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
         text.is_empty() || text.ends_with('\n'),
@@ -86,7 +86,7 @@ fn read_records(path: &Path) -> Vec<Value> {
 }
 
 /// The number in `item N` of a request's prompt.
-fn item_of(body: &Value) -> usize {
+pub(crate) fn item_of(body: &Value) -> usize {
     let text = body["messages"]
         .as_array()
         .and_then(|m| m.iter().find(|m| m["role"] == "user"))
@@ -102,7 +102,7 @@ fn item_of(body: &Value) -> usize {
         .unwrap_or(0)
 }
 
-fn tool_name(body: &Value) -> String {
+pub(crate) fn tool_name(body: &Value) -> String {
     body["tools"][0]["function"]["name"]
         .as_str()
         .unwrap_or("person")
@@ -111,7 +111,7 @@ fn tool_name(body: &Value) -> String {
 
 /// Answers item N with a valid person, except every 20th item, which always gets an invalid
 /// age (so it fails after its re-asks).
-fn answer(body: &Value, delay: Duration) -> Reply {
+pub(crate) fn answer(body: &Value, delay: Duration) -> Reply {
     let n = item_of(body);
     let args = if n.is_multiple_of(20) {
         json!({"name": format!("Person {n}"), "age": "unknown"})
@@ -123,7 +123,7 @@ fn answer(body: &Value, delay: Duration) -> Reply {
         .delay(delay)
 }
 
-fn ids(records: &[Value]) -> Vec<String> {
+pub(crate) fn ids(records: &[Value]) -> Vec<String> {
     records
         .iter()
         .map(|r| r["id"].as_str().unwrap().to_owned())
@@ -131,7 +131,7 @@ fn ids(records: &[Value]) -> Vec<String> {
 }
 
 /// Checks that `records` hold each of `p1..=pn` exactly once.
-fn assert_each_once(records: &[Value], n: usize) {
+pub(crate) fn assert_each_once(records: &[Value], n: usize) {
     let mut count: HashMap<String, usize> = HashMap::new();
     for id in ids(records) {
         *count.entry(id).or_default() += 1;
@@ -146,13 +146,13 @@ fn assert_each_once(records: &[Value], n: usize) {
     assert_eq!(records.len(), n);
 }
 
-async fn wait_for(child: Child) -> Output {
+pub(crate) async fn wait_for(child: Child) -> Output {
     tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap()
 }
 
-fn spawn(mut cmd: impl std::borrow::BorrowMut<Command>) -> Child {
+pub(crate) fn spawn(mut cmd: impl std::borrow::BorrowMut<Command>) -> Child {
     let cmd = cmd.borrow_mut();
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -160,7 +160,7 @@ fn spawn(mut cmd: impl std::borrow::BorrowMut<Command>) -> Child {
         .unwrap()
 }
 
-fn signal(child: &Child, sig: &str) {
+pub(crate) fn signal(child: &Child, sig: &str) {
     assert!(
         Command::new("kill")
             .args([sig, &child.id().to_string()])

@@ -1,0 +1,486 @@
+//! `sift batch --via openai-batch`: the same job through OpenAI's Batch API.
+//!
+//! Each round writes the pending items' requests (the body sift would send itself) as the
+//! API's JSONL, split within its per-file limits, uploads and creates a batch per part, polls
+//! them to their end, downloads their output and error files, and judges every answer with
+//! [`Turns`] (the attempt loop's rules): valid answers and failures are written to the output;
+//! answers that fail validation are asked again, the conversation extended by the errors, in
+//! the next round, until the re-asks are spent.
+//!
+//! **Resuming.** A state file beside the output (`OUT.batch.json`) records each round's
+//! batches as they are created, and their files, downloaded into `OUT.batch/`, once they end.
+//! A rerun replays the downloaded rounds (deterministically: the same answers lead to the same
+//! re-asks) and goes on polling the round in progress: no batch is created, and paid for,
+//! twice. An interrupt leaves the batches running at the provider; the next run picks them
+//! up.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sift_config::{ExtractorSpec, Prices};
+use sift_core::{ChatResponse, Client, ProviderError, Turn, Turns, Usage};
+use sift_openai::OpenAi;
+use sift_openai::batch::{self as api, BatchStatus};
+
+use crate::output::Output;
+use crate::progress::{Display, Stopped, Summary, Tally};
+use crate::{BatchError, Interrupts, Pricing, conversation, prepare, record};
+
+/// The Batch API's discount on every token (half the price).
+pub const BATCH_PRICE_FACTOR: f64 = 0.5;
+
+/// A job run through OpenAI's Batch API.
+#[derive(Debug)]
+pub struct RemoteJob {
+    /// What each item is extracted with.
+    pub extractor: ExtractorSpec,
+    /// Whose mode, model and re-asks shape the requests.
+    pub client: Client,
+    /// The OpenAI-compatible provider whose Batch API runs them.
+    pub api: OpenAi,
+    /// The input: JSONL, plain text lines, or a folder of `.txt` files.
+    pub input: PathBuf,
+    /// The output (appended to; created when missing).
+    pub output: PathBuf,
+    /// Prices by model name (the batch discount is applied to them).
+    pub prices: BTreeMap<String, Prices>,
+    /// Do the items whose lines hold an error again.
+    pub retry_failed: bool,
+    /// How progress is shown.
+    pub display: Display,
+    /// Time between polls of a batch.
+    pub poll_every: Duration,
+    /// Most requests in one batch (at most the API's 50,000).
+    pub max_requests: usize,
+    /// Largest batch input file, in bytes (at most the API's 200 MB).
+    pub max_bytes: usize,
+    /// Largest output or error file downloaded, in bytes.
+    pub max_download: u64,
+}
+
+/// What the state file holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    /// The extractor's name and version the batches were made for.
+    extractor: String,
+    version: String,
+    rounds: Vec<Round>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Round {
+    parts: Vec<Part>,
+    /// Every part ended and its files are downloaded.
+    collected: bool,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Part {
+    requests: usize,
+    /// The items asked, in order.
+    ids: Vec<String>,
+    input_file_id: String,
+    batch_id: String,
+    status: String,
+    /// The downloaded files, relative to the downloads folder.
+    output: Option<String>,
+    errors: Option<String>,
+    /// Why the batch ended without answering all (failed, expired, cancelled).
+    ended_because: Option<String>,
+}
+
+struct Paths {
+    state: PathBuf,
+    downloads: PathBuf,
+}
+
+impl Paths {
+    fn of(output: &Path) -> Self {
+        let name = output
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "output".into());
+        Self {
+            state: output.with_file_name(format!("{name}.batch.json")),
+            downloads: output.with_file_name(format!("{name}.batch")),
+        }
+    }
+}
+
+fn save(path: &Path, state: &State) -> Result<(), BatchError> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_vec_pretty(state)
+        .map_err(|e| BatchError::Output(format!("could not encode the batch state: {e}")))?;
+    std::fs::write(&tmp, text).map_err(|e| BatchError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| BatchError::io(path, e))
+}
+
+fn provider(e: ProviderError, doing: &str) -> BatchError {
+    BatchError::Remote(format!("{doing}: {e}"))
+}
+
+/// Runs `job` until every item has a line in the output, or it is interrupted (the batches
+/// keep running at the provider; a rerun resumes them).
+pub async fn run_remote(job: RemoteJob, mut interrupts: Interrupts) -> Result<Summary, BatchError> {
+    let (source, mut output, done, mut tally) = prepare(
+        &job.input,
+        &job.output,
+        &job.extractor,
+        job.retry_failed,
+        job.display,
+    )
+    .await?;
+    let paths = Paths::of(&job.output);
+    let mut state = match std::fs::read(&paths.state) {
+        Ok(bytes) => serde_json::from_slice::<State>(&bytes).map_err(|e| {
+            BatchError::Output(format!(
+                "{}: not a sift batch state: {e}",
+                paths.state.display()
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => State {
+            extractor: job.extractor.name.clone(),
+            version: job.extractor.version.clone(),
+            rounds: Vec::new(),
+        },
+        Err(e) => return Err(BatchError::io(&paths.state, e)),
+    };
+    if state.version != job.extractor.version || state.extractor != job.extractor.name {
+        return Err(BatchError::Input(format!(
+            "{} belongs to batches of extractor `{}` version {}, not `{}` version {}: finish \
+             that job with its own extractor, or move the state file away to start over",
+            paths.state.display(),
+            state.extractor,
+            state.version,
+            job.extractor.name,
+            job.extractor.version
+        )));
+    }
+    // Items done again start their conversations afresh: the rounds they were in are
+    // forgotten (once they are all over).
+    if job.retry_failed && !state.rounds.is_empty() {
+        if state.rounds.last().is_some_and(|r| !r.collected) {
+            return Err(BatchError::Input(format!(
+                "{}: a round of batches is still running; finish it first (the same command \
+                 without --retry-failed), then retry the failed items",
+                paths.state.display()
+            )));
+        }
+        state.rounds.clear();
+    }
+    std::fs::create_dir_all(&paths.downloads).map_err(|e| BatchError::io(&paths.downloads, e))?;
+    let pricing = Pricing(job.prices.clone());
+    let asked = job.client.model().to_owned();
+
+    // Every item not yet in the output, as a conversation to run.
+    let mut pending: BTreeMap<String, Turns<Value>> = BTreeMap::new();
+    let items = source.items()?;
+    for (_, item) in items {
+        let item = item?;
+        if done.ids.contains(&item.id) {
+            continue;
+        }
+        match conversation(&job.extractor, &asked, item) {
+            Err(record) => {
+                output.write(&record)?;
+                tally.add(false, Usage::default(), Some(0.0));
+            }
+            Ok((id, messages)) => {
+                let turns = job
+                    .extractor
+                    .request(&job.client, |c, s| c.extract_value(s), messages)
+                    .turns();
+                match turns {
+                    Ok(t) => {
+                        pending.insert(id, t);
+                    }
+                    Err(e) => {
+                        let (record, usage) = record(id, &asked, Err(e));
+                        output.write(&record)?;
+                        tally.add(false, usage, Some(0.0));
+                    }
+                }
+            }
+        }
+    }
+
+    let mut judge = Judge {
+        pending,
+        output: &mut output,
+        tally: &mut tally,
+        pricing: &pricing,
+        asked: &asked,
+    };
+    // Replay the rounds already downloaded.
+    for round in state.rounds.iter().filter(|r| r.collected) {
+        judge.round(round, &paths.downloads)?;
+    }
+    let mut stopped = None;
+    let mut interrupts_open = true;
+    while !judge.pending.is_empty() {
+        if state.rounds.last().is_none_or(|r| r.collected) {
+            let round = submit(&job, &judge.pending, state.rounds.len() + 1).await?;
+            state.rounds.push(Round {
+                parts: Vec::new(),
+                collected: false,
+            });
+            // Saved batch by batch: a crash after a create never loses its id.
+            for part in round {
+                let part = part?;
+                if let Some(r) = state.rounds.last_mut() {
+                    r.parts.push(part);
+                }
+                save(&paths.state, &state)?;
+            }
+        }
+        let number = state.rounds.len();
+        let current = number - 1;
+        // Poll until every part has ended, or an interrupt.
+        loop {
+            let mut open = 0;
+            let parts = state.rounds[current].parts.len();
+            for i in 0..parts {
+                let part = &mut state.rounds[current].parts[i];
+                if part.ended_because.is_some() || part.status == "completed" {
+                    continue;
+                }
+                let status = job
+                    .api
+                    .batch(&part.batch_id)
+                    .await
+                    .map_err(|e| provider(e, &format!("polling batch {}", part.batch_id)))?;
+                if status.status != part.status && job.display != Display::Off {
+                    eprintln!(
+                        "sift batch: round {number}, batch {} (part {}/{parts}, {} requests): {} ({} done, {} failed)",
+                        part.batch_id,
+                        i + 1,
+                        part.requests,
+                        status.status,
+                        status.request_counts.completed,
+                        status.request_counts.failed
+                    );
+                }
+                part.status = status.status.clone();
+                if status.is_terminal() {
+                    collect(&job, part, &status, &paths.downloads, number, i + 1).await?;
+                } else {
+                    open += 1;
+                }
+            }
+            save(&paths.state, &state)?;
+            if open == 0 {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(job.poll_every) => {}
+                changed = interrupts.changed(), if interrupts_open => {
+                    if changed.is_err() {
+                        interrupts_open = false;
+                    } else {
+                        stopped = Some(Stopped::Interrupted);
+                        break;
+                    }
+                }
+            }
+        }
+        if stopped.is_some() {
+            break;
+        }
+        state.rounds[current].collected = true;
+        save(&paths.state, &state)?;
+        judge.round(&state.rounds[current], &paths.downloads)?;
+    }
+    drop(judge);
+    Ok(tally.finish(stopped, 0))
+}
+
+/// Writes the requests of `pending` as batch input files (within the limits), uploads each
+/// and creates its batch: the parts, in order, as they are created.
+async fn submit(
+    job: &RemoteJob,
+    pending: &BTreeMap<String, Turns<Value>>,
+    round: usize,
+) -> Result<Vec<Result<Part, BatchError>>, BatchError> {
+    let max_requests = job.max_requests.clamp(1, api::MAX_REQUESTS_PER_BATCH);
+    let max_bytes = job.max_bytes.clamp(1024, api::MAX_BATCH_FILE_BYTES);
+    let mut files: Vec<(Vec<String>, Vec<u8>)> = Vec::new();
+    let mut current: (Vec<String>, Vec<u8>) = (Vec::new(), Vec::new());
+    for (id, turns) in pending {
+        let mut line = serde_json::to_vec(&api::request_line(id, turns.request()))
+            .map_err(|e| BatchError::Output(format!("could not encode a request: {e}")))?;
+        line.push(b'\n');
+        if line.len() > max_bytes {
+            return Err(BatchError::Input(format!(
+                "item `{id}`: its request is {} bytes, more than a batch file may hold ({max_bytes})",
+                line.len()
+            )));
+        }
+        if current.0.len() == max_requests || current.1.len() + line.len() > max_bytes {
+            files.push(std::mem::take(&mut current));
+        }
+        current.0.push(id.clone());
+        current.1.extend_from_slice(&line);
+    }
+    if !current.0.is_empty() {
+        files.push(current);
+    }
+    let output_name = job
+        .output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut parts = Vec::new();
+    let count = files.len();
+    for (i, (ids, bytes)) in files.into_iter().enumerate() {
+        let requests = ids.len();
+        let name = format!("sift-{output_name}-round{round}-part{}.jsonl", i + 1);
+        let result = async {
+            let file = job
+                .api
+                .upload_batch_file(&name, bytes)
+                .await
+                .map_err(|e| provider(e, &format!("uploading {name}")))?;
+            let metadata = json!({
+                "sift_output": output_name,
+                "sift_round": round.to_string(),
+                "sift_part": format!("{}/{count}", i + 1),
+            });
+            let batch = job
+                .api
+                .create_batch(&file, &metadata)
+                .await
+                .map_err(|e| provider(e, &format!("creating the batch of {name}")))?;
+            if job.display != Display::Off {
+                eprintln!(
+                    "sift batch: round {round}, part {}/{count}: batch {} created ({requests} requests)",
+                    i + 1,
+                    batch.id
+                );
+            }
+            Ok(Part {
+                requests,
+                ids,
+                input_file_id: file,
+                batch_id: batch.id,
+                status: batch.status,
+                ..Part::default()
+            })
+        }
+        .await;
+        let failed = result.is_err();
+        parts.push(result);
+        if failed {
+            break;
+        }
+    }
+    Ok(parts)
+}
+
+/// Downloads the files of an ended batch and notes why it ended short, if it did.
+async fn collect(
+    job: &RemoteJob,
+    part: &mut Part,
+    status: &BatchStatus,
+    downloads: &Path,
+    round: usize,
+    index: usize,
+) -> Result<(), BatchError> {
+    for (file_id, kind) in [
+        (&status.output_file_id, "output"),
+        (&status.error_file_id, "errors"),
+    ] {
+        let Some(file_id) = file_id else { continue };
+        let name = format!("round{round}-part{index}.{kind}.jsonl");
+        job.api
+            .download_file(file_id, &downloads.join(&name), job.max_download)
+            .await
+            .map_err(|e| provider(e, &format!("downloading {kind} file {file_id}")))?;
+        if kind == "output" {
+            part.output = Some(name);
+        } else {
+            part.errors = Some(name);
+        }
+    }
+    if status.status != "completed" {
+        part.ended_because = Some(format!("batch {}: {}", status.id, status.error_text()));
+    }
+    Ok(())
+}
+
+/// Applies a round's answers to the pending conversations.
+struct Judge<'a> {
+    pending: BTreeMap<String, Turns<Value>>,
+    output: &'a mut Output,
+    tally: &'a mut Tally,
+    pricing: &'a Pricing,
+    asked: &'a str,
+}
+
+impl Judge<'_> {
+    fn round(&mut self, round: &Round, downloads: &Path) -> Result<(), BatchError> {
+        let mut answers: HashMap<String, Result<ChatResponse, ProviderError>> = HashMap::new();
+        let mut unanswered_because = Vec::new();
+        for part in &round.parts {
+            for file in [&part.output, &part.errors].into_iter().flatten() {
+                let path = downloads.join(file);
+                let reader = std::io::BufReader::new(
+                    std::fs::File::open(&path).map_err(|e| BatchError::io(&path, e))?,
+                );
+                for (n, line) in reader.lines().enumerate() {
+                    let line = line.map_err(|e| BatchError::io(&path, e))?;
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    match api::answer_line(&line) {
+                        Ok((id, answer)) => {
+                            answers.insert(id, answer);
+                        }
+                        Err(e) => tracing::warn!(
+                            file = %path.display(),
+                            line = n + 1,
+                            error = e,
+                            "unreadable line in a batch file, skipped"
+                        ),
+                    }
+                }
+            }
+            if let Some(why) = &part.ended_because {
+                unanswered_because.push(why.clone());
+            }
+        }
+        let why = if unanswered_because.is_empty() {
+            "the batch returned no answer for it".to_owned()
+        } else {
+            unanswered_because.join("; ")
+        };
+        // The conversations this round asked, each answered, failed, or asked again.
+        for id in round.parts.iter().flat_map(|p| &p.ids) {
+            let Some(mut turns) = self.pending.remove(id) else {
+                continue;
+            };
+            let result = match answers.remove(id) {
+                Some(Ok(response)) => match turns.answer(response, Duration::ZERO) {
+                    Turn::Done(out) => Ok(out),
+                    Turn::Failed(e) => Err(e),
+                    Turn::Again => {
+                        self.pending.insert(id.clone(), turns);
+                        continue;
+                    }
+                },
+                Some(Err(e)) => Err(turns.fail(e, Duration::ZERO)),
+                None => Err(turns.fail(ProviderError::Batch(why.clone()), Duration::ZERO)),
+            };
+            let (record, usage) = record(id.clone(), self.asked, result);
+            let cost = self
+                .pricing
+                .cost(self.asked, &record.model, &usage, BATCH_PRICE_FACTOR);
+            self.output.write(&record)?;
+            self.tally.add(record.error.is_none(), usage, cost);
+        }
+        Ok(())
+    }
+}
