@@ -53,6 +53,13 @@ async fn extract(server: &ScriptedServer, args: &[&str], stdin: &str) -> Output 
     .unwrap()
 }
 
+fn ndjson(bytes: &[u8]) -> Vec<Value> {
+    text(bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -231,10 +238,7 @@ async fn stream_prints_elements_and_snapshots_as_ndjson() {
     )
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let lines: Vec<Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = ndjson(&out.stdout);
     assert_eq!(
         lines,
         [
@@ -256,10 +260,7 @@ async fn stream_prints_elements_and_snapshots_as_ndjson() {
     )
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let lines: Vec<Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = ndjson(&out.stdout);
     assert!(lines.len() >= 3, "{lines:?}");
     assert_eq!(
         lines.last().unwrap(),
