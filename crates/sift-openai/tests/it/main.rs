@@ -5,6 +5,7 @@ mod dynamic;
 mod reask;
 mod streaming;
 mod transport;
+mod turns;
 
 use std::time::Duration;
 
