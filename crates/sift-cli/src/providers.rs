@@ -96,6 +96,7 @@ pub(crate) fn telemetry(
     let standard_off = std::env::var("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
         .is_ok_and(|v| v.trim().eq_ignore_ascii_case("false"));
     let console_verbose = config.console.as_ref().is_some_and(|c| c.verbose);
+    sift_core::trace::set_content_allowed(record_content && !standard_off);
     let telemetry = Telemetry::init(config).context("could not set up telemetry")?;
     // Content is written out only where something shows it: an exporter or the verbose
     // console.

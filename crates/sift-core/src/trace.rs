@@ -23,6 +23,7 @@ use crate::validate::FieldError;
 use crate::{Mode, ProviderError, Usage};
 
 static RECORD_CONTENT: AtomicBool = AtomicBool::new(true);
+static CONTENT_ALLOWED: AtomicBool = AtomicBool::new(true);
 
 /// Counts are recorded as `i64`: OpenTelemetry has no unsigned integers, and a `u64` field
 /// would reach it as text.
@@ -38,6 +39,19 @@ pub fn set_record_content(on: bool) {
 /// Whether message content is recorded.
 pub fn record_content() -> bool {
     RECORD_CONTENT.load(Ordering::Relaxed)
+}
+
+/// Allows or forbids content (prompts, answers, extracted values, request bodies) in logs at
+/// all (allowed by default): `--record-content false` forbids it. Where it is allowed, logs
+/// whose message shows a value (`/User returning {value}`) carry it; span attributes are
+/// governed by [`set_record_content`], which is off unless something shows them.
+pub fn set_content_allowed(on: bool) {
+    CONTENT_ALLOWED.store(on, Ordering::Relaxed);
+}
+
+/// Whether content may appear in logs (see [`set_content_allowed`]).
+pub fn content_allowed() -> bool {
+    CONTENT_ALLOWED.load(Ordering::Relaxed)
 }
 
 /// The span around one extraction.

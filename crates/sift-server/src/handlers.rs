@@ -34,10 +34,15 @@ async fn extract_user(state: &AppState, query: &str) -> Result<UserDetail, ApiEr
         .send()
         .await
         .map_err(|e| ApiError::Extraction(Box::new(e)))?;
-    tracing::info!(
-        value = %serde_json::to_string(&out.value).unwrap_or_default(),
-        "/User returning {{value}}"
-    );
+    // The value is content: logged only where content is allowed.
+    if sift_core::trace::content_allowed() {
+        tracing::info!(
+            value = %serde_json::to_string(&out.value).unwrap_or_default(),
+            "/User returning {{value}}"
+        );
+    } else {
+        tracing::info!("/User returning a value (content not recorded)");
+    }
     Ok(out.value)
 }
 
@@ -241,7 +246,8 @@ pub(crate) async fn extract(
             let chunk = match item {
                 Ok(user) => {
                     let json = serde_json::to_string(&user).unwrap_or_default();
-                    tracing::info!(parent: &span, value = %json, "Returning user object");
+                    let value = sift_core::trace::content_allowed().then_some(json.as_str());
+                    tracing::info!(parent: &span, value, "Returning user object");
                     frame(sse, None, None, &json)
                 }
                 Err(StreamError::Item { index, errors, value }) => {

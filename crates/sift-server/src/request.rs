@@ -124,8 +124,11 @@ impl<S: Send + Sync, T: FromBody> FromRequest<S> for Body<T> {
             ApiError::Validation(vec![detail])
         })?;
         let parsed = T::from_body(&value).map_err(ApiError::Validation)?;
-        // Logfire's FastAPI integration records the validated arguments at debug level.
-        tracing::debug!(fastapi.arguments.values = %value, "request arguments");
+        // Logfire's FastAPI integration records the validated arguments at debug level; they
+        // are the caller's content, logged only where content is allowed.
+        if sift_core::trace::content_allowed() {
+            tracing::debug!(fastapi.arguments.values = %value, "request arguments");
+        }
         Ok(Body(parsed))
     }
 }

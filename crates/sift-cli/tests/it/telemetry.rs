@@ -201,9 +201,10 @@ async fn content_recording_can_be_switched_off() {
     assert!(validate.attr("input_data").is_none());
     assert_eq!(validate.attr("success").as_deref(), Some("true"));
     let raw = String::from_utf8_lossy(&receiver.raw()).into_owned();
-    // The request's own arguments are recorded (as Logfire's FastAPI integration does), but
-    // no prompt or answer.
+    // No prompt, no answer, and not the request's own arguments either.
     assert!(!raw.contains("Extract: `Daniel"), "the prompt went out");
+    assert!(!raw.contains("marmalade"), "the request body went out");
+    assert!(!raw.contains(r#""name":"Daniel""#), "the extracted value went out");
     let _ = std::fs::remove_file(log);
 }
 
