@@ -448,7 +448,11 @@ impl Ending {
         self.elements_in_attempt += 1;
         chat_span.in_scope(|| {
             let text = trace::content_allowed().then(|| value.to_string());
-            tracing::debug!(index = index as i64, value = text.as_deref(), "emitted {{index}}");
+            tracing::debug!(
+                index = index as i64,
+                value = text.as_deref(),
+                "emitted {{index}}"
+            );
             check(schema, decode, &value).map_err(|errors| StreamError::Item {
                 index,
                 errors,

@@ -115,6 +115,8 @@ pub enum ApiError {
     NotFound(String),
     /// `401`: a service key is required and none (or a wrong one) was given.
     Unauthorized,
+    /// `415`: the body is declared as something other than JSON (the declared type).
+    UnsupportedMediaType(String),
 }
 
 impl ApiError {
@@ -187,6 +189,16 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(detail) => {
                 (StatusCode::NOT_FOUND, Json(Message { detail })).into_response()
             }
+            ApiError::UnsupportedMediaType(declared) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Json(Message {
+                    detail: format!(
+                        "the body must be JSON: send `Content-Type: application/json` (it was \
+                         declared as `{declared}`)"
+                    ),
+                }),
+            )
+                .into_response(),
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],

@@ -54,6 +54,7 @@ async fn extract_user(state: &AppState, query: &str) -> Result<UserDetail, ApiEr
     responses(
         (status = 200, description = "The person", body = UserDetail),
         (status = 413, description = "The request body is larger than the limit"),
+        (status = 415, description = "The body is declared as something other than JSON", body = crate::error::Message),
         (status = 422, description = "The request body does not fit", body = HttpValidationError),
         (status = 502, description = "The model failed (upstream error or no valid answer after the retries)", body = crate::error::ExtractionError),
         (status = 504, description = "The model did not answer in time", body = crate::error::ExtractionError),
@@ -75,6 +76,7 @@ pub(crate) async fn user(
     responses(
         (status = 200, description = "One person per query, in order", body = Vec<UserDetail>),
         (status = 413, description = "The request body is larger than the limit"),
+        (status = 415, description = "The body is declared as something other than JSON", body = crate::error::Message),
         (status = 422, description = "The request body does not fit (or has too many queries)", body = HttpValidationError),
         (status = 502, description = "Some queries failed: which, why, and the results of the others", body = ManyUsersError),
         (status = 504, description = "Every failed query timed out upstream", body = ManyUsersError),
@@ -209,6 +211,7 @@ pub(crate) fn frame(
                 (UserDetail = "text/event-stream"),
             )),
         (status = 413, description = "The request body is larger than the limit"),
+        (status = 415, description = "The body is declared as something other than JSON", body = crate::error::Message),
         (status = 422, description = "The request body does not fit", body = HttpValidationError),
         (status = 502, description = "The model failed before the first object", body = crate::error::ExtractionError),
         (status = 504, description = "The model did not answer in time", body = crate::error::ExtractionError),

@@ -86,6 +86,18 @@ fn key(k: &str) -> LocItem {
     LocItem::Key(k.into())
 }
 
+/// Whether a `Content-Type` declares JSON: `application/json` or `application/*+json`, any
+/// parameters (`charset`) and case. A body sent without one is read as JSON too, as FastAPI
+/// does.
+fn is_json(content_type: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(content_type).to_ascii_lowercase();
+    let essence = text.split(';').next().unwrap_or_default().trim();
+    match essence.split_once('/') {
+        Some(("application", sub)) => sub == "json" || sub.ends_with("+json"),
+        _ => false,
+    }
+}
+
 /// A type read from a JSON request body with FastAPI-style errors.
 pub trait FromBody: Sized {
     /// Reads the parsed body.
@@ -101,6 +113,13 @@ impl<S: Send + Sync, T: FromBody> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(declared) = req.headers().get(http::header::CONTENT_TYPE)
+            && !is_json(declared.as_bytes())
+        {
+            let declared = String::from_utf8_lossy(declared.as_bytes());
+            let declared: String = declared.chars().take(100).collect();
+            return Err(ApiError::UnsupportedMediaType(declared));
+        }
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|rejection| ApiError::from_body_rejection(&rejection))?;

@@ -204,7 +204,10 @@ async fn content_recording_can_be_switched_off() {
     // No prompt, no answer, and not the request's own arguments either.
     assert!(!raw.contains("Extract: `Daniel"), "the prompt went out");
     assert!(!raw.contains("marmalade"), "the request body went out");
-    assert!(!raw.contains(r#""name":"Daniel""#), "the extracted value went out");
+    assert!(
+        !raw.contains(r#""name":"Daniel""#),
+        "the extracted value went out"
+    );
     let _ = std::fs::remove_file(log);
 }
 

@@ -125,6 +125,7 @@ fn error_responses(many: bool) -> Value {
         "401": body("A service key is required (`Authorization: Bearer KEY`)", &json!({"$ref": "#/components/schemas/Message"})),
         "404": body("No such extractor", &json!({"$ref": "#/components/schemas/Message"})),
         "413": {"description": "The request body is larger than the limit"},
+        "415": body("The body is declared as something other than JSON", &json!({"$ref": "#/components/schemas/Message"})),
         "422": body("The input does not fit its schema (`loc` is its JSON path), or the answer did not fit the token limit", &validation),
         "502": body("The model failed: upstream error, or no valid answer after the re-asks", &failure),
         "503": body("The model is busy (`Retry-After` says when to try again)", &failure),

@@ -83,3 +83,55 @@ async fn oversized_bodies_get_413() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
     assert!(json(&text)["detail"].as_str().unwrap().contains("limit"));
 }
+
+#[tokio::test]
+async fn a_body_declared_as_something_else_than_json_gets_415() {
+    use tower::ServiceExt;
+    let server = ScriptedServer::start().await;
+    server.fallback(|_| {
+        sift_test_support::Reply::tool_call("UserDetail", r#"{"name": "Daniel", "age": 24}"#)
+    });
+    let app = app(&server, ServerConfig::default());
+    let send = |content_type: Option<&'static str>, path: &'static str| {
+        let app = app.clone();
+        async move {
+            let mut req = axum::http::Request::builder().method("POST").uri(path);
+            if let Some(ct) = content_type {
+                req = req.header("content-type", ct);
+            }
+            let body = r#"{"query": "Daniel is 24"}"#;
+            let response = app
+                .oneshot(req.body(axum::body::Body::from(body)).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    for path in ["/user", "/v1/extractors/user"] {
+        let (status, text) = send(Some("text/plain"), path).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path}: {text}");
+        assert!(
+            json(&text)["detail"]
+                .as_str()
+                .unwrap()
+                .contains("declared as `text/plain`"),
+            "{text}"
+        );
+        let (status, _) = send(Some("application/x-www-form-urlencoded"), path).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path}");
+    }
+    assert!(server.requests().is_empty(), "nothing sent upstream");
+    for ct in [
+        None,
+        Some("application/json"),
+        Some("Application/JSON; charset=utf-8"),
+        Some("application/vnd.api+json"),
+    ] {
+        let (status, text) = send(ct, "/user").await;
+        assert_eq!(status, StatusCode::OK, "{ct:?}: {text}");
+    }
+}
