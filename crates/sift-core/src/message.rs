@@ -248,6 +248,14 @@ pub struct ChatResponse {
 }
 
 impl ChatResponse {
+    /// The model's refusal to answer, when it gave one (OpenAI's `message.refusal`).
+    pub fn refusal(&self) -> Option<&str> {
+        self.raw
+            .pointer("/choices/0/message/refusal")
+            .and_then(Value::as_str)
+            .filter(|r| !r.trim().is_empty())
+    }
+
     /// The assistant turn to echo back in a re-ask.
     pub fn to_message(&self) -> Message {
         Message {
@@ -272,6 +280,8 @@ pub enum ChatDelta {
     },
     /// More message text.
     Content(String),
+    /// More of the model's refusal to answer (OpenAI's `refusal`).
+    Refusal(String),
     /// More of a tool call; calls are told apart by `index`.
     ToolCall {
         /// Which call this delta extends.

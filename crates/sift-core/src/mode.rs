@@ -117,6 +117,13 @@ impl Mode {
         schema: &ResponseSchema,
         response: &'a ChatResponse,
     ) -> Result<&'a str, ReadError> {
+        let missing = || {
+            ReadError::Missing(self.missing(
+                &schema.name,
+                response.content.as_deref(),
+                response.refusal(),
+            ))
+        };
         match self {
             Mode::Tools => response
                 .tool_calls
@@ -124,21 +131,53 @@ impl Mode {
                 .find(|c| c.name == schema.name)
                 .or_else(|| response.tool_calls.first())
                 .map(|c| c.arguments.as_str())
-                .ok_or_else(|| {
-                    ReadError::Missing(format!(
-                        "the model did not call the function `{}`",
-                        schema.name
-                    ))
-                }),
+                .ok_or_else(missing),
             Mode::JsonSchema | Mode::Json => match response.content.as_deref() {
                 Some(text) if !text.trim().is_empty() => Ok(text),
-                _ => Err(ReadError::Missing("the answer has no content".into())),
+                _ => Err(missing()),
             },
             Mode::MdJson => match response.content.as_deref() {
-                Some(text) => extract_fenced_json(text)
-                    .ok_or_else(|| ReadError::Missing("no JSON found in the answer".into())),
-                None => Err(ReadError::Missing("the answer has no content".into())),
+                Some(text) => extract_fenced_json(text).ok_or_else(missing),
+                None => Err(missing()),
             },
+        }
+    }
+
+    /// Why an answer holds nothing to read, as precisely as it says: the model refused (and
+    /// why), answered in prose where a call was asked for (and what it said), or said
+    /// nothing. `content` and `refusal` are the answer's, whole or streamed.
+    pub(crate) fn missing(
+        self,
+        name: &str,
+        content: Option<&str>,
+        refusal: Option<&str>,
+    ) -> String {
+        let quote = |text: &str| {
+            let text = text.trim();
+            let cut: String = text.chars().take(200).collect();
+            if cut.len() < text.len() {
+                format!("{cut}…")
+            } else {
+                cut
+            }
+        };
+        if let Some(r) = refusal.filter(|r| !r.trim().is_empty()) {
+            return format!("the model refused to answer: {}", quote(r));
+        }
+        let content = content.filter(|c| !c.trim().is_empty());
+        match (self, content) {
+            (Mode::Tools, Some(text)) => format!(
+                "the model did not call the function `{name}`; it answered in text instead: {}",
+                quote(text)
+            ),
+            (Mode::Tools, None) => {
+                format!("the model did not call the function `{name}` and said nothing")
+            }
+            (Mode::MdJson, Some(text)) => {
+                format!("no JSON found in the answer: {}", quote(text))
+            }
+            (_, None) => "the answer is empty: no content and no tool call".into(),
+            (_, Some(text)) => format!("no JSON found in the answer: {}", quote(text)),
         }
     }
 

@@ -40,6 +40,8 @@ pub(crate) struct AnswerReader {
     /// A tool call of this name carries one element (parallel tool calls).
     element_name: String,
     content: String,
+    /// The model's refusal, when it streams one.
+    refusal: String,
     content_parser: Option<JsonStreamParser>,
     content_found_elements: bool,
     calls: Vec<Call>,
@@ -57,6 +59,7 @@ impl AnswerReader {
             purpose,
             element_name: element_name.to_owned(),
             content: String::new(),
+            refusal: String::new(),
             content_parser: None,
             content_found_elements: false,
             calls: Vec::new(),
@@ -86,6 +89,12 @@ impl AnswerReader {
         }
         let result = match delta {
             ChatDelta::Content(text) => self.push_content(&text, out),
+            ChatDelta::Refusal(text) => {
+                if self.refusal.len() < 4096 {
+                    self.refusal.push_str(&text);
+                }
+                Ok(())
+            }
             ChatDelta::ToolCall {
                 index,
                 id,
@@ -199,7 +208,7 @@ impl AnswerReader {
         }
         if self.mode == Mode::Tools {
             if self.calls.iter().all(|c| c.parser.is_none()) {
-                return Err("the model did not call the function".into());
+                return Err(self.missing());
             }
             for call in &mut self.calls {
                 if let Some(parser) = call.parser.as_mut() {
@@ -216,8 +225,11 @@ impl AnswerReader {
             }
             return Ok(());
         }
+        if self.content_parser.is_none() {
+            return Err(self.missing());
+        }
         let Some(parser) = self.content_parser.as_mut() else {
-            return Err("no JSON found in the answer".into());
+            return Ok(());
         };
         parser.finish(&mut self.events).map_err(|e| e.to_string())?;
         drain(
@@ -229,6 +241,15 @@ impl AnswerReader {
             out,
         );
         Ok(())
+    }
+
+    /// Why the streamed answer holds nothing to read (see `Mode::missing`).
+    fn missing(&self) -> String {
+        self.mode.missing(
+            &self.element_name,
+            Some(self.content.as_str()),
+            Some(self.refusal.as_str()),
+        )
     }
 
     /// The value built so far (for [`Purpose::Whole`]).

@@ -424,16 +424,35 @@ impl Provider for OpenAi {
         if let Some(a) = &self.config.admission {
             a.settle(estimate, estimate);
         }
-        let is_json = response
+        let content_type = response
             .headers()
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/json"));
-        if is_json {
-            // Some servers ignore `stream: true` and answer whole; read it as one delta run.
-            let bytes = self.read_body(response).await?;
-            let whole = wire::parse_completion(&bytes)?;
-            return Ok(stream::from_whole(whole));
+            .map(|ct| ct.trim().to_ascii_lowercase());
+        match content_type.as_deref() {
+            Some(ct) if ct.starts_with("application/json") => {
+                // Some servers ignore `stream: true` and answer whole; read it as one delta
+                // run.
+                let bytes = self.read_body(response).await?;
+                let whole = wire::parse_completion(&bytes)?;
+                return Ok(stream::from_whole(whole));
+            }
+            // An event stream, or a server that does not say.
+            None => {}
+            Some(ct) if ct.starts_with("text/event-stream") => {}
+            Some(ct) => {
+                // An HTML error page from a proxy, plain text...: never an event stream.
+                let ct = ct.chars().take(60).collect::<String>();
+                let bytes = self.read_body(response).await?;
+                let ProviderError::InvalidResponse(why) = wire::not_json(&bytes, "") else {
+                    return Err(ProviderError::InvalidResponse(format!(
+                        "the upstream answered `{ct}` where an event stream was expected"
+                    )));
+                };
+                return Err(ProviderError::InvalidResponse(format!(
+                    "the upstream answered `{ct}` where an event stream was expected; {why}"
+                )));
+            }
         }
         Ok(stream::deltas(
             response,

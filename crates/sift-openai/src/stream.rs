@@ -113,6 +113,8 @@ struct DeltaWire<'a> {
     content: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     tool_calls: Option<Vec<ToolCallWire<'a>>>,
+    #[serde(borrow, default)]
+    refusal: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -157,6 +159,11 @@ fn chunk_deltas(chunk: Chunk<'_>) -> Vec<ChatDelta> {
                 && !text.is_empty()
             {
                 out.push(ChatDelta::Content(text.into_owned()));
+            }
+            if let Some(text) = delta.refusal
+                && !text.is_empty()
+            {
+                out.push(ChatDelta::Refusal(text.into_owned()));
             }
             for (i, call) in delta.tool_calls.into_iter().flatten().enumerate() {
                 let (name, arguments) = match call.function {

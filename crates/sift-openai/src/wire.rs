@@ -97,8 +97,7 @@ fn message(m: &Message) -> Value {
 
 /// Reads a whole chat-completions body: JSON, not an error object, with a first choice.
 pub(crate) fn parse_completion(bytes: &[u8]) -> Result<ChatResponse, ProviderError> {
-    let raw: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ProviderError::InvalidResponse(format!("the answer is not JSON: {e}")))?;
+    let raw: Value = serde_json::from_slice(bytes).map_err(|e| not_json(bytes, &e.to_string()))?;
     if let Some(err) = raw.get("error").filter(|e| !e.is_null()) {
         // Some servers answer 200 with an error object.
         return Err(ProviderError::InvalidResponse(error_message(
@@ -108,12 +107,71 @@ pub(crate) fn parse_completion(bytes: &[u8]) -> Result<ChatResponse, ProviderErr
     parse_response(raw)
 }
 
+/// An answer that is not JSON, described: HTML (a proxy's or a login page) by its title or
+/// start, anything else by its start and the parser's complaint.
+pub(crate) fn not_json(bytes: &[u8], complaint: &str) -> ProviderError {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
+    let start = text.trim_start();
+    let snippet = |t: &str| {
+        let flat: String = t.split_whitespace().collect::<Vec<_>>().join(" ");
+        let cut: String = flat.chars().take(120).collect();
+        if cut.len() < flat.len() {
+            format!("{cut}…")
+        } else {
+            cut
+        }
+    };
+    if start.starts_with('<') {
+        let lower = start.to_ascii_lowercase();
+        let title = lower
+            .find("<title>")
+            .and_then(|i| {
+                let from = i + "<title>".len();
+                lower[from..]
+                    .find("</title>")
+                    .map(|j| &start[from..from + j])
+            })
+            .map(snippet);
+        return ProviderError::InvalidResponse(match title {
+            Some(t) => format!(
+                "the upstream answered with an HTML page (\"{t}\"), not a JSON completion: is the base URL right?"
+            ),
+            None => format!(
+                "the upstream answered with HTML, not a JSON completion: {}",
+                snippet(start)
+            ),
+        });
+    }
+    if start.is_empty() {
+        return ProviderError::InvalidResponse("the upstream answered with an empty body".into());
+    }
+    if complaint.is_empty() {
+        return ProviderError::InvalidResponse(format!(
+            "the answer is not JSON: {}",
+            snippet(start)
+        ));
+    }
+    ProviderError::InvalidResponse(format!(
+        "the answer is not JSON ({complaint}): {}",
+        snippet(start)
+    ))
+}
+
 /// Reads a chat-completions answer.
 pub(crate) fn parse_response(raw: Value) -> Result<ChatResponse, ProviderError> {
-    let choice = raw
-        .get("choices")
-        .and_then(|c| c.get(0))
-        .ok_or_else(|| ProviderError::InvalidResponse("no `choices[0]` in the answer".into()))?;
+    let choice = match raw.get("choices") {
+        Some(Value::Array(list)) if list.is_empty() => {
+            return Err(ProviderError::InvalidResponse(
+                "the upstream answered with no choices (an empty `choices` list)".into(),
+            ));
+        }
+        Some(Value::Array(list)) => &list[0],
+        _ => {
+            return Err(ProviderError::InvalidResponse(
+                "the answer is not a chat completion: it has no `choices` list".into(),
+            ));
+        }
+    };
     let message = choice
         .get("message")
         .ok_or_else(|| ProviderError::InvalidResponse("no `choices[0].message`".into()))?;

@@ -1,6 +1,7 @@
 //! Extraction against the scripted OpenAI-compatible server, over real HTTP.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod answers;
 mod dynamic;
 mod reask;
 mod streaming;
