@@ -631,7 +631,7 @@ impl ExtractError {
     /// The provider error, if that is what failed.
     pub fn provider_error(&self) -> Option<&ProviderError> {
         match self {
-            ExtractError::Provider { source, .. } => Some(source),
+            ExtractError::Provider { source, .. } => Some(source.cause()),
             _ => None,
         }
     }

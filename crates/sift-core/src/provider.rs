@@ -150,6 +150,15 @@ pub enum ProviderError {
     /// cancelled before it ran.
     #[error("the batch did not answer this request: {0}")]
     Batch(String),
+    /// The call failed every time it was tried (the first try and the provider's transport
+    /// retries); `last` is the last failure.
+    #[error("{last} (tried {tries} times)")]
+    Retried {
+        /// Tries made.
+        tries: u32,
+        /// How the last one failed.
+        last: Box<ProviderError>,
+    },
     /// The provider is busy and refused the call.
     #[error("provider is busy")]
     Busy {
@@ -168,6 +177,8 @@ impl ProviderError {
                 matches!(status, 408 | 409 | 429) || (500..=599).contains(status)
             }
             ProviderError::Busy { .. } => true,
+            // Already retried as often as the provider does.
+            ProviderError::Retried { .. } => false,
             ProviderError::InvalidResponse(_)
             | ProviderError::Transport(_)
             | ProviderError::Unsupported(_)
@@ -177,9 +188,18 @@ impl ProviderError {
         }
     }
 
+    /// The failure itself: the last one of a [`Retried`](ProviderError::Retried) call.
+    pub fn cause(&self) -> &ProviderError {
+        match self {
+            ProviderError::Retried { last, .. } => last.cause(),
+            other => other,
+        }
+    }
+
     /// The wait the upstream asked for, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
+            ProviderError::Retried { last, .. } => last.retry_after(),
             ProviderError::Status { retry_after, .. } | ProviderError::Busy { retry_after } => {
                 *retry_after
             }
@@ -200,6 +220,7 @@ impl ProviderError {
             ProviderError::Stream(_) => "stream".into(),
             ProviderError::InputTooLong(_) => "input_too_long".into(),
             ProviderError::Batch(_) => "batch".into(),
+            ProviderError::Retried { last, .. } => last.kind(),
         }
     }
 }

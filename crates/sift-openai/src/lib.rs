@@ -496,14 +496,21 @@ impl OpenAi {
                     a.back_off(wait.min(self.config.max_retry_after));
                 }
             }
-            if !err.is_retryable() || retry >= self.config.max_transport_retries {
-                return Err(err);
-            }
-            if err
-                .retry_after()
-                .is_some_and(|asked| asked > self.config.max_retry_after)
-            {
-                return Err(err);
+            let give_up = !err.is_retryable()
+                || retry >= self.config.max_transport_retries
+                || err
+                    .retry_after()
+                    .is_some_and(|asked| asked > self.config.max_retry_after);
+            if give_up {
+                // A failure after retries says how often it was tried ("no answer within 120s"
+                // alone reads as if it was tried once).
+                return Err(match retry {
+                    0 => err,
+                    n => ProviderError::Retried {
+                        tries: n + 1,
+                        last: Box::new(err),
+                    },
+                });
             }
             retry += 1;
             tracing::warn!(

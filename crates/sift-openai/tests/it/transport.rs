@@ -124,6 +124,20 @@ async fn a_hung_upstream_hits_the_timeout() {
     );
     assert!(took < Duration::from_secs(5), "must not hang: {took:?}");
     assert_eq!(server.requests().len(), 2);
+    // The report says it was tried twice, not "attempt 1: no answer" as if once.
+    let report = sift_core::report::ExtractionFailure::from_error(&err);
+    assert!(
+        report
+            .message
+            .contains("no answer within 300ms (tried 2 times)"),
+        "{}",
+        report.message
+    );
+    assert_eq!(
+        report.attempts[0].errors[0].message,
+        "no answer within 300ms (tried 2 times)"
+    );
+    assert_eq!(err.kind(), "provider_error");
 }
 
 #[tokio::test]
