@@ -92,7 +92,7 @@ pub const EXIT_STOPPED: u8 = 5;
 
 /// Runs the job; the summary on stderr.
 pub async fn run(args: BatchArgs) -> ExitCode {
-    let telemetry = match providers::telemetry(false, !args.verbose, true) {
+    let telemetry = match providers::telemetry(&args.providers, false, !args.verbose, true) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e:#}");

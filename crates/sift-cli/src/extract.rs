@@ -82,7 +82,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failed {
 
 /// Runs the extraction; prints the value (or the stream) on stdout.
 pub async fn run(args: ExtractArgs) -> ExitCode {
-    let telemetry = match providers::telemetry(false, true, true) {
+    let telemetry = match providers::telemetry(&args.providers, false, true, true) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e:#}");

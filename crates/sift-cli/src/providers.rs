@@ -76,11 +76,13 @@ pub(crate) fn default_kind() -> ProviderKind {
 /// the console to errors unless `SIFT_LOG` or `RUST_LOG` says otherwise (the command-line
 /// tools, whose output is their answer); `verbose` shows attributes too.
 pub(crate) fn telemetry(
+    args: &ProviderArgs,
     verbose: bool,
     quiet: bool,
     record_content: bool,
 ) -> anyhow::Result<Telemetry> {
     let mut config = TelemetryConfig::from_env();
+    config.scrub.secrets.extend(secrets(args));
     let filter_set = ["SIFT_LOG", "RUST_LOG"]
         .iter()
         .any(|k| std::env::var(k).is_ok_and(|v| !v.trim().is_empty()));
@@ -106,7 +108,42 @@ pub(crate) fn telemetry(
     for target in telemetry.exporting() {
         tracing::info!(target = target.as_str(), "exporting traces");
     }
+    // What clients are shown (error bodies, batch output) is scrubbed as the logs are.
+    let scrubber = telemetry.scrubber();
+    sift_core::report::set_scrubber(std::sync::Arc::new(move |text: &str| {
+        scrubber.scrub_text(text)
+    }));
     Ok(telemetry)
+}
+
+/// The keys sift holds besides `OPENAI_API_KEY` (which telemetry already masks): the
+/// config's providers' keys and the service keys, so that none is ever shown.
+fn secrets(args: &ProviderArgs) -> Vec<String> {
+    let mut out: Vec<String> = std::env::var("SIFT_API_KEYS")
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    // A config that does not load is reported by the command itself.
+    if let Ok(Some(file)) = args.config_file() {
+        out.extend(file.server.keys());
+        for provider in file.providers.values() {
+            if let ProviderSpec::OpenAi {
+                api_key_env: Some(var),
+                ..
+            } = provider
+                && let Ok(key) = std::env::var(var)
+                && !key.is_empty()
+            {
+                out.push(key);
+            }
+        }
+    }
+    out
 }
 
 /// Builds clients: the default one and those of the config's providers, each built once by

@@ -69,7 +69,8 @@ async fn extractors(
 
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let telemetry = providers::telemetry(args.verbose, false, args.record_content)?;
+    let telemetry =
+        providers::telemetry(&args.providers, args.verbose, false, args.record_content)?;
     let result = serve(&args, &telemetry).await;
     // Flush what is buffered: blocking (at most a few seconds for a slow backend), so off the
     // async workers.

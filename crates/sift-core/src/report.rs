@@ -2,11 +2,38 @@
 //! bodies and what the command line writes for a failed item, built once here from an
 //! [`ExtractError`].
 
+use std::sync::{Arc, RwLock};
+
 use serde::{Deserialize, Serialize};
 
 use crate::extract::{Attempt, ExtractError};
 use crate::message::Usage;
 use crate::provider::ProviderError;
+
+/// Rewrites a text shown to a client when it holds a secret (the scrubbed text), or `None`
+/// when it stays as it is.
+pub type Scrub = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+static SCRUB: RwLock<Option<Arc<Scrub>>> = RwLock::new(None);
+
+/// Installs the scrubbing every failure report applies to its messages and its attempts'
+/// errors (the service's error bodies, the command line's output). `sift` installs
+/// telemetry's, so a client sees no more than the logs do; without one, reports are left as
+/// they are (providers mask their own keys in what upstreams echo).
+pub fn set_scrubber(scrub: Arc<Scrub>) {
+    if let Ok(mut s) = SCRUB.write() {
+        *s = Some(scrub);
+    }
+}
+
+/// `text` scrubbed by the installed scrubbing, if any.
+pub fn scrub(text: String) -> String {
+    let scrub = SCRUB.read().ok().and_then(|s| s.clone());
+    match scrub.and_then(|f| f(&text)) {
+        Some(clean) => clean,
+        None => text,
+    }
+}
 
 /// Tokens spent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +91,7 @@ impl From<&Attempt> for AttemptReport {
                 .iter()
                 .map(|e| AnswerError {
                     path: e.path.clone(),
-                    message: e.message.clone(),
+                    message: scrub(e.message.clone()),
                 })
                 .collect(),
             usage: a.usage.into(),
@@ -100,7 +127,7 @@ impl ExtractionFailure {
             source = s.source();
         }
         Self {
-            message,
+            message: scrub(message),
             kind: e.kind().into(),
             upstream_status: match e.provider_error() {
                 Some(ProviderError::Status { status, .. }) => Some(*status),

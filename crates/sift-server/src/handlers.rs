@@ -258,7 +258,7 @@ pub(crate) async fn extract(
                         index,
                         errors: errors
                             .into_iter()
-                            .map(|e| crate::error::AnswerError { path: e.path, message: e.message })
+                            .map(|e| crate::error::AnswerError { path: e.path, message: sift_core::report::scrub(e.message) })
                             .collect(),
                         value,
                     };

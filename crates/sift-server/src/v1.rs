@@ -307,7 +307,7 @@ fn frame_item(sse: bool, item: Item) -> (String, bool) {
             .into_iter()
             .map(|e| crate::error::AnswerError {
                 path: e.path,
-                message: e.message,
+                message: sift_core::report::scrub(e.message),
             })
             .collect()
     };

@@ -372,6 +372,7 @@ impl TelemetryBuilder {
             meter_provider,
             registry,
             exporting: self.exporting,
+            scrubber,
         })
     }
 }
@@ -541,6 +542,7 @@ pub struct Telemetry {
     meter_provider: SdkMeterProvider,
     registry: prometheus::Registry,
     exporting: Vec<String>,
+    scrubber: Arc<Scrubber>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -569,6 +571,12 @@ impl Telemetry {
     /// Where spans go, for the start-up message.
     pub fn exporting(&self) -> &[String] {
         &self.exporting
+    }
+
+    /// The scrubbing rules telemetry applies, for the text sift shows its clients
+    /// (`sift_core::report::set_scrubber`): the same patterns and secrets.
+    pub fn scrubber(&self) -> Arc<Scrubber> {
+        self.scrubber.clone()
     }
 
     /// The metrics in Prometheus' text format.

@@ -250,3 +250,36 @@ async fn sighup_reloads_the_config_atomically_under_load() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What an upstream echoes reaches clients only scrubbed as the logs are: the service's own
+/// keys masked, Logfire's patterns applied.
+#[tokio::test]
+async fn client_messages_are_scrubbed_like_telemetry() {
+    let server = ScriptedServer::start().await;
+    server
+        .push(Reply::error(
+            400,
+            "request from svc-secret-key-0001 refused",
+        ))
+        .push(Reply::error(400, "your password is hunter2"));
+    let mut cmd = sift();
+    cmd.env("OPENAI_BASE_URL", server.base_url())
+        .env("OPENAI_API_KEY", "sk-cli-test")
+        .env("SIFT_API_KEYS", "svc-secret-key-0001");
+    let running = serve(cmd);
+    let http = sift_test_support::http_client();
+    for _ in 0..2 {
+        let response = http
+            .post(format!("{}/user", running.url))
+            .bearer_auth("svc-secret-key-0001")
+            .json(&json!({"query": "Daniel is 24"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 502);
+        let body = response.text().await.unwrap();
+        assert!(!body.contains("svc-secret-key-0001"), "{body}");
+        assert!(!body.contains("hunter2"), "{body}");
+        assert!(body.contains("Scrubbed"), "{body}");
+    }
+}
