@@ -21,10 +21,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # The seed's Python client (requests) is run against /extract in the tests; the served OpenAPI
-# document is checked by openapi-spec-validator and used by a client openapi-python-client
-# generates; scripts/jsonschemabench.py re-checks answers with jsonschema. pip also fetches the
-# default model on first use.
-if ! python3 -c 'import requests, openapi_spec_validator, openapi_python_client, jsonschema' 2>/dev/null; then
-  echo "setup: installing the Python packages requests, openapi-spec-validator, openapi-python-client, jsonschema"
-  python3 -m pip install --quiet requests openapi-spec-validator openapi-python-client jsonschema
+# document is checked by openapi-spec-validator, used by a client openapi-python-client
+# generates, and run by schemathesis (every check, NDJSON and SSE); scripts/jsonschemabench.py
+# re-checks answers with jsonschema. pip also fetches the default model on first use.
+if ! python3 -c 'import requests, openapi_spec_validator, openapi_python_client, jsonschema, schemathesis' 2>/dev/null \
+  || ! command -v schemathesis >/dev/null; then
+  echo "setup: installing the Python packages requests, openapi-spec-validator, openapi-python-client, jsonschema, schemathesis"
+  python3 -m pip install --quiet requests openapi-spec-validator openapi-python-client jsonschema schemathesis
 fi

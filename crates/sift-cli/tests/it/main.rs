@@ -12,6 +12,7 @@ mod batch;
 mod config;
 mod extract;
 mod openai_batch;
+mod schemathesis;
 mod telemetry;
 
 pub(crate) struct Running {

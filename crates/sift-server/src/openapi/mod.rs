@@ -59,16 +59,9 @@ pub fn document(extractors: &Registry, adhoc: bool) -> Value {
         "operationId": "list_extractors",
         "responses": {"200": {"description": "The extractors", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/ExtractorInfo"}}}}}}
     }}));
-    paths.insert("/v1/extractors/{name}".into(), json!({"get": {
-        "tags": ["extractors"],
-        "summary": "One extractor: name, description, input and output schemas, version",
-        "operationId": "show_extractor",
-        "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
-        "responses": {
-            "200": {"description": "The extractor", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExtractorInfo"}}}},
-            "404": {"description": "No such extractor", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Message"}}}}
-        }
-    }}));
+    // Each extractor's own path documents its GET and POST (a templated
+    // `/v1/extractors/{name}` beside them would describe the same requests twice, the POST
+    // with no input schema it could honour).
     let mut components = vec![
         (
             "ExtractorInfo".to_owned(),
@@ -105,11 +98,106 @@ pub fn document(extractors: &Registry, adhoc: bool) -> Value {
     if adhoc {
         adhoc_operations(&mut paths);
     }
+    // The seed's stream, as the extractors' are described.
+    if let Some(content) = doc.pointer_mut("/paths/~1extract/post/responses/200/content") {
+        *content = stream_content(
+            &json!({"$ref": "#/components/schemas/UserDetail"}),
+            &[
+                StreamEvent::ItemError,
+                StreamEvent::Error,
+                StreamEvent::Done,
+            ],
+        );
+    }
     if let Some(doc_paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         doc_paths.extend(paths);
     }
     schemas::insert(&mut doc, components);
     doc
+}
+
+/// A named event of a stream (besides the values themselves).
+#[derive(Debug, Clone, Copy)]
+enum StreamEvent {
+    /// The value so far (object streams).
+    Partial,
+    /// An attempt failed and another starts (object streams).
+    Retry,
+    /// An element failed validation (list streams).
+    ItemError,
+    /// The extraction failed mid-stream.
+    Error,
+    /// The end, with the usage (SSE only).
+    Done,
+}
+
+impl StreamEvent {
+    fn name(self) -> &'static str {
+        match self {
+            StreamEvent::Partial => "partial",
+            StreamEvent::Retry => "retry",
+            StreamEvent::ItemError => "item_error",
+            StreamEvent::Error => "error",
+            StreamEvent::Done => "done",
+        }
+    }
+
+    fn schema(self) -> Value {
+        let component = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+        match self {
+            StreamEvent::Partial => json!({"type": "object", "description": "The value so far"}),
+            StreamEvent::Retry => json!({
+                "type": "object",
+                "properties": {
+                    "attempt": {"type": "integer", "minimum": 1},
+                    "errors": {"type": "array", "items": component("AnswerError")}
+                },
+                "required": ["attempt", "errors"]
+            }),
+            StreamEvent::ItemError => component("ItemError"),
+            StreamEvent::Error => component("ExtractionFailure"),
+            StreamEvent::Done => component("StreamDone"),
+        }
+    }
+}
+
+/// A stream's content in both framings, `value` being the schema of the values it carries:
+/// NDJSON lines are a bare value or `{event: data}` (every event but `done`); SSE events are
+/// described one by one, as schemathesis and OpenAPI 3.2's `itemSchema` read them (each parsed
+/// event's `event` and its `data`, a JSON text): a value has no `event:` line (SSE's default,
+/// `message`), every other event its name.
+fn stream_content(value: &Value, events: &[StreamEvent]) -> Value {
+    let sse = |event: &str, data: Value| {
+        json!({
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"const": event},
+                "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data}
+            }
+        })
+    };
+    let mut sse_events = vec![sse("message", value.clone())];
+    sse_events.extend(events.iter().map(|e| sse(e.name(), e.schema())));
+    let mut lines = vec![value.clone()];
+    lines.extend(
+        events
+            .iter()
+            .filter(|e| !matches!(e, StreamEvent::Done))
+            .map(|e| {
+                json!({
+                    "type": "object",
+                    "required": [e.name()],
+                    "properties": {e.name(): e.schema()},
+                    "additionalProperties": false
+                })
+            }),
+    );
+    // OpenAPI 3.1 has no `itemSchema` (3.2 does): `schema` is read per event.
+    json!({
+        "application/x-ndjson": {"schema": {"anyOf": lines}},
+        "text/event-stream": {"schema": {"oneOf": sse_events}}
+    })
 }
 
 /// The error answers every extraction can give.
@@ -168,13 +256,21 @@ fn operations(
         "content": {"application/json": {"schema": output_ref}}
     });
     let description = &e.spec.description;
-    paths.insert(format!("/v1/extractors/{name}"), json!({"post": {
-        "tags": ["extractors"],
-        "summary": format!("{name}: {description}"),
-        "operationId": format!("extract_{id}"),
-        "requestBody": {"required": true, "content": {"application/json": {"schema": input_ref}}},
-        "responses": one
-    }}));
+    paths.insert(format!("/v1/extractors/{name}"), json!({
+        "get": {
+            "tags": ["extractors"],
+            "summary": format!("{name}: its description, input and output schemas, version"),
+            "operationId": format!("show_{id}"),
+            "responses": {"200": {"description": "The extractor", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExtractorInfo"}}}}}
+        },
+        "post": {
+            "tags": ["extractors"],
+            "summary": format!("{name}: {description}"),
+            "operationId": format!("extract_{id}"),
+            "requestBody": {"required": true, "content": {"application/json": {"schema": input_ref}}},
+            "responses": one
+        }
+    }));
     let mut many = error_responses(true);
     many["200"] = json!({
         "description": "One result per input, in order",
@@ -210,13 +306,24 @@ fn operations(
             output_ref.clone(),
         )
     };
+    let events: &[StreamEvent] = if e.spec.output.is_array() {
+        &[
+            StreamEvent::ItemError,
+            StreamEvent::Error,
+            StreamEvent::Done,
+        ]
+    } else {
+        &[
+            StreamEvent::Partial,
+            StreamEvent::Retry,
+            StreamEvent::Error,
+            StreamEvent::Done,
+        ]
+    };
     let mut stream = error_responses(false);
     stream["200"] = json!({
         "description": format!("NDJSON by default, one line per item: {what}; `{{\"retry\": ...}}`, `{{\"item_error\": ...}}` and `{{\"error\": ...}}` lines report re-asks and failures. With `Accept: text/event-stream`, the same as SSE events (`partial`, `retry`, `item_error`, `error`, `done`)."),
-        "content": {
-            "application/x-ndjson": {"schema": line},
-            "text/event-stream": {"schema": {"type": "string"}}
-        }
+        "content": stream_content(&line, events)
     });
     paths.insert(format!("/v1/extractors/{name}/stream"), json!({"post": {
         "tags": ["extractors"],
@@ -250,7 +357,16 @@ fn adhoc_operations(paths: &mut serde_json::Map<String, Value>) {
         "responses": one
     }}));
     let mut stream = error_responses(false);
-    stream["200"] = json!({"description": "As the extractors' `/stream`", "content": {"application/x-ndjson": {"schema": {}}, "text/event-stream": {"schema": {"type": "string"}}}});
+    stream["200"] = json!({
+        "description": "As the extractors' `/stream`",
+        "content": stream_content(&json!({}), &[
+            StreamEvent::Partial,
+            StreamEvent::Retry,
+            StreamEvent::ItemError,
+            StreamEvent::Error,
+            StreamEvent::Done,
+        ])
+    });
     paths.insert(
         "/v1/extract/stream".into(),
         json!({"post": {
