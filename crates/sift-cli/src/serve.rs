@@ -30,6 +30,17 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, env = "SIFT_BODY_LIMIT", default_value_t = 1024 * 1024)]
     body_limit: usize,
+    /// Model calls in flight across every request; more wait in a queue.
+    #[arg(long, env = "SIFT_MAX_MODEL_CALLS", default_value_t = 64)]
+    max_model_calls: usize,
+    /// Model calls waiting for a place; past it a request is refused with 503 and
+    /// Retry-After.
+    #[arg(long, env = "SIFT_MODEL_QUEUE", default_value_t = 1024)]
+    model_queue: usize,
+    /// Seconds a request is given in all (0: no deadline): past it a plain request answers
+    /// 504, a batch its results so far, a stream an error event.
+    #[arg(long, env = "SIFT_REQUEST_DEADLINE", default_value_t = 300.0)]
+    request_deadline: f64,
     /// Seconds in-flight requests (streams included) get to finish after SIGINT or SIGTERM;
     /// then the process exits anyway.
     #[arg(long, env = "SIFT_SHUTDOWN_GRACE", default_value_t = 30.0)]
@@ -83,7 +94,17 @@ async fn serve(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<()> {
     let file = args.providers.config_file()?;
     let mut clients = Clients::new(&args.providers, telemetry, None);
     let client = clients.default_client().await?;
+    if !(args.request_deadline.is_finite() && args.request_deadline >= 0.0) {
+        bail!(
+            "--request-deadline must be a number of seconds, 0 or more, got {}",
+            args.request_deadline
+        );
+    }
+    let deadline = (args.request_deadline > 0.0)
+        .then(|| Duration::from_secs_f64(args.request_deadline.min(86_400.0 * 365.0)));
     let mut config = ServerConfig::default()
+        .model_calls(args.max_model_calls, args.model_queue)
+        .request_deadline(deadline)
         .max_concurrency(args.max_concurrency)
         .max_queries(args.max_queries)
         .body_limit(args.body_limit)

@@ -68,6 +68,14 @@ impl Client {
         self
     }
 
+    /// The same client over another provider (a wrapper of this one, say), its model, mode
+    /// and re-asks kept.
+    #[must_use]
+    pub fn with_provider(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.provider = provider;
+        self
+    }
+
     /// The provider behind this client.
     pub fn provider(&self) -> &Arc<dyn Provider> {
         &self.provider

@@ -117,6 +117,8 @@ pub enum ApiError {
     Unauthorized,
     /// `415`: the body is declared as something other than JSON (the declared type).
     UnsupportedMediaType(String),
+    /// `504`: the request's deadline passed.
+    Deadline(Box<ExtractionFailure>),
 }
 
 impl ApiError {
@@ -188,6 +190,14 @@ impl IntoResponse for ApiError {
             }
             ApiError::NotFound(detail) => {
                 (StatusCode::NOT_FOUND, Json(Message { detail })).into_response()
+            }
+            ApiError::Deadline(detail) => {
+                tracing::error!(error = %detail.message, "request deadline passed");
+                (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    Json(ExtractionError { detail: *detail }),
+                )
+                    .into_response()
             }
             ApiError::UnsupportedMediaType(declared) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -12,7 +12,8 @@ use sift_core::StreamError;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::batch::{Batch, run_batch};
+use crate::batch::{Batch, failure_message, run_batch};
+use crate::deadline::{Deadline, next_before};
 use crate::error::{
     ApiError, ExtractionFailure, HttpValidationError, ManyUsersError, ManyUsersFailureDetail,
     QueryFailure, UsageReport,
@@ -85,8 +86,10 @@ pub(crate) async fn user(
 )]
 pub(crate) async fn many_users(
     State(state): State<Arc<AppState>>,
+    deadline: Option<Extension<Deadline>>,
     Body(data): Body<MultipleUserData>,
 ) -> Result<Json<Vec<UserDetail>>, ApiError> {
+    let deadline = deadline.map(|Extension(d)| d);
     if data.queries.len() > state.config.max_queries {
         return Err(ApiError::Validation(vec![ErrorDetail::too_long(
             "queries",
@@ -97,6 +100,7 @@ pub(crate) async fn many_users(
     let batch = run_batch(
         &data.queries,
         state.config.max_concurrency,
+        deadline,
         |q| {
             let state = state.clone();
             async move { extract_user(&state, &q).await }
@@ -114,9 +118,16 @@ pub(crate) async fn many_users(
             failed,
             results,
             status,
+            cut_off,
         } => Err(ApiError::ManyUsers(
             ManyUsersFailureDetail {
-                message: format!("{} of {} queries failed", failed.len(), data.queries.len()),
+                message: failure_message(
+                    failed.len(),
+                    cut_off,
+                    data.queries.len(),
+                    "queries",
+                    deadline,
+                ),
                 failed,
                 results,
             },
@@ -221,8 +232,10 @@ pub(crate) fn frame(
 pub(crate) async fn extract(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    deadline: Option<Extension<Deadline>>,
     Body(data): Body<UserData>,
 ) -> Result<Response, ApiError> {
+    let deadline = deadline.map(|Extension(d)| d);
     let sse = wants_sse(&headers);
     let mut stream = state
         .client
@@ -241,9 +254,15 @@ pub(crate) async fn extract(
         loop {
             let item = match pending.take() {
                 Some(item) => item,
-                None => match stream.next().await {
-                    Some(item) => item,
-                    None => break,
+                None => match next_before(&mut stream, deadline).await {
+                    Ok(Some(item)) => item,
+                    Ok(None) => break,
+                    Err(d) => {
+                        let detail = d.failure("the stream");
+                        tracing::error!(parent: &span, error = %detail.message, "request deadline passed mid-stream");
+                        yield Ok(frame(sse, Some("error"), Some("error"), &serde_json::to_string(&detail).unwrap_or_default()));
+                        break;
+                    }
                 },
             };
             let chunk = match item {

@@ -15,8 +15,10 @@
 
 mod auth;
 mod batch;
+mod deadline;
 pub mod error;
 pub mod extractors;
+mod gate;
 mod handlers;
 mod http_trace;
 pub mod models;
@@ -58,6 +60,15 @@ pub struct ServerConfig {
     pub adhoc_cache: usize,
     /// Service keys; with any, every endpoint but `/healthz` needs one.
     pub api_keys: Vec<String>,
+    /// Model calls in flight across every request (default 64); more wait in a queue.
+    pub max_model_calls: usize,
+    /// Model calls waiting for a place (default 1024); past it a call is refused as busy
+    /// (`503` with `Retry-After`).
+    pub model_queue: usize,
+    /// The time a request is given in all (default 300 s): past it a plain request answers
+    /// `504`, a batch its results so far and what was cut off, a stream an `error` event.
+    /// `None`: no deadline.
+    pub request_deadline: Option<std::time::Duration>,
 }
 
 /// A function of each request's span and headers (`sift-telemetry` gives one that continues
@@ -96,6 +107,9 @@ impl Default for ServerConfig {
             adhoc: true,
             adhoc_cache: 256,
             api_keys: Vec::new(),
+            max_model_calls: 64,
+            model_queue: 1024,
+            request_deadline: Some(std::time::Duration::from_secs(300)),
         }
     }
 }
@@ -150,6 +164,22 @@ impl ServerConfig {
         self
     }
 
+    /// Bounds model calls in flight across every request to `in_flight`, with at most
+    /// `queue` more waiting.
+    #[must_use]
+    pub fn model_calls(mut self, in_flight: usize, queue: usize) -> Self {
+        self.max_model_calls = in_flight.max(1);
+        self.model_queue = queue;
+        self
+    }
+
+    /// Gives each request `deadline` in all (`None`: no deadline).
+    #[must_use]
+    pub fn request_deadline(mut self, deadline: Option<std::time::Duration>) -> Self {
+        self.request_deadline = deadline;
+        self
+    }
+
     /// Serves `GET /metrics` from `render`.
     #[must_use]
     pub fn metrics(mut self, render: Arc<dyn Fn() -> String + Send + Sync>) -> Self {
@@ -160,6 +190,8 @@ impl ServerConfig {
 
 pub(crate) struct AppState {
     pub(crate) client: Client,
+    /// The bound on model calls every client here goes through.
+    gate: Arc<gate::Gate>,
     pub(crate) config: ServerConfig,
     /// What is served now; replaced whole by [`Reload::replace`].
     served: RwLock<Arc<Served>>,
@@ -184,6 +216,11 @@ impl AppState {
     }
 
     fn serve(&self, extractors: Vec<Extractor>) {
+        // Every extractor's calls count against the one bound.
+        let extractors = extractors.into_iter().map(|mut e| {
+            e.client = gate::gated(&e.client, &self.gate);
+            e
+        });
         let mut list = Vec::new();
         match Extractor::user(self.client.clone()) {
             Ok(user) => list.push(user),
@@ -248,8 +285,11 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
     let hook = config.request_hook.clone();
     let keys = auth::Keys::new(&config.api_keys);
     let extractors = std::mem::take(&mut config.extractors);
+    let deadline = config.request_deadline;
+    let gate = Arc::new(gate::Gate::new(config.max_model_calls, config.model_queue));
     let state = Arc::new(AppState {
-        client,
+        client: gate::gated(&client, &gate),
+        gate,
         served: RwLock::new(Arc::new(Served {
             extractors: Registry::default(),
             openapi: axum::body::Bytes::new(),
@@ -284,6 +324,10 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
         .route("/healthz", get(handlers::healthz))
         .with_state(state.clone())
         .merge(protected)
+        .route_layer(axum::middleware::from_fn_with_state(
+            deadline,
+            deadline::deadline,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             hook,
             http_trace::http_span,

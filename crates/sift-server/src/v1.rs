@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
@@ -14,7 +14,8 @@ use sift_core::json_stream::PathSegment;
 use sift_core::{ExtractBuilder, Extraction, Message, PartialUpdate, Schema, StreamError, Usage};
 
 use crate::AppState;
-use crate::batch::{Batch, run_batch};
+use crate::batch::{Batch, failure_message, run_batch};
+use crate::deadline::{Deadline, next_before};
 use crate::error::{ApiError, ExtractionFailure, InputFailure, ManyFailureDetail};
 use crate::extractors::Extractor;
 use crate::handlers::{ItemError, StreamDone, frame, stream_body, wants_sse};
@@ -207,8 +208,10 @@ pub(crate) async fn run_one(
 pub(crate) async fn run_many(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
+    deadline: Option<Extension<Deadline>>,
     Body(RawJson(body)): Body<RawJson>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
+    let deadline = deadline.map(|Extension(d)| d);
     let extractor = find(&state, &name)?;
     let Some(inputs) = body.get("inputs").and_then(Value::as_array) else {
         let (kind, msg) = match body.get("inputs") {
@@ -246,6 +249,7 @@ pub(crate) async fn run_many(
     let batch = run_batch(
         inputs,
         state.config.max_concurrency,
+        deadline,
         |input| {
             let extractor = extractor.clone();
             async move { run(&extractor, &input).await.map(|out| out.value) }
@@ -263,9 +267,10 @@ pub(crate) async fn run_many(
             failed,
             results,
             status,
+            cut_off,
         } => Err(ApiError::Many(
             ManyFailureDetail {
-                message: format!("{} of {} inputs failed", failed.len(), inputs.len()),
+                message: failure_message(failed.len(), cut_off, inputs.len(), "inputs", deadline),
                 failed,
                 results,
             },
@@ -278,11 +283,19 @@ pub(crate) async fn run_stream(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     headers: HeaderMap,
+    deadline: Option<Extension<Deadline>>,
     Body(RawJson(input)): Body<RawJson>,
 ) -> Result<Response, ApiError> {
     let extractor = find_for(&state, &name, &input)?;
     let messages = messages(&extractor, &input)?;
-    stream_response(&Target::of(&extractor), messages, wants_sse(&headers)).await
+    let deadline = deadline.map(|Extension(d)| d);
+    stream_response(
+        &Target::of(&extractor),
+        messages,
+        wants_sse(&headers),
+        deadline,
+    )
+    .await
 }
 
 /// One streamed item, framed.
@@ -351,6 +364,7 @@ async fn stream_response(
     target: &Target<'_>,
     messages: Vec<Message>,
     sse: bool,
+    deadline: Option<Deadline>,
 ) -> Result<Response, ApiError> {
     let (mut items, stats): (
         std::pin::Pin<Box<dyn Stream<Item = Item> + Send>>,
@@ -390,9 +404,15 @@ async fn stream_response(
         loop {
             let item = match pending.take() {
                 Some(item) => item,
-                None => match items.next().await {
-                    Some(item) => item,
-                    None => break,
+                None => match next_before(&mut items, deadline).await {
+                    Ok(Some(item)) => item,
+                    Ok(None) => break,
+                    Err(d) => {
+                        let detail = d.failure("the stream");
+                        tracing::error!(error = %detail.message, "request deadline passed mid-stream");
+                        yield Ok(frame(sse, Some("error"), Some("error"), &serde_json::to_string(&detail).unwrap_or_default()));
+                        break;
+                    }
                 },
             };
             let (chunk, last) = frame_item(sse, item);
@@ -578,6 +598,7 @@ pub(crate) async fn adhoc(
 pub(crate) async fn adhoc_stream(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    deadline: Option<Extension<Deadline>>,
     Body(RawJson(body)): Body<RawJson>,
 ) -> Result<Response, ApiError> {
     let request = adhoc_body(&state, &body)?;
@@ -586,6 +607,7 @@ pub(crate) async fn adhoc_stream(
         &adhoc_target(&client, &request),
         messages,
         wants_sse(&headers),
+        deadline.map(|Extension(d)| d),
     )
     .await
 }

@@ -3,6 +3,7 @@
 
 mod endpoints;
 mod extract_stream;
+mod limits;
 mod many_users;
 mod openapi;
 mod v1;
