@@ -41,6 +41,16 @@ pub struct ServeArgs {
     /// 504, a batch its results so far, a stream an error event.
     #[arg(long, env = "SIFT_REQUEST_DEADLINE", default_value_t = 300.0)]
     request_deadline: f64,
+    /// Client connections open at once; more wait until one closes.
+    #[arg(long, env = "SIFT_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers (an idle keep-alive connection
+    /// included); then it is disconnected.
+    #[arg(long, env = "SIFT_HEADER_TIMEOUT", default_value_t = 10.0)]
+    header_timeout: f64,
+    /// Seconds a client has to send a request's whole body; then it gets 408.
+    #[arg(long, env = "SIFT_BODY_TIMEOUT", default_value_t = 30.0)]
+    body_timeout: f64,
     /// Seconds in-flight requests (streams included) get to finish after SIGINT or SIGTERM;
     /// then the process exits anyway.
     #[arg(long, env = "SIFT_SHUTDOWN_GRACE", default_value_t = 30.0)]
@@ -103,6 +113,7 @@ async fn serve(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<()> {
     let deadline = (args.request_deadline > 0.0)
         .then(|| Duration::from_secs_f64(args.request_deadline.min(86_400.0 * 365.0)));
     let mut config = ServerConfig::default()
+        .body_timeout(seconds("--body-timeout", args.body_timeout)?)
         .model_calls(args.max_model_calls, args.model_queue)
         .request_deadline(deadline)
         .max_concurrency(args.max_concurrency)
@@ -160,7 +171,10 @@ async fn serve(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<()> {
     let grace = Duration::from_secs_f64(args.shutdown_grace.min(86_400.0));
     let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
     let told = stopping.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let limits = sift_server::Listen::default()
+        .max_connections(args.max_connections)
+        .header_timeout(seconds("--header-timeout", args.header_timeout)?);
+    let server = sift_server::serve(listener, app, limits, async move {
         stop.await;
         told.notify_one();
     });
@@ -179,6 +193,14 @@ async fn serve(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<()> {
     }
     tracing::info!("stopped; flushing telemetry");
     Ok(())
+}
+
+/// A flag's positive, finite number of seconds.
+fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    if !(value.is_finite() && value > 0.0) {
+        bail!("{flag} must be a positive number of seconds, got {value}");
+    }
+    Ok(Duration::from_secs_f64(value.min(86_400.0)))
 }
 
 /// On each `SIGHUP`, reads the config at `path` again and, when it is good, serves its

@@ -119,6 +119,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// `504`: the request's deadline passed.
     Deadline(Box<ExtractionFailure>),
+    /// `408`: the client did not send its whole body in time.
+    BodyTimeout(std::time::Duration),
 }
 
 impl ApiError {
@@ -191,6 +193,17 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(detail) => {
                 (StatusCode::NOT_FOUND, Json(Message { detail })).into_response()
             }
+            ApiError::BodyTimeout(limit) => (
+                StatusCode::REQUEST_TIMEOUT,
+                [(header::CONNECTION, "close")],
+                Json(Message {
+                    detail: format!(
+                        "the request body did not arrive within {} s",
+                        limit.as_secs_f64()
+                    ),
+                }),
+            )
+                .into_response(),
             ApiError::Deadline(detail) => {
                 tracing::error!(error = %detail.message, "request deadline passed");
                 (

@@ -21,6 +21,7 @@ pub mod extractors;
 mod gate;
 mod handlers;
 mod http_trace;
+mod listen;
 pub mod models;
 mod openapi;
 pub mod request;
@@ -36,6 +37,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 pub use extractors::{Extractor, Registry};
 pub use handlers::{Health, ItemError, StreamDone, user_prompt};
+pub use listen::{Listen, serve};
 pub use openapi::{document, openapi};
 
 /// Limits and settings of the service.
@@ -69,6 +71,9 @@ pub struct ServerConfig {
     /// `504`, a batch its results so far and what was cut off, a stream an `error` event.
     /// `None`: no deadline.
     pub request_deadline: Option<std::time::Duration>,
+    /// The time a client has to send a request's whole body (default 30 s); past it the
+    /// request answers `408`.
+    pub body_timeout: std::time::Duration,
 }
 
 /// A function of each request's span and headers (`sift-telemetry` gives one that continues
@@ -110,6 +115,7 @@ impl Default for ServerConfig {
             max_model_calls: 64,
             model_queue: 1024,
             request_deadline: Some(std::time::Duration::from_secs(300)),
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -170,6 +176,13 @@ impl ServerConfig {
     pub fn model_calls(mut self, in_flight: usize, queue: usize) -> Self {
         self.max_model_calls = in_flight.max(1);
         self.model_queue = queue;
+        self
+    }
+
+    /// Gives clients `timeout` to send a request's whole body.
+    #[must_use]
+    pub fn body_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.body_timeout = timeout;
         self
     }
 
@@ -286,6 +299,7 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
     let keys = auth::Keys::new(&config.api_keys);
     let extractors = std::mem::take(&mut config.extractors);
     let deadline = config.request_deadline;
+    let body_timeout = request::BodyTimeout(config.body_timeout);
     let gate = Arc::new(gate::Gate::new(config.max_model_calls, config.model_queue));
     let state = Arc::new(AppState {
         client: gate::gated(&client, &gate),
@@ -332,7 +346,8 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
             hook,
             http_trace::http_span,
         ))
-        .layer(DefaultBodyLimit::max(body_limit));
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::Extension(body_timeout));
     (router, Reload(state))
 }
 

@@ -86,6 +86,11 @@ fn key(k: &str) -> LocItem {
     LocItem::Key(k.into())
 }
 
+/// The time a client has to send a request's whole body (a request extension set by the
+/// router); past it the request answers `408`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyTimeout(pub(crate) std::time::Duration);
+
 /// Whether a `Content-Type` declares JSON: `application/json` or `application/*+json`, any
 /// parameters (`charset`) and case. A body sent without one is read as JSON too, as FastAPI
 /// does.
@@ -120,9 +125,15 @@ impl<S: Send + Sync, T: FromBody> FromRequest<S> for Body<T> {
             let declared: String = declared.chars().take(100).collect();
             return Err(ApiError::UnsupportedMediaType(declared));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|rejection| ApiError::from_body_rejection(&rejection))?;
+        let limit = req.extensions().get::<BodyTimeout>().map(|t| t.0);
+        let read = Bytes::from_request(req, state);
+        let bytes = match limit {
+            Some(limit) => tokio::time::timeout(limit, read)
+                .await
+                .map_err(|_| ApiError::BodyTimeout(limit))?,
+            None => read.await,
+        }
+        .map_err(|rejection| ApiError::from_body_rejection(&rejection))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::Validation(vec![ErrorDetail::new(
                 "missing",
