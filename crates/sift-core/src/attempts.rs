@@ -122,6 +122,7 @@ pub(crate) fn run<T: Send + 'static>(
                 };
                 let purpose = if delivery == Delivery::Elements { Purpose::Elements } else { Purpose::Whole };
                 let mut reader = AnswerReader::new(mode, purpose, element.name());
+                let mut snapshots = Snapshots::default();
                 let mut done = Vec::new();
                 let mut seen_token = false;
                 while let Some(delta) = chat.next().await {
@@ -140,12 +141,18 @@ pub(crate) fn run<T: Send + 'static>(
                                 seen_token = true;
                                 trace::record_ms(&chat_span, "sift.time_to_first_token_ms", started);
                             }
+                            snapshots.fed += match &d {
+                                ChatDelta::Content(t) => t.len(),
+                                ChatDelta::ToolCall { arguments, .. } => arguments.len(),
+                                _ => 0,
+                            };
                             if let Err(e) = reader.push(d, &mut done) {
                                 answer.fail_reading(e);
                                 continue;
                             }
                             if delivery == Delivery::Partial
                                 && reader.progressed
+                                && snapshots.due()
                                 && let Some(v) = reader.partial()
                             {
                                 yield Ok(Event::Snapshot(schema.response().unwrap_value(v, constrained)));
@@ -225,6 +232,30 @@ pub(crate) fn run<T: Send + 'static>(
             }
             request.messages.extend(mode.reask(schema.response(), &response, &errors));
         }
+    }
+}
+
+/// When a partial stream shows the value so far. Each snapshot copies the whole value, so
+/// one per chunk costs time quadratic in the answer's size (an 80 KB object in 4-byte chunks:
+/// 20,000 copies); instead a snapshot is shown once the answer has grown by an eighth since
+/// the last one, which shows a small answer at every chunk and keeps the copying of a large
+/// one linear in its size.
+#[derive(Debug, Default)]
+struct Snapshots {
+    /// Bytes of answer text read.
+    fed: usize,
+    /// `fed` at the last snapshot.
+    shown_at: usize,
+}
+
+impl Snapshots {
+    /// Whether a snapshot is due now (and, if so, counts it as shown).
+    fn due(&mut self) -> bool {
+        let due = self.fed - self.shown_at >= self.shown_at / 8;
+        if due {
+            self.shown_at = self.fed;
+        }
+        due
     }
 }
 

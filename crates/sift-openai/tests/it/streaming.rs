@@ -379,3 +379,50 @@ async fn a_partial_stream_that_fails_validation_announces_the_retry() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// A large object in small chunks: snapshots as it grows by an eighth, not one per chunk
+/// (each copies the whole value), each one a prefix of the next, then the whole value.
+#[tokio::test]
+async fn a_large_partial_answer_is_shown_in_geometric_steps() {
+    let server = ScriptedServer::start().await;
+    let notes: String = "lorem ipsum ".repeat(6_700);
+    let answer = json!({"name": "Daniel", "notes": notes}).to_string();
+    let chunks = split_chars(&answer, 4);
+    let chunk_count = chunks.len();
+    server.push(Reply::stream_tool_call("Output", chunks).burst());
+    let schema = sift_core::Schema::compile(
+        "Output",
+        json!({"type": "object", "properties": {"name": {"type": "string"}, "notes": {"type": "string"}}, "required": ["name", "notes"]}),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut stream = client(&server)
+        .extract_value_partial(&schema)
+        .user("x")
+        .stream();
+    let mut lengths = Vec::new();
+    let mut done = None;
+    while let Some(update) = stream.next().await {
+        match update.unwrap() {
+            PartialUpdate::Snapshot(v) => {
+                lengths.push(v["notes"].as_str().map_or(0, str::len));
+            }
+            PartialUpdate::Done(v) => done = Some(v),
+            _ => {}
+        }
+    }
+    eprintln!(
+        "{} chunks, {} snapshots, {:?}",
+        chunk_count,
+        lengths.len(),
+        started.elapsed()
+    );
+    assert!(chunk_count > 20_000);
+    assert!(
+        (20..200).contains(&lengths.len()),
+        "{} snapshots for {chunk_count} chunks",
+        lengths.len()
+    );
+    assert!(lengths.windows(2).all(|w| w[0] <= w[1]), "snapshots grow");
+    assert_eq!(done.unwrap()["notes"].as_str().unwrap().len(), notes.len());
+}
