@@ -198,10 +198,14 @@ fn chunk_deltas(chunk: Chunk<'_>) -> Vec<ChatDelta> {
 
 /// A whole answer as a stream of deltas.
 pub(crate) fn from_whole(response: ChatResponse) -> ChatStream {
+    let refusal = response.refusal().map(str::to_owned);
     let mut deltas = vec![ChatDelta::Meta {
         id: response.id,
         model: response.model,
     }];
+    if let Some(text) = refusal {
+        deltas.push(ChatDelta::Refusal(text));
+    }
     if let Some(text) = response.content {
         deltas.push(ChatDelta::Content(text));
     }

@@ -17,6 +17,7 @@
 
 mod batch_api;
 pub mod bench;
+pub mod faults;
 pub mod otlp;
 
 pub use batch_api::BatchEnd;
@@ -56,6 +57,10 @@ enum ReplyBody {
     Json(Value),
     Raw(String),
     Stream(StreamScript),
+    /// Headers, then a body that never comes.
+    Stalled,
+    /// Headers and these bytes, then the connection breaks.
+    Broken(String),
 }
 
 #[derive(Debug, Clone)]
@@ -142,6 +147,26 @@ impl Reply {
         Self {
             status: 200,
             body: ReplyBody::Raw(body.into()),
+            delay: Duration::ZERO,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A `200` whose headers arrive and whose body never does.
+    pub fn stalled() -> Self {
+        Self {
+            status: 200,
+            body: ReplyBody::Stalled,
+            delay: Duration::ZERO,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A `200` whose body breaks off after `prefix` (empty: right after the headers).
+    pub fn broken(prefix: impl Into<String>) -> Self {
+        Self {
+            status: 200,
+            body: ReplyBody::Broken(prefix.into()),
             delay: Duration::ZERO,
             headers: Vec::new(),
         }
@@ -280,7 +305,7 @@ impl Reply {
             }
             ReplyBody::Json(v) => v.to_string(),
             ReplyBody::Raw(s) => s.clone(),
-            ReplyBody::Stream(_) => String::new(),
+            ReplyBody::Stream(_) | ReplyBody::Stalled | ReplyBody::Broken(_) => String::new(),
         }
     }
 }
@@ -469,11 +494,22 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         );
         return response;
     }
-    let mut response = (
-        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        reply.render(n, &model),
-    )
-        .into_response();
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = match &reply.body {
+        ReplyBody::Stalled => {
+            let body = futures::stream::pending::<Result<Bytes, std::io::Error>>();
+            (status, axum::body::Body::from_stream(body)).into_response()
+        }
+        ReplyBody::Broken(prefix) => {
+            let first = Bytes::from(prefix.clone());
+            let body = futures::stream::iter([
+                Ok(first),
+                Err(std::io::Error::other("scripted: the connection breaks")),
+            ]);
+            (status, axum::body::Body::from_stream(body)).into_response()
+        }
+        _ => (status, reply.render(n, &model)).into_response(),
+    };
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),

@@ -11,6 +11,7 @@ use sift_test_support::{Reply, ScriptedServer};
 mod batch;
 mod config;
 mod extract;
+mod faults;
 mod openai_batch;
 mod schemathesis;
 mod telemetry;
