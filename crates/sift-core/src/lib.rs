@@ -67,3 +67,46 @@ pub use async_trait::async_trait;
 pub mod __private {
     pub use serde;
 }
+
+/// Entry points for the fuzz targets (not a stable API).
+#[doc(hidden)]
+pub mod __fuzz {
+    use serde_json::Value;
+
+    use crate::reader::{AnswerReader, Purpose};
+    use crate::{ChatDelta, Mode};
+
+    /// Reads `deltas` as a streamed answer in `mode` (list elements as they close when
+    /// `elements`, else one growing value) the way the attempt loop does, snapshots
+    /// included: the elements, the value, and the first error.
+    pub fn read(
+        mode: Mode,
+        elements: bool,
+        deltas: Vec<ChatDelta>,
+    ) -> (Vec<Value>, Option<Value>, Option<String>) {
+        let purpose = if elements {
+            Purpose::Elements
+        } else {
+            Purpose::Whole
+        };
+        let mut reader = AnswerReader::new(mode, purpose, "Output");
+        let mut out = Vec::new();
+        let mut error = None;
+        for delta in deltas {
+            if let Err(e) = reader.push(delta, &mut out) {
+                error.get_or_insert(e);
+            }
+            if !elements && reader.progressed {
+                let _ = reader.partial();
+            }
+        }
+        if error.is_none()
+            && let Err(e) = reader.finish(&mut out)
+        {
+            error = Some(e);
+        }
+        let _ = reader.to_response(Default::default(), None);
+        let value = if elements { None } else { reader.take_value() };
+        (out, value, error)
+    }
+}

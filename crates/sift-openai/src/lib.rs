@@ -29,6 +29,9 @@ mod sse;
 mod stream;
 mod wire;
 
+#[doc(hidden)]
+pub use stream::read_chunks;
+
 use std::fmt;
 use std::time::{Duration, SystemTime};
 

@@ -46,42 +46,99 @@ pub(crate) fn deltas(response: reqwest::Response, idle: Duration, max_event: usi
                     }
                 },
             };
-            let data = event.data.trim();
-            if data == "[DONE]" {
-                return;
-            }
-            if data.is_empty() {
-                continue;
-            }
-            // Typed, borrowing deserialisation: this runs once per token.
-            let chunk: Chunk<'_> = match serde_json::from_str(data) {
-                Ok(c) => c,
-                Err(e) => {
-                    yield Err(ProviderError::Stream(format!("an event is not a completion chunk ({e}): {}",
-                        data.chars().take(200).collect::<String>())));
+            match read_event(&event, &mut told_meta) {
+                Read::Done => return,
+                Read::Deltas(list) => {
+                    for delta in list {
+                        yield Ok(delta);
+                    }
+                }
+                Read::Failed(e) => {
+                    yield Err(e);
                     return;
                 }
-            };
-            if event.event == "error" || chunk.error.as_ref().is_some_and(|e| !e.is_null()) {
-                let message = match &chunk.error {
-                    Some(err) => wire::error_message(err.to_string().as_bytes()),
-                    None => wire::error_message(data.as_bytes()),
-                };
-                yield Err(ProviderError::Stream(message));
-                return;
-            }
-            if !told_meta {
-                told_meta = true;
-                yield Ok(ChatDelta::Meta {
-                    id: chunk.id.as_deref().map(str::to_owned),
-                    model: chunk.model.as_deref().map(str::to_owned),
-                });
-            }
-            for delta in chunk_deltas(chunk) {
-                yield Ok(delta);
             }
         }
     })
+}
+
+/// What one event of the stream says.
+enum Read {
+    /// `[DONE]`: the end.
+    Done,
+    /// Deltas (none for an empty event).
+    Deltas(Vec<ChatDelta>),
+    /// The stream failed.
+    Failed(ProviderError),
+}
+
+/// Reads one event: `[DONE]`, an error, or a completion chunk's deltas (the first chunk's id
+/// and model as `Meta`, once).
+fn read_event(event: &SseEvent, told_meta: &mut bool) -> Read {
+    let data = event.data.trim();
+    if data == "[DONE]" {
+        return Read::Done;
+    }
+    if data.is_empty() {
+        return Read::Deltas(Vec::new());
+    }
+    // Typed, borrowing deserialisation: this runs once per token.
+    let chunk: Chunk<'_> = match serde_json::from_str(data) {
+        Ok(c) => c,
+        Err(e) => {
+            return Read::Failed(ProviderError::Stream(format!(
+                "an event is not a completion chunk ({e}): {}",
+                data.chars().take(200).collect::<String>()
+            )));
+        }
+    };
+    if event.event == "error" || chunk.error.as_ref().is_some_and(|e| !e.is_null()) {
+        let message = match &chunk.error {
+            Some(err) => wire::error_message(err.to_string().as_bytes()),
+            None => wire::error_message(data.as_bytes()),
+        };
+        return Read::Failed(ProviderError::Stream(message));
+    }
+    let mut out = Vec::new();
+    if !*told_meta {
+        *told_meta = true;
+        out.push(ChatDelta::Meta {
+            id: chunk.id.as_deref().map(str::to_owned),
+            model: chunk.model.as_deref().map(str::to_owned),
+        });
+    }
+    out.extend(chunk_deltas(chunk));
+    Read::Deltas(out)
+}
+
+/// The deltas an event stream arriving in `chunks` reads as (with the per-line limit
+/// `max_event`), the way a streamed call reads them, without a connection: for the fuzz
+/// target.
+#[doc(hidden)]
+pub fn read_chunks(chunks: &[&[u8]], max_event: usize) -> Vec<Result<ChatDelta, ProviderError>> {
+    let mut decoder = SseDecoder::new(max_event);
+    let mut events = Vec::new();
+    let mut out = Vec::new();
+    let mut told_meta = false;
+    for bytes in chunks {
+        if let Err(TooLong(limit)) = decoder.push(bytes, &mut events) {
+            out.push(Err(ProviderError::InvalidResponse(format!(
+                "a line or event larger than {limit} bytes"
+            ))));
+            return out;
+        }
+        for event in events.drain(..) {
+            match read_event(&event, &mut told_meta) {
+                Read::Done => return out,
+                Read::Deltas(list) => out.extend(list.into_iter().map(Ok)),
+                Read::Failed(e) => {
+                    out.push(Err(e));
+                    return out;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// One `chat.completion.chunk`, as much of it as sift reads.

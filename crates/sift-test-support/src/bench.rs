@@ -64,6 +64,11 @@ impl SiftProcess {
         Self { child, url }
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// User + system CPU time so far, from /proc/PID/stat (fields 14 and 15, in ticks of
     /// 1/100 s).
     pub fn cpu_time(&self) -> Duration {
