@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sift_core::report::{ExtractionFailure, UsageReport};
@@ -54,15 +54,9 @@ fn seconds(d: Duration) -> String {
     }
 }
 
-/// Gives each request `limit` (none: no deadline).
-pub(crate) async fn deadline(
-    State(limit): State<Option<Duration>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let Some(limit) = limit else {
-        return next.run(req).await;
-    };
+/// Runs the rest of the request within `limit`: the handler finds the [`Deadline`] among the
+/// request's extensions; a request still running past it answers `504`.
+pub(crate) async fn within(limit: Duration, mut req: Request, next: Next) -> Response {
     let d = Deadline {
         at: Instant::now() + limit,
         limit,

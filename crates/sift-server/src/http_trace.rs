@@ -13,13 +13,26 @@ use axum::response::Response;
 use bytes::Bytes;
 use tracing::{Instrument, Span, field};
 
-/// The middleware.
+/// What the edge middleware applies to every request.
+#[derive(Clone)]
+pub(crate) struct Edge {
+    /// Called with each request's span and headers.
+    pub(crate) hook: Option<crate::RequestHook>,
+    /// The deadline over each whole request.
+    pub(crate) deadline: Option<std::time::Duration>,
+    /// The time allowed for a request's body.
+    pub(crate) body_timeout: crate::request::BodyTimeout,
+}
+
+/// The middleware: the request's span, its deadline and body timeout (one layer: each
+/// middleware layer costs every request).
 pub(crate) async fn http_span(
-    State(hook): State<Option<crate::RequestHook>>,
+    State(edge): State<Edge>,
     matched: Option<MatchedPath>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
+    let hook = edge.hook;
     let method = req.method().clone();
     let route = matched
         .as_ref()
@@ -52,7 +65,15 @@ pub(crate) async fn http_span(
     if let Some(hook) = &hook {
         (hook.0)(&span, req.headers());
     }
-    let response = next.run(req).instrument(span.clone()).await;
+    req.extensions_mut().insert(edge.body_timeout);
+    let response = match edge.deadline {
+        None => next.run(req).instrument(span.clone()).await,
+        Some(limit) => {
+            crate::deadline::within(limit, req, next)
+                .instrument(span.clone())
+                .await
+        }
+    };
     let status = response.status();
     span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {

@@ -339,15 +339,14 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
         .with_state(state.clone())
         .merge(protected)
         .route_layer(axum::middleware::from_fn_with_state(
-            deadline,
-            deadline::deadline,
-        ))
-        .route_layer(axum::middleware::from_fn_with_state(
-            hook,
+            http_trace::Edge {
+                hook,
+                deadline,
+                body_timeout,
+            },
             http_trace::http_span,
         ))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::Extension(body_timeout));
+        .layer(DefaultBodyLimit::max(body_limit));
     (router, Reload(state))
 }
 
