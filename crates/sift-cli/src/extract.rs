@@ -111,6 +111,10 @@ pub(crate) fn extractor(
     match (name, schema) {
         (Some(_), Some(_)) => bail!("give an extractor's name or --schema, not both"),
         (None, None) => bail!("name an extractor from the config, or give --schema FILE"),
+        // The built-in extractor, when the config does not name its own `user`.
+        (Some("user"), None) if file.is_none_or(|f| f.extractor("user").is_none()) => {
+            sift_server::Extractor::user_spec().map_err(|e| anyhow::anyhow!("{e}"))
+        }
         (Some(name), None) => {
             let file = file.with_context(|| {
                 format!(

@@ -2,6 +2,7 @@
 
 mod batch;
 mod check;
+mod eval;
 mod extract;
 mod providers;
 mod serve;
@@ -37,6 +38,9 @@ enum Command {
     /// Run an extractor over a JSONL file or a folder, resumably (exit 1: some items failed,
     /// 5: stopped before the end).
     Batch(batch::BatchArgs),
+    /// Score an extractor against labelled examples, field by field (exit 6 under
+    /// --min-score).
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +75,7 @@ fn main() -> std::process::ExitCode {
             },
             Command::Extract(args) => extract::run(args).await,
             Command::Batch(args) => batch::run(args).await,
+            Command::Eval(args) => eval::run(args).await,
             Command::Check(_) => std::process::ExitCode::SUCCESS,
         }
     })

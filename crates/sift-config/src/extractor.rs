@@ -50,7 +50,45 @@ pub struct ExtractorSpec {
     pub max_tokens: Option<u32>,
     /// A hash of everything that shapes the answer (schemas, prompts, model, mode).
     pub version: String,
+    /// How `sift eval` compares fields, by path (`age`, `lines[].amount`); the others by
+    /// the defaults.
+    pub eval: BTreeMap<String, FieldRule>,
     template: Arc<minijinja::Environment<'static>>,
+}
+
+/// How `sift eval` compares a field's expected and extracted values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct FieldRule {
+    /// The comparison.
+    pub matching: Matching,
+    /// For numbers: the largest difference still equal.
+    pub tolerance: Option<f64>,
+}
+
+impl FieldRule {
+    /// A rule comparing by `matching`, numbers within `tolerance`.
+    pub fn new(matching: Matching, tolerance: Option<f64>) -> Self {
+        Self {
+            matching,
+            tolerance,
+        }
+    }
+}
+
+/// A comparison of values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Matching {
+    /// Strings after Unicode case folding and whitespace and punctuation normalisation;
+    /// numbers exactly; the default.
+    Text,
+    /// Equal as JSON.
+    Exact,
+    /// Numbers within the tolerance (strings holding numbers are read as numbers).
+    Number,
+    /// Not scored.
+    Ignore,
 }
 
 /// Why an input could not be turned into a prompt.
@@ -83,6 +121,7 @@ impl ExtractorSpec {
             temperature: None,
             max_tokens: None,
             version: String::new(),
+            eval: BTreeMap::new(),
             template: Arc::new(template),
         };
         spec.version = spec.hash();
@@ -267,6 +306,53 @@ pub(crate) fn read(
         );
     }
     let max_tokens = s.count("max_tokens", problems);
+    let mut eval = BTreeMap::new();
+    if let Some(table) = s.table("eval", problems) {
+        for (field, mut rule) in table.entries(problems) {
+            let matching = rule
+                .string("match", problems)
+                .and_then(|m| match m.get_ref().as_str() {
+                    "text" => Some(Matching::Text),
+                    "exact" => Some(Matching::Exact),
+                    "number" => Some(Matching::Number),
+                    "ignore" => Some(Matching::Ignore),
+                    other => {
+                        problems.at(
+                            m.span(),
+                            format!(
+                                "`{path}.eval.{}.match` is `{other}`; expected text, exact, number or ignore",
+                                field.get_ref()
+                            ),
+                        );
+                        None
+                    }
+                });
+            let tolerance = rule.number("tolerance", problems);
+            if let (Some(t), Some(v)) = (tolerance, rule.value("tolerance"))
+                && !(t.is_finite() && t >= 0.0)
+            {
+                problems.at(
+                    v.span(),
+                    format!(
+                        "`{path}.eval.{}.tolerance` must be 0 or more",
+                        field.get_ref()
+                    ),
+                );
+            }
+            rule.finish(problems);
+            eval.insert(
+                field.into_inner(),
+                FieldRule {
+                    matching: matching.unwrap_or(if tolerance.is_some() {
+                        Matching::Number
+                    } else {
+                        Matching::Text
+                    }),
+                    tolerance,
+                },
+            );
+        }
+    }
     s.finish(problems);
 
     let input_fields: Option<HashSet<String>> = input.as_ref().map(|i| {
@@ -336,6 +422,7 @@ pub(crate) fn read(
         temperature: temperature.map(|t| t as f32),
         max_tokens,
         version: String::new(),
+        eval,
         template: Arc::new(template?),
     };
     spec.version = spec.hash();

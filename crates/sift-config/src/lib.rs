@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::de::DeTable;
 
-pub use extractor::{ExtractorSpec, RenderError, TEXT_INPUT};
+pub use extractor::{ExtractorSpec, FieldRule, Matching, RenderError, TEXT_INPUT};
 
 use crate::toml_walk::{Problems, Section, line_column};
 

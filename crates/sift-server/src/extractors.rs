@@ -29,6 +29,11 @@ impl Extractor {
 
     /// The seed's extractor: `{"query": string}` in, `{name, age}` out, the seed's prompt.
     pub fn user(client: Client) -> Result<Self, String> {
+        Ok(Self::new(Self::user_spec()?, client))
+    }
+
+    /// The spec of the built-in `user` extractor (for `sift extract`, `batch` and `eval`).
+    pub fn user_spec() -> Result<ExtractorSpec, String> {
         let output = Schema::of::<UserDetail>().map_err(|e| e.to_string())?;
         let input = Schema::compile(
             "UserData",
@@ -39,15 +44,14 @@ impl Extractor {
             }),
         )
         .map_err(|e| e.to_string())?;
-        let spec = ExtractorSpec::new(
+        ExtractorSpec::new(
             "user",
             "A person's name and age (the seed's extractor, also served as /user, /many-users and /extract)",
             output,
             input,
             None,
             "Extract: `{{ query }}`",
-        )?;
-        Ok(Self::new(spec, client))
+        )
     }
 }
 

@@ -10,6 +10,7 @@ use sift_test_support::{Reply, ScriptedServer};
 
 mod batch;
 mod config;
+mod eval;
 mod extract;
 mod faults;
 mod openai_batch;

@@ -1,0 +1,131 @@
+//! `sift eval`: an extractor scored against labelled examples (see `sift_eval`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use sift_eval::Report;
+
+use crate::extract::{EXIT_INPUT, Failed};
+use crate::providers::{self, Clients, ProviderArgs};
+
+/// Exit code: the score is under `--min-score`.
+pub const EXIT_BELOW: u8 = 6;
+
+/// Flags of `sift eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The extractor's name in the config (without `--schema`), then the gold file.
+    #[arg(num_args = 1..=2, value_name = "NAME GOLD")]
+    positional: Vec<String>,
+    /// An output JSON Schema file, instead of a configured extractor.
+    #[arg(long, value_name = "FILE")]
+    schema: Option<PathBuf>,
+    /// With `--schema`: the instructions, a minijinja template over `text`.
+    #[arg(long)]
+    prompt: Option<String>,
+    /// With `--schema`: a system prompt.
+    #[arg(long)]
+    system: Option<String>,
+    /// Write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// An earlier report (`--report`) to compare with: per-field deltas.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// Exit with 6 when the exact-match score (0 to 1) is under this.
+    #[arg(long, value_name = "SCORE")]
+    min_score: Option<f64>,
+    /// Examples extracted at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Misses listed on the terminal (all are in the report).
+    #[arg(long, default_value_t = 20)]
+    misses: usize,
+    #[command(flatten)]
+    providers: ProviderArgs,
+}
+
+/// Runs the evaluation; the table on stdout.
+pub async fn run(args: EvalArgs) -> ExitCode {
+    let telemetry = match providers::telemetry(&args.providers, false, true, true) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_INPUT);
+        }
+    };
+    let result = eval(args, &telemetry).await;
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn eval(args: EvalArgs, telemetry: &sift_telemetry::Telemetry) -> Result<ExitCode, Failed> {
+    let (name, gold) = match (&args.schema, args.positional.as_slice()) {
+        (Some(_), [gold]) => (None, gold.clone()),
+        (None, [name, gold]) => (Some(name.as_str()), gold.clone()),
+        (Some(_), _) => {
+            return Err(anyhow::anyhow!("with --schema, give one argument: the gold file").into());
+        }
+        (None, _) => {
+            return Err(anyhow::anyhow!(
+                "give the extractor's name and the gold file (or --schema FILE and the gold file)"
+            )
+            .into());
+        }
+    };
+    if let Some(s) = args.min_score
+        && !(0.0..=1.0).contains(&s)
+    {
+        return Err(
+            anyhow::anyhow!("--min-score is a fraction of examples, 0 to 1, got {s}").into(),
+        );
+    }
+    let baseline: Option<Report> = match &args.baseline {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("could not read the baseline {}", path.display()))?;
+            Some(serde_json::from_str(&text).with_context(|| {
+                format!("{}: not a report of sift eval --report", path.display())
+            })?)
+        }
+    };
+    let file = args.providers.config_file()?;
+    let spec = crate::extract::extractor(
+        file.as_ref(),
+        name,
+        args.schema.as_deref(),
+        args.prompt.as_deref(),
+        args.system.as_deref(),
+    )?;
+    let examples = sift_eval::read_gold(std::path::Path::new(&gold), &spec)?;
+    let client = Clients::new(&args.providers, telemetry, None)
+        .only_for(file.as_ref(), &spec)
+        .await
+        .map_err(Failed::provider)?;
+    let report = sift_eval::evaluate(&spec, &client, &examples, args.concurrency).await;
+    print!("{}", report.table(baseline.as_ref(), args.misses));
+    if let Some(path) = &args.report {
+        let json = serde_json::to_string_pretty(&report).context("encoding the report")?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("could not write the report to {}", path.display()))?;
+    }
+    Ok(match args.min_score {
+        Some(min) if report.exact_match < min => {
+            eprintln!(
+                "exact match {:.3} is under --min-score {min}",
+                report.exact_match
+            );
+            ExitCode::from(EXIT_BELOW)
+        }
+        _ => ExitCode::SUCCESS,
+    })
+}

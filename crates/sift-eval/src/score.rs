@@ -1,0 +1,388 @@
+//! Comparing an expected value with an extracted one, field by field.
+//!
+//! Both values are walked together down to their leaves; each leaf is a field path (`name`,
+//! `address.city`, `people[].age`: list elements share their list's path) with a verdict:
+//! a match, missing (expected, not extracted), extra (extracted, not expected) or a mismatch.
+//! `null` counts as absent. Lists are multisets: each expected element is paired with the
+//! extracted one it matches best (most matching leaves), whatever their order; what is left
+//! over is missing or extra.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+use sift_config::{FieldRule, Matching};
+
+/// What became of one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Extracted as expected.
+    Match,
+    /// Expected, not extracted.
+    Missing,
+    /// Extracted, not expected.
+    Extra,
+    /// Both there, different.
+    Mismatch,
+}
+
+/// One field compared.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Leaf {
+    /// The field's path (`people[].age`).
+    pub field: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// What was expected, if anything.
+    pub expected: Option<Value>,
+    /// What was extracted, if anything.
+    pub got: Option<Value>,
+}
+
+/// How fields are compared: the config's rules by path, the defaults elsewhere.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    by_field: BTreeMap<String, FieldRule>,
+}
+
+impl Rules {
+    /// The rules of an extractor's `[eval]` table.
+    pub fn new(by_field: BTreeMap<String, FieldRule>) -> Self {
+        Self { by_field }
+    }
+
+    fn matching(&self, field: &str) -> (Matching, Option<f64>) {
+        match self.by_field.get(field) {
+            Some(r) => (r.matching, r.tolerance),
+            None => (Matching::Text, None),
+        }
+    }
+
+    fn ignored(&self, field: &str) -> bool {
+        self.matching(field).0 == Matching::Ignore
+    }
+}
+
+/// Compares `expected` with `got`: every leaf with its verdict.
+pub fn compare(expected: &Value, got: Option<&Value>, rules: &Rules) -> Vec<Leaf> {
+    let mut out = Vec::new();
+    walk("", Some(expected), got, rules, &mut out);
+    out
+}
+
+fn absent(v: Option<&Value>) -> Option<&Value> {
+    v.filter(|v| !v.is_null())
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn walk(
+    path: &str,
+    expected: Option<&Value>,
+    got: Option<&Value>,
+    rules: &Rules,
+    out: &mut Vec<Leaf>,
+) {
+    let (expected, got) = (absent(expected), absent(got));
+    if rules.ignored(path) && !path.is_empty() {
+        return;
+    }
+    match (expected, got) {
+        (None, None) => {}
+        (Some(Value::Object(e)), Some(Value::Object(g))) => {
+            for (k, v) in e {
+                walk(&join(path, k), Some(v), g.get(k), rules, out);
+            }
+            for (k, v) in g {
+                if !e.contains_key(k) {
+                    walk(&join(path, k), None, Some(v), rules, out);
+                }
+            }
+        }
+        (Some(Value::Array(e)), Some(Value::Array(g))) => lists(path, e, g, rules, out),
+        // One side a container and the other not (or absent): its leaves are missing or
+        // extra, and a scalar on the other side is a mismatch of the whole.
+        (Some(e @ (Value::Object(_) | Value::Array(_))), g) => {
+            children(path, e, true, rules, out);
+            if let Some(g) = g {
+                children(path, g, false, rules, out);
+            }
+        }
+        (e, Some(g @ (Value::Object(_) | Value::Array(_)))) => {
+            if let Some(e) = e {
+                children(path, e, true, rules, out);
+            }
+            children(path, g, false, rules, out);
+        }
+        (Some(e), None) => out.push(leaf(path, Verdict::Missing, Some(e), None)),
+        (None, Some(g)) => out.push(leaf(path, Verdict::Extra, None, Some(g))),
+        (Some(e), Some(g)) => {
+            let verdict = if scalars_match(path, e, g, rules) {
+                Verdict::Match
+            } else {
+                Verdict::Mismatch
+            };
+            out.push(leaf(path, verdict, Some(e), Some(g)));
+        }
+    }
+}
+
+fn leaf(path: &str, verdict: Verdict, expected: Option<&Value>, got: Option<&Value>) -> Leaf {
+    Leaf {
+        field: if path.is_empty() {
+            "(value)".into()
+        } else {
+            path.to_owned()
+        },
+        verdict,
+        expected: expected.cloned(),
+        got: got.cloned(),
+    }
+}
+
+/// Every leaf of the container `v`, as missing (`expected`) or extra.
+fn children(path: &str, v: &Value, expected: bool, rules: &Rules, out: &mut Vec<Leaf>) {
+    let mut one = |p: &str, child: &Value| {
+        if expected {
+            walk(p, Some(child), None, rules, out);
+        } else {
+            walk(p, None, Some(child), rules, out);
+        }
+    };
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                one(&join(path, k), child);
+            }
+        }
+        Value::Array(items) => {
+            let element = format!("{path}[]");
+            for child in items {
+                one(&element, child);
+            }
+        }
+        scalar => one(path, scalar),
+    }
+}
+
+/// Pairs the elements of two lists by best match, greedily (the pair with the most matching
+/// leaves first), then compares each pair; the unpaired are missing or extra.
+fn lists(path: &str, e: &[Value], g: &[Value], rules: &Rules, out: &mut Vec<Leaf>) {
+    let element = format!("{path}[]");
+    let mut scores = Vec::new();
+    for (i, ev) in e.iter().enumerate() {
+        for (j, gv) in g.iter().enumerate() {
+            let mut leaves = Vec::new();
+            walk(&element, Some(ev), Some(gv), rules, &mut leaves);
+            let matched = leaves
+                .iter()
+                .filter(|l| l.verdict == Verdict::Match)
+                .count();
+            if matched > 0 {
+                scores.push((matched, i, j));
+            }
+        }
+    }
+    // Most matching leaves first; ties in list order, so the pairing is deterministic.
+    scores.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let mut e_taken = vec![false; e.len()];
+    let mut g_taken = vec![false; g.len()];
+    let mut pairs = Vec::new();
+    for (_, i, j) in scores {
+        if !e_taken[i] && !g_taken[j] {
+            e_taken[i] = true;
+            g_taken[j] = true;
+            pairs.push((i, j));
+        }
+    }
+    pairs.sort_unstable();
+    for (i, j) in pairs {
+        walk(&element, Some(&e[i]), Some(&g[j]), rules, out);
+    }
+    for (i, ev) in e.iter().enumerate() {
+        if !e_taken[i] {
+            walk(&element, Some(ev), None, rules, out);
+        }
+    }
+    for (j, gv) in g.iter().enumerate() {
+        if !g_taken[j] {
+            walk(&element, None, Some(gv), rules, out);
+        }
+    }
+}
+
+fn scalars_match(path: &str, e: &Value, g: &Value, rules: &Rules) -> bool {
+    let (matching, tolerance) = rules.matching(path);
+    let number = |v: &Value| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match matching {
+        Matching::Ignore => true,
+        Matching::Exact => e == g,
+        Matching::Number => match (number(e), number(g)) {
+            (Some(a), Some(b)) => (a - b).abs() <= tolerance.unwrap_or(0.0),
+            _ => false,
+        },
+        _ => match (e, g) {
+            (Value::Number(_), Value::Number(_)) => match (number(e), number(g)) {
+                (Some(a), Some(b)) => (a - b).abs() <= tolerance.unwrap_or(0.0),
+                _ => e == g,
+            },
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            _ => normalize(&text(e)) == normalize(&text(g)),
+        },
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A string for comparing: Unicode lower case, punctuation dropped, whitespace collapsed.
+pub fn normalize(s: &str) -> String {
+    let lower = s.to_lowercase();
+    let kept: String = lower
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect();
+    kept.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn verdicts(expected: Value, got: Value, rules: &Rules) -> Vec<(String, Verdict)> {
+        compare(&expected, Some(&got), rules)
+            .into_iter()
+            .map(|l| (l.field, l.verdict))
+            .collect()
+    }
+
+    #[test]
+    fn strings_are_compared_folded_and_normalised() {
+        assert_eq!(normalize("  Jean-Luc   PICARD. "), "jean luc picard");
+        assert_eq!(normalize("ÉLODIE"), "élodie");
+        let v = verdicts(
+            json!({"name": "Jean-Luc Picard", "city": "São Paulo"}),
+            json!({"name": "jean luc picard", "city": "Sao Paulo"}),
+            &Rules::default(),
+        );
+        assert_eq!(
+            v,
+            [
+                ("name".into(), Verdict::Match),
+                ("city".into(), Verdict::Mismatch)
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_extra_and_null_are_told_apart() {
+        let v = verdicts(
+            json!({"name": "Ann", "age": 31, "email": null}),
+            json!({"name": "Ann", "phone": "555", "email": null}),
+            &Rules::default(),
+        );
+        assert_eq!(
+            v,
+            [
+                ("name".into(), Verdict::Match),
+                ("age".into(), Verdict::Missing),
+                ("phone".into(), Verdict::Extra),
+            ]
+        );
+    }
+
+    #[test]
+    fn numbers_exactly_or_within_a_tolerance() {
+        let rules = Rules::new(BTreeMap::from([(
+            "total".to_owned(),
+            FieldRule::new(Matching::Number, Some(0.01)),
+        )]));
+        let v = verdicts(
+            json!({"total": 126.5, "count": 3}),
+            json!({"total": "126.504", "count": 3.0}),
+            &rules,
+        );
+        assert_eq!(
+            v,
+            [
+                ("total".into(), Verdict::Match),
+                ("count".into(), Verdict::Match)
+            ]
+        );
+        let v = verdicts(json!({"count": 3}), json!({"count": 4}), &Rules::default());
+        assert_eq!(v, [("count".into(), Verdict::Mismatch)]);
+    }
+
+    #[test]
+    fn lists_are_multisets_paired_by_best_match() {
+        let v = verdicts(
+            json!([{"name": "Alice", "age": 32}, {"name": "Bob", "age": 43}, {"name": "Cy", "age": 20}]),
+            json!([{"name": "Bob", "age": 43}, {"name": "Alice", "age": 33}, {"name": "Dee", "age": 50}]),
+            &Rules::default(),
+        );
+        assert_eq!(
+            v,
+            [
+                ("[].name".into(), Verdict::Match),
+                ("[].age".into(), Verdict::Mismatch),
+                ("[].name".into(), Verdict::Match),
+                ("[].age".into(), Verdict::Match),
+                ("[].name".into(), Verdict::Missing),
+                ("[].age".into(), Verdict::Missing),
+                ("[].name".into(), Verdict::Extra),
+                ("[].age".into(), Verdict::Extra),
+            ]
+        );
+    }
+
+    #[test]
+    fn nested_objects_and_ignored_fields() {
+        let rules = Rules::new(BTreeMap::from([(
+            "meta".to_owned(),
+            FieldRule::new(Matching::Ignore, None),
+        )]));
+        let v = verdicts(
+            json!({"seller": {"name": "Acme", "vat": "GB1"}, "meta": {"x": 1}}),
+            json!({"seller": {"name": "ACME"}, "meta": {"y": 2}}),
+            &rules,
+        );
+        assert_eq!(
+            v,
+            [
+                ("seller.name".into(), Verdict::Match),
+                ("seller.vat".into(), Verdict::Missing),
+            ]
+        );
+        // A scalar where an object was expected: the object's leaves are missing, the
+        // scalar extra.
+        let v = verdicts(
+            json!({"seller": {"name": "Acme"}}),
+            json!({"seller": "Acme"}),
+            &Rules::default(),
+        );
+        assert_eq!(
+            v,
+            [
+                ("seller.name".into(), Verdict::Missing),
+                ("seller".into(), Verdict::Extra),
+            ]
+        );
+    }
+}

