@@ -95,3 +95,31 @@ fn a_toml_syntax_error_has_a_line_and_column() {
     assert_eq!(errors.0[0].line, Some(2), "{errors}");
     assert!(errors.0[0].column.is_some());
 }
+
+#[test]
+fn eval_rules_are_read_and_checked() {
+    let good = Config::parse(
+        "[extractors.x]\nschema = { type = \"object\" }\n\n[extractors.x.eval]\n\"total\" = { tolerance = 0.01 }\n\"note\" = { match = \"ignore\" }\n",
+        std::path::Path::new("sift.toml"),
+    )
+    .unwrap();
+    let rules = &good.extractor("x").unwrap().eval;
+    assert_eq!(rules["total"].matching, sift_config::Matching::Number);
+    assert_eq!(rules["total"].tolerance, Some(0.01));
+    assert_eq!(rules["note"].matching, sift_config::Matching::Ignore);
+    let bad = Config::parse(
+        "[extractors.x]\nschema = { type = \"object\" }\n\n[extractors.x.eval]\n\"a\" = { match = \"fuzzy\" }\n\"b\" = { tolerance = -1 }\n\"c\" = { matches = \"text\" }\n",
+        std::path::Path::new("sift.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("sift.toml:5:17: `extractors.x.eval.a.match` is `fuzzy`; expected text, exact, number or ignore"), "{bad}");
+    assert!(
+        bad.contains("`extractors.x.eval.b.tolerance` must be 0 or more"),
+        "{bad}"
+    );
+    assert!(
+        bad.contains("unknown key `extractors.x.eval.c.matches`"),
+        "{bad}"
+    );
+}
