@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use sift_batch::{Display, Job, Limiter, Limits, Stopped};
 
-use crate::extract::{EXIT_INPUT, Failed};
+use crate::extract::{AdhocArgs, Failed};
 use crate::providers::{self, Clients, ProviderArgs};
 
 /// Where the calls go.
@@ -28,15 +28,8 @@ pub enum Via {
 pub struct BatchArgs {
     /// The extractor's name in the config (or give --schema).
     name: Option<String>,
-    /// An output JSON Schema file, instead of a configured extractor.
-    #[arg(long, value_name = "FILE")]
-    schema: Option<PathBuf>,
-    /// With `--schema`: the instructions, a minijinja template over `text`.
-    #[arg(long)]
-    prompt: Option<String>,
-    /// With `--schema`: a system prompt.
-    #[arg(long)]
-    system: Option<String>,
+    #[command(flatten)]
+    adhoc: AdhocArgs,
     /// The input: JSONL (`{"id", ...input}` per line), plain text lines, or a folder of .txt.
     #[arg(short, long, value_name = "IN")]
     input: PathBuf,
@@ -92,22 +85,12 @@ pub const EXIT_STOPPED: u8 = 5;
 
 /// Runs the job; the summary on stderr.
 pub async fn run(args: BatchArgs) -> ExitCode {
-    let telemetry = match providers::telemetry(&args.providers, false, !args.verbose, true) {
+    let telemetry = match providers::tool_telemetry(&args.providers, args.verbose) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(EXIT_INPUT);
-        }
+        Err(code) => return code,
     };
     let result = batch(args, &telemetry).await;
-    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
-    match result {
-        Ok(code) => code,
-        Err(f) => {
-            eprintln!("error: {:#}", f.error);
-            ExitCode::from(f.code)
-        }
-    }
+    providers::finish(telemetry, result).await
 }
 
 async fn batch(args: BatchArgs, telemetry: &sift_telemetry::Telemetry) -> Result<ExitCode, Failed> {
@@ -133,13 +116,7 @@ async fn batch(args: BatchArgs, telemetry: &sift_telemetry::Telemetry) -> Result
         );
     }
     let file = args.providers.config_file()?;
-    let spec = crate::extract::extractor(
-        file.as_ref(),
-        args.name.as_deref(),
-        args.schema.as_deref(),
-        args.prompt.as_deref(),
-        args.system.as_deref(),
-    )?;
+    let spec = args.adhoc.extractor(file.as_ref(), args.name.as_deref())?;
     let prices = file.as_ref().map(|f| f.prices.clone()).unwrap_or_default();
     if args.max_cost.is_some() && prices.is_empty() {
         return Err(anyhow::anyhow!(

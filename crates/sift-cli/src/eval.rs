@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use sift_eval::Report;
 
-use crate::extract::{EXIT_INPUT, Failed};
+use crate::extract::{AdhocArgs, Failed};
 use crate::providers::{self, Clients, ProviderArgs};
 
 /// Exit code: the score is under `--min-score`.
@@ -19,15 +19,8 @@ pub struct EvalArgs {
     /// The extractor's name in the config (without `--schema`), then the gold file.
     #[arg(num_args = 1..=2, value_name = "NAME GOLD")]
     positional: Vec<String>,
-    /// An output JSON Schema file, instead of a configured extractor.
-    #[arg(long, value_name = "FILE")]
-    schema: Option<PathBuf>,
-    /// With `--schema`: the instructions, a minijinja template over `text`.
-    #[arg(long)]
-    prompt: Option<String>,
-    /// With `--schema`: a system prompt.
-    #[arg(long)]
-    system: Option<String>,
+    #[command(flatten)]
+    adhoc: AdhocArgs,
     /// Write the report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -49,26 +42,16 @@ pub struct EvalArgs {
 
 /// Runs the evaluation; the table on stdout.
 pub async fn run(args: EvalArgs) -> ExitCode {
-    let telemetry = match providers::telemetry(&args.providers, false, true, true) {
+    let telemetry = match providers::tool_telemetry(&args.providers, false) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(EXIT_INPUT);
-        }
+        Err(code) => return code,
     };
     let result = eval(args, &telemetry).await;
-    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
-    match result {
-        Ok(code) => code,
-        Err(f) => {
-            eprintln!("error: {:#}", f.error);
-            ExitCode::from(f.code)
-        }
-    }
+    providers::finish(telemetry, result).await
 }
 
 async fn eval(args: EvalArgs, telemetry: &sift_telemetry::Telemetry) -> Result<ExitCode, Failed> {
-    let (name, gold) = match (&args.schema, args.positional.as_slice()) {
+    let (name, gold) = match (&args.adhoc.schema, args.positional.as_slice()) {
         (Some(_), [gold]) => (None, gold.clone()),
         (None, [name, gold]) => (Some(name.as_str()), gold.clone()),
         (Some(_), _) => {
@@ -99,13 +82,7 @@ async fn eval(args: EvalArgs, telemetry: &sift_telemetry::Telemetry) -> Result<E
         }
     };
     let file = args.providers.config_file()?;
-    let spec = crate::extract::extractor(
-        file.as_ref(),
-        name,
-        args.schema.as_deref(),
-        args.prompt.as_deref(),
-        args.system.as_deref(),
-    )?;
+    let spec = args.adhoc.extractor(file.as_ref(), name)?;
     let examples = sift_eval::read_gold(std::path::Path::new(&gold), &spec)?;
     let client = Clients::new(&args.providers, telemetry, None)
         .only_for(file.as_ref(), &spec)

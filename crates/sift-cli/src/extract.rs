@@ -21,16 +21,8 @@ pub struct ExtractArgs {
     /// stdin; without it, `--file` or stdin).
     #[arg(num_args = 0..=2, value_name = "NAME | TEXT")]
     positional: Vec<String>,
-    /// An output JSON Schema file, instead of a configured extractor.
-    #[arg(long, value_name = "FILE")]
-    schema: Option<PathBuf>,
-    /// With `--schema`: the instructions, a minijinja template over `text`; without
-    /// `{{ text }}` in it, the text follows it.
-    #[arg(long)]
-    prompt: Option<String>,
-    /// With `--schema`: a system prompt.
-    #[arg(long)]
-    system: Option<String>,
+    #[command(flatten)]
+    adhoc: AdhocArgs,
     /// Read the text from this file.
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
@@ -46,6 +38,38 @@ pub struct ExtractArgs {
     verbose: bool,
     #[command(flatten)]
     providers: ProviderArgs,
+}
+
+/// An extractor given on the command line instead of by name (`extract`, `batch`, `eval`).
+#[derive(Debug, Args)]
+pub struct AdhocArgs {
+    /// An output JSON Schema file, instead of a configured extractor.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) schema: Option<PathBuf>,
+    /// With `--schema`: the instructions, a minijinja template over `text`; without
+    /// `{{ text }}` in it, the text follows it.
+    #[arg(long)]
+    pub(crate) prompt: Option<String>,
+    /// With `--schema`: a system prompt.
+    #[arg(long)]
+    pub(crate) system: Option<String>,
+}
+
+impl AdhocArgs {
+    /// The extractor: the config's `name`, or the one these flags make.
+    pub(crate) fn extractor(
+        &self,
+        file: Option<&Config>,
+        name: Option<&str>,
+    ) -> anyhow::Result<ExtractorSpec> {
+        extractor(
+            file,
+            name,
+            self.schema.as_deref(),
+            self.prompt.as_deref(),
+            self.system.as_deref(),
+        )
+    }
 }
 
 /// Exit code: the input or the flags are wrong (also a bad config or schema).
@@ -82,22 +106,12 @@ impl<E: Into<anyhow::Error>> From<E> for Failed {
 
 /// Runs the extraction; prints the value (or the stream) on stdout.
 pub async fn run(args: ExtractArgs) -> ExitCode {
-    let telemetry = match providers::telemetry(&args.providers, false, true, true) {
+    let telemetry = match providers::tool_telemetry(&args.providers, false) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(EXIT_INPUT);
-        }
+        Err(code) => return code,
     };
-    let result = extract(args, &telemetry).await;
-    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            eprintln!("error: {:#}", f.error);
-            ExitCode::from(f.code)
-        }
-    }
+    let result = extract(args, &telemetry).await.map(|()| ExitCode::SUCCESS);
+    providers::finish(telemetry, result).await
 }
 
 /// The extractor to run: a configured one by name, or one made of `--schema` and `--prompt`.
@@ -223,7 +237,7 @@ fn input_for(spec: &ExtractorSpec, text: String, json: bool) -> anyhow::Result<V
 
 async fn extract(args: ExtractArgs, telemetry: &sift_telemetry::Telemetry) -> Result<(), Failed> {
     let file = args.providers.config_file()?;
-    let (name, text_arg) = match (&args.schema, args.positional.as_slice()) {
+    let (name, text_arg) = match (&args.adhoc.schema, args.positional.as_slice()) {
         (Some(_), [text]) => (None, Some(text.as_str())),
         (Some(_), []) => (None, None),
         (Some(_), _) => {
@@ -235,14 +249,8 @@ async fn extract(args: ExtractArgs, telemetry: &sift_telemetry::Telemetry) -> Re
         (None, [name, text]) => (Some(name.as_str()), Some(text.as_str())),
         (None, _) => (None, None),
     };
-    let spec = extractor(
-        file.as_ref(),
-        name,
-        args.schema.as_deref(),
-        args.prompt.as_deref(),
-        args.system.as_deref(),
-    )?;
-    if args.schema.is_none() && (args.prompt.is_some() || args.system.is_some()) {
+    let spec = args.adhoc.extractor(file.as_ref(), name)?;
+    if args.adhoc.schema.is_none() && (args.adhoc.prompt.is_some() || args.adhoc.system.is_some()) {
         return Err(anyhow::anyhow!(
             "--prompt and --system go with --schema; a configured extractor has its own"
         )

@@ -116,6 +116,34 @@ pub(crate) fn telemetry(
     Ok(telemetry)
 }
 
+/// Telemetry for a command-line tool (`extract`, `batch`, `eval`): quiet unless `verbose`;
+/// `Err` is the exit code after the problem is printed.
+pub(crate) fn tool_telemetry(
+    args: &ProviderArgs,
+    verbose: bool,
+) -> Result<Telemetry, std::process::ExitCode> {
+    telemetry(args, false, !verbose, true).map_err(|e| {
+        eprintln!("error: {e:#}");
+        std::process::ExitCode::from(crate::extract::EXIT_INPUT)
+    })
+}
+
+/// Flushes `telemetry` (blocking, so off the async workers), then turns a tool's result into
+/// its exit code, printing a failure.
+pub(crate) async fn finish(
+    telemetry: Telemetry,
+    result: Result<std::process::ExitCode, crate::extract::Failed>,
+) -> std::process::ExitCode {
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            std::process::ExitCode::from(f.code)
+        }
+    }
+}
+
 /// The keys sift holds besides `OPENAI_API_KEY` (which telemetry already masks): the
 /// config's providers' keys and the service keys, so that none is ever shown.
 fn secrets(args: &ProviderArgs) -> Vec<String> {

@@ -17,6 +17,22 @@ fn attempt_errors(e: &ExtractError) -> String {
         .join(" | ")
 }
 
+/// How a streamed list extraction against `server` fails (with `retries` re-asks).
+async fn streamed_failure(server: &ScriptedServer, retries: u32) -> ExtractError {
+    let mut stream = client(server)
+        .extract_iter::<UserDetail>()
+        .user("x")
+        .max_retries(retries)
+        .stream();
+    let mut failure = None;
+    while let Some(item) = stream.next().await {
+        if let Err(StreamError::Extract(e)) = item {
+            failure = Some(e);
+        }
+    }
+    failure.expect("the stream fails")
+}
+
 #[tokio::test]
 async fn a_refusal_is_named_with_its_reason() {
     let server = ScriptedServer::start().await;
@@ -45,18 +61,7 @@ async fn a_refusal_is_named_with_its_reason() {
                 data: {\"choices\":[{\"index\":0,\"delta\":{\"refusal\":\"sorry.\"},\"finish_reason\":\"stop\"}]}\n\n\
                 data: [DONE]\n\n";
     server.push(Reply::raw(body).header("content-type", "text/event-stream"));
-    let mut stream = client(&server)
-        .extract_iter::<UserDetail>()
-        .user("x")
-        .max_retries(0)
-        .stream();
-    let mut failure = None;
-    while let Some(item) = stream.next().await {
-        if let Err(StreamError::Extract(e)) = item {
-            failure = Some(e);
-        }
-    }
-    let text = attempt_errors(&failure.expect("the stream fails"));
+    let text = attempt_errors(&streamed_failure(&server, 0).await);
     assert!(
         text.contains("the model refused to answer: No, sorry."),
         "{text}"
@@ -80,18 +85,7 @@ async fn prose_instead_of_a_call_is_quoted() {
         "{text}"
     );
     server.push(Reply::stream_content(split_chars("Sorry, no.", 3)));
-    let mut stream = client(&server)
-        .extract_iter::<UserDetail>()
-        .user("x")
-        .max_retries(0)
-        .stream();
-    let mut failure = None;
-    while let Some(item) = stream.next().await {
-        if let Err(StreamError::Extract(e)) = item {
-            failure = Some(e);
-        }
-    }
-    let text = attempt_errors(&failure.expect("the stream fails"));
+    let text = attempt_errors(&streamed_failure(&server, 0).await);
     assert!(
         text.contains("it answered in text instead: Sorry, no."),
         "{text}"
@@ -152,17 +146,7 @@ async fn no_choices_and_html_are_upstream_faults_named_as_such() {
         Reply::raw("<html><head><title>Sign in</title></head></html>")
             .header("content-type", "text/html"),
     );
-    let mut stream = client(&server)
-        .extract_iter::<UserDetail>()
-        .user("x")
-        .stream();
-    let mut failure = None;
-    while let Some(item) = stream.next().await {
-        if let Err(StreamError::Extract(e)) = item {
-            failure = Some(e);
-        }
-    }
-    let failure = failure.expect("the stream fails");
+    let failure = streamed_failure(&server, 2).await;
     let message = failure
         .provider_error()
         .map(ToString::to_string)
