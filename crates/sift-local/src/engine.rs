@@ -1,24 +1,23 @@
-//! The inference thread: owns the model and its context, runs one generation at a time.
+//! The inference thread: owns the model and its one context, and runs up to `parallel`
+//! generations together in it (see [`crate::scheduler`]).
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
-use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llguidance::ParserFactory;
 use serde_json::Value;
 use sift_core::Usage;
 
 use crate::grammar::Grammars;
+use crate::scheduler::{Limits, Scheduler};
 
 /// One generation request.
 pub(crate) struct Job {
@@ -28,8 +27,12 @@ pub(crate) struct Job {
     pub(crate) schema: Option<Value>,
     pub(crate) max_tokens: u32,
     pub(crate) temperature: f32,
-    /// Where pieces go; closing the receiver cancels the generation.
+    /// Where pieces go; closing the receiver cancels the generation. Its capacity must hold
+    /// every piece of the generation (`max_tokens` + 2), so the model thread never waits on
+    /// a slow reader.
     pub(crate) out: tokio::sync::mpsc::Sender<Piece>,
+    /// The job's place among those admitted; given back when it ends.
+    pub(crate) ticket: Ticket,
 }
 
 /// What a generation produces, in order.
@@ -52,13 +55,24 @@ pub(crate) enum Piece {
     TooLong(String),
 }
 
+/// Capacity of a job's piece channel: every piece of a generation fits.
+pub(crate) fn pieces(max_tokens: u32) -> usize {
+    usize::try_from(max_tokens).unwrap_or(usize::MAX / 2) + 4
+}
+
 /// Settings of the engine.
 #[derive(Debug, Clone)]
 pub(crate) struct EngineConfig {
     pub(crate) model_path: PathBuf,
     pub(crate) threads: i32,
+    /// Context of one generation: its prompt and answer must fit.
     pub(crate) n_ctx: u32,
+    /// Generations run together.
+    pub(crate) parallel: usize,
+    /// Requests that may wait for a free sequence.
     pub(crate) queue: usize,
+    /// Whether each sequence keeps its last prompt for the next to reuse.
+    pub(crate) keep_prompts: bool,
     pub(crate) whitespace_flexible: bool,
 }
 
@@ -77,12 +91,35 @@ pub(crate) struct Counters {
     pub(crate) completed: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     pub(crate) generated_tokens: AtomicU64,
+    pub(crate) prompt_tokens: AtomicU64,
+    /// Prompt tokens read from a kept prefix instead of being computed.
+    pub(crate) cached_prompt_tokens: AtomicU64,
+    /// Generations running now.
+    pub(crate) running: AtomicUsize,
+    /// The most generations given a token by one decode.
+    pub(crate) peak_running: AtomicUsize,
+    /// Decode steps, and the sequences they carried in all.
+    pub(crate) steps: AtomicU64,
+    pub(crate) step_sequences: AtomicU64,
+    /// Jobs admitted (running or waiting).
+    pub(crate) admitted: AtomicUsize,
+}
+
+/// A job's place among the admitted: counted while held.
+pub(crate) struct Ticket(Arc<Counters>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The sending side of the job queue.
 #[derive(Debug, Clone)]
 pub(crate) struct Engine {
     jobs: SyncSender<Job>,
+    /// Jobs that may be admitted at once: running plus waiting.
+    capacity: usize,
     pub(crate) counters: Arc<Counters>,
 }
 
@@ -95,7 +132,9 @@ pub(crate) enum Rejected {
 impl Engine {
     /// Starts the inference thread and waits for the model to load.
     pub(crate) fn start(config: EngineConfig) -> Result<(Engine, Loaded), String> {
-        let (jobs, queue) = std::sync::mpsc::sync_channel(config.queue);
+        let capacity = config.parallel + config.queue;
+        // Admission is counted by tickets; the channel only has to hold what they allow.
+        let (jobs, queue) = std::sync::mpsc::sync_channel(capacity);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let counters = Arc::new(Counters::default());
         let shared = counters.clone();
@@ -106,10 +145,28 @@ impl Engine {
         let loaded = ready_rx
             .recv()
             .map_err(|_| "the model thread stopped while loading".to_owned())??;
-        Ok((Engine { jobs, counters }, loaded))
+        Ok((
+            Engine {
+                jobs,
+                capacity,
+                counters,
+            },
+            loaded,
+        ))
     }
 
-    /// Queues a job without waiting.
+    /// A place for one job, unless `parallel + queue` jobs hold one already.
+    pub(crate) fn ticket(&self) -> Result<Ticket, Rejected> {
+        self.counters
+            .admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            })
+            .map_err(|_| Rejected::Full)?;
+        Ok(Ticket(self.counters.clone()))
+    }
+
+    /// Queues a job without waiting (its ticket guarantees room).
     pub(crate) fn submit(&self, job: Job) -> Result<(), Rejected> {
         self.jobs.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => Rejected::Full,
@@ -163,13 +220,22 @@ fn run(
             return;
         }
     };
-    let n_ctx = config.n_ctx.min(model.n_ctx_train().max(512));
+    let limits = Limits::new(
+        config.n_ctx.min(model.n_ctx_train().max(512)),
+        config.parallel,
+        config.keep_prompts,
+    );
+    // A KV cache split by sequence: each sequence's cells stay in position order, so an
+    // answer does not depend on what ran beside it (see the scheduler).
     let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(n_ctx))
-        .with_n_batch(n_ctx)
+        .with_n_ctx(NonZeroU32::new(limits.cells))
+        .with_n_batch(limits.batch)
+        .with_n_ubatch(limits.batch)
+        .with_n_seq_max(limits.sequences())
+        .with_kv_unified(false)
         .with_n_threads(config.threads)
         .with_n_threads_batch(config.threads);
-    let mut ctx = match model.new_context(backend, params) {
+    let ctx = match model.new_context(backend, params) {
         Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(format!("could not create a context: {e}")));
@@ -184,170 +250,8 @@ fn run(
         .unwrap_or_else(|| "local".into());
     let _ = ready.send(Ok(Loaded {
         name,
-        n_ctx,
+        n_ctx: limits.n_ctx,
         grammars: grammars.clone(),
     }));
-    let engine = Generator {
-        model: &model,
-        template: template.as_ref(),
-        grammars: &grammars,
-        n_ctx,
-        counters: &counters,
-    };
-    while let Ok(job) = queue.recv() {
-        let out = job.out.clone();
-        if out.is_closed() {
-            continue;
-        }
-        if let Err(e) = engine.generate(&mut ctx, job) {
-            let _ = out.blocking_send(Piece::Failed(e));
-        }
-    }
-}
-
-struct Generator<'m> {
-    model: &'m LlamaModel,
-    template: Option<&'m LlamaChatTemplate>,
-    grammars: &'m Grammars,
-    n_ctx: u32,
-    counters: &'m Counters,
-}
-
-impl Generator<'_> {
-    fn cancelled(&self) {
-        self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn prompt(&self, messages: &[(String, String)]) -> Result<String, String> {
-        let Some(template) = self.template else {
-            // No template in the file: plain "role: content" lines.
-            let mut text: String = messages
-                .iter()
-                .map(|(r, c)| format!("{r}: {c}\n"))
-                .collect();
-            text.push_str("assistant: ");
-            return Ok(text);
-        };
-        let chat = messages
-            .iter()
-            .map(|(r, c)| LlamaChatMessage::new(r.clone(), c.clone()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("invalid message: {e}"))?;
-        self.model
-            .apply_chat_template(template, &chat, true)
-            .map_err(|e| format!("could not apply the chat template: {e}"))
-    }
-
-    fn sampler(&self, schema: Option<&Value>, temperature: f32) -> Result<LlamaSampler, String> {
-        let mut chain = Vec::new();
-        if let Some(schema) = schema {
-            // Checked (and remembered) before the job was queued: built here in the form found.
-            let matcher = self.grammars.matcher(schema).map_err(|e| e.to_string())?;
-            chain.push(LlamaSampler::from(matcher));
-        }
-        if temperature > 0.0 {
-            chain.push(LlamaSampler::temp(temperature));
-            chain.push(LlamaSampler::dist(fastrand_seed()));
-        } else {
-            chain.push(LlamaSampler::greedy());
-        }
-        Ok(LlamaSampler::chain_simple(chain))
-    }
-
-    fn generate(&self, ctx: &mut LlamaContext<'_>, job: Job) -> Result<(), String> {
-        let prompt = self.prompt(&job.messages)?;
-        let mut sampler = self.sampler(job.schema.as_ref(), job.temperature)?;
-        let vocab = self.model.vocab();
-        let tokens = vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true);
-        let budget = tokens.len() as u64 + u64::from(job.max_tokens);
-        if budget > u64::from(self.n_ctx) {
-            let _ = job.out.blocking_send(Piece::TooLong(format!(
-                "the prompt ({} tokens) and max_tokens ({}) exceed the context of {} tokens",
-                tokens.len(),
-                job.max_tokens,
-                self.n_ctx
-            )));
-            return Ok(());
-        }
-        ctx.clear_kv_cache();
-        let started = Instant::now();
-        let mut batch = LlamaBatch::new(self.n_ctx as usize, 1);
-        let last = tokens.len().saturating_sub(1);
-        for (i, token) in tokens.iter().enumerate() {
-            batch
-                .add(*token, i as i32, &[0], i == last)
-                .map_err(|e| format!("batch: {e}"))?;
-        }
-        ctx.decode(&mut batch)
-            .map_err(|e| format!("decoding the prompt failed: {e}"))?;
-        let prefill_s = started.elapsed().as_secs_f64();
-        let decode_started = Instant::now();
-        let mut pos = tokens.len() as i32;
-        let mut generated: u32 = 0;
-        let mut pending: Vec<u8> = Vec::new();
-        let finish = loop {
-            if job.out.is_closed() {
-                // The caller went away: stop generating.
-                self.cancelled();
-                return Ok(());
-            }
-            // `sample` also accepts the token into every sampler (the grammar included).
-            let token = sampler.sample(ctx, batch.n_tokens() - 1);
-            if vocab.is_eog(token) {
-                break "stop";
-            }
-            generated += 1;
-            self.counters
-                .generated_tokens
-                .fetch_add(1, Ordering::Relaxed);
-            pending.extend(vocab.token_to_piece(token, false, None));
-            let valid = match std::str::from_utf8(&pending) {
-                Ok(_) => pending.len(),
-                Err(e) if e.error_len().is_none() => e.valid_up_to(),
-                Err(_) => pending.len(),
-            };
-            if valid > 0 {
-                let text = String::from_utf8_lossy(&pending[..valid]).into_owned();
-                pending.drain(..valid);
-                if job.out.blocking_send(Piece::Text(text)).is_err() {
-                    self.cancelled();
-                    return Ok(());
-                }
-            }
-            if generated >= job.max_tokens {
-                break "length";
-            }
-            batch.clear();
-            batch
-                .add(token, pos, &[0], true)
-                .map_err(|e| format!("batch: {e}"))?;
-            pos += 1;
-            ctx.decode(&mut batch)
-                .map_err(|e| format!("decoding failed: {e}"))?;
-        };
-        if !pending.is_empty() {
-            let _ = job
-                .out
-                .blocking_send(Piece::Text(String::from_utf8_lossy(&pending).into_owned()));
-        }
-        self.counters.completed.fetch_add(1, Ordering::Relaxed);
-        let _ = job.out.blocking_send(Piece::Done {
-            finish,
-            usage: Usage {
-                input_tokens: tokens.len() as u64,
-                output_tokens: u64::from(generated),
-                ..Usage::default()
-            },
-            prefill_s,
-            decode_s: decode_started.elapsed().as_secs_f64(),
-        });
-        Ok(())
-    }
-}
-
-fn fastrand_seed() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0)
+    Scheduler::new(&model, template.as_ref(), &grammars, limits, &counters, ctx).run(&queue);
 }

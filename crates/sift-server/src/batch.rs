@@ -93,10 +93,7 @@ where
                             kind: "deadline".into(),
                             upstream_status: None,
                             attempts: Vec::new(),
-                            usage: sift_core::report::UsageReport {
-                                input_tokens: 0,
-                                output_tokens: 0,
-                            },
+                            usage: sift_core::report::UsageReport::default(),
                         });
                 failed.push(failure(index, &items[index], why));
                 values.push(None);

@@ -37,10 +37,7 @@ impl Deadline {
             kind: "deadline".into(),
             upstream_status: None,
             attempts: Vec::new(),
-            usage: UsageReport {
-                input_tokens: 0,
-                output_tokens: 0,
-            },
+            usage: UsageReport::default(),
         }
     }
 }

@@ -52,7 +52,7 @@ enum ReplyBody {
         content: Option<String>,
         tool_calls: Vec<(String, String)>,
         finish_reason: String,
-        usage: (u64, u64),
+        usage: (u64, u64, u64),
     },
     Json(Value),
     Raw(String),
@@ -68,7 +68,7 @@ struct StreamScript {
     /// Each piece becomes one SSE event: (tool call index or None for content, name, text).
     pieces: Vec<(Option<usize>, Option<String>, String)>,
     chunk_delay: Duration,
-    usage: (u64, u64),
+    usage: (u64, u64, u64),
     finish_reason: String,
     error_after: Option<(usize, String)>,
     /// Send every event in one write instead of one write each.
@@ -96,7 +96,7 @@ impl Reply {
                 content,
                 tool_calls,
                 finish_reason: finish.into(),
-                usage: (0, 0),
+                usage: (0, 0, 0),
             },
             delay: Duration::ZERO,
             headers: Vec::new(),
@@ -178,7 +178,7 @@ impl Reply {
             body: ReplyBody::Stream(StreamScript {
                 pieces,
                 chunk_delay: Duration::ZERO,
-                usage: (0, 0),
+                usage: (0, 0, 0),
                 finish_reason: finish.into(),
                 error_after: None,
                 burst: false,
@@ -238,8 +238,19 @@ impl Reply {
     /// Token counts reported in `usage`.
     pub fn usage(mut self, prompt: u64, completion: u64) -> Self {
         match &mut self.body {
-            ReplyBody::Completion { usage, .. } => *usage = (prompt, completion),
-            ReplyBody::Stream(s) => s.usage = (prompt, completion),
+            ReplyBody::Completion { usage, .. } => (usage.0, usage.1) = (prompt, completion),
+            ReplyBody::Stream(s) => (s.usage.0, s.usage.1) = (prompt, completion),
+            _ => {}
+        }
+        self
+    }
+
+    /// Of the prompt tokens, those reported read from the prompt cache
+    /// (`usage.prompt_tokens_details.cached_tokens`).
+    pub fn cached(mut self, tokens: u64) -> Self {
+        match &mut self.body {
+            ReplyBody::Completion { usage, .. } => usage.2 = tokens,
+            ReplyBody::Stream(s) => s.usage.2 = tokens,
             _ => {}
         }
         self
@@ -299,7 +310,8 @@ impl Reply {
                     "model": model,
                     "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
                     "usage": {"prompt_tokens": usage.0, "completion_tokens": usage.1,
-                              "total_tokens": usage.0 + usage.1}
+                              "total_tokens": usage.0 + usage.1,
+                              "prompt_tokens_details": {"cached_tokens": usage.2}}
                 })
                 .to_string()
             }
@@ -348,7 +360,8 @@ fn stream_events(script: &StreamScript, n: usize, model: &str) -> Vec<String> {
         "data: {}\n\n",
         json!({"id": id, "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [],
                "usage": {"prompt_tokens": script.usage.0, "completion_tokens": script.usage.1,
-                         "total_tokens": script.usage.0 + script.usage.1}})
+                         "total_tokens": script.usage.0 + script.usage.1,
+                         "prompt_tokens_details": {"cached_tokens": script.usage.2}}})
     ));
     events.push("data: [DONE]\n\n".into());
     events

