@@ -69,6 +69,9 @@ async fn schemathesis_finds_nothing_wrong() {
     let running = serve(cmd);
     let url = running.url.clone();
     let report = dir.path().join("report");
+    // Its example database (`.schemathesis/`) goes in the temporary folder, not the repository:
+    // every run starts from the same seed.
+    let work = dir.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
         let mut outputs = Vec::new();
         for accept in [None, Some("text/event-stream")] {
@@ -78,6 +81,7 @@ async fn schemathesis_finds_nothing_wrong() {
                 .args(["--request-timeout", "10", "--max-response-time", "10"])
                 .arg("--report-dir")
                 .arg(&report)
+                .current_dir(&work)
                 .env("NO_COLOR", "1");
             if let Some(a) = accept {
                 st.args(["-H", &format!("Accept: {a}")]);
