@@ -276,6 +276,19 @@ impl<'m> Scheduler<'m> {
             .unwrap_or(false)
     }
 
+    /// Makes sequence `seq` hold (and keep) only the first `keep` of `tokens`, freeing the
+    /// rest; a partial removal llama.cpp refuses empties it. The tokens held.
+    fn truncate(&mut self, seq: usize, tokens: &[LlamaToken], keep: usize) -> usize {
+        let keep = if self.clear(seq, keep) {
+            keep
+        } else {
+            self.clear(seq, 0);
+            0
+        };
+        self.kept.keep(seq, &tokens[..keep]);
+        keep
+    }
+
     /// Runs `run` in the free sequence whose kept prompt it shares the most of.
     fn start(&mut self, run: Prepared) {
         let slots = &self.slots;
@@ -283,18 +296,13 @@ impl<'m> Scheduler<'m> {
             return;
         };
         // The last prompt token is always decoded: its logits give the first answer token.
-        let mut reuse = if self.limits.keep_prompts {
+        let shared = if self.limits.keep_prompts {
             shared.min(run.tokens.len() - 1)
         } else {
             0
         };
-        // What the sequence holds past the shared part goes; a partial removal llama.cpp
-        // refuses means reading the whole prompt.
-        if !self.clear(seq, reuse) {
-            self.clear(seq, 0);
-            reuse = 0;
-        }
-        self.kept.keep(seq, &run.tokens[..reuse]);
+        // What the sequence holds past the shared part goes.
+        let reuse = self.truncate(seq, &run.tokens, shared);
         self.counters
             .prompt_tokens
             .fetch_add(run.tokens.len() as u64, Ordering::Relaxed);
@@ -333,12 +341,9 @@ impl<'m> Scheduler<'m> {
     /// token of every generating sequence in one batch; a token is sampled for every sequence
     /// whose logits the step produced.
     ///
-    /// A prompt chunk is decoded in a batch of its own. Measured on the default model, the
-    /// logits of a prompt read beside another sequence's prompt tokens differ from those of the
-    /// same prompt read alone (by up to 0.77: llama.cpp's CPU kernels accumulate differently
-    /// with the batch's shape), while single tokens of several sequences decode exactly as they
-    /// do alone; so a request reads its prompt as it would alone, and its greedy answer does not
-    /// depend on what runs beside it.
+    /// A prompt chunk is decoded in a batch of its own, so a prompt is read exactly as it would
+    /// be alone and no batch reaches the 64 tokens where llama.cpp's CPU kernels compute
+    /// differently (see the module's notes), however many sequences generate beside it.
     fn step(&mut self) {
         if let Some(seq) = self
             .slots
@@ -389,8 +394,7 @@ impl<'m> Scheduler<'m> {
 
     /// Decodes the batch, then samples for every sequence it gave logits.
     fn decode(&mut self, full: bool) {
-        let carried = self.batch.n_tokens();
-        if carried == 0 {
+        if self.batch.n_tokens() == 0 {
             return;
         }
         let decoded = if full {
@@ -481,12 +485,7 @@ impl<'m> Scheduler<'m> {
         } else {
             0
         };
-        if !self.clear(seq, keep) {
-            self.clear(seq, 0);
-            self.kept.keep(seq, &[]);
-        } else {
-            self.kept.keep(seq, &slot.run.tokens[..keep]);
-        }
+        self.truncate(seq, &slot.run.tokens, keep);
         self.counters
             .running
             .store(self.running(), Ordering::Relaxed);

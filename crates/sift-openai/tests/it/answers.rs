@@ -17,6 +17,18 @@ fn attempt_errors(e: &ExtractError) -> String {
         .join(" | ")
 }
 
+/// How an extraction against `server` in `mode` fails, with no re-ask.
+async fn failure(server: &ScriptedServer, mode: Mode) -> ExtractError {
+    client(server)
+        .extract::<UserDetail>()
+        .user("x")
+        .mode(mode)
+        .max_retries(0)
+        .send()
+        .await
+        .unwrap_err()
+}
+
 /// How a streamed list extraction against `server` fails (with `retries` re-asks).
 async fn streamed_failure(server: &ScriptedServer, retries: u32) -> ExtractError {
     let mut stream = client(server)
@@ -43,14 +55,7 @@ async fn a_refusal_is_named_with_its_reason() {
                 "message": {"role": "assistant", "content": null, "refusal": "I can't help with that."}}]}),
         )
     });
-    let err = client(&server)
-        .extract::<UserDetail>()
-        .user("x")
-        .max_retries(0)
-        .send()
-        .await
-        .unwrap_err();
-    let text = attempt_errors(&err);
+    let text = attempt_errors(&failure(&server, Mode::Tools).await);
     assert!(
         text.contains("the model refused to answer: I can't help with that."),
         "{text}"
@@ -72,14 +77,7 @@ async fn a_refusal_is_named_with_its_reason() {
 async fn prose_instead_of_a_call_is_quoted() {
     let server = ScriptedServer::start().await;
     server.push(Reply::content("Daniel is 24 years old."));
-    let err = client(&server)
-        .extract::<UserDetail>()
-        .user("x")
-        .max_retries(0)
-        .send()
-        .await
-        .unwrap_err();
-    let text = attempt_errors(&err);
+    let text = attempt_errors(&failure(&server, Mode::Tools).await);
     assert!(
         text.contains("did not call the function `UserDetail`; it answered in text instead: Daniel is 24 years old."),
         "{text}"
@@ -92,14 +90,7 @@ async fn prose_instead_of_a_call_is_quoted() {
     );
     // In json mode, an empty answer says so.
     server.push(Reply::content(""));
-    let err = client(&server)
-        .extract::<UserDetail>()
-        .user("x")
-        .mode(Mode::Json)
-        .max_retries(0)
-        .send()
-        .await
-        .unwrap_err();
+    let err = failure(&server, Mode::Json).await;
     assert!(
         attempt_errors(&err).contains("the answer is empty"),
         "{err:?}"
