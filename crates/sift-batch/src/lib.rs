@@ -348,11 +348,7 @@ async fn process(ctx: Arc<Ctx>, item: Item) -> (Record, Usage, Option<f64>) {
         Ok(c) => c,
         Err(record) => return (*record, Usage::default(), Some(0.0)),
     };
-    let result = ctx
-        .extractor
-        .request(&ctx.client, |c, s| c.extract_value(s), messages)
-        .send()
-        .await;
+    let result = ctx.extractor.request(&ctx.client, messages).send().await;
     let (record, usage) = record(id, &asked, result);
     let cost = ctx.prices.cost(&asked, &record.model, &usage, 1.0);
     (record, usage, cost)

@@ -190,10 +190,7 @@ pub async fn run_remote(job: RemoteJob, mut interrupts: Interrupts) -> Result<Su
                 tally.add(false, Usage::default(), Some(0.0));
             }
             Ok((id, messages)) => {
-                let turns = job
-                    .extractor
-                    .request(&job.client, |c, s| c.extract_value(s), messages)
-                    .turns();
+                let turns = job.extractor.request(&job.client, messages).turns();
                 match turns {
                     Ok(t) => {
                         pending.insert(id, t);

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use sift_config::{Config, ExtractorSpec};
 use sift_core::report::ExtractionFailure;
-use sift_core::{Attempt, ExtractError, PartialUpdate, Schema, StreamError};
+use sift_core::{Attempt, Event, ExtractError, Schema};
 
 use crate::providers::{self, Clients, ProviderArgs};
 
@@ -264,62 +264,39 @@ async fn extract(args: ExtractArgs, telemetry: &sift_telemetry::Telemetry) -> Re
         .await
         .map_err(Failed::provider)?;
     let mut stdout = std::io::stdout().lock();
+    let request = spec.request(&client, messages);
     if !args.stream {
-        let out = spec
-            .request(&client, |c, s| c.extract_value(s), messages)
-            .send()
-            .await
-            .map_err(failed)?;
+        let out = request.send().await.map_err(failed)?;
         if args.verbose {
             show_attempts(&out.attempts);
         }
         line(&mut stdout, &out.value)?;
         return Ok(());
     }
-    if spec.output.is_array() {
-        let mut stream = spec
-            .request(&client, |c, s| c.extract_value_iter(s), messages)
-            .stream();
-        let stats = stream.stats();
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(v) => {
-                    line(&mut stdout, &v)?;
-                }
-                Err(StreamError::Item { index, errors, .. }) => {
-                    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                    eprintln!("element {index} is invalid, left out: {}", list.join("; "));
-                }
-                Err(StreamError::Extract(e)) => return Err(failed(e)),
-                Err(other) => return Err(anyhow::anyhow!("{other}").into()),
+    // Elements of an array output as they close; snapshots, then the value, of any other.
+    let mut stream = request.stream();
+    while let Some(event) = stream.next().await {
+        match event.map_err(failed)? {
+            Event::Element { value, .. } | Event::Snapshot(value) | Event::Value(value) => {
+                line(&mut stdout, &value)?;
             }
-        }
-        if args.verbose {
-            show_attempts(&stats.attempts());
-        }
-    } else {
-        let mut stream = spec
-            .request(&client, |c, s| c.extract_value_partial(s), messages)
-            .stream();
-        let stats = stream.stats();
-        while let Some(update) = stream.next().await {
-            match update {
-                Ok(PartialUpdate::Snapshot(v) | PartialUpdate::Done(v)) => {
-                    line(&mut stdout, &v)?;
-                }
-                Ok(PartialUpdate::Retry { attempt, errors }) => {
-                    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                    eprintln!(
-                        "attempt {attempt} was invalid, asking again: {}",
-                        list.join("; ")
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => return Err(failed(e)),
+            Event::ItemError { index, errors, .. } => {
+                let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                eprintln!("element {index} is invalid, left out: {}", list.join("; "));
             }
-        }
-        if args.verbose {
-            show_attempts(&stats.attempts());
+            Event::Retry { attempt, errors } => {
+                let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                eprintln!(
+                    "attempt {attempt} was invalid, asking again: {}",
+                    list.join("; ")
+                );
+            }
+            Event::Done { attempts, .. } => {
+                if args.verbose {
+                    show_attempts(&attempts);
+                }
+            }
+            _ => {}
         }
     }
     Ok(())

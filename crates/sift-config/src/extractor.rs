@@ -158,15 +158,22 @@ impl ExtractorSpec {
 
     /// An extraction of this extractor's output for the conversation `messages` (from
     /// [`messages`](Self::messages)), with its name (for telemetry), temperature and token
-    /// limit: what the service, `sift extract` and `sift batch` all send. `start` picks the
-    /// delivery (`Client::extract_value`, `extract_value_iter` or `extract_value_partial`).
-    pub fn request<K>(
+    /// limit: what the service, `sift extract` and `sift batch` all send. End it with `send`,
+    /// or `stream` (elements of an array output, snapshots of any other).
+    pub fn request(&self, client: &Client, messages: Vec<Message>) -> ExtractBuilder<Value> {
+        self.request_as(client, &self.output, messages)
+    }
+
+    /// Like [`request`](Self::request), asking for `schema` in place of the output (a list of
+    /// outputs, say, for a stream of them).
+    pub fn request_as(
         &self,
         client: &Client,
-        start: impl FnOnce(&Client, &Schema) -> ExtractBuilder<Value, K>,
+        schema: &Schema,
         messages: Vec<Message>,
-    ) -> ExtractBuilder<Value, K> {
-        let mut b = start(client, &self.output)
+    ) -> ExtractBuilder<Value> {
+        let mut b = client
+            .extract_value(schema)
             .messages(messages)
             .extractor(&self.name);
         if let Some(t) = self.temperature {

@@ -20,7 +20,7 @@ fn people(n: usize) -> String {
 
 #[derive(Clone, Copy)]
 enum How {
-    /// What `extract_iter` uses: elements handed over as raw text, nothing else built.
+    /// What an element stream uses: elements handed over as raw text, nothing else built.
     RawElements,
     /// Elements handed over as built values.
     ValueElements,

@@ -1,80 +1,23 @@
-//! The attempt loop, once for every kind of extraction: typed or against a schema given as
-//! data, answered whole or streamed (list elements as they close, or partial snapshots).
-//!
-//! Each attempt asks the model, reads its answer, validates it against the whole schema and
-//! then decodes it (deserialisation and the caller's rules for a typed extraction, nothing
-//! more for a dynamic one). A failed attempt is recorded and its errors fed back for the next
-//! one, until `max_retries` re-asks are spent. Usage is summed over the attempts.
+//! The live attempt loop: makes the calls the [`Machine`] asks for and hands it each answer,
+//! for every kind of extraction (typed or against a schema given as data, answered whole or
+//! streamed as list elements or partial snapshots). What follows an answer is the machine's
+//! decision; this module only calls, reads and records telemetry.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{Stream, StreamExt};
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::extract::{Attempt, AttemptOutcome, ExtractError};
-use crate::message::{ChatDelta, ChatRequest, ChatResponse, Usage};
-use crate::mode::{Mode, ReadError, parse_json};
-use crate::provider::{Provider, ProviderError};
+use crate::machine::{Answer, Delivery, Job, Machine, Step};
+use crate::message::{ChatDelta, ChatResponse, FinishReason};
+use crate::mode::ReadError;
+use crate::outcome::{Event, ExtractError};
 use crate::reader::{AnswerReader, Purpose};
-use crate::schema::Schema;
-use crate::stream::{StreamError, StreamStats};
+use crate::stream::StreamStats;
 use crate::trace;
-use crate::validate::FieldError;
 
-/// Turns a value that passed the schema into the caller's type, or says what is wrong.
-pub(crate) type Decode<T> = Arc<dyn Fn(&Value) -> Result<T, Vec<FieldError>> + Send + Sync>;
-
-/// How the answer is delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Delivery {
-    /// One value, from a plain (non-streamed) call.
-    Whole,
-    /// One value, streamed: snapshots as it grows.
-    Partial,
-    /// A list, streamed: each element as it closes.
-    Elements,
-}
-
-/// Everything one extraction needs.
-pub(crate) struct Job<T> {
-    pub(crate) provider: Arc<dyn Provider>,
-    pub(crate) request: ChatRequest,
-    pub(crate) mode: Mode,
-    pub(crate) max_retries: u32,
-    /// What the model is asked for (for [`Delivery::Elements`], the list).
-    pub(crate) schema: Schema,
-    /// Whether the provider constrains decoding (it is shown the schema as it is: see
-    /// `ResponseSchema::unwrap_value`).
-    pub(crate) constrained: bool,
-    /// For [`Delivery::Elements`]: the schema of one element.
-    pub(crate) element: Option<Schema>,
-    /// Applied to the whole value, or to each element.
-    pub(crate) decode: Decode<T>,
-    /// The name on the extraction span (`UserDetail`, `Iterable[UserDetail]`).
-    pub(crate) span_name: String,
-    /// The extractor's name, for telemetry.
-    pub(crate) extractor: Option<String>,
-}
-
-/// What the loop yields.
-#[derive(Debug)]
-pub(crate) enum Event<T> {
-    /// A list element (valid and decoded, or reported as [`StreamError::Item`]).
-    Element(Result<T, StreamError>),
-    /// The value so far (partial delivery).
-    Snapshot(Value),
-    /// The attempt failed and another starts (partial delivery).
-    Retry {
-        attempt: u32,
-        errors: Vec<FieldError>,
-    },
-    /// The validated value (whole or partial delivery) and the last response.
-    Done { value: T, response: ChatResponse },
-}
-
-/// Runs `job`. Ends after `Done`, after the last element, or after an error.
+/// Runs `job`: its events (snapshots as JSON values), then `Done`, or an error.
 pub(crate) fn run<T: Send + 'static>(
     job: Job<T>,
     delivery: Delivery,
@@ -82,156 +25,239 @@ pub(crate) fn run<T: Send + 'static>(
     parent: tracing::Span,
 ) -> impl Stream<Item = Result<Event<T>, ExtractError>> + Send {
     async_stream::stream! {
-        let Job { provider, mut request, mode, max_retries, schema, constrained, element, decode, span_name, extractor } = job;
-        let mut ending = Ending::new(&parent, &span_name, extractor.as_deref(), mode, max_retries, delivery, stats.clone());
-        ending.constrained = constrained;
+        let provider = job.provider.clone();
+        let extractor = job.extractor.clone();
+        let mut ending = Ending::new(&parent, &job, delivery, stats.clone());
         // A schema the provider cannot enforce is refused before any call, never answered
         // unconstrained.
-        if let Err(e) = provider.check_schema(schema.response().shown(constrained)) {
+        if let Err(e) = provider.check_schema(job.schema.response().shown(job.constrained)) {
             ending.outcome = "schema";
             yield Err(ExtractError::Schema(e));
             return;
         }
+        let mut machine = Machine::new(job, stats.clone());
         let span = ending.span.clone();
-        let element = element.unwrap_or_else(|| schema.clone());
-        let mut index = 0usize;
-        for number in 1..=max_retries + 1 {
+        loop {
             let started = Instant::now();
-            let chat_span = trace::chat_span(&span, provider.name(), &request, mode, number, delivery != Delivery::Whole, extractor.as_deref());
-            let mut answer = Answer { usage: Usage::default(), finish: None, failure: None, output: None, value: None };
-
-            let response = if delivery == Delivery::Whole {
-                let response = match provider.chat(&request).instrument(chat_span.clone()).await {
-                    Ok(r) => r,
+            let request = machine.request();
+            let chat_span = trace::chat_span(&span, provider.name(), request, machine.mode(), machine.attempt(), delivery != Delivery::Whole, extractor.as_deref());
+            let (answer, response) = if delivery == Delivery::Whole {
+                match provider.chat(request).instrument(chat_span.clone()).await {
+                    Ok(response) => {
+                        trace::record_response(&chat_span, &response);
+                        drop(chat_span);
+                        (Answer::whole(machine.mode(), machine.schema(), &response), response)
+                    }
                     Err(e) => {
-                        yield Err(ending.provider_failure(&chat_span, number, started, e));
+                        yield Err(ending.failed(&chat_span, machine.failed(e, started.elapsed())));
                         return;
                     }
-                };
-                trace::record_response(&chat_span, &response);
-                drop(chat_span);
-                answer = Answer::whole(mode, &schema, &response);
-                response
+                }
             } else {
-                let mut chat = match provider.chat_stream(&request).instrument(chat_span.clone()).await {
-                    Ok(c) => c,
+                let mut chat = match provider.chat_stream(request).instrument(chat_span.clone()).await {
+                    Ok(chat) => chat,
                     Err(e) => {
-                        yield Err(ending.provider_failure(&chat_span, number, started, e));
+                        yield Err(ending.failed(&chat_span, machine.failed(e, started.elapsed())));
                         return;
                     }
                 };
-                let purpose = if delivery == Delivery::Elements { Purpose::Elements } else { Purpose::Whole };
-                let mut reader = AnswerReader::new(mode, purpose, element.name());
-                let mut snapshots = Snapshots::default();
-                let mut done = Vec::new();
-                let mut seen_token = false;
+                let mut reading = Reading::new(&machine, delivery, started);
                 while let Some(delta) = chat.next().await {
                     match delta {
+                        Ok(delta) => {
+                            for event in reading.push(delta, &mut machine, &mut ending, &chat_span) {
+                                yield Ok(event);
+                            }
+                        }
                         Err(e) => {
                             drop(chat);
-                            yield Err(ending.provider_failure(&chat_span, number, started, e));
+                            yield Err(ending.failed(&chat_span, machine.failed(e, started.elapsed())));
                             return;
                         }
-                        Ok(ChatDelta::Usage(u)) => answer.usage = u,
-                        Ok(ChatDelta::Finish(r)) => answer.finish = Some(r),
-                        // After a failure the rest is still read (the reader only records it),
-                        // for the usage it reports and the full text to echo back.
-                        Ok(d) => {
-                            if !seen_token && !matches!(d, ChatDelta::Meta { .. }) {
-                                seen_token = true;
-                                trace::record_ms(&chat_span, "sift.time_to_first_token_ms", started);
-                            }
-                            snapshots.fed += match &d {
-                                ChatDelta::Content(t) => t.len(),
-                                ChatDelta::ToolCall { arguments, .. } => arguments.len(),
-                                _ => 0,
-                            };
-                            if let Err(e) = reader.push(d, &mut done) {
-                                answer.fail_reading(e);
-                                continue;
-                            }
-                            if delivery == Delivery::Partial
-                                && reader.progressed
-                                && snapshots.due()
-                                && let Some(v) = reader.partial()
-                            {
-                                yield Ok(Event::Snapshot(schema.response().unwrap_value(v, constrained)));
-                            }
-                        }
-                    }
-                    for value in done.drain(..) {
-                        yield Ok(Event::Element(ending.element(&chat_span, started, &element, &decode, value, index)));
-                        index += 1;
                     }
                 }
                 drop(chat);
-                if answer.failure.is_none()
-                    && let Err(e) = reader.finish(&mut done)
-                {
-                    answer.fail_reading(e);
+                for event in reading.finish(&mut machine, &mut ending, &chat_span) {
+                    yield Ok(event);
                 }
-                for value in done.drain(..) {
-                    yield Ok(Event::Element(ending.element(&chat_span, started, &element, &decode, value, index)));
-                    index += 1;
-                }
-                if delivery == Delivery::Partial && answer.failure.is_none() {
-                    match reader.take_value() {
-                        Some(v) => answer.value = Some(v),
-                        None => answer.failure = Some((AttemptOutcome::NoOutput, "no JSON found in the answer".into())),
-                    }
-                }
-                let response = reader.to_response(answer.usage, answer.finish.clone());
+                let (answer, response) = reading.into_answer();
                 trace::record_response(&chat_span, &response);
                 if delivery == Delivery::Elements {
-                    trace::record_count(&chat_span, "sift.elements", ending.elements_in_attempt);
-                    ending.elements_in_attempt = 0;
+                    trace::record_count(&chat_span, "sift.elements", machine.emitted_in_attempt());
                 }
                 trace::end(chat_span);
-                response
+                (answer, response)
             };
-
-            // A streamed list may end with no answer left over: its elements were the answer.
-            if delivery == Delivery::Elements && answer.failure.is_none() && answer.value.is_none() {
-                stats.push(record(number, started.elapsed(), &answer, AttemptOutcome::Success, Vec::new()));
-                ending.outcome = "success";
-                return;
-            }
-            let (outcome, errors) = match span.in_scope(|| judge(&mut answer, &schema, &decode, constrained, &response)) {
-                Ok(value) => {
-                    stats.push(record(number, started.elapsed(), &answer, AttemptOutcome::Success, Vec::new()));
+            match span.in_scope(|| machine.answered(answer, response, started.elapsed())) {
+                Step::Done(value, response) => {
                     ending.outcome = "success";
-                    yield Ok(Event::Done { value, response });
+                    stats.set_response(response);
+                    yield Ok(Event::Value(value));
+                    yield Ok(done(&stats));
                     return;
                 }
-                Err(failed) => failed,
-            };
-            let next = after_failure(&answer, number, max_retries);
-            let outcome = if next == Next::TokenLimit { AttemptOutcome::Truncated } else { outcome };
-            let attempts = stats.push(record(number, started.elapsed(), &answer, outcome, errors.clone()));
-            let usage = attempts.iter().map(|a| a.usage).sum();
-            if index > 0 {
-                ending.outcome = "incomplete";
-                yield Err(ExtractError::Incomplete { emitted: index, attempts, usage });
-                return;
-            }
-            match next {
-                Next::TokenLimit => {
-                    ending.outcome = "token_limit";
-                    yield Err(ExtractError::TokenLimit { limit: request.max_tokens, attempts, usage });
+                Step::Finished => {
+                    ending.outcome = "success";
+                    yield Ok(done(&stats));
                     return;
                 }
-                Next::Exhausted => {
-                    ending.outcome = "retries_exhausted";
-                    yield Err(ExtractError::RetriesExhausted { attempts, usage, last_response: Some(Box::new(response)) });
+                Step::Again { attempt, errors } => {
+                    if delivery == Delivery::Partial {
+                        yield Ok(Event::Retry { attempt, errors });
+                    }
+                }
+                Step::Failed(e) => {
+                    ending.outcome = e.kind();
+                    yield Err(e);
                     return;
                 }
-                Next::Reask => {}
             }
-            if delivery == Delivery::Partial {
-                yield Ok(Event::Retry { attempt: number, errors: errors.clone() });
-            }
-            request.messages.extend(mode.reask(schema.response(), &response, &errors));
         }
+    }
+}
+
+fn done<T>(stats: &StreamStats) -> Event<T> {
+    let attempts = stats.attempts();
+    Event::Done {
+        usage: attempts.iter().map(|a| a.usage).sum(),
+        attempts,
+    }
+}
+
+/// One streamed answer being read: its deltas routed to the reader, elements checked as they
+/// close, snapshots shown as the value grows.
+struct Reading {
+    reader: AnswerReader,
+    delivery: Delivery,
+    answer: Answer,
+    snapshots: Snapshots,
+    started: Instant,
+    seen_token: bool,
+    closed: Vec<Value>,
+    finish: Option<String>,
+}
+
+impl Reading {
+    fn new<T>(machine: &Machine<T>, delivery: Delivery, started: Instant) -> Self {
+        let purpose = if delivery == Delivery::Elements {
+            Purpose::Elements
+        } else {
+            Purpose::Whole
+        };
+        let wrapper = machine
+            .schema()
+            .response()
+            .list_wrapper(machine.constrained());
+        Self {
+            reader: AnswerReader::new(
+                machine.mode(),
+                purpose,
+                machine.element_schema().name(),
+                wrapper,
+            ),
+            delivery,
+            answer: Answer::default(),
+            snapshots: Snapshots::default(),
+            started,
+            seen_token: false,
+            closed: Vec::new(),
+            finish: None,
+        }
+    }
+
+    /// Reads one delta: the elements it closed, or a snapshot when one is due. After a
+    /// failure the rest is still read (the reader only records it), for the usage it reports
+    /// and the full text to echo back.
+    fn push<T>(
+        &mut self,
+        delta: ChatDelta,
+        machine: &mut Machine<T>,
+        ending: &mut Ending,
+        chat_span: &tracing::Span,
+    ) -> Vec<Event<T>> {
+        match delta {
+            ChatDelta::Usage(u) => self.answer.usage = u,
+            ChatDelta::Finish(r) => {
+                self.answer.truncated = FinishReason::parse(&r) == FinishReason::Length;
+                self.finish = Some(r);
+            }
+            delta => {
+                if !self.seen_token && !matches!(delta, ChatDelta::Meta { .. }) {
+                    self.seen_token = true;
+                    trace::record_ms(chat_span, "sift.time_to_first_token_ms", self.started);
+                }
+                self.snapshots.fed += match &delta {
+                    ChatDelta::Content(t) => t.len(),
+                    ChatDelta::ToolCall { arguments, .. } => arguments.len(),
+                    _ => 0,
+                };
+                if let Err(e) = self.reader.push(delta, &mut self.closed) {
+                    self.answer.fail_reading(e);
+                } else if self.delivery == Delivery::Partial
+                    && self.reader.progressed
+                    && self.snapshots.due()
+                    && let Some(v) = self.reader.partial()
+                {
+                    let shown = machine
+                        .schema()
+                        .response()
+                        .unwrap_value(v, machine.constrained());
+                    return vec![Event::Snapshot(shown)];
+                }
+            }
+        }
+        self.elements(machine, ending, chat_span)
+    }
+
+    /// The answer ended: what its end closed.
+    fn finish<T>(
+        &mut self,
+        machine: &mut Machine<T>,
+        ending: &mut Ending,
+        chat_span: &tracing::Span,
+    ) -> Vec<Event<T>> {
+        if self.answer.unreadable.is_none()
+            && let Err(e) = self.reader.finish(&mut self.closed)
+        {
+            self.answer.fail_reading(e);
+        }
+        let events = self.elements(machine, ending, chat_span);
+        if self.answer.unreadable.is_none() {
+            self.answer.value = match self.delivery {
+                Delivery::Elements => self.reader.take_unlisted(),
+                _ => match self.reader.take_value() {
+                    Some(v) => Some(v),
+                    None => {
+                        self.answer
+                            .fail_reading(ReadError::Missing("no JSON found in the answer".into()));
+                        None
+                    }
+                },
+            };
+        }
+        events
+    }
+
+    /// The elements closed so far, checked.
+    fn elements<T>(
+        &mut self,
+        machine: &mut Machine<T>,
+        ending: &mut Ending,
+        chat_span: &tracing::Span,
+    ) -> Vec<Event<T>> {
+        if self.closed.is_empty() {
+            return Vec::new();
+        }
+        let closed = std::mem::take(&mut self.closed);
+        closed
+            .into_iter()
+            .map(|value| ending.element(chat_span, self.started, machine, value))
+            .collect()
+    }
+
+    fn into_answer(self) -> (Answer, ChatResponse) {
+        let response = self.reader.to_response(self.answer.usage, self.finish);
+        (self.answer, response)
     }
 }
 
@@ -259,146 +285,6 @@ impl Snapshots {
     }
 }
 
-/// What follows a failed attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Next {
-    /// The answer was cut off: the extraction ends with `TokenLimit`.
-    TokenLimit,
-    /// No re-ask is left: it ends with `RetriesExhausted`.
-    Exhausted,
-    /// The model is asked again, with the errors.
-    Reask,
-}
-
-/// The one truncation rule, for every provider (remote ones and the embedded model all say
-/// `finish_reason: length`), then the re-ask budget: a cut answer that failed is `Truncated`
-/// and ends the extraction (re-asking under the same limit would be cut again); otherwise the
-/// model is asked again while re-asks are left.
-pub(crate) fn after_failure(answer: &Answer, number: u32, max_retries: u32) -> Next {
-    if answer.finish.as_deref() == Some("length") {
-        Next::TokenLimit
-    } else if number > max_retries {
-        Next::Exhausted
-    } else {
-        Next::Reask
-    }
-}
-
-/// The verdict on an answer: its value, checked against the whole schema and decoded, or the
-/// outcome and errors of the failed attempt (recorded on the current span).
-pub(crate) fn judge<T>(
-    answer: &mut Answer,
-    schema: &Schema,
-    decode: &Decode<T>,
-    constrained: bool,
-    response: &ChatResponse,
-) -> Result<T, (AttemptOutcome, Vec<FieldError>)> {
-    match (answer.failure.take(), answer.value.take()) {
-        (Some((outcome, message)), _) => {
-            let errors = vec![FieldError::new("", message)];
-            let text = answer.output.as_deref().or(response.content.as_deref());
-            trace::unreadable(schema.name(), text, &errors);
-            Err((outcome, errors))
-        }
-        (None, None) => Err((
-            AttemptOutcome::NoOutput,
-            vec![FieldError::new("", "no JSON found in the answer")],
-        )),
-        (None, Some(value)) => {
-            let value = schema.response().unwrap_value(value, constrained);
-            check(schema, decode, &value)
-                .map_err(|errors| (AttemptOutcome::ValidationFailed, errors))
-        }
-    }
-}
-
-/// What one attempt produced.
-pub(crate) struct Answer {
-    usage: Usage,
-    finish: Option<String>,
-    /// Why the answer could not be read.
-    failure: Option<(AttemptOutcome, String)>,
-    /// The JSON text, when read whole.
-    output: Option<String>,
-    value: Option<Value>,
-}
-
-impl Answer {
-    /// A whole (not streamed) answer read in `mode`: its JSON text and value, or why there is
-    /// none.
-    pub(crate) fn whole(mode: Mode, schema: &Schema, response: &ChatResponse) -> Self {
-        let mut answer = Answer {
-            usage: response.usage,
-            finish: response.finish_reason.clone(),
-            failure: None,
-            output: None,
-            value: None,
-        };
-        match mode.read(schema.response(), response) {
-            Err(ReadError::Missing(m)) => answer.failure = Some((AttemptOutcome::NoOutput, m)),
-            Err(ReadError::InvalidJson(m)) => {
-                answer.failure = Some((AttemptOutcome::InvalidJson, m));
-            }
-            Ok(text) => {
-                answer.output = Some(text.to_owned());
-                match parse_json(text) {
-                    Ok(v) => answer.value = Some(v),
-                    Err(ReadError::InvalidJson(m) | ReadError::Missing(m)) => {
-                        answer.failure = Some((AttemptOutcome::InvalidJson, m));
-                    }
-                }
-            }
-        }
-        answer
-    }
-
-    fn fail_reading(&mut self, message: String) {
-        if self.failure.is_none() {
-            let outcome = if message.starts_with("invalid JSON") {
-                AttemptOutcome::InvalidJson
-            } else {
-                AttemptOutcome::NoOutput
-            };
-            self.failure = Some((outcome, message));
-        }
-    }
-}
-
-pub(crate) fn record(
-    number: u32,
-    duration: std::time::Duration,
-    answer: &Answer,
-    outcome: AttemptOutcome,
-    errors: Vec<FieldError>,
-) -> Attempt {
-    Attempt {
-        number,
-        duration,
-        usage: answer.usage,
-        outcome,
-        errors,
-        output: answer.output.clone(),
-    }
-}
-
-/// Checks `value` against the whole schema, then decodes it; records the validation.
-pub(crate) fn check<T>(
-    schema: &Schema,
-    decode: &Decode<T>,
-    value: &Value,
-) -> Result<T, Vec<FieldError>> {
-    let mut result = Err(schema.errors(value));
-    if result.as_ref().is_err_and(Vec::is_empty) {
-        result = decode(value);
-    }
-    trace::validation(
-        schema.name(),
-        value,
-        result.as_ref().map(|_| ()).map_err(Vec::as_slice),
-    );
-    result
-}
-
 /// Records how an extraction ended on its span, also when it is dropped before it ends
 /// (outcome `cancelled`).
 struct Ending {
@@ -406,68 +292,53 @@ struct Ending {
     stats: StreamStats,
     outcome: &'static str,
     elements: Option<usize>,
-    elements_in_attempt: usize,
     first_element: bool,
-    /// Whether the provider constrains decoding (elements are then taken as they are).
-    constrained: bool,
 }
 
 impl Ending {
     /// The extraction's span, a child of `parent` (the span current when the extraction was
     /// made, not when it is first polled).
-    fn new(
+    fn new<T>(
         parent: &tracing::Span,
-        name: &str,
-        extractor: Option<&str>,
-        mode: Mode,
-        max_retries: u32,
+        job: &Job<T>,
         delivery: Delivery,
         stats: StreamStats,
     ) -> Self {
         let stream = delivery != Delivery::Whole;
         Self {
-            span: parent
-                .in_scope(|| trace::extract_span(name, extractor, mode, max_retries, stream)),
+            span: parent.in_scope(|| {
+                trace::extract_span(
+                    &job.span_name,
+                    job.extractor.as_deref(),
+                    job.mode,
+                    job.max_retries,
+                    stream,
+                )
+            }),
             stats,
             outcome: "cancelled",
             elements: (delivery == Delivery::Elements).then_some(0),
-            elements_in_attempt: 0,
             first_element: false,
-            constrained: false,
         }
     }
 
-    /// A model call that failed: recorded on its span and in the attempts, and as the
-    /// outcome.
-    fn provider_failure(
-        &mut self,
-        chat_span: &tracing::Span,
-        number: u32,
-        started: Instant,
-        source: ProviderError,
-    ) -> ExtractError {
-        trace::record_chat_error(chat_span, &source);
-        let attempts = self
-            .stats
-            .push(Attempt::provider_failure(number, started, &source));
-        let e = ExtractError::provider(number, source, attempts);
+    /// A model call that failed: recorded on its span and as the outcome.
+    fn failed(&mut self, chat_span: &tracing::Span, e: ExtractError) -> ExtractError {
+        if let Some(source) = e.provider_error() {
+            trace::record_chat_error(chat_span, source);
+        }
         self.outcome = e.kind();
         e
     }
 
-    /// Validates one streamed element inside the generation's span.
+    /// Checks one streamed element inside the generation's span.
     fn element<T>(
         &mut self,
         chat_span: &tracing::Span,
         started: Instant,
-        schema: &Schema,
-        decode: &Decode<T>,
-        mut value: Value,
-        index: usize,
-    ) -> Result<T, StreamError> {
-        schema
-            .response()
-            .drop_strict_nulls(&mut value, self.constrained);
+        machine: &mut Machine<T>,
+        value: Value,
+    ) -> Event<T> {
         if !self.first_element {
             self.first_element = true;
             trace::record_ms(chat_span, "sift.time_to_first_element_ms", started);
@@ -476,19 +347,22 @@ impl Ending {
         if let Some(n) = self.elements.as_mut() {
             *n += 1;
         }
-        self.elements_in_attempt += 1;
         chat_span.in_scope(|| {
             let text = trace::content_allowed().then(|| value.to_string());
+            let (index, result) = machine.element(value);
             tracing::debug!(
                 index = index as i64,
                 value = text.as_deref(),
                 "emitted {{index}}"
             );
-            check(schema, decode, &value).map_err(|errors| StreamError::Item {
-                index,
-                errors,
-                value,
-            })
+            match result {
+                Ok(value) => Event::Element { index, value },
+                Err((errors, value)) => Event::ItemError {
+                    index,
+                    errors,
+                    value,
+                },
+            }
         })
     }
 }

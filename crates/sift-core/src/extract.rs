@@ -1,20 +1,21 @@
-//! The extraction loop: ask, read, validate, re-ask with the errors, sum the usage.
+//! The client and the one extraction builder: typed or against a schema given as data, with
+//! three endings (the value, a stream of elements, a stream of partial snapshots).
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use schemars::JsonSchema;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::attempts::{self, Decode, Delivery, Event, Job};
-use crate::message::{ChatRequest, ChatResponse, Message, Role, Structured, Usage};
+use crate::attempts;
+use crate::machine::{Decode, Delivery, Job};
+use crate::message::{ChatRequest, Message, Role, Structured};
 use crate::mode::Mode;
-use crate::provider::{Provider, ProviderError};
-use crate::schema::{ResponseSchema, Schema, SchemaError};
+use crate::outcome::{Event, ExtractError, Extraction};
+use crate::provider::Provider;
+use crate::schema::{ResponseSchema, Schema};
 use crate::stream::StreamStats;
 use crate::turns::Turns;
 use crate::validate::{FieldError, Validate, deserialize};
@@ -111,24 +112,6 @@ impl Client {
         self.builder()
     }
 
-    /// Starts a streamed extraction of a list of `T`s: each element is validated and handed
-    /// over as soon as its closing bracket arrives. See [`ExtractBuilder::stream`].
-    pub fn extract_iter<T>(&self) -> ExtractBuilder<T, Iterable>
-    where
-        T: DeserializeOwned + JsonSchema + Send + 'static,
-    {
-        self.builder()
-    }
-
-    /// Starts a streamed extraction of one `T`, seen as it fills in. See
-    /// [`ExtractBuilder::stream`].
-    pub fn extract_partial<T>(&self) -> ExtractBuilder<T, PartialStream>
-    where
-        T: DeserializeOwned + JsonSchema + crate::Partial + Send + 'static,
-    {
-        self.builder()
-    }
-
     /// Starts an extraction against a JSON Schema known only at run time; the answer is the
     /// validated JSON value.
     ///
@@ -147,23 +130,11 @@ impl Client {
         self.builder_for(Some(schema.clone()))
     }
 
-    /// Starts a streamed extraction against an array schema given as data: each element is
-    /// validated against the `items` schema and handed over as soon as it closes.
-    pub fn extract_value_iter(&self, schema: &Schema) -> ExtractBuilder<Value, Iterable> {
-        self.builder_for(Some(schema.clone()))
-    }
-
-    /// Starts a streamed extraction against a schema given as data, seen as it fills in:
-    /// snapshots of the JSON value so far, then the validated value.
-    pub fn extract_value_partial(&self, schema: &Schema) -> ExtractBuilder<Value, PartialStream> {
-        self.builder_for(Some(schema.clone()))
-    }
-
-    fn builder<T, K>(&self) -> ExtractBuilder<T, K> {
+    fn builder<T>(&self) -> ExtractBuilder<T> {
         self.builder_for(None)
     }
 
-    fn builder_for<T, K>(&self, schema: Option<Schema>) -> ExtractBuilder<T, K> {
+    fn builder_for<T>(&self, schema: Option<Schema>) -> ExtractBuilder<T> {
         ExtractBuilder {
             client: self.clone(),
             messages: Vec::new(),
@@ -180,25 +151,16 @@ impl Client {
     }
 }
 
-/// Builder kind of [`Client::extract`]: one value, answered whole.
-#[derive(Debug)]
-pub struct Single;
-
-/// Builder kind of [`Client::extract_iter`]: a stream of list elements.
-#[derive(Debug)]
-pub struct Iterable;
-
-/// Builder kind of [`Client::extract_partial`]: a stream of partial snapshots, then the value.
-#[derive(Debug)]
-pub struct PartialStream;
-
 type Check<T> = dyn Fn(&T) -> Result<(), Vec<FieldError>> + Send + Sync;
 type ValidatorFn<T> = Arc<Check<T>>;
 
-/// One extraction being set up. Finish with [`ExtractBuilder::send`] (for [`Client::extract`])
-/// or [`ExtractBuilder::stream`] (for [`Client::extract_iter`] and [`Client::extract_partial`]).
+/// One extraction being set up, typed ([`Client::extract`]) or against a schema given as data
+/// ([`Client::extract_value`]). It ends one of three ways: [`send`](Self::send) (the value),
+/// [`elements`](Self::elements) (a stream of list elements as they close) or
+/// [`partials`](Self::partials) (a stream of snapshots as the value fills in); for a schema
+/// given as data, [`stream`](Self::stream) picks by the schema.
 #[must_use = "an extraction does nothing until it is sent"]
-pub struct ExtractBuilder<T, K = Single> {
+pub struct ExtractBuilder<T> {
     pub(crate) client: Client,
     pub(crate) messages: Vec<Message>,
     pub(crate) model: Option<String>,
@@ -210,10 +172,10 @@ pub struct ExtractBuilder<T, K = Single> {
     /// The schema given as data; `T`'s own when `None`.
     pub(crate) schema: Option<Schema>,
     pub(crate) extractor: Option<String>,
-    _type: PhantomData<fn() -> (T, K)>,
+    _type: PhantomData<fn() -> T>,
 }
 
-impl<T: 'static, K> ExtractBuilder<T, K> {
+impl<T: 'static> ExtractBuilder<T> {
     /// Adds a system message.
     pub fn system(self, content: impl Into<String>) -> Self {
         self.message(Message::system(content))
@@ -331,34 +293,38 @@ impl<T: 'static, K> ExtractBuilder<T, K> {
     }
 }
 
-impl<T> ExtractBuilder<T, Single>
+impl<T> ExtractBuilder<T>
 where
     T: DeserializeOwned + JsonSchema + Send + 'static,
 {
-    /// Runs the extraction.
+    /// Runs the extraction: the validated value, with every attempt and the usage summed.
     pub async fn send(self) -> Result<Extraction<T>, ExtractError> {
         let schema = self.schema_or_type()?;
         let name = schema.name().to_owned();
         let stats = StreamStats::default();
         let job = self.job(schema, None, name);
-        let mut events = std::pin::pin!(attempts::run(
+        let events = attempts::run(
             job,
             Delivery::Whole,
             stats.clone(),
             tracing::Span::current(),
-        ));
+        );
+        let mut events = std::pin::pin!(events);
+        let mut value = None;
         while let Some(event) = events.next().await {
             match event? {
-                Event::Done { value, response } => {
-                    let attempts = stats.attempts();
-                    return Ok(Extraction {
-                        value,
-                        usage: attempts.iter().map(|a| a.usage).sum(),
-                        attempts,
-                        response,
-                    });
+                Event::Value(v) => value = Some(v),
+                Event::Done { usage, attempts } => {
+                    if let (Some(value), Some(response)) = (value.take(), stats.take_response()) {
+                        return Ok(Extraction {
+                            value,
+                            usage,
+                            attempts,
+                            response,
+                        });
+                    }
                 }
-                Event::Element(_) | Event::Snapshot(_) | Event::Retry { .. } => {}
+                _ => {}
             }
         }
         // The loop always ends with a value or an error; this is only reachable if it did not.
@@ -369,12 +335,7 @@ where
             last_response: None,
         })
     }
-}
 
-impl<T> ExtractBuilder<T, Single>
-where
-    T: DeserializeOwned + JsonSchema + Send + 'static,
-{
     /// The extraction as [`Turns`]: its calls made by the caller (a provider's batch API),
     /// its answers judged by the same rules as [`send`](Self::send). Fails when the schema
     /// does not compile or the provider cannot enforce it.
@@ -387,12 +348,7 @@ where
         let name = schema.name().to_owned();
         Ok(Turns::new(self.job(schema, None, name)))
     }
-}
 
-impl<T, K> ExtractBuilder<T, K>
-where
-    T: DeserializeOwned + JsonSchema + Send + 'static,
-{
     /// The schema given as data, else `T`'s.
     pub(crate) fn schema_or_type(&self) -> Result<Schema, ExtractError> {
         match &self.schema {
@@ -434,213 +390,6 @@ where
             element,
             span_name,
             extractor: self.extractor,
-        }
-    }
-}
-
-/// A successful extraction.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Extraction<T> {
-    /// The validated value.
-    pub value: T,
-    /// Tokens used by every attempt together.
-    pub usage: Usage,
-    /// Every attempt, the last one successful.
-    pub attempts: Vec<Attempt>,
-    /// The final raw completion.
-    pub response: ChatResponse,
-}
-
-impl<T> Extraction<T> {
-    /// The value, dropping the rest.
-    pub fn into_value(self) -> T {
-        self.value
-    }
-}
-
-/// What became of one attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum AttemptOutcome {
-    /// Parsed and validated.
-    Success,
-    /// No tool call or no content.
-    NoOutput,
-    /// Not valid JSON.
-    InvalidJson,
-    /// Cut off at the token limit.
-    Truncated,
-    /// Valid JSON that failed the schema, deserialisation or a custom rule.
-    ValidationFailed,
-    /// The provider call itself failed.
-    ProviderError,
-}
-
-impl AttemptOutcome {
-    /// The outcome's name (`success`, `validation_failed`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptOutcome::Success => "success",
-            AttemptOutcome::NoOutput => "no_output",
-            AttemptOutcome::InvalidJson => "invalid_json",
-            AttemptOutcome::Truncated => "truncated",
-            AttemptOutcome::ValidationFailed => "validation_failed",
-            AttemptOutcome::ProviderError => "provider_error",
-        }
-    }
-}
-
-/// The record of one call to the model.
-#[derive(Debug, Clone, Serialize)]
-pub struct Attempt {
-    /// 1 for the first call.
-    pub number: u32,
-    /// Wall time of the call and the checks.
-    #[serde(serialize_with = "serialize_millis", rename = "duration_ms")]
-    pub duration: Duration,
-    /// Tokens this call used.
-    pub usage: Usage,
-    /// What became of it.
-    pub outcome: AttemptOutcome,
-    /// What was wrong (empty on success).
-    pub errors: Vec<FieldError>,
-    /// The JSON text the model produced, when there was one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-}
-
-impl Attempt {
-    /// The record of an attempt whose provider call failed.
-    pub(crate) fn provider_failure(number: u32, started: Instant, source: &ProviderError) -> Self {
-        Self {
-            number,
-            duration: started.elapsed(),
-            usage: Usage::default(),
-            outcome: AttemptOutcome::ProviderError,
-            errors: vec![FieldError::new("", source.to_string())],
-            output: None,
-        }
-    }
-}
-
-fn serialize_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64() * 1000.0)
-}
-
-/// Why an extraction failed. Every variant keeps the attempts made and the tokens spent.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ExtractError {
-    /// A call to the provider failed (after its own transport retries).
-    #[error("model call failed on attempt {attempt}")]
-    Provider {
-        /// Which attempt failed.
-        attempt: u32,
-        /// The provider's error.
-        #[source]
-        source: ProviderError,
-        /// Every attempt, the failed one last.
-        attempts: Vec<Attempt>,
-        /// Tokens spent before the failure.
-        usage: Usage,
-    },
-    /// No attempt produced a valid answer.
-    #[error("no valid answer after {} attempts", attempts.len())]
-    RetriesExhausted {
-        /// Every attempt with its errors.
-        attempts: Vec<Attempt>,
-        /// Tokens spent in all.
-        usage: Usage,
-        /// The last completion.
-        last_response: Option<Box<ChatResponse>>,
-    },
-    /// A streamed answer broke off after some elements had been handed over.
-    #[error("the answer broke off after {emitted} elements")]
-    Incomplete {
-        /// Elements handed over before the break.
-        emitted: usize,
-        /// Every attempt, the broken one last with its error.
-        attempts: Vec<Attempt>,
-        /// Tokens spent in all.
-        usage: Usage,
-    },
-    /// The answer was cut off by the token limit (`finish_reason: length`, from any
-    /// provider). Not re-asked: the same limit would cut the same answer again.
-    #[error("{}", token_limit_message(*.limit))]
-    TokenLimit {
-        /// The limit the request set, when it set one.
-        limit: Option<u32>,
-        /// Every attempt, the cut one last.
-        attempts: Vec<Attempt>,
-        /// Tokens spent in all.
-        usage: Usage,
-    },
-    /// The response schema could not be compiled, or the provider cannot enforce it.
-    #[error("invalid response schema")]
-    Schema(#[from] SchemaError),
-}
-
-fn token_limit_message(limit: Option<u32>) -> String {
-    match limit {
-        Some(n) => format!(
-            "the answer did not fit in the limit of {n} tokens: raise max_tokens, or ask for less"
-        ),
-        None => "the answer did not fit in the provider's token limit: set a higher max_tokens, or ask for less".into(),
-    }
-}
-
-impl ExtractError {
-    /// A provider failure on attempt `number`, after `attempts` (the failed one last).
-    pub(crate) fn provider(number: u32, source: ProviderError, attempts: Vec<Attempt>) -> Self {
-        ExtractError::Provider {
-            attempt: number,
-            source,
-            usage: attempts.iter().map(|a| a.usage).sum(),
-            attempts,
-        }
-    }
-
-    /// The attempts made.
-    pub fn attempts(&self) -> &[Attempt] {
-        match self {
-            ExtractError::Provider { attempts, .. }
-            | ExtractError::RetriesExhausted { attempts, .. }
-            | ExtractError::Incomplete { attempts, .. }
-            | ExtractError::TokenLimit { attempts, .. } => attempts,
-            ExtractError::Schema(_) => &[],
-        }
-    }
-
-    /// Tokens spent in all.
-    pub fn usage(&self) -> Usage {
-        match self {
-            ExtractError::Provider { usage, .. }
-            | ExtractError::RetriesExhausted { usage, .. }
-            | ExtractError::Incomplete { usage, .. }
-            | ExtractError::TokenLimit { usage, .. } => *usage,
-            ExtractError::Schema(_) => Usage::default(),
-        }
-    }
-
-    /// A short name for the failure (`provider_error`, `retries_exhausted`, `incomplete`,
-    /// `token_limit`, `schema`).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ExtractError::Provider { .. } => "provider_error",
-            ExtractError::RetriesExhausted { .. } => "retries_exhausted",
-            ExtractError::Incomplete { .. } => "incomplete",
-            ExtractError::TokenLimit { .. } => "token_limit",
-            ExtractError::Schema(_) => "schema",
-        }
-    }
-
-    /// The provider error, if that is what failed.
-    pub fn provider_error(&self) -> Option<&ProviderError> {
-        match self {
-            ExtractError::Provider { source, .. } => Some(source.cause()),
-            _ => None,
         }
     }
 }

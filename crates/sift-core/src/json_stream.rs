@@ -36,6 +36,8 @@ use std::fmt;
 
 use serde_json::{Map, Number, Value};
 
+use crate::schema::WRAPPER_FIELD;
+
 /// Default limit on nesting: 127 levels, as serde_json allows.
 pub const DEFAULT_MAX_DEPTH: usize = 127;
 
@@ -207,6 +209,8 @@ pub struct JsonStreamParser {
     last_capture_len: usize,
     /// Whether events carry paths.
     paths: bool,
+    /// The member of a top-level object whose array is the list being streamed.
+    wrapper: Option<String>,
 }
 
 impl Default for JsonStreamParser {
@@ -248,12 +252,15 @@ impl JsonStreamParser {
             number: String::new(),
             last_capture_len: 64,
             paths: true,
+            wrapper: Some(WRAPPER_FIELD.to_owned()),
         }
     }
 
     /// Hands over the elements of the list being streamed instead of keeping them: those of a
-    /// top-level array, or of an array that is a direct member of a top-level object (the
-    /// `{"value": [...]}` wrapper). They arrive in [`Event::ElementComplete`]'s `value`.
+    /// top-level array, or of the array under the wrapper member of a top-level object
+    /// (`{"value": [...]}`, see [`list_wrapper`](Self::list_wrapper)). An array under any
+    /// other member is kept as part of the value. They arrive in [`Event::ElementComplete`]'s
+    /// `value`.
     #[must_use]
     pub fn detach_elements(mut self, on: bool) -> Self {
         self.detach = on;
@@ -268,6 +275,14 @@ impl JsonStreamParser {
     pub fn detach_raw(mut self, on: bool) -> Self {
         self.detach = on;
         self.raw = on;
+        self
+    }
+
+    /// The member of a top-level object whose array is the list
+    /// ([`WRAPPER_FIELD`], `value`, by default; `None`: only a top-level array is).
+    #[must_use]
+    pub fn list_wrapper(mut self, member: Option<&str>) -> Self {
+        self.wrapper = member.map(str::to_owned);
         self
     }
 
@@ -671,7 +686,10 @@ impl JsonStreamParser {
             )
             && match self.stack.len() {
                 1 => true,
-                2 => matches!(self.stack[0].container, Container::Object { .. }),
+                2 => match (&self.stack[0].container, self.wrapper.as_deref()) {
+                    (Container::Object { key: Some(key), .. }, Some(wrapper)) => key == wrapper,
+                    _ => false,
+                },
                 _ => false,
             }
     }

@@ -29,8 +29,10 @@
 mod attempts;
 mod extract;
 pub mod json_stream;
+mod machine;
 mod message;
 mod mode;
+mod outcome;
 mod partial;
 mod provider;
 mod reader;
@@ -41,21 +43,19 @@ pub mod trace;
 mod turns;
 mod validate;
 
-pub use extract::{
-    Attempt, AttemptOutcome, Client, DEFAULT_MAX_RETRIES, ExtractBuilder, ExtractError, Extraction,
-    Iterable, PartialStream, Single,
-};
+pub use extract::{Client, DEFAULT_MAX_RETRIES, ExtractBuilder};
 pub use message::{
-    ChatDelta, ChatRequest, ChatResponse, ChatStream, Message, OutputFormat, Role, Structured,
-    ToolCall, Usage,
+    ChatDelta, ChatRequest, ChatResponse, ChatStream, FinishReason, Message, OutputFormat, Role,
+    Structured, ToolCall, Usage,
 };
 pub use mode::Mode;
+pub use outcome::{Attempt, AttemptOutcome, Event, ExtractError, Extraction};
 pub use partial::{Partial, PartialObject};
 pub use provider::{Admission, Capabilities, Provider, ProviderError};
 pub use schema::{
     ResponseSchema, Schema, SchemaError, WRAPPER_FIELD, decode_fragment, escape_pointer_token,
 };
-pub use stream::{ExtractStream, PartialUpdate, StreamError, StreamStats};
+pub use stream::{EventStream, ExtractStream, StreamStats};
 pub use turns::{Turn, Turns};
 pub use validate::{
     FieldError, SchemaValidator, Validate, Violation, deserialize, pointer_to_path,
@@ -89,12 +89,12 @@ pub mod __fuzz {
         } else {
             Purpose::Whole
         };
-        let mut reader = AnswerReader::new(mode, purpose, "Output");
+        let mut reader = AnswerReader::new(mode, purpose, "Output", Some(crate::WRAPPER_FIELD));
         let mut out = Vec::new();
         let mut error = None;
         for delta in deltas {
             if let Err(e) = reader.push(delta, &mut out) {
-                error.get_or_insert(e);
+                error.get_or_insert(e.into_message());
             }
             if !elements && reader.progressed {
                 let _ = reader.partial();
@@ -103,10 +103,14 @@ pub mod __fuzz {
         if error.is_none()
             && let Err(e) = reader.finish(&mut out)
         {
-            error = Some(e);
+            error = Some(e.into_message());
         }
         let _ = reader.to_response(Default::default(), None);
-        let value = if elements { None } else { reader.take_value() };
+        let value = if elements {
+            reader.take_unlisted()
+        } else {
+            reader.take_value()
+        };
         (out, value, error)
     }
 }

@@ -247,7 +247,47 @@ pub struct ChatResponse {
     pub raw: Value,
 }
 
+/// Why a model stopped, as the providers' `finish_reason` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FinishReason {
+    /// The answer is complete (`stop`, `end_turn`).
+    Stop,
+    /// The token limit cut the answer off (`length`, `max_tokens`): every provider's
+    /// truncation, the embedded model's too.
+    Length,
+    /// The model called tools (`tool_calls`, `tool_use`).
+    ToolCalls,
+    /// A filter stopped the answer (`content_filter`).
+    ContentFilter,
+    /// Anything else.
+    Other,
+}
+
+impl FinishReason {
+    /// Reads a provider's `finish_reason`.
+    pub fn parse(reason: &str) -> Self {
+        match reason {
+            "stop" | "end_turn" | "stop_sequence" => FinishReason::Stop,
+            "length" | "max_tokens" => FinishReason::Length,
+            "tool_calls" | "tool_use" | "function_call" => FinishReason::ToolCalls,
+            "content_filter" => FinishReason::ContentFilter,
+            _ => FinishReason::Other,
+        }
+    }
+}
+
 impl ChatResponse {
+    /// Why generation stopped, if the provider said.
+    pub fn finish(&self) -> Option<FinishReason> {
+        self.finish_reason.as_deref().map(FinishReason::parse)
+    }
+
+    /// Whether the token limit cut the answer off.
+    pub fn truncated(&self) -> bool {
+        self.finish() == Some(FinishReason::Length)
+    }
+
     /// The model's refusal to answer, when it gave one (OpenAI's `message.refusal`).
     pub fn refusal(&self) -> Option<&str> {
         self.raw

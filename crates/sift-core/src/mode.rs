@@ -67,6 +67,15 @@ pub(crate) enum ReadError {
     InvalidJson(String),
 }
 
+impl ReadError {
+    /// What is wrong, as reported to the model and the caller.
+    pub(crate) fn into_message(self) -> String {
+        match self {
+            ReadError::Missing(m) | ReadError::InvalidJson(m) => m,
+        }
+    }
+}
+
 impl Mode {
     /// The output format to request and the system prompt text to add (if any); for a
     /// provider that constrains decoding, with the schema as given.

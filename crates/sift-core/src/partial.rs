@@ -53,7 +53,7 @@ impl<V: Partial> Partial for BTreeMap<String, V> {
     type Partial = BTreeMap<String, V::Partial>;
 }
 
-/// A struct with a derived partial form: what [`Client::extract_partial`](crate::Client::extract_partial)
+/// A struct with a derived partial form: what [`ExtractBuilder::partials`](crate::ExtractBuilder::partials)
 /// yields snapshots of. Implemented by `#[derive(Partial)]`.
 pub trait PartialObject: Partial {
     /// The struct of optional fields (`PartialS` for `S`).

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::json_stream::{Event, JsonStreamParser};
 use crate::message::{ChatDelta, ChatResponse, ToolCall, Usage};
-use crate::mode::Mode;
+use crate::mode::{Mode, ReadError};
 
 /// Tool calls read from one streamed answer, at most (an upstream's `index` beyond it is an
 /// error, not an allocation).
@@ -39,6 +39,9 @@ pub(crate) struct AnswerReader {
     purpose: Purpose,
     /// A tool call of this name carries one element (parallel tool calls).
     element_name: String,
+    /// The member of a top-level object holding the list, when the list was asked for
+    /// wrapped (see [`crate::schema::ResponseSchema::list_wrapper`]).
+    wrapper: Option<&'static str>,
     content: String,
     /// The model's refusal, when it streams one.
     refusal: String,
@@ -53,11 +56,17 @@ pub(crate) struct AnswerReader {
 }
 
 impl AnswerReader {
-    pub(crate) fn new(mode: Mode, purpose: Purpose, element_name: &str) -> Self {
+    pub(crate) fn new(
+        mode: Mode,
+        purpose: Purpose,
+        element_name: &str,
+        wrapper: Option<&'static str>,
+    ) -> Self {
         Self {
             mode,
             purpose,
             element_name: element_name.to_owned(),
+            wrapper,
             content: String::new(),
             refusal: String::new(),
             content_parser: None,
@@ -71,7 +80,7 @@ impl AnswerReader {
 
     /// Feeds one delta; completed elements are appended to `out`. After the first error,
     /// later deltas are only recorded (for echoing the answer back).
-    pub(crate) fn push(&mut self, delta: ChatDelta, out: &mut Vec<Value>) -> Result<(), String> {
+    pub(crate) fn push(&mut self, delta: ChatDelta, out: &mut Vec<Value>) -> Result<(), ReadError> {
         self.progressed = false;
         if self.failed {
             match delta {
@@ -107,7 +116,7 @@ impl AnswerReader {
         result
     }
 
-    fn push_content(&mut self, text: &str, out: &mut Vec<Value>) -> Result<(), String> {
+    fn push_content(&mut self, text: &str, out: &mut Vec<Value>) -> Result<(), ReadError> {
         self.content.push_str(text);
         if self.mode == Mode::Tools {
             // Text beside the tool call is commentary.
@@ -120,7 +129,7 @@ impl AnswerReader {
                 return Ok(());
             };
             bytes = &bytes[start..];
-            self.content_parser = Some(new_parser(self.purpose));
+            self.content_parser = Some(new_parser(self.purpose, self.wrapper));
         }
         let Some(parser) = self.content_parser.as_mut() else {
             return Ok(());
@@ -129,7 +138,7 @@ impl AnswerReader {
             // After the JSON: a closing fence or trailing prose.
             return Ok(());
         }
-        feed_stopping_at_end(parser, bytes, &mut self.events).map_err(|e| e.to_string())?;
+        feed_stopping_at_end(parser, bytes, &mut self.events).map_err(invalid)?;
         self.progressed = true;
         drain(
             self.purpose,
@@ -149,12 +158,12 @@ impl AnswerReader {
         name: Option<String>,
         arguments: &str,
         out: &mut Vec<Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReadError> {
         // The index comes from the upstream: bounded before it sizes anything.
         if index >= MAX_TOOL_CALLS {
-            return Err(format!(
+            return Err(ReadError::Missing(format!(
                 "the answer names tool call {index}; at most {MAX_TOOL_CALLS} calls are read"
-            ));
+            )));
         }
         while self.calls.len() <= index {
             self.calls.push(Call {
@@ -167,6 +176,7 @@ impl AnswerReader {
             });
         }
         let purpose = self.purpose;
+        let wrapper = self.wrapper;
         let call = &mut self.calls[index];
         if id.is_some() {
             call.id = id;
@@ -184,11 +194,10 @@ impl AnswerReader {
             if call.single {
                 JsonStreamParser::new().field_events(false)
             } else {
-                new_parser(purpose)
+                new_parser(purpose, wrapper)
             }
         });
-        feed_stopping_at_end(parser, arguments.as_bytes(), &mut self.events)
-            .map_err(|e| e.to_string())?;
+        feed_stopping_at_end(parser, arguments.as_bytes(), &mut self.events).map_err(invalid)?;
         self.progressed = true;
         drain(
             purpose,
@@ -202,7 +211,7 @@ impl AnswerReader {
     }
 
     /// Ends the answer: every parser must be complete.
-    pub(crate) fn finish(&mut self, out: &mut Vec<Value>) -> Result<(), String> {
+    pub(crate) fn finish(&mut self, out: &mut Vec<Value>) -> Result<(), ReadError> {
         if self.failed {
             return Ok(());
         }
@@ -212,7 +221,7 @@ impl AnswerReader {
             }
             for call in &mut self.calls {
                 if let Some(parser) = call.parser.as_mut() {
-                    parser.finish(&mut self.events).map_err(|e| e.to_string())?;
+                    parser.finish(&mut self.events).map_err(invalid)?;
                     drain(
                         self.purpose,
                         &mut self.events,
@@ -231,7 +240,7 @@ impl AnswerReader {
         let Some(parser) = self.content_parser.as_mut() else {
             return Ok(());
         };
-        parser.finish(&mut self.events).map_err(|e| e.to_string())?;
+        parser.finish(&mut self.events).map_err(invalid)?;
         drain(
             self.purpose,
             &mut self.events,
@@ -244,12 +253,12 @@ impl AnswerReader {
     }
 
     /// Why the streamed answer holds nothing to read (see `Mode::missing`).
-    fn missing(&self) -> String {
-        self.mode.missing(
+    fn missing(&self) -> ReadError {
+        ReadError::Missing(self.mode.missing(
             &self.element_name,
             Some(self.content.as_str()),
             Some(self.refusal.as_str()),
-        )
+        ))
     }
 
     /// The value built so far (for [`Purpose::Whole`]).
@@ -264,6 +273,26 @@ impl AnswerReader {
                 .content_parser
                 .as_ref()
                 .and_then(JsonStreamParser::partial),
+        }
+    }
+
+    /// For [`Purpose::Elements`]: the answer when it held no list in a form lists come in
+    /// (a top-level array, or the array under the wrapper member): the value to judge against
+    /// the whole list schema, as a whole answer would be. `None` when its elements were
+    /// handed over.
+    pub(crate) fn take_unlisted(&mut self) -> Option<Value> {
+        match self.mode {
+            Mode::Tools if self.calls.iter().any(|c| c.found_elements) => None,
+            Mode::Tools => self
+                .calls
+                .iter_mut()
+                .find_map(|c| c.parser.take())
+                .and_then(JsonStreamParser::into_value),
+            _ if self.content_found_elements => None,
+            _ => self
+                .content_parser
+                .take()
+                .and_then(JsonStreamParser::into_value),
         }
     }
 
@@ -305,6 +334,11 @@ impl AnswerReader {
     }
 }
 
+/// A parse error as a reading failure.
+fn invalid(e: crate::json_stream::ParseError) -> ReadError {
+    ReadError::InvalidJson(e.to_string())
+}
+
 /// Feeds `bytes`, ignoring whatever follows a completed top-level value (a closing fence,
 /// trailing prose): models often add some, and it is not part of the answer.
 fn feed_stopping_at_end(
@@ -321,18 +355,20 @@ fn feed_stopping_at_end(
     }
 }
 
-/// A parser for `purpose`: elements detached raw, or the whole value with field events.
-fn new_parser(purpose: Purpose) -> JsonStreamParser {
+/// A parser for `purpose`: elements detached raw (those of a top-level array, or of the
+/// array under `wrapper`), or the whole value with field events.
+fn new_parser(purpose: Purpose, wrapper: Option<&'static str>) -> JsonStreamParser {
     JsonStreamParser::new()
         .detach_raw(purpose == Purpose::Elements)
+        .list_wrapper(wrapper)
         .element_paths(false)
         .field_events(purpose == Purpose::Whole)
 }
 
 /// Moves completed elements from `events` to `out` (for [`Purpose::Whole`] the events are only
-/// cleared: the value is read from the parser). A call that is one element hands over its
-/// whole value; a top-level object with no list in it is taken as one element too, so a
-/// model that answers with a bare object is not lost.
+/// cleared: the value is read from the parser). A call that is one element (parallel tool
+/// calls) hands over its whole value. Anything else that completes without a list in it is
+/// left to be judged whole (see [`AnswerReader::take_unlisted`]).
 fn drain(
     purpose: Purpose,
     events: &mut Vec<Event>,
@@ -363,16 +399,12 @@ fn drain(
             _ => {}
         }
     }
-    if root_done && (single || !*found_elements) && parser.value().is_some_and(Value::is_object) {
-        let is_wrapper = !single
-            && parser
-                .value()
-                .and_then(Value::as_object)
-                .is_some_and(|o| o.values().any(Value::is_array));
-        if !is_wrapper && let Some(v) = parser.value().cloned() {
-            *found_elements = true;
-            out.push(v);
-        }
+    if root_done
+        && single
+        && let Some(v) = parser.value().cloned()
+    {
+        *found_elements = true;
+        out.push(v);
     }
 }
 
@@ -382,7 +414,7 @@ mod tests {
 
     #[test]
     fn a_huge_tool_call_index_is_an_error_not_an_allocation() {
-        let mut reader = AnswerReader::new(Mode::Tools, Purpose::Whole, "X");
+        let mut reader = AnswerReader::new(Mode::Tools, Purpose::Whole, "X", None);
         let mut out = Vec::new();
         let err = reader
             .push(
@@ -395,10 +427,11 @@ mod tests {
                 &mut out,
             )
             .unwrap_err();
+        let err = err.into_message();
         assert!(err.contains("tool call 100000000"), "{err}");
         assert!(reader.calls.len() <= MAX_TOOL_CALLS);
         // The last index allowed still reads.
-        let mut reader = AnswerReader::new(Mode::Tools, Purpose::Whole, "X");
+        let mut reader = AnswerReader::new(Mode::Tools, Purpose::Whole, "X", None);
         reader
             .push(
                 ChatDelta::ToolCall {

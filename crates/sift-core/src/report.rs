@@ -6,8 +6,8 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::extract::{Attempt, ExtractError};
 use crate::message::Usage;
+use crate::outcome::{Attempt, ExtractError};
 use crate::provider::ProviderError;
 
 /// Rewrites a text shown to a client when it holds a secret (the scrubbed text), or `None`

@@ -1,26 +1,26 @@
-//! Streamed extraction: list elements as they close ([`Client::extract_iter`]) and partial
-//! values as they fill in ([`Client::extract_partial`]).
+//! Streamed extraction: list elements as they close ([`ExtractBuilder::elements`]) and
+//! partial values as they fill in ([`ExtractBuilder::partials`]); for a schema given as data,
+//! [`ExtractBuilder::stream`] picks by the schema (elements of an array, snapshots of anything
+//! else). Every stream yields `Result<`[`Event`]`, `[`ExtractError`]`>`.
 //!
 //! # Failures and retries
 //!
-//! - **An element that fails validation** is reported in place as
-//!   [`StreamError::Item`] (its index, its errors and the raw value) and the stream goes on
-//!   with the next element: one bad element never hides the good ones, and is never dropped
-//!   silently.
-//! - **An answer that breaks** (malformed JSON, no tool call, cut off by the token limit)
-//!   before any element was handed over is re-asked like a non-streamed extraction, up to
-//!   `max_retries`; the consumer sees nothing of the failed attempt. Once elements have been
-//!   handed over, a break ends the stream with [`ExtractError::Incomplete`], saying how many
-//!   came through, rather than re-asking and delivering them twice.
+//! - **An element that fails validation** is reported in place as [`Event::ItemError`] (its
+//!   index, its errors and the raw value) and the stream goes on with the next element: one
+//!   bad element never hides the good ones, and is never dropped silently.
+//! - **An answer that breaks** (malformed JSON, no tool call, no list where one was asked
+//!   for, cut off by the token limit) before any element was handed over is judged like a
+//!   non-streamed answer (re-asked up to `max_retries`); the consumer sees nothing of the
+//!   failed attempt. Once elements have been handed over, a break ends the stream with
+//!   [`ExtractError::Incomplete`], saying how many came through, rather than re-asking and
+//!   delivering them twice.
 //! - **Partial streams** re-ask when the completed value fails validation. The consumer then
-//!   sees [`PartialUpdate::Retry`] (the attempt number and its errors): every snapshot before
-//!   it is void, and snapshots start again from empty.
+//!   sees [`Event::Retry`] (the attempt number and its errors): every snapshot before it is
+//!   void, and snapshots start again from empty.
 //!
-//! Usage and attempts are summed over every attempt, as for [`ExtractBuilder::send`]; read
-//! them from the stream once it ends.
-//!
-//! [`Client::extract_iter`]: crate::Client::extract_iter
-//! [`Client::extract_partial`]: crate::Client::extract_partial
+//! A stream that succeeds ends with [`Event::Done`], carrying the usage and attempts summed
+//! over every attempt, as [`ExtractBuilder::send`] does; they can also be read from the
+//! stream ([`ExtractStream::usage`]) while and after it runs.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -31,60 +31,19 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::attempts::{self, Delivery, Event};
-use crate::extract::{Attempt, ExtractBuilder, ExtractError, Iterable, PartialStream};
-use crate::message::Usage;
+use crate::attempts;
+use crate::extract::ExtractBuilder;
+use crate::machine::Delivery;
+use crate::message::{ChatResponse, Usage};
+use crate::outcome::{Attempt, Event, ExtractError};
 use crate::partial::PartialObject;
 use crate::schema::Schema;
-use crate::validate::FieldError;
-
-/// What a streamed extraction yields besides values.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StreamError {
-    /// One element failed validation; the stream goes on.
-    #[error("element {index} is invalid")]
-    Item {
-        /// Its position in the list (counting every element, valid or not).
-        index: usize,
-        /// What is wrong with it.
-        errors: Vec<FieldError>,
-        /// The element as the model wrote it.
-        value: Value,
-    },
-    /// The extraction failed; the stream ends.
-    #[error(transparent)]
-    Extract(#[from] ExtractError),
-}
-
-impl StreamError {
-    /// Whether the stream ends after this error.
-    pub fn is_terminal(&self) -> bool {
-        matches!(self, StreamError::Extract(_))
-    }
-}
-
-/// One step of a partial stream.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum PartialUpdate<T: PartialObject> {
-    /// The value so far: completed fields, and the string being written.
-    Snapshot(T::Fields),
-    /// The attempt's value failed validation and a new attempt starts: discard the snapshots
-    /// seen so far; new ones start from empty.
-    Retry {
-        /// The attempt that failed.
-        attempt: u32,
-        /// Why it failed.
-        errors: Vec<FieldError>,
-    },
-    /// The complete, validated value. The last item.
-    Done(T),
-}
 
 #[derive(Debug, Default)]
 struct Progress {
     attempts: Vec<Attempt>,
+    /// The answer that succeeded (for `send`).
+    response: Option<ChatResponse>,
 }
 
 /// Tokens and attempts of a stream, readable while and after it runs.
@@ -113,6 +72,14 @@ impl StreamStats {
 
     pub(crate) fn count(&self) -> usize {
         self.with(|p| p.attempts.len())
+    }
+
+    pub(crate) fn set_response(&self, response: ChatResponse) {
+        self.with(|p| p.response = Some(response));
+    }
+
+    pub(crate) fn take_response(&self) -> Option<ChatResponse> {
+        self.with(|p| p.response.take())
     }
 
     pub(crate) fn push(&self, attempt: Attempt) -> Vec<Attempt> {
@@ -161,18 +128,30 @@ impl<I> Stream for ExtractStream<I> {
     }
 }
 
-impl<T> ExtractBuilder<T, Iterable>
+/// What a stream of [`Event`]s is: see the [module docs](crate::stream).
+pub type EventStream<T, P = Value> = ExtractStream<Result<Event<T, P>, ExtractError>>;
+
+fn failed<I: Send + 'static>(
+    e: ExtractError,
+) -> Pin<Box<dyn Stream<Item = Result<I, ExtractError>> + Send>> {
+    Box::pin(futures::stream::once(async move { Err(e) }))
+}
+
+impl<T> ExtractBuilder<T>
 where
     T: DeserializeOwned + JsonSchema + Send + 'static,
 {
-    /// Runs the extraction, yielding each element as soon as it is complete and valid.
+    /// Runs the extraction of a list, yielding each element as soon as it is complete and
+    /// checked: [`Event::Element`] or [`Event::ItemError`], then [`Event::Done`].
     ///
-    /// The model is asked for `{"value": [T, ...]}` (a list wrapped in an object, which every
-    /// mode accepts); a top-level array, one tool call per element, or a bare single object
-    /// are read too. See the [module docs](crate::stream) for what failures look like. For a
-    /// schema given as data ([`Client::extract_value_iter`](crate::Client::extract_value_iter)),
-    /// the schema is the list's and each element is checked against its `items`.
-    pub fn stream(self) -> ExtractStream<Result<T, StreamError>> {
+    /// For a typed extraction the list is one of `T`s, each element deserialised and checked
+    /// by the rules of [`validate_with`](Self::validate_with); for a schema given as data
+    /// ([`Client::extract_value`](crate::Client::extract_value)) the schema is the list's
+    /// (an array), each element checked against its `items`. The model is asked for
+    /// `{"value": [...]}` (a list wrapped in an object, which every mode accepts) unless the
+    /// provider constrains decoding; a top-level array and one tool call per element are read
+    /// too. See the [module docs](crate::stream) for what failures look like.
+    pub fn elements(self) -> EventStream<T> {
         let stats = StreamStats::default();
         let parent = tracing::Span::current();
         let schemas = match &self.schema {
@@ -184,76 +163,75 @@ where
                 .and_then(|list| Ok((list, Schema::of::<T>()?)))
                 .map_err(ExtractError::from),
         };
-        let inner: Pin<Box<dyn Stream<Item = Result<T, StreamError>> + Send>> = match schemas {
-            Err(e) => Box::pin(futures::stream::once(async move {
-                Err(StreamError::Extract(e))
-            })),
+        let inner = match schemas {
+            Err(e) => failed(e),
             Ok((list, element)) => {
                 let name = format!("Iterable[{}]", element.name());
                 let job = self.job(list, Some(element), name);
+                Box::pin(attempts::run(
+                    job,
+                    Delivery::Elements,
+                    stats.clone(),
+                    parent,
+                )) as _
+            }
+        };
+        ExtractStream { inner, stats }
+    }
+
+    /// Runs the extraction of one value, yielding [`Event::Snapshot`] each time it grows (a
+    /// field or element completes, or a string gets longer), then [`Event::Value`] (the
+    /// validated value) and [`Event::Done`]. Validators run only on the complete value; see
+    /// the [module docs](crate::stream) for retries.
+    pub fn partials(self) -> EventStream<T, T::Fields>
+    where
+        T: PartialObject,
+    {
+        let stats = StreamStats::default();
+        let parent = tracing::Span::current();
+        let inner = match self.schema_or_type() {
+            Err(e) => failed(e),
+            Ok(schema) => {
+                let name = schema.name().to_owned();
+                let job = self.job(schema, None, name);
+                let mut last: Option<T::Fields> = None;
                 Box::pin(
-                    attempts::run(job, Delivery::Elements, stats.clone(), parent).filter_map(
-                        |event| async move {
-                            match event {
-                                Ok(Event::Element(item)) => Some(item),
-                                Ok(_) => None,
-                                Err(e) => Some(Err(StreamError::Extract(e))),
-                            }
+                    attempts::run(job, Delivery::Partial, stats.clone(), parent).filter_map(
+                        move |event| {
+                            let event = match event {
+                                Ok(Event::Snapshot(v)) => serde_json::from_value::<T::Fields>(v)
+                                    .ok()
+                                    .filter(|s| last.as_ref() != Some(s))
+                                    .map(|s| {
+                                        last = Some(s.clone());
+                                        Ok(Event::Snapshot(s))
+                                    }),
+                                Ok(other) => {
+                                    if matches!(other, Event::Retry { .. }) {
+                                        last = None;
+                                    }
+                                    other.cast().map(Ok)
+                                }
+                                Err(e) => Some(Err(e)),
+                            };
+                            futures::future::ready(event)
                         },
                     ),
-                )
+                ) as _
             }
         };
         ExtractStream { inner, stats }
     }
 }
 
-impl<T> ExtractBuilder<T, PartialStream>
-where
-    T: DeserializeOwned + JsonSchema + PartialObject + Send + 'static,
-{
-    /// Runs the extraction, yielding a snapshot each time the value grows (a field or element
-    /// completes, or a string gets longer), then the validated value. Validators run only on
-    /// the complete value; see the [module docs](crate::stream) for retries.
-    pub fn stream(self) -> ExtractStream<Result<PartialUpdate<T>, ExtractError>> {
-        let stats = StreamStats::default();
-        let parent = tracing::Span::current();
-        let inner: Pin<Box<dyn Stream<Item = Result<PartialUpdate<T>, ExtractError>> + Send>> =
-            match self.schema_or_type() {
-                Err(e) => Box::pin(futures::stream::once(async move { Err(e) })),
-                Ok(schema) => {
-                    let name = schema.name().to_owned();
-                    let job = self.job(schema, None, name);
-                    let mut last: Option<T::Fields> = None;
-                    Box::pin(
-                        attempts::run(job, Delivery::Partial, stats.clone(), parent).filter_map(
-                            move |event| {
-                                let update = match event {
-                                    Ok(Event::Snapshot(v)) => {
-                                        serde_json::from_value::<T::Fields>(v)
-                                            .ok()
-                                            .filter(|s| last.as_ref() != Some(s))
-                                            .map(|s| {
-                                                last = Some(s.clone());
-                                                Ok(PartialUpdate::Snapshot(s))
-                                            })
-                                    }
-                                    Ok(Event::Retry { attempt, errors }) => {
-                                        last = None;
-                                        Some(Ok(PartialUpdate::Retry { attempt, errors }))
-                                    }
-                                    Ok(Event::Done { value, .. }) => {
-                                        Some(Ok(PartialUpdate::Done(value)))
-                                    }
-                                    Ok(Event::Element(_)) => None,
-                                    Err(e) => Some(Err(e)),
-                                };
-                                futures::future::ready(update)
-                            },
-                        ),
-                    )
-                }
-            };
-        ExtractStream { inner, stats }
+impl ExtractBuilder<Value> {
+    /// Runs the extraction streamed, as its schema asks: the elements of an array schema as
+    /// they close ([`elements`](Self::elements)), snapshots of anything else as it fills in
+    /// ([`partials`](Self::partials)).
+    pub fn stream(self) -> EventStream<Value> {
+        match &self.schema {
+            Some(s) if s.is_array() => self.elements(),
+            _ => self.partials(),
+        }
     }
 }

@@ -2,40 +2,24 @@
 //! makes itself: a provider's batch API, where every request of a round is sent together and
 //! the answers arrive hours later.
 //!
-//! [`Turns::request`] is what to send; each answer goes to [`Turns::answer`], which reads it,
-//! validates it against the whole schema and decides, by the same rules as the attempt loop
-//! (the same reading, the same truncation rule, the same re-ask), whether the extraction is
-//! done, failed, or asks again, in which case [`Turns::request`] is the extended
-//! conversation.
+//! [`Turns::request`] is what to send; each answer goes to [`Turns::answer`], which hands it
+//! to the same decision the live loop uses (`machine`: the same reading, the same truncation
+//! rule, the same re-ask) to learn whether the extraction is done, failed, or asks again, in
+//! which case [`Turns::request`] is the extended conversation.
 
 use std::time::Duration;
 
-use crate::attempts::{self, Answer, Decode, Next, after_failure, judge, record};
-use crate::extract::{Attempt, AttemptOutcome, ExtractError, Extraction};
+use crate::machine::{Answer, Job, Machine, Step};
 use crate::message::{ChatRequest, ChatResponse};
-use crate::mode::Mode;
+use crate::outcome::{Attempt, ExtractError, Extraction};
 use crate::provider::ProviderError;
-use crate::schema::Schema;
+use crate::stream::StreamStats;
 
 /// An extraction whose calls the caller makes (see the module's doc).
+#[derive(Debug)]
 pub struct Turns<T> {
-    request: ChatRequest,
-    schema: Schema,
-    mode: Mode,
-    max_retries: u32,
-    constrained: bool,
-    decode: Decode<T>,
+    machine: Machine<T>,
     attempts: Vec<Attempt>,
-}
-
-impl<T> std::fmt::Debug for Turns<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Turns")
-            .field("schema", &self.schema.name())
-            .field("mode", &self.mode)
-            .field("attempts", &self.attempts.len())
-            .finish_non_exhaustive()
-    }
 }
 
 /// What an answer led to.
@@ -50,21 +34,16 @@ pub enum Turn<T> {
 }
 
 impl<T> Turns<T> {
-    pub(crate) fn new(job: attempts::Job<T>) -> Self {
+    pub(crate) fn new(job: Job<T>) -> Self {
         Self {
-            request: job.request,
-            schema: job.schema,
-            mode: job.mode,
-            max_retries: job.max_retries,
-            constrained: job.constrained,
-            decode: job.decode,
+            machine: Machine::new(job, StreamStats::default()),
             attempts: Vec::new(),
         }
     }
 
     /// The request to send next.
     pub fn request(&self) -> &ChatRequest {
-        &self.request
+        self.machine.request()
     }
 
     /// The attempts so far.
@@ -74,73 +53,32 @@ impl<T> Turns<T> {
 
     /// The answer to [`request`](Self::request), which took `duration`.
     pub fn answer(&mut self, response: ChatResponse, duration: Duration) -> Turn<T> {
-        let number = self.attempts.len() as u32 + 1;
-        let mut answer = Answer::whole(self.mode, &self.schema, &response);
-        let verdict = judge(
-            &mut answer,
-            &self.schema,
-            &self.decode,
-            self.constrained,
-            &response,
-        );
-        let (outcome, errors) = match verdict {
-            Ok(value) => {
-                self.attempts.push(record(
-                    number,
-                    duration,
-                    &answer,
-                    AttemptOutcome::Success,
-                    Vec::new(),
-                ));
+        let answer = Answer::whole(self.machine.mode(), self.machine.schema(), &response);
+        let step = self.machine.answered(answer, response, duration);
+        self.attempts = self.machine.stats().attempts();
+        match step {
+            Step::Done(value, response) => {
                 let attempts = std::mem::take(&mut self.attempts);
-                return Turn::Done(Extraction {
+                Turn::Done(Extraction {
                     value,
                     usage: attempts.iter().map(|a| a.usage).sum(),
                     attempts,
                     response,
-                });
+                })
             }
-            Err(failed) => failed,
-        };
-        let next = after_failure(&answer, number, self.max_retries);
-        let outcome = if next == Next::TokenLimit {
-            AttemptOutcome::Truncated
-        } else {
-            outcome
-        };
-        self.attempts
-            .push(record(number, duration, &answer, outcome, errors.clone()));
-        let usage = self.attempts.iter().map(|a| a.usage).sum();
-        match next {
-            Next::TokenLimit => Turn::Failed(ExtractError::TokenLimit {
-                limit: self.request.max_tokens,
+            Step::Again { .. } => Turn::Again,
+            Step::Failed(e) => Turn::Failed(e),
+            // Only a streamed list ends without a value.
+            Step::Finished => Turn::Failed(ExtractError::RetriesExhausted {
+                usage: self.attempts.iter().map(|a| a.usage).sum(),
                 attempts: std::mem::take(&mut self.attempts),
-                usage,
+                last_response: None,
             }),
-            Next::Exhausted => Turn::Failed(ExtractError::RetriesExhausted {
-                attempts: std::mem::take(&mut self.attempts),
-                usage,
-                last_response: Some(Box::new(response)),
-            }),
-            Next::Reask => {
-                let reask = self.mode.reask(self.schema.response(), &response, &errors);
-                self.request.messages.extend(reask);
-                Turn::Again
-            }
         }
     }
 
     /// The call for [`request`](Self::request) failed: the extraction fails with `error`.
     pub fn fail(mut self, error: ProviderError, duration: Duration) -> ExtractError {
-        let number = self.attempts.len() as u32 + 1;
-        self.attempts.push(Attempt {
-            number,
-            duration,
-            usage: Default::default(),
-            outcome: AttemptOutcome::ProviderError,
-            errors: vec![crate::FieldError::new("", error.to_string())],
-            output: None,
-        });
-        ExtractError::provider(number, error, self.attempts)
+        self.machine.failed(error, duration)
     }
 }

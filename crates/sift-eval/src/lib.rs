@@ -134,7 +134,7 @@ pub async fn evaluate(
             async move {
                 let got = match extractor.messages(&example.input) {
                     Ok(messages) => extractor
-                        .request(client, |c, s| c.extract_value(s), messages)
+                        .request(client, messages)
                         .send()
                         .await
                         .map(|out| out.value)

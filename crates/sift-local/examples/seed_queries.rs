@@ -51,7 +51,7 @@ async fn main() {
     }
     let t = Instant::now();
     let query = "Alice and Bob are best friends. They are currently 32 and 43 respectively.";
-    let mut stream = client.extract_iter::<UserDetail>().user(query).stream();
+    let mut stream = client.extract::<UserDetail>().user(query).elements();
     let mut got = Vec::new();
     while let Some(item) = stream.next().await {
         got.push(format!("{item:?}"));

@@ -54,7 +54,8 @@ pub struct ManyUsersFailureDetail {
     /// The failed queries.
     pub failed: Vec<QueryFailure>,
     /// Every query's result in order, `null` where it failed.
-    pub results: Vec<Option<UserDetail>>,
+    #[schema(value_type = Vec<Option<UserDetail>>)]
+    pub results: Vec<Option<serde_json::Value>>,
 }
 
 /// Body of a failed `/many-users`.

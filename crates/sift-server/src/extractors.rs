@@ -2,7 +2,7 @@
 //! with the client that answers it, plus the built-in `user` and a bounded cache of ad-hoc
 //! schemas.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Value, json};
 use sift_config::ExtractorSpec;
@@ -17,6 +17,11 @@ pub struct Extractor {
     pub spec: ExtractorSpec,
     /// Who answers (provider, default model, mode and retries).
     pub client: Client,
+    /// A list of outputs, for `/extract` (built when first asked for).
+    list: OnceLock<Result<Schema, SchemaError>>,
+    /// Whether this is the built-in `user` (whose `/extract` sends the query as it is, as
+    /// the seed does).
+    pub(crate) builtin: bool,
 }
 
 impl Extractor {
@@ -24,12 +29,26 @@ impl Extractor {
     /// client's.
     pub fn new(spec: ExtractorSpec, client: Client) -> Self {
         let client = spec.client(client);
-        Self { spec, client }
+        Self {
+            spec,
+            client,
+            list: OnceLock::new(),
+            builtin: false,
+        }
+    }
+
+    /// The schema of a list of this extractor's outputs (what `/extract` streams).
+    pub fn list_schema(&self) -> Result<&Schema, &SchemaError> {
+        self.list
+            .get_or_init(|| self.spec.output.list_of())
+            .as_ref()
     }
 
     /// The seed's extractor: `{"query": string}` in, `{name, age}` out, the seed's prompt.
     pub fn user(client: Client) -> Result<Self, String> {
-        Ok(Self::new(Self::user_spec()?, client))
+        let mut user = Self::new(Self::user_spec()?, client);
+        user.builtin = true;
+        Ok(user)
     }
 
     /// The spec of the built-in `user` extractor (for `sift extract`, `batch` and `eval`).

@@ -6,45 +6,67 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use serde::Serialize;
-use sift_core::StreamError;
+use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::batch::{Batch, failure_message, run_batch};
-use crate::deadline::{Deadline, next_before};
+use crate::deadline::Deadline;
 use crate::error::{
-    ApiError, ExtractionFailure, HttpValidationError, ManyUsersError, ManyUsersFailureDetail,
-    QueryFailure, UsageReport,
+    ApiError, HttpValidationError, ManyUsersError, ManyUsersFailureDetail, QueryFailure,
+    UsageReport,
 };
+use crate::extractors::Extractor;
 use crate::models::{MultipleUserData, UserData, UserDetail};
 use crate::request::{Body, ErrorDetail};
+use crate::v1;
 
 /// The seed's prompt for one query.
 pub fn user_prompt(query: &str) -> String {
     format!("Extract: `{query}`")
 }
 
-async fn extract_user(state: &AppState, query: &str) -> Result<UserDetail, ApiError> {
-    let out = state
-        .client
-        .extract::<UserDetail>()
-        .user(user_prompt(query))
-        .extractor("user")
-        .send()
-        .await
-        .map_err(|e| ApiError::Extraction(Box::new(e)))?;
+/// The seed's endpoints are adapters over the registry's `user` extractor (the built-in
+/// one, or a configured extractor of that name): the seed's body becomes the extractor's
+/// input `{"query": ...}`, checked against its input schema.
+fn seed_input(state: &AppState, query: &str) -> Result<(Arc<Extractor>, Value), ApiError> {
+    let extractor = v1::find(state, "user")?;
+    let input = json!({ "query": query });
+    let errors = v1::check_input(&extractor.spec.input, &input, &v1::body_loc());
+    if errors.is_empty() {
+        Ok((extractor, input))
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+async fn extract_user(extractor: &Extractor, input: &Value) -> Result<Value, ApiError> {
+    let out = v1::run(extractor, input).await?;
+    let value = response_model(&extractor.spec.output, out.value);
     // The value is content: logged only where content is allowed.
     if sift_core::trace::content_allowed() {
-        tracing::info!(
-            value = %serde_json::to_string(&out.value).unwrap_or_default(),
-            "/User returning {{value}}"
-        );
+        tracing::info!(value = %value, "/User returning {{value}}");
     } else {
         tracing::info!("/User returning a value (content not recorded)");
     }
-    Ok(out.value)
+    Ok(value)
+}
+
+/// `value` as FastAPI's `response_model` writes it: an object's declared properties in the
+/// schema's order, keys the schema does not declare left out.
+fn response_model(schema: &sift_core::Schema, value: Value) -> Value {
+    let (Some(properties), Value::Object(mut map)) = (
+        schema.value().get("properties").and_then(Value::as_object),
+        value,
+    ) else {
+        return Value::Null;
+    };
+    let ordered = properties
+        .keys()
+        .filter_map(|k| map.remove(k).map(|v| (k.clone(), v)))
+        .collect();
+    Value::Object(ordered)
 }
 
 /// Extracts one person from a text.
@@ -65,8 +87,9 @@ async fn extract_user(state: &AppState, query: &str) -> Result<UserDetail, ApiEr
 pub(crate) async fn user(
     State(state): State<Arc<AppState>>,
     Body(data): Body<UserData>,
-) -> Result<Json<UserDetail>, ApiError> {
-    extract_user(&state, &data.query).await.map(Json)
+) -> Result<Json<Value>, ApiError> {
+    let (extractor, input) = seed_input(&state, &data.query)?;
+    extract_user(&extractor, &input).await.map(Json)
 }
 
 /// Extracts one person from each text, concurrently, keeping the order.
@@ -88,7 +111,7 @@ pub(crate) async fn many_users(
     State(state): State<Arc<AppState>>,
     deadline: Option<Extension<Deadline>>,
     Body(data): Body<MultipleUserData>,
-) -> Result<Json<Vec<UserDetail>>, ApiError> {
+) -> Result<Json<Vec<Value>>, ApiError> {
     let deadline = deadline.map(|Extension(d)| d);
     if data.queries.len() > state.config.max_queries {
         return Err(ApiError::Validation(vec![ErrorDetail::too_long(
@@ -97,13 +120,19 @@ pub(crate) async fn many_users(
             state.config.max_queries,
         )]));
     }
+    for query in &data.queries {
+        seed_input(&state, query)?;
+    }
     let batch = run_batch(
         &data.queries,
         state.config.max_concurrency,
         deadline,
         |q| {
             let state = state.clone();
-            async move { extract_user(&state, &q).await }
+            async move {
+                let (extractor, input) = seed_input(&state, &q)?;
+                extract_user(&extractor, &input).await
+            }
         },
         |index, query, error| QueryFailure {
             index,
@@ -236,73 +265,20 @@ pub(crate) async fn extract(
     Body(data): Body<UserData>,
 ) -> Result<Response, ApiError> {
     let deadline = deadline.map(|Extension(d)| d);
-    let sse = wants_sse(&headers);
-    let mut stream = state
-        .client
-        .extract_iter::<UserDetail>()
-        .user(data.query)
-        .extractor("user")
-        .stream();
-    // Wait for the first item, so a failure before anything is sent gets a proper status.
-    let first = match stream.next().await {
-        Some(Err(StreamError::Extract(e))) => return Err(ApiError::Extraction(Box::new(e))),
-        other => other,
+    let (extractor, input) = seed_input(&state, &data.query)?;
+    let list = extractor
+        .list_schema()
+        .map_err(|e| ApiError::Extraction(Box::new(sift_core::ExtractError::Schema(e.clone()))))?;
+    // The seed streams from the query as it is; a configured `user` renders its prompt.
+    let messages = if extractor.builtin {
+        vec![sift_core::Message::user(data.query)]
+    } else {
+        v1::messages(&extractor, &input)?
     };
-    let span = tracing::info_span!("Generating User Response Objects");
-    let body = async_stream::stream! {
-        let mut pending = first;
-        loop {
-            let item = match pending.take() {
-                Some(item) => item,
-                None => match next_before(&mut stream, deadline).await {
-                    Ok(Some(item)) => item,
-                    Ok(None) => break,
-                    Err(d) => {
-                        let detail = d.failure("the stream");
-                        tracing::error!(parent: &span, error = %detail.message, "request deadline passed mid-stream");
-                        yield Ok(frame(sse, Some("error"), Some("error"), &serde_json::to_string(&detail).unwrap_or_default()));
-                        break;
-                    }
-                },
-            };
-            let chunk = match item {
-                Ok(user) => {
-                    let json = serde_json::to_string(&user).unwrap_or_default();
-                    let value = sift_core::trace::content_allowed().then_some(json.as_str());
-                    tracing::info!(parent: &span, value, "Returning user object");
-                    frame(sse, None, None, &json)
-                }
-                Err(StreamError::Item { index, errors, value }) => {
-                    let report = ItemError {
-                        index,
-                        errors: errors
-                            .into_iter()
-                            .map(|e| crate::error::AnswerError { path: e.path, message: sift_core::report::scrub(e.message) })
-                            .collect(),
-                        value,
-                    };
-                    frame(sse, Some("item_error"), Some("item_error"), &serde_json::to_string(&report).unwrap_or_default())
-                }
-                Err(StreamError::Extract(e)) => {
-                    let detail = ExtractionFailure::from_error(&e);
-                    tracing::error!(parent: &span, error = %detail.message, "extraction failed mid-stream");
-                    yield Ok::<_, std::convert::Infallible>(frame(sse, Some("error"), Some("error"), &serde_json::to_string(&detail).unwrap_or_default()));
-                    break;
-                }
-                Err(other) => {
-                    let json = serde_json::json!({"message": other.to_string()}).to_string();
-                    yield Ok(frame(sse, Some("error"), Some("error"), &json));
-                    break;
-                }
-            };
-            yield Ok(chunk);
-        }
-        if sse {
-            let done = StreamDone { usage: stream.usage().into() };
-            yield Ok(frame(true, Some("done"), None, &serde_json::to_string(&done).unwrap_or_default()));
-        }
-    };
-    Ok(stream_body(sse, body))
+    let events = v1::Target::of(&extractor)
+        .builder_as(list, messages)
+        .elements();
+    v1::stream_response(events, wants_sse(&headers), deadline).await
 }
 
 /// A streamed answer: SSE or NDJSON, never cached.

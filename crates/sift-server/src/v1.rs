@@ -7,11 +7,11 @@ use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sift_core::json_stream::PathSegment;
-use sift_core::{ExtractBuilder, Extraction, Message, PartialUpdate, Schema, StreamError, Usage};
+use sift_core::{Event, EventStream, ExtractBuilder, ExtractError, Extraction, Message, Schema};
 
 use crate::AppState;
 use crate::batch::{Batch, failure_message, run_batch};
@@ -55,7 +55,7 @@ pub(crate) async fn list(State(state): State<Arc<AppState>>) -> Json<Vec<Extract
     Json(state.served().extractors.iter().map(|e| info(e)).collect())
 }
 
-fn find(state: &AppState, name: &str) -> Result<Arc<Extractor>, ApiError> {
+pub(crate) fn find(state: &AppState, name: &str) -> Result<Arc<Extractor>, ApiError> {
     let served = state.served();
     served.extractors.get(name).cloned().ok_or_else(|| {
         let known: Vec<&str> = served
@@ -79,7 +79,7 @@ pub(crate) async fn show(
 }
 
 /// The input's violations of its schema, as FastAPI errors under `prefix`.
-fn check_input(schema: &Schema, input: &Value, prefix: &[LocItem]) -> Vec<ErrorDetail> {
+pub(crate) fn check_input(schema: &Schema, input: &Value, prefix: &[LocItem]) -> Vec<ErrorDetail> {
     schema
         .violations(input)
         .into_iter()
@@ -113,13 +113,13 @@ fn check_input(schema: &Schema, input: &Value, prefix: &[LocItem]) -> Vec<ErrorD
         .collect()
 }
 
-fn body_loc() -> Vec<LocItem> {
+pub(crate) fn body_loc() -> Vec<LocItem> {
     vec![LocItem::Key("body".into())]
 }
 
 /// What one extraction runs with: a configured extractor (its settings applied by
 /// `ExtractorSpec::request`, as the command line does), or an ad-hoc request.
-struct Target<'a> {
+pub(crate) struct Target<'a> {
     client: &'a sift_core::Client,
     output: &'a Schema,
     /// The configured extractor, if any.
@@ -127,7 +127,7 @@ struct Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    fn of(extractor: &'a Extractor) -> Self {
+    pub(crate) fn of(extractor: &'a Extractor) -> Self {
         Self {
             client: &extractor.client,
             output: &extractor.spec.output,
@@ -135,23 +135,30 @@ impl<'a> Target<'a> {
         }
     }
 
-    /// The request for one input, its settings applied.
-    fn builder<K>(
+    /// The extraction of `schema` for one input, its settings applied.
+    pub(crate) fn builder_as(
         &self,
-        start: impl FnOnce(&sift_core::Client, &Schema) -> ExtractBuilder<Value, K>,
+        schema: &Schema,
         messages: Vec<Message>,
-    ) -> ExtractBuilder<Value, K> {
+    ) -> ExtractBuilder<Value> {
         match self.spec {
-            Some(spec) => spec.request(self.client, start, messages),
+            Some(spec) => spec.request_as(self.client, schema, messages),
             // The name telemetry sees for inline schemas.
-            None => start(self.client, self.output)
+            None => self
+                .client
+                .extract_value(schema)
                 .messages(messages)
                 .extractor("adhoc"),
         }
     }
+
+    /// The extraction of the output for one input, its settings applied.
+    fn builder(&self, messages: Vec<Message>) -> ExtractBuilder<Value> {
+        self.builder_as(self.output, messages)
+    }
 }
 
-fn messages(extractor: &Extractor, input: &Value) -> Result<Vec<Message>, ApiError> {
+pub(crate) fn messages(extractor: &Extractor, input: &Value) -> Result<Vec<Message>, ApiError> {
     extractor.spec.messages(input).map_err(|e| {
         ApiError::Validation(vec![ErrorDetail::new(
             "template",
@@ -162,10 +169,13 @@ fn messages(extractor: &Extractor, input: &Value) -> Result<Vec<Message>, ApiErr
     })
 }
 
-async fn run(extractor: &Extractor, input: &Value) -> Result<Extraction<Value>, ApiError> {
+pub(crate) async fn run(
+    extractor: &Extractor,
+    input: &Value,
+) -> Result<Extraction<Value>, ApiError> {
     let messages = messages(extractor, input)?;
     Target::of(extractor)
-        .builder(|c, s| c.extract_value(s), messages)
+        .builder(messages)
         .send()
         .await
         .map_err(|e| ApiError::Extraction(Box::new(e)))
@@ -289,32 +299,13 @@ pub(crate) async fn run_stream(
     let extractor = find_for(&state, &name, &input)?;
     let messages = messages(&extractor, &input)?;
     let deadline = deadline.map(|Extension(d)| d);
-    stream_response(
-        &Target::of(&extractor),
-        messages,
-        wants_sse(&headers),
-        deadline,
-    )
-    .await
+    let events = Target::of(&extractor).builder(messages).stream();
+    stream_response(events, wants_sse(&headers), deadline).await
 }
 
-/// One streamed item, framed.
-enum Item {
-    Value(Value),
-    Partial(Value),
-    Retry {
-        attempt: u32,
-        errors: Vec<sift_core::FieldError>,
-    },
-    Invalid {
-        index: usize,
-        errors: Vec<sift_core::FieldError>,
-        value: Value,
-    },
-    Failed(Box<sift_core::ExtractError>),
-}
-
-fn frame_item(sse: bool, item: Item) -> (String, bool) {
+/// One event of a stream, framed; `true` when the stream ends after it. The final `done`
+/// event is framed by [`stream_response`].
+fn frame_event(sse: bool, event: Result<Event<Value>, ExtractError>) -> (Option<String>, bool) {
     let report = |errors: Vec<sift_core::FieldError>| -> Vec<crate::error::AnswerError> {
         errors
             .into_iter()
@@ -324,88 +315,59 @@ fn frame_item(sse: bool, item: Item) -> (String, bool) {
             })
             .collect()
     };
-    match item {
-        Item::Value(v) => (frame(sse, None, None, &v.to_string()), false),
-        Item::Partial(v) => (
-            frame(sse, Some("partial"), Some("partial"), &v.to_string()),
-            false,
-        ),
-        Item::Retry { attempt, errors } => {
-            let json = json!({"attempt": attempt, "errors": report(errors)}).to_string();
-            (frame(sse, Some("retry"), Some("retry"), &json), false)
+    let chunk = match event {
+        Ok(Event::Element { value, .. } | Event::Value(value)) => {
+            frame(sse, None, None, &value.to_string())
         }
-        Item::Invalid {
+        Ok(Event::Snapshot(v)) => frame(sse, Some("partial"), Some("partial"), &v.to_string()),
+        Ok(Event::Retry { attempt, errors }) => {
+            let json = json!({"attempt": attempt, "errors": report(errors)}).to_string();
+            frame(sse, Some("retry"), Some("retry"), &json)
+        }
+        Ok(Event::ItemError {
             index,
             errors,
             value,
-        } => {
+        }) => {
             let json = serde_json::to_string(&ItemError {
                 index,
                 errors: report(errors),
                 value,
             })
             .unwrap_or_default();
-            (
-                frame(sse, Some("item_error"), Some("item_error"), &json),
-                false,
-            )
+            frame(sse, Some("item_error"), Some("item_error"), &json)
         }
-        Item::Failed(e) => {
-            let json =
-                serde_json::to_string(&ExtractionFailure::from_error(&e)).unwrap_or_default();
-            (frame(sse, Some("error"), Some("error"), &json), true)
+        Ok(_) => return (None, false),
+        Err(e) => {
+            let detail = ExtractionFailure::from_error(&e);
+            tracing::error!(error = %detail.message, "extraction failed mid-stream");
+            let json = serde_json::to_string(&detail).unwrap_or_default();
+            return (Some(frame(sse, Some("error"), Some("error"), &json)), true);
         }
-    }
+    };
+    (Some(chunk), false)
 }
 
-/// Streams an extraction: elements of an array schema as they close, or partial snapshots
-/// of an object then its value. A failure before anything was sent answers with its status.
-async fn stream_response(
-    target: &Target<'_>,
-    messages: Vec<Message>,
+/// Streams an extraction's events (elements as they close, or partial snapshots then the
+/// value) as NDJSON lines or SSE events, ending an event stream with `done` and the usage. A
+/// failure before anything was sent answers with its status.
+pub(crate) async fn stream_response(
+    mut events: EventStream<Value>,
     sse: bool,
     deadline: Option<Deadline>,
 ) -> Result<Response, ApiError> {
-    let (mut items, stats): (
-        std::pin::Pin<Box<dyn Stream<Item = Item> + Send>>,
-        sift_core::StreamStats,
-    ) = if target.output.is_array() {
-        let s = target
-            .builder(|c, s| c.extract_value_iter(s), messages)
-            .stream();
-        let stats = s.stats();
-        (Box::pin(s.map(element_item)), stats)
-    } else {
-        let s = target
-            .builder(|c, s| c.extract_value_partial(s), messages)
-            .stream();
-        let stats = s.stats();
-        (
-            Box::pin(s.filter_map(|update| async move {
-                match update {
-                    Ok(PartialUpdate::Snapshot(v)) => Some(Item::Partial(v)),
-                    Ok(PartialUpdate::Retry { attempt, errors }) => {
-                        Some(Item::Retry { attempt, errors })
-                    }
-                    Ok(PartialUpdate::Done(v)) => Some(Item::Value(v)),
-                    Ok(_) => None,
-                    Err(e) => Some(Item::Failed(Box::new(e))),
-                }
-            })),
-            stats,
-        )
-    };
-    let first = match items.next().await {
-        Some(Item::Failed(e)) => return Err(ApiError::Extraction(e)),
+    let first = match events.next().await {
+        Some(Err(e)) => return Err(ApiError::Extraction(Box::new(e))),
         other => other,
     };
+    let stats = events.stats();
     let body = async_stream::stream! {
         let mut pending = first;
         loop {
-            let item = match pending.take() {
-                Some(item) => item,
-                None => match next_before(&mut items, deadline).await {
-                    Ok(Some(item)) => item,
+            let event = match pending.take() {
+                Some(event) => event,
+                None => match next_before(&mut events, deadline).await {
+                    Ok(Some(event)) => event,
                     Ok(None) => break,
                     Err(d) => {
                         let detail = d.failure("the stream");
@@ -415,8 +377,10 @@ async fn stream_response(
                     }
                 },
             };
-            let (chunk, last) = frame_item(sse, item);
-            yield Ok::<_, std::convert::Infallible>(chunk);
+            let (chunk, last) = frame_event(sse, event);
+            if let Some(chunk) = chunk {
+                yield Ok::<_, std::convert::Infallible>(chunk);
+            }
             if last {
                 break;
             }
@@ -427,31 +391,6 @@ async fn stream_response(
         }
     };
     Ok(stream_body(sse, body))
-}
-
-fn element_item(item: Result<Value, StreamError>) -> Item {
-    match item {
-        Ok(v) => Item::Value(v),
-        Err(StreamError::Item {
-            index,
-            errors,
-            value,
-        }) => Item::Invalid {
-            index,
-            errors,
-            value,
-        },
-        Err(StreamError::Extract(e)) => Item::Failed(Box::new(e)),
-        Err(other) => {
-            // A kind of stream error this version does not know: reported as a failure.
-            tracing::error!(error = %other, "unexpected stream error");
-            Item::Failed(Box::new(sift_core::ExtractError::RetriesExhausted {
-                attempts: Vec::new(),
-                usage: Usage::default(),
-                last_response: None,
-            }))
-        }
-    }
 }
 
 /// The body of `POST /v1/extract`.
@@ -588,7 +527,7 @@ pub(crate) async fn adhoc(
     let request = adhoc_body(&state, &body)?;
     let (client, messages) = adhoc_call(&state, &request);
     adhoc_target(&client, &request)
-        .builder(|c, s| c.extract_value(s), messages)
+        .builder(messages)
         .send()
         .await
         .map(answer)
@@ -603,11 +542,6 @@ pub(crate) async fn adhoc_stream(
 ) -> Result<Response, ApiError> {
     let request = adhoc_body(&state, &body)?;
     let (client, messages) = adhoc_call(&state, &request);
-    stream_response(
-        &adhoc_target(&client, &request),
-        messages,
-        wants_sse(&headers),
-        deadline.map(|Extension(d)| d),
-    )
-    .await
+    let events = adhoc_target(&client, &request).builder(messages).stream();
+    stream_response(events, wants_sse(&headers), deadline.map(|Extension(d)| d)).await
 }

@@ -204,6 +204,29 @@ impl Schema {
         Self::build(ResponseSchema::from_schema(&name, element))
     }
 
+    /// The schema of a list of values of this one (`Array_of_{name}`), as schemars writes
+    /// `Vec<T>` for a type `T`: the element under `$defs`, referred to by `items`.
+    pub fn list_of(&self) -> Result<Schema, SchemaError> {
+        let name = self.name().to_owned();
+        let mut element = self.value().clone();
+        let mut defs = element
+            .as_object_mut()
+            .and_then(|o| o.remove("$defs"))
+            .and_then(|d| match d {
+                Value::Object(map) => Some(map),
+                _ => None,
+            })
+            .unwrap_or_default();
+        defs.insert(name.clone(), element);
+        let list = serde_json::json!({
+            "title": format!("Array_of_{name}"),
+            "type": "array",
+            "items": {"$ref": format!("#/$defs/{}", escape_pointer_token(&name))},
+            "$defs": defs,
+        });
+        Schema::compile(&format!("Array_of_{name}"), list)
+    }
+
     /// The name the model sees (the tool or schema name).
     pub fn name(&self) -> &str {
         &self.0.response.name

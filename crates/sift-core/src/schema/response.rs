@@ -116,6 +116,15 @@ impl ResponseSchema {
         self.wrapped && !constrained
     }
 
+    /// The member of a top-level object under which an answer's list comes, when one is: the
+    /// one definition of the list wrapper, read by the stream parser (whose elements are those
+    /// of a top-level array or of the array under this member, and of no other) as by
+    /// [`unwrap_value`](Self::unwrap_value) for a whole answer, so that an object holding
+    /// some other array (`{"person": "Ann", "tags": [...]}`) is refused in every framing.
+    pub fn list_wrapper(&self, constrained: bool) -> Option<&'static str> {
+        self.wraps_for(constrained).then_some(WRAPPER_FIELD)
+    }
+
     /// The answer as the schema given expects it, from a provider that constrains decoding
     /// (`constrained`: it was shown the schema as it is) or not: out of its `{"value": ...}`
     /// wrapper when it was asked for wrapped, and, when the model was shown the strict-mode

@@ -3,7 +3,9 @@
 
 use futures::StreamExt;
 use serde_json::json;
-use sift_core::{ExtractError, Mode, StreamError};
+use sift_core::{ExtractError, Mode};
+
+use crate::old::{Old, StreamError};
 use sift_test_support::{Reply, ScriptedServer, split_chars};
 
 use crate::{UserDetail, client};
@@ -32,10 +34,11 @@ async fn failure(server: &ScriptedServer, mode: Mode) -> ExtractError {
 /// How a streamed list extraction against `server` fails (with `retries` re-asks).
 async fn streamed_failure(server: &ScriptedServer, retries: u32) -> ExtractError {
     let mut stream = client(server)
-        .extract_iter::<UserDetail>()
+        .extract::<UserDetail>()
         .user("x")
         .max_retries(retries)
-        .stream();
+        .elements()
+        .results();
     let mut failure = None;
     while let Some(item) = stream.next().await {
         if let Err(StreamError::Extract(e)) = item {

@@ -3,11 +3,10 @@
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use sift_core::{
-    AttemptOutcome, ExtractError, FieldError, Mode, PartialUpdate, Schema, StreamError,
-};
+use sift_core::{AttemptOutcome, ExtractError, FieldError, Mode, Schema};
 use sift_test_support::{Reply, ScriptedServer, split_chars};
 
+use crate::old::{Old, PartialUpdate, StreamError};
 use crate::{UserDetail, client};
 
 fn contact() -> Schema {
@@ -215,9 +214,10 @@ async fn elements_of_a_dynamic_array_schema_stream_as_they_close() {
     let text = r#"{"value": [{"title": "launch", "day": 3}, {"title": "party", "day": 40}, {"title": "review", "day": 9}]}"#;
     server.push(Reply::stream_tool_call("Events", split_chars(text, 7)).usage(50, 30));
     let mut stream = client(&server)
-        .extract_value_iter(&schema)
+        .extract_value(&schema)
         .user("launch on the 3rd, party on the 40th, review on the 9th")
-        .stream();
+        .elements()
+        .results();
     let mut good = Vec::new();
     let mut bad = Vec::new();
     while let Some(item) = stream.next().await {
@@ -254,9 +254,10 @@ async fn elements_of_a_dynamic_array_schema_stream_as_they_close() {
 async fn an_element_stream_needs_an_array_schema() {
     let server = ScriptedServer::start().await;
     let mut stream = client(&server)
-        .extract_value_iter(&contact())
+        .extract_value(&contact())
         .user("x")
-        .stream();
+        .elements()
+        .results();
     match stream.next().await {
         Some(Err(StreamError::Extract(ExtractError::Schema(e)))) => assert_eq!(e.kind(), "shape"),
         other => panic!("{other:?}"),
@@ -271,10 +272,11 @@ async fn partial_snapshots_of_a_dynamic_object_then_the_value() {
         r#"{"name": "Ada Lovelace", "email": "ada@example.org", "kind": "person", "phone": null}"#;
     server.push(Reply::stream_content(split_chars(text, 5)).usage(40, 25));
     let mut stream = client(&server)
-        .extract_value_partial(&contact())
+        .extract_value(&contact())
         .user("Ada Lovelace, ada@example.org")
         .mode(Mode::JsonSchema)
-        .stream();
+        .partials()
+        .updates();
     let mut snapshots: Vec<Value> = Vec::new();
     let mut done = None;
     while let Some(update) = stream.next().await {

@@ -3,6 +3,7 @@
 
 mod answers;
 mod dynamic;
+mod old;
 mod reask;
 mod streaming;
 mod transport;

@@ -2,7 +2,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::json;
-use sift_core::{ExtractError, Mode, PartialUpdate, StreamError};
+use sift_core::{ExtractError, Mode};
+
+use crate::old::{Old, PartialUpdate, StreamError};
 use sift_derive::Partial;
 use sift_test_support::{Reply, ScriptedServer, split_chars};
 
@@ -35,9 +37,10 @@ async fn elements_arrive_before_the_upstream_finishes() {
             .usage(50, 30),
     );
     let mut stream = client(&server)
-        .extract_iter::<UserDetail>()
+        .extract::<UserDetail>()
         .user("Alice and Bob")
-        .stream();
+        .elements()
+        .results();
     let first = stream.next().await.unwrap().unwrap();
     assert_eq!(
         first,
@@ -80,9 +83,10 @@ async fn one_parallel_tool_call_per_element() {
     ]));
     let items = collect(
         client(&server)
-            .extract_iter::<UserDetail>()
+            .extract::<UserDetail>()
             .user("x")
-            .stream(),
+            .elements()
+            .results(),
     )
     .await;
     assert_eq!(names(&items), ["Alice 32", "Bob 43"]);
@@ -106,10 +110,11 @@ async fn every_text_mode_streams() {
         server.push(Reply::stream_content(split_chars(&text, 3)));
         let items = collect(
             client(&server)
-                .extract_iter::<UserDetail>()
+                .extract::<UserDetail>()
                 .user("x")
                 .mode(mode)
-                .stream(),
+                .elements()
+                .results(),
         )
         .await;
         assert_eq!(names(&items), ["Alice 32", "Bob 43"], "{mode}");
@@ -123,10 +128,11 @@ async fn a_bracket_inside_a_string_and_adjacent_objects_are_fine() {
     server.push(Reply::stream_content(split_chars(text, 1)));
     let items = collect(
         client(&server)
-            .extract_iter::<UserDetail>()
+            .extract::<UserDetail>()
             .user("x")
             .mode(Mode::Json)
-            .stream(),
+            .elements()
+            .results(),
     )
     .await;
     assert_eq!(names(&items), ["Al}ice{[ 32", "Bob 43"]);
@@ -142,9 +148,10 @@ async fn an_invalid_element_is_reported_in_place_and_the_rest_continue() {
     ));
     let items = collect(
         client(&server)
-            .extract_iter::<UserDetail>()
+            .extract::<UserDetail>()
             .user("x")
-            .stream(),
+            .elements()
+            .results(),
     )
     .await;
     assert_eq!(items.len(), 3);
@@ -177,9 +184,10 @@ async fn a_broken_answer_before_any_element_is_reasked() {
         )
         .push(Reply::stream_tool_call("Array_of_UserDetail", split_chars(PEOPLE, 6)).usage(20, 9));
     let mut stream = client(&server)
-        .extract_iter::<UserDetail>()
+        .extract::<UserDetail>()
         .user("x")
-        .stream();
+        .elements()
+        .results();
     let mut items = Vec::new();
     while let Some(item) = stream.next().await {
         items.push(item);
@@ -223,9 +231,10 @@ async fn a_break_after_elements_ends_the_stream_with_what_came_through() {
     );
     let items = collect(
         client(&server)
-            .extract_iter::<UserDetail>()
+            .extract::<UserDetail>()
             .user("x")
-            .stream(),
+            .elements()
+            .results(),
     )
     .await;
     assert_eq!(items.len(), 2);
@@ -256,9 +265,10 @@ async fn an_error_event_mid_stream_is_a_provider_error() {
     );
     let items = collect(
         client(&server)
-            .extract_iter::<UserDetail>()
+            .extract::<UserDetail>()
             .user("x")
-            .stream(),
+            .elements()
+            .results(),
     )
     .await;
     let last = items.last().unwrap().as_ref().unwrap_err();
@@ -277,9 +287,10 @@ async fn dropping_the_stream_closes_the_upstream_connection() {
             .chunk_delay(Duration::from_millis(30)),
     );
     let mut stream = client(&server)
-        .extract_iter::<UserDetail>()
+        .extract::<UserDetail>()
         .user("x")
-        .stream();
+        .elements()
+        .results();
     let first = stream.next().await.unwrap().unwrap();
     assert_eq!(first.name, "Alice");
     drop(stream);
@@ -309,9 +320,10 @@ async fn partial_snapshots_grow_then_the_value_is_validated() {
         r#"{"name": "Red", "members": [{"name": "Alice", "age": 32}, {"name": "Bob", "age": 43}]}"#;
     server.push(Reply::stream_tool_call("Team", split_chars(text, 5)));
     let updates: Vec<_> = client(&server)
-        .extract_partial::<Team>()
+        .extract::<Team>()
         .user("x")
-        .stream()
+        .partials()
+        .updates()
         .collect()
         .await;
     let snapshots: Vec<_> = updates
@@ -360,9 +372,10 @@ async fn a_partial_stream_that_fails_validation_announces_the_retry() {
             ),
         ));
     let updates: Vec<_> = client(&server)
-        .extract_partial::<Team>()
+        .extract::<Team>()
         .user("x")
-        .stream()
+        .partials()
+        .updates()
         .collect()
         .await;
     let retry = updates
@@ -397,9 +410,10 @@ async fn a_large_partial_answer_is_shown_in_geometric_steps() {
     .unwrap();
     let started = std::time::Instant::now();
     let mut stream = client(&server)
-        .extract_value_partial(&schema)
+        .extract_value(&schema)
         .user("x")
-        .stream();
+        .partials()
+        .updates();
     let mut lengths = Vec::new();
     let mut done = None;
     while let Some(update) = stream.next().await {

@@ -4,6 +4,7 @@ use sift_core::{ExtractError, ProviderError};
 use sift_openai::OpenAi;
 use sift_test_support::{Reply, ScriptedServer};
 
+use crate::old::Old;
 use crate::{UserDetail, client, config};
 
 const GOOD: &str = r#"{"name": "Daniel", "age": 24}"#;
@@ -227,10 +228,11 @@ async fn an_answer_over_the_body_limit_is_refused_naming_the_limit() {
         "{err:?}"
     );
     let mut stream = client
-        .extract_partial::<UserDetail>()
+        .extract::<UserDetail>()
         .user("x")
         .mode(sift_core::Mode::Json)
-        .stream();
+        .partials()
+        .updates();
     let mut failure = None;
     while let Some(item) = futures::StreamExt::next(&mut stream).await {
         if let Err(e) = item {

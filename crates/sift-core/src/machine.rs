@@ -1,0 +1,371 @@
+//! The decision after each answer, written once and free of I/O.
+//!
+//! A [`Machine`] holds one extraction's conversation and attempts. Whoever makes the calls
+//! (the live loop in `attempts`, or the caller of a provider's batch API through
+//! [`Turns`](crate::Turns)) hands it each answer or failure, and it decides: the value is
+//! valid (done), the answer was cut off by the token limit (failed, not re-asked: the same
+//! limit would cut it again), elements were already handed over (incomplete), a re-ask is
+//! left (the request now carries the errors: ask again), or none is (exhausted). Every
+//! attempt is recorded, and usage summed, here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::message::{ChatRequest, ChatResponse, Usage};
+use crate::mode::{Mode, ReadError, parse_json};
+use crate::outcome::{Attempt, AttemptOutcome, ExtractError};
+use crate::provider::ProviderError;
+use crate::schema::Schema;
+use crate::stream::StreamStats;
+use crate::trace;
+use crate::validate::FieldError;
+
+/// Turns a value that passed the schema into the caller's type, or says what is wrong.
+pub(crate) type Decode<T> = Arc<dyn Fn(&Value) -> Result<T, Vec<FieldError>> + Send + Sync>;
+
+/// How the answer is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// One value, from a plain (non-streamed) call.
+    Whole,
+    /// One value, streamed: snapshots as it grows.
+    Partial,
+    /// A list, streamed: each element as it closes.
+    Elements,
+}
+
+/// Everything one extraction needs.
+pub(crate) struct Job<T> {
+    pub(crate) provider: Arc<dyn crate::Provider>,
+    pub(crate) request: ChatRequest,
+    pub(crate) mode: Mode,
+    pub(crate) max_retries: u32,
+    /// What the model is asked for (for [`Delivery::Elements`], the list).
+    pub(crate) schema: Schema,
+    /// Whether the provider constrains decoding (it is shown the schema as it is: see
+    /// `ResponseSchema::unwrap_value`).
+    pub(crate) constrained: bool,
+    /// For [`Delivery::Elements`]: the schema of one element.
+    pub(crate) element: Option<Schema>,
+    /// Applied to the whole value, or to each element.
+    pub(crate) decode: Decode<T>,
+    /// The name on the extraction span (`UserDetail`, `Iterable[UserDetail]`).
+    pub(crate) span_name: String,
+    /// The extractor's name, for telemetry.
+    pub(crate) extractor: Option<String>,
+}
+
+/// What one attempt's answer held, read whole or streamed.
+#[derive(Debug, Default)]
+pub(crate) struct Answer {
+    pub(crate) usage: Usage,
+    /// The answer was cut off by the token limit (`finish_reason: length`, from any provider).
+    pub(crate) truncated: bool,
+    /// Why the answer could not be read, if it could not.
+    pub(crate) unreadable: Option<ReadError>,
+    /// The JSON text, when read whole.
+    pub(crate) output: Option<String>,
+    /// The value to judge. For a streamed list, `None` once its elements were the answer.
+    pub(crate) value: Option<Value>,
+}
+
+impl Answer {
+    /// A whole (not streamed) answer read in `mode`: its JSON text and value, or why there is
+    /// none.
+    pub(crate) fn whole(mode: Mode, schema: &Schema, response: &ChatResponse) -> Self {
+        let mut answer = Answer {
+            usage: response.usage,
+            truncated: response.truncated(),
+            ..Answer::default()
+        };
+        match mode.read(schema.response(), response) {
+            Err(e) => answer.unreadable = Some(e),
+            Ok(text) => {
+                answer.output = Some(text.to_owned());
+                match parse_json(text) {
+                    Ok(v) => answer.value = Some(v),
+                    Err(e) => answer.unreadable = Some(e),
+                }
+            }
+        }
+        answer
+    }
+
+    /// Records why the answer cannot be read (the first reason only).
+    pub(crate) fn fail_reading(&mut self, error: ReadError) {
+        self.unreadable.get_or_insert(error);
+    }
+}
+
+/// What follows an answer.
+#[derive(Debug)]
+pub(crate) enum Step<T> {
+    /// A valid value: the extraction is done.
+    Done(T, ChatResponse),
+    /// A streamed list ended well: its elements were the answer.
+    Finished,
+    /// The answer failed and a re-ask is left: the request now carries the errors.
+    Again {
+        /// The attempt that failed.
+        attempt: u32,
+        /// Why.
+        errors: Vec<FieldError>,
+    },
+    /// The extraction failed.
+    Failed(ExtractError),
+}
+
+/// One extraction's conversation, attempts and decisions (see the module's doc).
+pub(crate) struct Machine<T> {
+    request: ChatRequest,
+    schema: Schema,
+    element: Option<Schema>,
+    decode: Decode<T>,
+    mode: Mode,
+    max_retries: u32,
+    constrained: bool,
+    stats: StreamStats,
+    /// Elements handed over (valid or not).
+    emitted: usize,
+    /// Elements handed over in the current attempt.
+    emitted_in_attempt: usize,
+}
+
+impl<T> std::fmt::Debug for Machine<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine")
+            .field("schema", &self.schema.name())
+            .field("mode", &self.mode)
+            .field("attempts", &self.stats.count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Machine<T> {
+    /// The machine of `job`, recording its attempts in `stats`.
+    pub(crate) fn new(job: Job<T>, stats: StreamStats) -> Self {
+        Self {
+            request: job.request,
+            schema: job.schema,
+            element: job.element,
+            decode: job.decode,
+            mode: job.mode,
+            max_retries: job.max_retries,
+            constrained: job.constrained,
+            stats,
+            emitted: 0,
+            emitted_in_attempt: 0,
+        }
+    }
+
+    /// The request to send next.
+    pub(crate) fn request(&self) -> &ChatRequest {
+        &self.request
+    }
+
+    /// The number of the attempt to make next (1 for the first).
+    pub(crate) fn attempt(&self) -> u32 {
+        self.stats.count() as u32 + 1
+    }
+
+    /// The attempts so far.
+    pub(crate) fn stats(&self) -> &StreamStats {
+        &self.stats
+    }
+
+    /// The mode answers are read in.
+    pub(crate) fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// What the model is asked for.
+    pub(crate) fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The schema one streamed element is checked against (the list's `items`, or the
+    /// whole schema when none is set).
+    pub(crate) fn element_schema(&self) -> &Schema {
+        self.element.as_ref().unwrap_or(&self.schema)
+    }
+
+    /// Whether the provider constrains decoding.
+    pub(crate) fn constrained(&self) -> bool {
+        self.constrained
+    }
+
+    /// Elements handed over in the current attempt (reset by [`answered`](Self::answered)).
+    pub(crate) fn emitted_in_attempt(&self) -> usize {
+        self.emitted_in_attempt
+    }
+
+    /// A streamed list element as it closed: its index, and the element checked against the
+    /// element schema and decoded, or its errors and the value as written.
+    pub(crate) fn element(
+        &mut self,
+        mut value: Value,
+    ) -> (usize, Result<T, (Vec<FieldError>, Value)>) {
+        let index = self.emitted;
+        self.emitted += 1;
+        self.emitted_in_attempt += 1;
+        let schema = self.element.as_ref().unwrap_or(&self.schema);
+        schema
+            .response()
+            .drop_strict_nulls(&mut value, self.constrained);
+        let result = check(schema, &self.decode, &value).map_err(|errors| (errors, value));
+        (index, result)
+    }
+
+    /// The answer to [`request`](Self::request), which took `duration`: judged, recorded,
+    /// and what follows decided.
+    pub(crate) fn answered(
+        &mut self,
+        mut answer: Answer,
+        response: ChatResponse,
+        duration: Duration,
+    ) -> Step<T> {
+        let number = self.attempt();
+        let elements = self.emitted_in_attempt > 0;
+        self.emitted_in_attempt = 0;
+        let record = |answer: &Answer, outcome, errors| Attempt {
+            number,
+            duration,
+            usage: answer.usage,
+            outcome,
+            errors,
+            output: answer.output.clone(),
+        };
+        // A streamed list may end with nothing left to judge: its elements were the answer.
+        let verdict =
+            if self.element.is_some() && answer.unreadable.is_none() && answer.value.is_none() {
+                Ok(None)
+            } else {
+                self.judge(&mut answer, &response)
+            };
+        let (outcome, errors) = match verdict {
+            Ok(value) => {
+                self.stats
+                    .push(record(&answer, AttemptOutcome::Success, Vec::new()));
+                return match value {
+                    Some(v) => Step::Done(v, response),
+                    None => Step::Finished,
+                };
+            }
+            Err(failed) => failed,
+        };
+        // The one truncation rule: a cut answer that failed ends the extraction.
+        let outcome = if answer.truncated {
+            AttemptOutcome::Truncated
+        } else {
+            outcome
+        };
+        let attempts = self.stats.push(record(&answer, outcome, errors.clone()));
+        let usage = attempts.iter().map(|a| a.usage).sum();
+        if self.emitted > 0 || elements {
+            return Step::Failed(ExtractError::Incomplete {
+                emitted: self.emitted,
+                attempts,
+                usage,
+            });
+        }
+        if answer.truncated {
+            return Step::Failed(ExtractError::TokenLimit {
+                limit: self.request.max_tokens,
+                attempts,
+                usage,
+            });
+        }
+        if number > self.max_retries {
+            return Step::Failed(ExtractError::RetriesExhausted {
+                attempts,
+                usage,
+                last_response: Some(Box::new(response)),
+            });
+        }
+        let reask = self.mode.reask(self.schema.response(), &response, &errors);
+        self.request.messages.extend(reask);
+        Step::Again {
+            attempt: number,
+            errors,
+        }
+    }
+
+    /// The call for [`request`](Self::request) failed after `duration`: the extraction fails
+    /// with `error` (transport retries are the provider's).
+    pub(crate) fn failed(&mut self, error: ProviderError, duration: Duration) -> ExtractError {
+        let number = self.attempt();
+        let attempts = self
+            .stats
+            .push(Attempt::provider_failure(number, duration, &error));
+        ExtractError::provider(number, error, attempts)
+    }
+
+    /// The verdict on an answer: its value, checked against the whole schema and decoded
+    /// (for a streamed list, checked only: its elements were decoded as they closed), or the
+    /// outcome and errors of the failed attempt.
+    fn judge(
+        &self,
+        answer: &mut Answer,
+        response: &ChatResponse,
+    ) -> Result<Option<T>, (AttemptOutcome, Vec<FieldError>)> {
+        match (answer.unreadable.take(), answer.value.take()) {
+            (Some(e), _) => {
+                let outcome = match e {
+                    ReadError::Missing(_) => AttemptOutcome::NoOutput,
+                    ReadError::InvalidJson(_) => AttemptOutcome::InvalidJson,
+                };
+                let errors = vec![FieldError::new("", e.into_message())];
+                let text = answer.output.as_deref().or(response.content.as_deref());
+                trace::unreadable(self.schema.name(), text, &errors);
+                Err((outcome, errors))
+            }
+            (None, None) => Err((
+                AttemptOutcome::NoOutput,
+                vec![FieldError::new("", "no JSON found in the answer")],
+            )),
+            (None, Some(value)) => {
+                let value = self.schema.response().unwrap_value(value, self.constrained);
+                let result = if self.element.is_some() {
+                    let errors = self.schema.errors(&value);
+                    trace::validation(self.schema.name(), &value, errors_or_ok(&errors));
+                    if errors.is_empty() {
+                        Ok(None)
+                    } else {
+                        Err(errors)
+                    }
+                } else {
+                    check(&self.schema, &self.decode, &value).map(Some)
+                };
+                result.map_err(|errors| (AttemptOutcome::ValidationFailed, errors))
+            }
+        }
+    }
+}
+
+fn errors_or_ok(errors: &[FieldError]) -> Result<(), &[FieldError]> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Checks `value` against the whole schema, then decodes it; records the validation.
+pub(crate) fn check<T>(
+    schema: &Schema,
+    decode: &Decode<T>,
+    value: &Value,
+) -> Result<T, Vec<FieldError>> {
+    let mut result = Err(schema.errors(value));
+    if result.as_ref().is_err_and(Vec::is_empty) {
+        result = decode(value);
+    }
+    trace::validation(
+        schema.name(),
+        value,
+        result.as_ref().map(|_| ()).map_err(Vec::as_slice),
+    );
+    result
+}

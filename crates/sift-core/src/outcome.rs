@@ -1,0 +1,290 @@
+//! What an extraction yields and how it ends: the data types of the attempt loop, in a leaf
+//! module that the modules driving the loop (`machine`, `attempts`, `turns`, the builder)
+//! all import and that imports none of them.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::message::{ChatResponse, Usage};
+use crate::provider::ProviderError;
+use crate::schema::SchemaError;
+use crate::validate::FieldError;
+
+/// A successful extraction.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Extraction<T> {
+    /// The validated value.
+    pub value: T,
+    /// Tokens used by every attempt together.
+    pub usage: Usage,
+    /// Every attempt, the last one successful.
+    pub attempts: Vec<Attempt>,
+    /// The final raw completion.
+    pub response: ChatResponse,
+}
+
+impl<T> Extraction<T> {
+    /// The value, dropping the rest.
+    pub fn into_value(self) -> T {
+        self.value
+    }
+}
+
+/// What became of one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AttemptOutcome {
+    /// Parsed and validated.
+    Success,
+    /// No tool call or no content.
+    NoOutput,
+    /// Not valid JSON.
+    InvalidJson,
+    /// Cut off at the token limit.
+    Truncated,
+    /// Valid JSON that failed the schema, deserialisation or a custom rule.
+    ValidationFailed,
+    /// The provider call itself failed.
+    ProviderError,
+}
+
+impl AttemptOutcome {
+    /// The outcome's name (`success`, `validation_failed`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Success => "success",
+            AttemptOutcome::NoOutput => "no_output",
+            AttemptOutcome::InvalidJson => "invalid_json",
+            AttemptOutcome::Truncated => "truncated",
+            AttemptOutcome::ValidationFailed => "validation_failed",
+            AttemptOutcome::ProviderError => "provider_error",
+        }
+    }
+}
+
+/// The record of one call to the model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attempt {
+    /// 1 for the first call.
+    pub number: u32,
+    /// Wall time of the call and the checks.
+    #[serde(serialize_with = "serialize_millis", rename = "duration_ms")]
+    pub duration: Duration,
+    /// Tokens this call used.
+    pub usage: Usage,
+    /// What became of it.
+    pub outcome: AttemptOutcome,
+    /// What was wrong (empty on success).
+    pub errors: Vec<FieldError>,
+    /// The JSON text the model produced, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+impl Attempt {
+    /// The record of an attempt whose provider call failed after `duration`.
+    pub(crate) fn provider_failure(
+        number: u32,
+        duration: Duration,
+        source: &ProviderError,
+    ) -> Self {
+        Self {
+            number,
+            duration,
+            usage: Usage::default(),
+            outcome: AttemptOutcome::ProviderError,
+            errors: vec![FieldError::new("", source.to_string())],
+            output: None,
+        }
+    }
+}
+
+fn serialize_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+/// Why an extraction failed. Every variant keeps the attempts made and the tokens spent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExtractError {
+    /// A call to the provider failed (after its own transport retries).
+    #[error("model call failed on attempt {attempt}")]
+    Provider {
+        /// Which attempt failed.
+        attempt: u32,
+        /// The provider's error.
+        #[source]
+        source: ProviderError,
+        /// Every attempt, the failed one last.
+        attempts: Vec<Attempt>,
+        /// Tokens spent before the failure.
+        usage: Usage,
+    },
+    /// No attempt produced a valid answer.
+    #[error("no valid answer after {} attempts", attempts.len())]
+    RetriesExhausted {
+        /// Every attempt with its errors.
+        attempts: Vec<Attempt>,
+        /// Tokens spent in all.
+        usage: Usage,
+        /// The last completion.
+        last_response: Option<Box<ChatResponse>>,
+    },
+    /// A streamed answer broke off after some elements had been handed over.
+    #[error("the answer broke off after {emitted} elements")]
+    Incomplete {
+        /// Elements handed over before the break.
+        emitted: usize,
+        /// Every attempt, the broken one last with its error.
+        attempts: Vec<Attempt>,
+        /// Tokens spent in all.
+        usage: Usage,
+    },
+    /// The answer was cut off by the token limit (`finish_reason: length`, from any
+    /// provider). Not re-asked: the same limit would cut the same answer again.
+    #[error("{}", token_limit_message(*.limit))]
+    TokenLimit {
+        /// The limit the request set, when it set one.
+        limit: Option<u32>,
+        /// Every attempt, the cut one last.
+        attempts: Vec<Attempt>,
+        /// Tokens spent in all.
+        usage: Usage,
+    },
+    /// The response schema could not be compiled, or the provider cannot enforce it.
+    #[error("invalid response schema")]
+    Schema(#[from] SchemaError),
+}
+
+fn token_limit_message(limit: Option<u32>) -> String {
+    match limit {
+        Some(n) => format!(
+            "the answer did not fit in the limit of {n} tokens: raise max_tokens, or ask for less"
+        ),
+        None => "the answer did not fit in the provider's token limit: set a higher max_tokens, or ask for less".into(),
+    }
+}
+
+impl ExtractError {
+    /// A provider failure on attempt `number`, after `attempts` (the failed one last).
+    pub(crate) fn provider(number: u32, source: ProviderError, attempts: Vec<Attempt>) -> Self {
+        ExtractError::Provider {
+            attempt: number,
+            source,
+            usage: attempts.iter().map(|a| a.usage).sum(),
+            attempts,
+        }
+    }
+
+    /// The attempts made.
+    pub fn attempts(&self) -> &[Attempt] {
+        match self {
+            ExtractError::Provider { attempts, .. }
+            | ExtractError::RetriesExhausted { attempts, .. }
+            | ExtractError::Incomplete { attempts, .. }
+            | ExtractError::TokenLimit { attempts, .. } => attempts,
+            ExtractError::Schema(_) => &[],
+        }
+    }
+
+    /// Tokens spent in all.
+    pub fn usage(&self) -> Usage {
+        match self {
+            ExtractError::Provider { usage, .. }
+            | ExtractError::RetriesExhausted { usage, .. }
+            | ExtractError::Incomplete { usage, .. }
+            | ExtractError::TokenLimit { usage, .. } => *usage,
+            ExtractError::Schema(_) => Usage::default(),
+        }
+    }
+
+    /// A short name for the failure (`provider_error`, `retries_exhausted`, `incomplete`,
+    /// `token_limit`, `schema`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExtractError::Provider { .. } => "provider_error",
+            ExtractError::RetriesExhausted { .. } => "retries_exhausted",
+            ExtractError::Incomplete { .. } => "incomplete",
+            ExtractError::TokenLimit { .. } => "token_limit",
+            ExtractError::Schema(_) => "schema",
+        }
+    }
+
+    /// The provider error, if that is what failed.
+    pub fn provider_error(&self) -> Option<&ProviderError> {
+        match self {
+            ExtractError::Provider { source, .. } => Some(source.cause()),
+            _ => None,
+        }
+    }
+}
+
+/// One step of a streamed extraction (see [`crate::stream`]). A stream yields
+/// `Result<Event<T, P>, ExtractError>`: events until it ends with [`Event::Done`] or an error.
+/// `T` is what is validated (a list element, or the whole value), `P` a snapshot of the value
+/// so far (partial streams).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event<T, P = Value> {
+    /// A list element that passed validation (element streams), in list order.
+    Element {
+        /// Its position in the list (counting every element, valid or not).
+        index: usize,
+        /// The element.
+        value: T,
+    },
+    /// A list element that failed validation; the stream goes on with the next one.
+    ItemError {
+        /// Its position in the list (counting every element, valid or not).
+        index: usize,
+        /// What is wrong with it.
+        errors: Vec<FieldError>,
+        /// The element as the model wrote it.
+        value: Value,
+    },
+    /// The value so far (partial streams): completed fields, and the string being written.
+    Snapshot(P),
+    /// The attempt's answer failed and a new attempt starts (partial streams): discard the
+    /// snapshots seen so far; new ones start from empty.
+    Retry {
+        /// The attempt that failed.
+        attempt: u32,
+        /// Why it failed.
+        errors: Vec<FieldError>,
+    },
+    /// The complete, validated value (partial streams); only [`Event::Done`] follows.
+    Value(T),
+    /// The extraction succeeded. The last item.
+    Done {
+        /// Tokens spent over every attempt.
+        usage: Usage,
+        /// Every attempt, the last one successful.
+        attempts: Vec<Attempt>,
+    },
+}
+
+impl<T> Event<T, Value> {
+    /// The same event in a stream whose snapshots have type `P`; `None` for a snapshot.
+    pub(crate) fn cast<P>(self) -> Option<Event<T, P>> {
+        Some(match self {
+            Event::Element { index, value } => Event::Element { index, value },
+            Event::ItemError {
+                index,
+                errors,
+                value,
+            } => Event::ItemError {
+                index,
+                errors,
+                value,
+            },
+            Event::Snapshot(_) => return None,
+            Event::Retry { attempt, errors } => Event::Retry { attempt, errors },
+            Event::Value(v) => Event::Value(v),
+            Event::Done { usage, attempts } => Event::Done { usage, attempts },
+        })
+    }
+}
