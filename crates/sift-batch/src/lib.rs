@@ -43,7 +43,8 @@ pub use remote::{BATCH_PRICE_FACTOR, RemoteJob, run_remote};
 #[non_exhaustive]
 pub enum BatchError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    // The cause is the source, printed after the path by `{:#}` (not twice).
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,

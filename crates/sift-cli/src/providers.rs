@@ -102,6 +102,10 @@ pub(crate) fn telemetry(
         && let Some(console) = &mut config.console
     {
         console.verbose = true;
+        if !filter_set {
+            // llama.cpp's warnings too.
+            config.console_filter = sift_telemetry::VERBOSE_FILTER.into();
+        }
     }
     let standard_off = std::env::var("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
         .is_ok_and(|v| v.trim().eq_ignore_ascii_case("false"));

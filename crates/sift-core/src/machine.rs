@@ -295,6 +295,10 @@ impl<T> Machine<T> {
     /// The call for [`request`](Self::request) failed after `duration`: the extraction fails
     /// with `error` (transport retries are the provider's).
     pub(crate) fn failed(&mut self, error: ProviderError, duration: Duration) -> ExtractError {
+        // A schema the provider's grammar refuses is the request's fault, whenever it is found.
+        if let ProviderError::Schema(e) = error {
+            return ExtractError::Schema(*e);
+        }
         let number = self.attempt();
         let attempts = self
             .stats

@@ -159,6 +159,10 @@ pub enum ProviderError {
         /// How the last one failed.
         last: Box<ProviderError>,
     },
+    /// The provider cannot enforce the schema it was asked for (its grammar compiler refused
+    /// it): the request, not the upstream, is at fault.
+    #[error("the provider cannot enforce the schema")]
+    Schema(#[source] Box<crate::SchemaError>),
     /// The provider is busy and refused the call.
     #[error("provider is busy")]
     Busy {
@@ -184,6 +188,7 @@ impl ProviderError {
             | ProviderError::Unsupported(_)
             | ProviderError::InputTooLong(_)
             | ProviderError::Batch(_)
+            | ProviderError::Schema(_)
             | ProviderError::Stream(_) => false,
         }
     }
@@ -207,20 +212,52 @@ impl ProviderError {
         }
     }
 
-    /// A short machine-readable name for the error class (`timeout`, `429`, ...).
-    pub fn kind(&self) -> String {
+    /// A short machine-readable name for the error class (`timeout`, `429`, ...): an
+    /// upstream's status by its code (`4xx` or `5xx` for codes without a name of their own).
+    pub fn kind(&self) -> &'static str {
         match self {
-            ProviderError::Connect { .. } => "connect".into(),
-            ProviderError::Timeout(_) => "timeout".into(),
-            ProviderError::Status { status, .. } => status.to_string(),
-            ProviderError::InvalidResponse(_) => "invalid_response".into(),
-            ProviderError::Transport(_) => "transport".into(),
-            ProviderError::Busy { .. } => "busy".into(),
-            ProviderError::Unsupported(_) => "unsupported".into(),
-            ProviderError::Stream(_) => "stream".into(),
-            ProviderError::InputTooLong(_) => "input_too_long".into(),
-            ProviderError::Batch(_) => "batch".into(),
+            ProviderError::Connect { .. } => "connect",
+            ProviderError::Timeout(_) => "timeout",
+            ProviderError::Status { status, .. } => status_kind(*status),
+            ProviderError::InvalidResponse(_) => "invalid_response",
+            ProviderError::Transport(_) => "transport",
+            ProviderError::Busy { .. } => "busy",
+            ProviderError::Unsupported(_) => "unsupported",
+            ProviderError::Stream(_) => "stream",
+            ProviderError::InputTooLong(_) => "input_too_long",
+            ProviderError::Batch(_) => "batch",
+            ProviderError::Schema(_) => "schema",
             ProviderError::Retried { last, .. } => last.kind(),
         }
+    }
+}
+
+/// The kind of an upstream status: its code for the ones clients act on, else its class.
+fn status_kind(status: u16) -> &'static str {
+    const NAMED: &[(u16, &str)] = &[
+        (400, "400"),
+        (401, "401"),
+        (402, "402"),
+        (403, "403"),
+        (404, "404"),
+        (408, "408"),
+        (409, "409"),
+        (413, "413"),
+        (422, "422"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+        (529, "529"),
+    ];
+    if let Some((_, kind)) = NAMED.iter().find(|(code, _)| *code == status) {
+        return kind;
+    }
+    match status / 100 {
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "status",
     }
 }

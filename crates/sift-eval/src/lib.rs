@@ -36,7 +36,8 @@ pub struct Example {
 #[non_exhaustive]
 pub enum EvalError {
     /// The gold file could not be read.
-    #[error("{path}: {source}")]
+    // The cause is the source, printed after the path by `{:#}` (not twice).
+    #[error("{}", path)]
     Io {
         /// The file.
         path: String,

@@ -175,7 +175,10 @@ pub enum LocalError {
     /// The model file could not be had.
     #[error(transparent)]
     ModelFile(#[from] model_file::ModelFileError),
-    /// The model could not be loaded.
+    /// No model file where one was named.
+    #[error("no model file at {}", .0.display())]
+    NoModelFile(PathBuf),
+    /// The model could not be loaded (llama.cpp's reason).
     #[error("{0}")]
     Load(String),
 }
@@ -222,16 +225,17 @@ impl LocalProvider {
     pub fn load(config: LocalConfig) -> Result<Self, LocalError> {
         let model_path = match &config.model_path {
             Some(p) => p.clone(),
+            // Once: on the console when one listens, else on stderr.
             None => model_file::default_model(&|msg| {
-                tracing::info!("{msg}");
-                eprintln!("sift: {msg}");
+                if tracing::enabled!(tracing::Level::INFO) {
+                    tracing::info!("{msg}");
+                } else {
+                    eprintln!("sift: {msg}");
+                }
             })?,
         };
         if !model_path.is_file() {
-            return Err(LocalError::Load(format!(
-                "no model file at {}",
-                model_path.display()
-            )));
+            return Err(LocalError::NoModelFile(model_path));
         }
         let threads = config.threads.unwrap_or_else(|| {
             std::thread::available_parallelism()
@@ -436,7 +440,7 @@ impl Provider for LocalProvider {
         let constraint = constraint(request);
         if let Some(schema) = &constraint.schema {
             self.check_schema(schema)
-                .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
+                .map_err(|e| ProviderError::Schema(Box::new(e)))?;
         }
         let messages = conversation(request, &constraint);
         let max_tokens = request.max_tokens.unwrap_or(self.max_tokens);

@@ -97,6 +97,10 @@ impl TelemetryConfig {
                 ..ConsoleOptions::default()
             }),
         };
+        let filter_given = env("SIFT_LOG").or_else(|| env("RUST_LOG")).is_some();
+        if !filter_given && config.console.as_ref().is_some_and(|c| c.verbose) {
+            config.console_filter = crate::VERBOSE_FILTER.into();
+        }
         let disabled = env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let traces_off = env("OTEL_TRACES_EXPORTER").is_some_and(|v| off(&v));
         config.otlp = !disabled

@@ -53,12 +53,15 @@ pub type TraceContinuation = dyn Fn(&tracing::Span, &http::HeaderMap) + Send + S
 /// A function that writes the current trace context into an outgoing request's headers.
 pub type TracePropagation = dyn Fn(&mut http::HeaderMap) + Send + Sync;
 
-/// The default console filter.
-pub const DEFAULT_FILTER: &str = "info,llama-cpp-2=warn,llama_cpp_2=warn";
+/// The default console filter: llama.cpp's own chatter (its bindings' warnings about log
+/// lines it splits, say) stays out unless it is an error or the console is verbose.
+pub const DEFAULT_FILTER: &str = "info,llama-cpp-2=error,llama_cpp_2=error";
+/// The default console filter when the console is verbose (`-v`).
+pub const VERBOSE_FILTER: &str = "info,llama-cpp-2=warn,llama_cpp_2=warn";
 /// The default filter of what is exported: sift's own debug records (request arguments,
 /// streamed objects) go to the backend, as Logfire sends everything and lets its UI filter.
 pub const DEFAULT_EXPORT_FILTER: &str =
-    "info,sift_core=debug,sift_server=debug,llama-cpp-2=warn,llama_cpp_2=warn";
+    "info,sift_core=debug,sift_server=debug,llama-cpp-2=error,llama_cpp_2=error";
 
 /// How often the binary's console writes out its lines: too short for a person to notice,
 /// long enough that a busy service writes many lines at once.
