@@ -309,6 +309,7 @@ pub(crate) fn record(
     id: String,
     asked: &str,
     result: Result<Extraction<Value>, ExtractError>,
+    recording: &sift_core::trace::Recording,
 ) -> (Record, Usage) {
     match result {
         Ok(out) => {
@@ -332,7 +333,7 @@ pub(crate) fn record(
             let record = Record {
                 id,
                 value: None,
-                error: Some(ExtractionFailure::from_error(&e)),
+                error: Some(ExtractionFailure::from_error(&e, recording)),
                 usage: usage.into(),
                 attempts: e.attempts().len(),
                 model: asked.to_owned(),
@@ -350,7 +351,7 @@ async fn process(ctx: Arc<Ctx>, item: Item) -> (Record, Usage, Option<f64>) {
         Err(record) => return (*record, Usage::default(), Some(0.0)),
     };
     let result = ctx.extractor.request(&ctx.client, messages).send().await;
-    let (record, usage) = record(id, &asked, result);
+    let (record, usage) = record(id, &asked, result, ctx.client.recording());
     let cost = ctx.prices.cost(&asked, &record.model, &usage, 1.0);
     (record, usage, cost)
 }

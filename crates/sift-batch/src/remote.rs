@@ -196,7 +196,7 @@ pub async fn run_remote(job: RemoteJob, mut interrupts: Interrupts) -> Result<Su
                         pending.insert(id, t);
                     }
                     Err(e) => {
-                        let (record, usage) = record(id, &asked, Err(e));
+                        let (record, usage) = record(id, &asked, Err(e), job.client.recording());
                         output.write(&record)?;
                         tally.add(false, usage, Some(0.0));
                     }
@@ -211,6 +211,7 @@ pub async fn run_remote(job: RemoteJob, mut interrupts: Interrupts) -> Result<Su
         tally: &mut tally,
         pricing: &pricing,
         asked: &asked,
+        recording: job.client.recording(),
     };
     // Replay the rounds already downloaded.
     for round in state.rounds.iter().filter(|r| r.collected) {
@@ -415,6 +416,7 @@ struct Judge<'a> {
     tally: &'a mut Tally,
     pricing: &'a Pricing,
     asked: &'a str,
+    recording: &'a sift_core::trace::Recording,
 }
 
 impl Judge<'_> {
@@ -471,7 +473,7 @@ impl Judge<'_> {
                 Some(Err(e)) => Err(turns.fail(e, Duration::ZERO)),
                 None => Err(turns.fail(ProviderError::Batch(why.clone()), Duration::ZERO)),
             };
-            let (record, usage) = record(id.clone(), self.asked, result);
+            let (record, usage) = record(id.clone(), self.asked, result, self.recording);
             let cost = self
                 .pricing
                 .cost(self.asked, &record.model, &usage, BATCH_PRICE_FACTOR);

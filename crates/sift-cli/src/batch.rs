@@ -93,7 +93,7 @@ pub async fn run(args: BatchArgs) -> ExitCode {
     providers::finish(telemetry, result).await
 }
 
-async fn batch(args: BatchArgs, telemetry: &sift_telemetry::Telemetry) -> Result<ExitCode, Failed> {
+async fn batch(args: BatchArgs, telemetry: &providers::Observed) -> Result<ExitCode, Failed> {
     if args.concurrency == 0 {
         return Err(anyhow::anyhow!("--concurrency must be at least 1").into());
     }

@@ -50,7 +50,7 @@ pub async fn run(args: EvalArgs) -> ExitCode {
     providers::finish(telemetry, result).await
 }
 
-async fn eval(args: EvalArgs, telemetry: &sift_telemetry::Telemetry) -> Result<ExitCode, Failed> {
+async fn eval(args: EvalArgs, telemetry: &providers::Observed) -> Result<ExitCode, Failed> {
     let (name, gold) = match (&args.adhoc.schema, args.positional.as_slice()) {
         (Some(_), [gold]) => (None, gold.clone()),
         (None, [name, gold]) => (Some(name.as_str()), gold.clone()),

@@ -10,6 +10,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use sift_config::{Config, ExtractorSpec};
 use sift_core::report::ExtractionFailure;
+use sift_core::trace::Recording;
 use sift_core::{Attempt, Event, ExtractError, Schema};
 
 use crate::providers::{self, Clients, ProviderArgs};
@@ -235,7 +236,7 @@ fn input_for(spec: &ExtractorSpec, text: String, json: bool) -> anyhow::Result<V
     Ok(input)
 }
 
-async fn extract(args: ExtractArgs, telemetry: &sift_telemetry::Telemetry) -> Result<(), Failed> {
+async fn extract(args: ExtractArgs, telemetry: &providers::Observed) -> Result<(), Failed> {
     let file = args.providers.config_file()?;
     let (name, text_arg) = match (&args.adhoc.schema, args.positional.as_slice()) {
         (Some(_), [text]) => (None, Some(text.as_str())),
@@ -265,6 +266,8 @@ async fn extract(args: ExtractArgs, telemetry: &sift_telemetry::Telemetry) -> Re
         .map_err(Failed::provider)?;
     let mut stdout = std::io::stdout().lock();
     let request = spec.request(&client, messages);
+    let recording = client.recording().clone();
+    let failed = |e| failed(e, &recording);
     if !args.stream {
         let out = request.send().await.map_err(failed)?;
         if args.verbose {
@@ -310,14 +313,14 @@ fn line(out: &mut impl Write, value: &Value) -> anyhow::Result<()> {
 }
 
 /// A failed extraction: every attempt shown, and the exit code of its kind.
-fn failed(e: ExtractError) -> Failed {
+fn failed(e: ExtractError, recording: &Recording) -> Failed {
     show_attempts(e.attempts());
     let code = match &e {
         ExtractError::Schema(_) => EXIT_INPUT,
         ExtractError::Provider { .. } => EXIT_PROVIDER,
         _ => EXIT_INVALID,
     };
-    let report = ExtractionFailure::from_error(&e);
+    let report = ExtractionFailure::from_error(&e, recording);
     Failed {
         code,
         error: anyhow::anyhow!("{} ({})", report.message, report.kind),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use sift_config::{Config, ExtractorSpec, ProviderSpec};
+use sift_core::trace::Recording;
 use sift_core::{Admission, Client, Mode};
 use sift_openai::{OpenAi, OpenAiConfig};
 use sift_telemetry::{Telemetry, TelemetryConfig};
@@ -88,7 +89,7 @@ pub(crate) fn telemetry(
     verbose: bool,
     quiet: bool,
     record_content: bool,
-) -> anyhow::Result<Telemetry> {
+) -> anyhow::Result<Observed> {
     let mut config = TelemetryConfig::from_env();
     config.scrub.secrets.extend(secrets(args));
     let filter_set = ["SIFT_LOG", "RUST_LOG"]
@@ -110,22 +111,36 @@ pub(crate) fn telemetry(
     let standard_off = std::env::var("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
         .is_ok_and(|v| v.trim().eq_ignore_ascii_case("false"));
     let console_verbose = config.console.as_ref().is_some_and(|c| c.verbose);
-    sift_core::trace::set_content_allowed(record_content && !standard_off);
     let telemetry = Telemetry::init(config).context("could not set up telemetry")?;
-    // Content is written out only where something shows it: an exporter or the verbose
-    // console.
-    sift_core::trace::set_record_content(
-        record_content && !standard_off && (console_verbose || telemetry.is_exporting()),
-    );
     for target in telemetry.exporting() {
         tracing::info!(target = target.as_str(), "exporting traces");
     }
-    // What clients are shown (error bodies, batch output) is scrubbed as the logs are.
+    let allowed = record_content && !standard_off;
+    // What every client built from this telemetry records: content where it is allowed, on
+    // spans only where something shows it (an exporter or the verbose console); and what
+    // clients are shown (error bodies, batch output) scrubbed as the logs are.
     let scrubber = telemetry.scrubber();
-    sift_core::report::set_scrubber(std::sync::Arc::new(move |text: &str| {
-        scrubber.scrub_text(text)
-    }));
-    Ok(telemetry)
+    let recording = Recording::default()
+        .with_log_content(allowed)
+        .with_span_content(allowed && (console_verbose || telemetry.is_exporting()))
+        .with_scrubber(Arc::new(move |text: &str| scrubber.scrub_text(text)));
+    Ok(Observed {
+        telemetry,
+        recording,
+    })
+}
+
+/// Telemetry, and what the clients built under it record of their content.
+pub(crate) struct Observed {
+    pub(crate) telemetry: Telemetry,
+    pub(crate) recording: Recording,
+}
+
+impl std::ops::Deref for Observed {
+    type Target = Telemetry;
+    fn deref(&self) -> &Telemetry {
+        &self.telemetry
+    }
 }
 
 /// Telemetry for a command-line tool (`extract`, `batch`, `eval`): quiet unless `verbose`;
@@ -133,7 +148,7 @@ pub(crate) fn telemetry(
 pub(crate) fn tool_telemetry(
     args: &ProviderArgs,
     verbose: bool,
-) -> Result<Telemetry, std::process::ExitCode> {
+) -> Result<Observed, std::process::ExitCode> {
     telemetry(args, false, !verbose, true).map_err(|e| {
         eprintln!("error: {e:#}");
         std::process::ExitCode::from(crate::extract::EXIT_INPUT)
@@ -143,7 +158,7 @@ pub(crate) fn tool_telemetry(
 /// Flushes `telemetry` (blocking, so off the async workers), then turns a tool's result into
 /// its exit code, printing a failure.
 pub(crate) async fn finish(
-    telemetry: Telemetry,
+    Observed { telemetry, .. }: Observed,
     result: Result<std::process::ExitCode, crate::extract::Failed>,
 ) -> std::process::ExitCode {
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
@@ -191,7 +206,7 @@ fn secrets(args: &ProviderArgs) -> Vec<String> {
 /// load the embedded model again).
 pub(crate) struct Clients<'a> {
     args: &'a ProviderArgs,
-    telemetry: &'a Telemetry,
+    telemetry: &'a Observed,
     /// Given to every OpenAI-compatible provider built (`sift batch`'s rate limits).
     admission: Option<Arc<dyn Admission>>,
     built: HashMap<(String, String), Client>,
@@ -200,7 +215,7 @@ pub(crate) struct Clients<'a> {
 impl<'a> Clients<'a> {
     pub(crate) fn new(
         args: &'a ProviderArgs,
-        telemetry: &'a Telemetry,
+        telemetry: &'a Observed,
         admission: Option<Arc<dyn Admission>>,
     ) -> Self {
         Self {
@@ -228,7 +243,8 @@ impl<'a> Clients<'a> {
         };
         Ok(client
             .with_mode(args.mode)
-            .with_max_retries(args.max_retries))
+            .with_max_retries(args.max_retries)
+            .with_recording(self.telemetry.recording.clone()))
     }
 
     /// The client of `spec` (the default one when it names no provider), its model, mode
@@ -277,7 +293,8 @@ impl<'a> Clients<'a> {
         };
         Ok(client
             .with_mode(self.args.mode)
-            .with_max_retries(self.args.max_retries))
+            .with_max_retries(self.args.max_retries)
+            .with_recording(self.telemetry.recording.clone()))
     }
 
     /// The flags' timeout and body limit, telemetry's header hook and the admission, over
@@ -364,7 +381,8 @@ impl<'a> Clients<'a> {
         let api = OpenAi::new(config).context("could not set up the OpenAI provider")?;
         let mut client = Client::new(api.clone())
             .with_mode(self.args.mode)
-            .with_max_retries(self.args.max_retries);
+            .with_max_retries(self.args.max_retries)
+            .with_recording(self.telemetry.recording.clone());
         if let Some(m) = model {
             client = client.with_model(m);
         }

@@ -99,7 +99,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn serve(args: &ServeArgs, telemetry: &Telemetry) -> anyhow::Result<()> {
+async fn serve(args: &ServeArgs, telemetry: &providers::Observed) -> anyhow::Result<()> {
     // The config first: a bad one stops the start before any model is loaded.
     let file = args.providers.config_file()?;
     let mut clients = Clients::new(&args.providers, telemetry, None);

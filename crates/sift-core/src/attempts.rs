@@ -40,11 +40,18 @@ pub(crate) fn run<T: Send + 'static>(
         loop {
             let started = Instant::now();
             let request = machine.request();
-            let chat_span = trace::chat_span(&span, provider.name(), request, machine.mode(), machine.attempt(), delivery != Delivery::Whole, extractor.as_deref());
+            let call = trace::Call {
+                provider: provider.name(),
+                mode: machine.mode(),
+                attempt: machine.attempt(),
+                stream: delivery != Delivery::Whole,
+                extractor: extractor.as_deref(),
+            };
+            let chat_span = trace::chat_span(&span, call, request, machine.recording());
             let (answer, response) = if delivery == Delivery::Whole {
                 match provider.chat(request).instrument(chat_span.clone()).await {
                     Ok(response) => {
-                        trace::record_response(&chat_span, &response);
+                        trace::record_response(&chat_span, &response, machine.recording());
                         drop(chat_span);
                         (Answer::whole(machine.mode(), machine.schema(), &response), response)
                     }
@@ -81,7 +88,7 @@ pub(crate) fn run<T: Send + 'static>(
                     yield Ok(event);
                 }
                 let (answer, response) = reading.into_answer();
-                trace::record_response(&chat_span, &response);
+                trace::record_response(&chat_span, &response, machine.recording());
                 if delivery == Delivery::Elements {
                     trace::record_count(&chat_span, "sift.elements", machine.emitted_in_attempt());
                 }
@@ -348,7 +355,7 @@ impl Ending {
             *n += 1;
         }
         chat_span.in_scope(|| {
-            let text = trace::content_allowed().then(|| value.to_string());
+            let text = machine.recording().log_content().then(|| value.to_string());
             let (index, result) = machine.element(value);
             tracing::debug!(
                 index = index as i64,

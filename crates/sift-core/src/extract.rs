@@ -17,6 +17,7 @@ use crate::outcome::{Event, ExtractError, Extraction};
 use crate::provider::Provider;
 use crate::schema::{ResponseSchema, Schema};
 use crate::stream::StreamStats;
+use crate::trace::Recording;
 use crate::turns::Turns;
 use crate::validate::{FieldError, Validate, deserialize};
 
@@ -30,6 +31,7 @@ pub struct Client {
     model: Option<String>,
     mode: Mode,
     max_retries: u32,
+    recording: Recording,
 }
 
 impl Client {
@@ -45,7 +47,21 @@ impl Client {
             model: None,
             mode: Mode::default(),
             max_retries: DEFAULT_MAX_RETRIES,
+            recording: Recording::default(),
         }
+    }
+
+    /// What its extractions show of their content and how failure reports are scrubbed
+    /// (see [`Recording`]).
+    #[must_use]
+    pub fn with_recording(mut self, recording: Recording) -> Self {
+        self.recording = recording;
+        self
+    }
+
+    /// What its extractions show of their content.
+    pub fn recording(&self) -> &Recording {
+        &self.recording
     }
 
     /// The model used when an extraction names none (else the provider's default).
@@ -390,6 +406,7 @@ where
             element,
             span_name,
             extractor: self.extractor,
+            recording: self.client.recording.clone(),
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::outcome::{Attempt, AttemptOutcome, ExtractError};
 use crate::provider::ProviderError;
 use crate::schema::Schema;
 use crate::stream::StreamStats;
-use crate::trace;
+use crate::trace::{self, Recording};
 use crate::validate::FieldError;
 
 /// Turns a value that passed the schema into the caller's type, or says what is wrong.
@@ -55,6 +55,8 @@ pub(crate) struct Job<T> {
     pub(crate) span_name: String,
     /// The extractor's name, for telemetry.
     pub(crate) extractor: Option<String>,
+    /// What telemetry shows of the content.
+    pub(crate) recording: Recording,
 }
 
 /// What one attempt's answer held, read whole or streamed.
@@ -127,6 +129,7 @@ pub(crate) struct Machine<T> {
     max_retries: u32,
     constrained: bool,
     stats: StreamStats,
+    recording: Recording,
     /// Elements handed over (valid or not).
     emitted: usize,
     /// Elements handed over in the current attempt.
@@ -155,6 +158,7 @@ impl<T> Machine<T> {
             max_retries: job.max_retries,
             constrained: job.constrained,
             stats,
+            recording: job.recording,
             emitted: 0,
             emitted_in_attempt: 0,
         }
@@ -191,6 +195,11 @@ impl<T> Machine<T> {
         self.element.as_ref().unwrap_or(&self.schema)
     }
 
+    /// What telemetry shows of the content.
+    pub(crate) fn recording(&self) -> &Recording {
+        &self.recording
+    }
+
     /// Whether the provider constrains decoding.
     pub(crate) fn constrained(&self) -> bool {
         self.constrained
@@ -214,7 +223,8 @@ impl<T> Machine<T> {
         schema
             .response()
             .drop_strict_nulls(&mut value, self.constrained);
-        let result = check(schema, &self.decode, &value).map_err(|errors| (errors, value));
+        let result =
+            check(schema, &self.decode, &value, &self.recording).map_err(|errors| (errors, value));
         (index, result)
     }
 
@@ -322,7 +332,7 @@ impl<T> Machine<T> {
                 };
                 let errors = vec![FieldError::new("", e.into_message())];
                 let text = answer.output.as_deref().or(response.content.as_deref());
-                trace::unreadable(self.schema.name(), text, &errors);
+                trace::unreadable(self.schema.name(), text, &errors, &self.recording);
                 Err((outcome, errors))
             }
             (None, None) => Err((
@@ -333,14 +343,15 @@ impl<T> Machine<T> {
                 let value = self.schema.response().unwrap_value(value, self.constrained);
                 let result = if self.element.is_some() {
                     let errors = self.schema.errors(&value);
-                    trace::validation(self.schema.name(), &value, errors_or_ok(&errors));
+                    let result = errors_or_ok(&errors);
+                    trace::validation(self.schema.name(), &value, result, &self.recording);
                     if errors.is_empty() {
                         Ok(None)
                     } else {
                         Err(errors)
                     }
                 } else {
-                    check(&self.schema, &self.decode, &value).map(Some)
+                    check(&self.schema, &self.decode, &value, &self.recording).map(Some)
                 };
                 result.map_err(|errors| (AttemptOutcome::ValidationFailed, errors))
             }
@@ -361,6 +372,7 @@ pub(crate) fn check<T>(
     schema: &Schema,
     decode: &Decode<T>,
     value: &Value,
+    recording: &Recording,
 ) -> Result<T, Vec<FieldError>> {
     let mut result = Err(schema.errors(value));
     if result.as_ref().is_err_and(Vec::is_empty) {
@@ -370,6 +382,7 @@ pub(crate) fn check<T>(
         schema.name(),
         value,
         result.as_ref().map(|_| ()).map_err(Vec::as_slice),
+        recording,
     );
     result
 }

@@ -2,38 +2,16 @@
 //! bodies and what the command line writes for a failed item, built once here from an
 //! [`ExtractError`].
 
-use std::sync::{Arc, RwLock};
-
 use serde::{Deserialize, Serialize};
 
 use crate::message::Usage;
 use crate::outcome::{Attempt, ExtractError};
 use crate::provider::ProviderError;
+use crate::trace::Recording;
 
 /// Rewrites a text shown to a client when it holds a secret (the scrubbed text), or `None`
 /// when it stays as it is.
 pub type Scrub = dyn Fn(&str) -> Option<String> + Send + Sync;
-
-static SCRUB: RwLock<Option<Arc<Scrub>>> = RwLock::new(None);
-
-/// Installs the scrubbing every failure report applies to its messages and its attempts'
-/// errors (the service's error bodies, the command line's output). `sift` installs
-/// telemetry's, so a client sees no more than the logs do; without one, reports are left as
-/// they are (providers mask their own keys in what upstreams echo).
-pub fn set_scrubber(scrub: Arc<Scrub>) {
-    if let Ok(mut s) = SCRUB.write() {
-        *s = Some(scrub);
-    }
-}
-
-/// `text` scrubbed by the installed scrubbing, if any.
-pub fn scrub(text: String) -> String {
-    let scrub = SCRUB.read().ok().and_then(|s| s.clone());
-    match scrub.and_then(|f| f(&text)) {
-        Some(clean) => clean,
-        None => text,
-    }
-}
 
 /// Tokens spent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,8 +66,9 @@ pub struct AttemptReport {
     pub usage: UsageReport,
 }
 
-impl From<&Attempt> for AttemptReport {
-    fn from(a: &Attempt) -> Self {
+impl AttemptReport {
+    /// The report of `a`, its errors scrubbed as `recording` says.
+    pub fn new(a: &Attempt, recording: &Recording) -> Self {
         Self {
             number: a.number,
             outcome: a.outcome.as_str().into(),
@@ -99,7 +78,7 @@ impl From<&Attempt> for AttemptReport {
                 .iter()
                 .map(|e| AnswerError {
                     path: e.path.clone(),
-                    message: scrub(e.message.clone()),
+                    message: recording.scrub(e.message.clone()),
                 })
                 .collect(),
             usage: a.usage.into(),
@@ -125,8 +104,8 @@ pub struct ExtractionFailure {
 }
 
 impl ExtractionFailure {
-    /// Describes `e`.
-    pub fn from_error(e: &ExtractError) -> Self {
+    /// Describes `e`, its messages scrubbed as `recording` says.
+    pub fn from_error(e: &ExtractError, recording: &Recording) -> Self {
         let mut message = e.to_string();
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {
@@ -135,13 +114,17 @@ impl ExtractionFailure {
             source = s.source();
         }
         Self {
-            message: scrub(message),
+            message: recording.scrub(message),
             kind: e.kind().into(),
             upstream_status: match e.provider_error() {
                 Some(ProviderError::Status { status, .. }) => Some(*status),
                 _ => None,
             },
-            attempts: e.attempts().iter().map(AttemptReport::from).collect(),
+            attempts: e
+                .attempts()
+                .iter()
+                .map(|a| AttemptReport::new(a, recording))
+                .collect(),
             usage: e.usage().into(),
         }
     }

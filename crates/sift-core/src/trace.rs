@@ -8,10 +8,10 @@
 //! - `validate {Type} succeeded|failed`: a log per validation, with the input and the result
 //!   or the errors (Logfire's Pydantic `record="all"`).
 //!
-//! Message content (`gen_ai.input.messages`, `gen_ai.output.messages`) is recorded unless
-//! [`set_record_content`] turned it off.
+//! Message content (`gen_ai.input.messages`, `gen_ai.output.messages`) is recorded as the
+//! client's [`Recording`] says.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -19,11 +19,9 @@ use serde_json::{Value, json};
 use tracing::{Span, field};
 
 use crate::message::{ChatRequest, ChatResponse, Message, Role, ToolCall};
+use crate::report::Scrub;
 use crate::validate::FieldError;
 use crate::{Mode, ProviderError, Usage};
-
-static RECORD_CONTENT: AtomicBool = AtomicBool::new(true);
-static CONTENT_ALLOWED: AtomicBool = AtomicBool::new(true);
 
 /// Counts are recorded as `i64`: OpenTelemetry has no unsigned integers, and a `u64` field
 /// would reach it as text.
@@ -31,27 +29,83 @@ fn int(n: impl TryInto<i64>) -> i64 {
     n.try_into().unwrap_or(i64::MAX)
 }
 
-/// Turns recording of message content on chat spans on or off (on by default).
-pub fn set_record_content(on: bool) {
-    RECORD_CONTENT.store(on, Ordering::Relaxed);
+/// What extractions show of their content (prompts, answers, extracted values, request
+/// bodies), and how what clients are shown is scrubbed: a setting of a
+/// [`Client`](crate::Client) and of the service's state, not of the process, so two clients in
+/// one process can differ.
+#[derive(Clone)]
+pub struct Recording {
+    spans: bool,
+    logs: bool,
+    scrub: Option<Arc<Scrub>>,
 }
 
-/// Whether message content is recorded.
-pub fn record_content() -> bool {
-    RECORD_CONTENT.load(Ordering::Relaxed)
+impl Default for Recording {
+    /// Content on spans and in logs, nothing scrubbed.
+    fn default() -> Self {
+        Self {
+            spans: true,
+            logs: true,
+            scrub: None,
+        }
+    }
 }
 
-/// Allows or forbids content (prompts, answers, extracted values, request bodies) in logs at
-/// all (allowed by default): `--record-content false` forbids it. Where it is allowed, logs
-/// whose message shows a value (`/User returning {value}`) carry it; span attributes are
-/// governed by [`set_record_content`], which is off unless something shows them.
-pub fn set_content_allowed(on: bool) {
-    CONTENT_ALLOWED.store(on, Ordering::Relaxed);
+impl std::fmt::Debug for Recording {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recording")
+            .field("spans", &self.spans)
+            .field("logs", &self.logs)
+            .field("scrub", &self.scrub.is_some())
+            .finish()
+    }
 }
 
-/// Whether content may appear in logs (see [`set_content_allowed`]).
-pub fn content_allowed() -> bool {
-    CONTENT_ALLOWED.load(Ordering::Relaxed)
+impl Recording {
+    /// Whether message content goes on chat spans and validation records (on by default;
+    /// `sift` turns it on only where something shows it: an exporter or the verbose console).
+    #[must_use]
+    pub fn with_span_content(mut self, on: bool) -> Self {
+        self.spans = on;
+        self
+    }
+
+    /// Whether content may appear in logs at all (on by default; `--record-content false`
+    /// forbids it, on spans too). Where it is allowed, logs whose message shows a value
+    /// (`/User returning {value}`) carry it.
+    #[must_use]
+    pub fn with_log_content(mut self, on: bool) -> Self {
+        self.logs = on;
+        self
+    }
+
+    /// The scrubbing every failure report applies to its messages and its attempts' errors
+    /// (the service's error bodies, the command line's output): `sift` gives telemetry's, so
+    /// a client sees no more than the logs do. Without one, reports are left as they are
+    /// (providers mask their own keys in what upstreams echo).
+    #[must_use]
+    pub fn with_scrubber(mut self, scrub: Arc<Scrub>) -> Self {
+        self.scrub = Some(scrub);
+        self
+    }
+
+    /// Whether message content is recorded on spans.
+    pub fn span_content(&self) -> bool {
+        self.spans && self.logs
+    }
+
+    /// Whether content may appear in logs.
+    pub fn log_content(&self) -> bool {
+        self.logs
+    }
+
+    /// `text` scrubbed, if a scrubber is set and it finds something.
+    pub fn scrub(&self, text: String) -> String {
+        match self.scrub.as_ref().and_then(|f| f(&text)) {
+            Some(clean) => clean,
+            None => text,
+        }
+    }
 }
 
 /// The span around one extraction.
@@ -111,16 +165,29 @@ pub(crate) fn record_extract_end(span: &Span, attempts: usize, outcome: &str, us
     span.record_all(&fields.value_set(&values));
 }
 
+/// What a model call is, for its span.
+pub(crate) struct Call<'a> {
+    pub(crate) provider: &'a str,
+    pub(crate) mode: Mode,
+    pub(crate) attempt: u32,
+    pub(crate) stream: bool,
+    pub(crate) extractor: Option<&'a str>,
+}
+
 /// The span around one model call.
 pub(crate) fn chat_span(
     parent: &Span,
-    provider: &str,
+    call: Call<'_>,
     request: &ChatRequest,
-    mode: Mode,
-    attempt: u32,
-    stream: bool,
-    extractor: Option<&str>,
+    recording: &Recording,
 ) -> Span {
+    let Call {
+        provider,
+        mode,
+        attempt,
+        stream,
+        extractor,
+    } = call;
     let span = tracing::info_span!(
         parent: parent,
         "chat",
@@ -142,7 +209,7 @@ pub(crate) fn chat_span(
         sift.stream = stream,
         // On the call too, so the GenAI metrics read off this span are labelled with it.
         sift.extractor = extractor,
-        gen_ai.input.messages = record_content().then(|| input_messages(&request.messages)),
+        gen_ai.input.messages = recording.span_content().then(|| input_messages(&request.messages)),
         gen_ai.output.messages = field::Empty,
         gen_ai.response.model = field::Empty,
         gen_ai.response.id = field::Empty,
@@ -166,7 +233,7 @@ pub(crate) fn record_chat_error(span: &Span, error: &ProviderError) {
 }
 
 /// Records an answer on its chat span.
-pub(crate) fn record_response(span: &Span, response: &ChatResponse) {
+pub(crate) fn record_response(span: &Span, response: &ChatResponse, recording: &Recording) {
     let Some(meta) = span.metadata() else { return };
     let fields = meta.fields();
     let (
@@ -193,7 +260,7 @@ pub(crate) fn record_response(span: &Span, response: &ChatResponse) {
         .finish_reason
         .as_ref()
         .map(|f| json!([f]).to_string());
-    let content = record_content().then(|| output_messages(response));
+    let content = recording.span_content().then(|| output_messages(response));
     let (input_tokens, output_tokens) = (
         int(response.usage.input_tokens),
         int(response.usage.output_tokens),
@@ -339,10 +406,15 @@ pub fn output_messages(response: &ChatResponse) -> String {
 }
 
 /// Records one validation, as Logfire's Pydantic plugin does with `record="all"`.
-pub(crate) fn validation(schema_name: &str, input: &Value, result: Result<(), &[FieldError]>) {
+pub(crate) fn validation(
+    schema_name: &str,
+    input: &Value,
+    result: Result<(), &[FieldError]>,
+    recording: &Recording,
+) {
     // The value is content (the model's answer): written out only where content is recorded,
     // and once for both `input_data` and `result` (the validated value is the input).
-    let text = |enabled: bool| (enabled && record_content()).then(|| input.to_string());
+    let text = |enabled: bool| (enabled && recording.span_content()).then(|| input.to_string());
     match result {
         Ok(()) => {
             let text = text(tracing::enabled!(tracing::Level::INFO));
@@ -371,12 +443,17 @@ pub(crate) fn validation(schema_name: &str, input: &Value, result: Result<(), &[
 }
 
 /// Records an answer that failed before validation (no JSON, no tool call).
-pub(crate) fn unreadable(schema_name: &str, text: Option<&str>, errors: &[FieldError]) {
+pub(crate) fn unreadable(
+    schema_name: &str,
+    text: Option<&str>,
+    errors: &[FieldError],
+    recording: &Recording,
+) {
     tracing::warn!(
         schema_name,
         validation_method = "validate_json",
         success = false,
-        input_data = text.filter(|_| record_content()),
+        input_data = text.filter(|_| recording.span_content()),
         error_count = int(errors.len()),
         errors = %serde_json::to_string(errors).unwrap_or_default(),
         "validate {{schema_name}} failed"

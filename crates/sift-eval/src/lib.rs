@@ -140,7 +140,7 @@ pub async fn evaluate(
                         .await
                         .map(|out| out.value)
                         .map_err(|e| {
-                            let f = ExtractionFailure::from_error(&e);
+                            let f = ExtractionFailure::from_error(&e, client.recording());
                             (f.kind, f.message)
                         }),
                     Err(e) => Err(("template".to_owned(), e.to_string())),

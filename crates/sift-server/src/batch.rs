@@ -72,12 +72,12 @@ where
     for (index, result) in results.into_iter().enumerate() {
         match result {
             Some(Ok(v)) => values.push(Some(v)),
-            Some(Err(ApiError::Extraction(e))) => {
+            Some(Err(ApiError::Extraction(e, recording))) => {
                 statuses.push(extraction_status(&e));
                 failed.push(failure(
                     index,
                     &items[index],
-                    ExtractionFailure::from_error(&e),
+                    ExtractionFailure::from_error(&e, &recording),
                 ));
                 values.push(None);
             }

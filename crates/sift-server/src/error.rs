@@ -106,8 +106,9 @@ pub enum ApiError {
     PayloadTooLarge,
     /// `400`: the body could not be read.
     BadBody(String),
-    /// The extraction failed; the status depends on how.
-    Extraction(Box<ExtractError>),
+    /// The extraction failed; the status depends on how. Its report is scrubbed as the
+    /// recording says.
+    Extraction(Box<ExtractError>, sift_core::trace::Recording),
     /// Some `/many-users` queries failed.
     ManyUsers(ManyUsersFailureDetail, StatusCode),
     /// Some inputs of a `/v1/extractors/{name}/many` failed.
@@ -125,6 +126,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The extraction failed with `e`, reported as `client`'s recording says.
+    pub(crate) fn extraction(e: ExtractError, client: &sift_core::Client) -> Self {
+        ApiError::Extraction(Box::new(e), client.recording().clone())
+    }
+
     pub(crate) fn from_body_rejection(rejection: &BytesRejection) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge
@@ -179,9 +185,9 @@ impl IntoResponse for ApiError {
                 Json(json!({"detail": format!("could not read the request body: {text}")})),
             )
                 .into_response(),
-            ApiError::Extraction(e) => {
+            ApiError::Extraction(e, recording) => {
                 let status = extraction_status(&e);
-                let detail = ExtractionFailure::from_error(&e);
+                let detail = ExtractionFailure::from_error(&e, &recording);
                 tracing::error!(status = status.as_u16(), error = %detail.message, "extraction failed");
                 let mut response = (status, Json(ExtractionError { detail })).into_response();
                 if let Some(wait) = e.provider_error().and_then(ProviderError::retry_after)

@@ -45,7 +45,7 @@ async fn extract_user(extractor: &Extractor, input: &Value) -> Result<Value, Api
     let out = v1::run(extractor, input).await?;
     let value = response_model(&extractor.spec.output, out.value);
     // The value is content: logged only where content is allowed.
-    if sift_core::trace::content_allowed() {
+    if extractor.client.recording().log_content() {
         tracing::info!(value = %value, "/User returning {{value}}");
     } else {
         tracing::info!("/User returning a value (content not recorded)");
@@ -266,9 +266,12 @@ pub(crate) async fn extract(
 ) -> Result<Response, ApiError> {
     let deadline = deadline.map(|Extension(d)| d);
     let (extractor, input) = seed_input(&state, &data.query)?;
-    let list = extractor
-        .list_schema()
-        .map_err(|e| ApiError::Extraction(Box::new(sift_core::ExtractError::Schema(e.clone()))))?;
+    let list = extractor.list_schema().map_err(|e| {
+        ApiError::extraction(
+            sift_core::ExtractError::Schema(e.clone()),
+            &extractor.client,
+        )
+    })?;
     // The seed streams from the query as it is; a configured `user` renders its prompt.
     let messages = if extractor.builtin {
         vec![sift_core::Message::user(data.query)]
@@ -278,7 +281,13 @@ pub(crate) async fn extract(
     let events = v1::Target::of(&extractor)
         .builder_as(list, messages)
         .elements();
-    v1::stream_response(events, wants_sse(&headers), deadline).await
+    v1::stream_response(
+        events,
+        extractor.client.recording(),
+        wants_sse(&headers),
+        deadline,
+    )
+    .await
 }
 
 /// A streamed answer: SSE or NDJSON, never cached.

@@ -299,7 +299,7 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
     let keys = auth::Keys::new(&config.api_keys);
     let extractors = std::mem::take(&mut config.extractors);
     let deadline = config.request_deadline;
-    let body_timeout = request::BodyTimeout(config.body_timeout);
+    let body_timeout = request::BodyTimeout(config.body_timeout, client.recording().log_content());
     let gate = Arc::new(gate::Gate::new(config.max_model_calls, config.model_queue));
     let state = Arc::new(AppState {
         client: gate::gated(&client, &gate),

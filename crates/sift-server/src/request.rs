@@ -89,7 +89,11 @@ fn key(k: &str) -> LocItem {
 /// The time a client has to send a request's whole body (a request extension set by the
 /// router); past it the request answers `408`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct BodyTimeout(pub(crate) std::time::Duration);
+pub(crate) struct BodyTimeout(
+    pub(crate) std::time::Duration,
+    /// Whether the arguments may be logged (the client's recording allows content).
+    pub(crate) bool,
+);
 
 /// Whether a `Content-Type` declares JSON: `application/json` or `application/*+json`, any
 /// parameters (`charset`) and case. A body sent without one is read as JSON too, as FastAPI
@@ -125,7 +129,9 @@ impl<S: Send + Sync, T: FromBody> FromRequest<S> for Body<T> {
             let declared: String = declared.chars().take(100).collect();
             return Err(ApiError::UnsupportedMediaType(declared));
         }
-        let limit = req.extensions().get::<BodyTimeout>().map(|t| t.0);
+        let rules = req.extensions().get::<BodyTimeout>().copied();
+        let limit = rules.map(|t| t.0);
+        let log_content = rules.is_none_or(|t| t.1);
         let read = Bytes::from_request(req, state);
         let bytes = match limit {
             Some(limit) => tokio::time::timeout(limit, read)
@@ -156,7 +162,7 @@ impl<S: Send + Sync, T: FromBody> FromRequest<S> for Body<T> {
         let parsed = T::from_body(&value).map_err(ApiError::Validation)?;
         // Logfire's FastAPI integration records the validated arguments at debug level; they
         // are the caller's content, logged only where content is allowed.
-        if sift_core::trace::content_allowed() {
+        if log_content {
             tracing::debug!(fastapi.arguments.values = %value, "request arguments");
         }
         Ok(Body(parsed))

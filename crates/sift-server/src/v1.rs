@@ -11,6 +11,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sift_core::json_stream::PathSegment;
+use sift_core::trace::Recording;
 use sift_core::{Event, EventStream, ExtractBuilder, ExtractError, Extraction, Message, Schema};
 
 use crate::AppState;
@@ -178,7 +179,7 @@ pub(crate) async fn run(
         .builder(messages)
         .send()
         .await
-        .map_err(|e| ApiError::Extraction(Box::new(e)))
+        .map_err(|e| ApiError::extraction(e, &extractor.client))
 }
 
 /// The value, with the attempts and tokens in headers.
@@ -300,18 +301,23 @@ pub(crate) async fn run_stream(
     let messages = messages(&extractor, &input)?;
     let deadline = deadline.map(|Extension(d)| d);
     let events = Target::of(&extractor).builder(messages).stream();
-    stream_response(events, wants_sse(&headers), deadline).await
+    let recording = extractor.client.recording();
+    stream_response(events, recording, wants_sse(&headers), deadline).await
 }
 
 /// One event of a stream, framed; `true` when the stream ends after it. The final `done`
 /// event is framed by [`stream_response`].
-fn frame_event(sse: bool, event: Result<Event<Value>, ExtractError>) -> (Option<String>, bool) {
+fn frame_event(
+    sse: bool,
+    event: Result<Event<Value>, ExtractError>,
+    recording: &Recording,
+) -> (Option<String>, bool) {
     let report = |errors: Vec<sift_core::FieldError>| -> Vec<crate::error::AnswerError> {
         errors
             .into_iter()
             .map(|e| crate::error::AnswerError {
                 path: e.path,
-                message: sift_core::report::scrub(e.message),
+                message: recording.scrub(e.message),
             })
             .collect()
     };
@@ -339,7 +345,7 @@ fn frame_event(sse: bool, event: Result<Event<Value>, ExtractError>) -> (Option<
         }
         Ok(_) => return (None, false),
         Err(e) => {
-            let detail = ExtractionFailure::from_error(&e);
+            let detail = ExtractionFailure::from_error(&e, recording);
             tracing::error!(error = %detail.message, "extraction failed mid-stream");
             let json = serde_json::to_string(&detail).unwrap_or_default();
             return (Some(frame(sse, Some("error"), Some("error"), &json)), true);
@@ -353,13 +359,15 @@ fn frame_event(sse: bool, event: Result<Event<Value>, ExtractError>) -> (Option<
 /// failure before anything was sent answers with its status.
 pub(crate) async fn stream_response(
     mut events: EventStream<Value>,
+    recording: &Recording,
     sse: bool,
     deadline: Option<Deadline>,
 ) -> Result<Response, ApiError> {
     let first = match events.next().await {
-        Some(Err(e)) => return Err(ApiError::Extraction(Box::new(e))),
+        Some(Err(e)) => return Err(ApiError::Extraction(Box::new(e), recording.clone())),
         other => other,
     };
+    let recording = recording.clone();
     let stats = events.stats();
     let body = async_stream::stream! {
         let mut pending = first;
@@ -377,7 +385,7 @@ pub(crate) async fn stream_response(
                     }
                 },
             };
-            let (chunk, last) = frame_event(sse, event);
+            let (chunk, last) = frame_event(sse, event, &recording);
             if let Some(chunk) = chunk {
                 yield Ok::<_, std::convert::Infallible>(chunk);
             }
@@ -531,7 +539,7 @@ pub(crate) async fn adhoc(
         .send()
         .await
         .map(answer)
-        .map_err(|e| ApiError::Extraction(Box::new(e)))
+        .map_err(|e| ApiError::extraction(e, &client))
 }
 
 pub(crate) async fn adhoc_stream(
@@ -543,5 +551,6 @@ pub(crate) async fn adhoc_stream(
     let request = adhoc_body(&state, &body)?;
     let (client, messages) = adhoc_call(&state, &request);
     let events = adhoc_target(&client, &request).builder(messages).stream();
-    stream_response(events, wants_sse(&headers), deadline.map(|Extension(d)| d)).await
+    let deadline = deadline.map(|Extension(d)| d);
+    stream_response(events, client.recording(), wants_sse(&headers), deadline).await
 }

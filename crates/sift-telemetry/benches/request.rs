@@ -157,13 +157,20 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let app: Router = router(Client::new(Instant), ServerConfig::default());
+    // Content is recorded or not as each client's recording says.
+    let app = |content: bool| -> Router {
+        let recording = sift_core::trace::Recording::default().with_span_content(content);
+        router(
+            Client::new(Instant).with_recording(recording),
+            ServerConfig::default(),
+        )
+    };
     let mut group = c.benchmark_group("POST /user, CPU per request");
     group.measurement_time(Duration::from_secs(8));
     // Each setup is installed only while its own requests run.
     let mut measure = |name: &str, dispatch: &tracing::Dispatch, content: bool| {
         let _guard = tracing::dispatcher::set_default(dispatch);
-        sift_core::trace::set_record_content(content);
+        let app = app(content);
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let start = ProcessTime::now();

@@ -577,7 +577,7 @@ impl Telemetry {
     }
 
     /// The scrubbing rules telemetry applies, for the text sift shows its clients
-    /// (`sift_core::report::set_scrubber`): the same patterns and secrets.
+    /// (`sift_core::trace::Recording::with_scrubber`): the same patterns and secrets.
     pub fn scrubber(&self) -> Arc<Scrubber> {
         self.scrubber.clone()
     }

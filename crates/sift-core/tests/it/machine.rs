@@ -555,3 +555,37 @@ proptest! {
         prop_assert_eq!(live_sent, turns_sent);
     }
 }
+
+/// Recording and scrubbing are settings of a client: two clients in one process differ.
+#[tokio::test]
+async fn two_clients_in_one_process_record_and_scrub_differently() {
+    let p = Scripted::new(Mode::Tools, [Script::Fail, Script::Fail]);
+    let plain = client(&p);
+    let scrubbing = client(&p).with_recording(
+        sift_core::trace::Recording::default()
+            .with_log_content(false)
+            .with_scrubber(Arc::new(|text: &str| {
+                text.contains("scripted")
+                    .then(|| text.replace("scripted", "[scrubbed]"))
+            })),
+    );
+    assert!(plain.recording().span_content());
+    assert!(!scrubbing.recording().span_content());
+    let a = plain
+        .extract::<Person>()
+        .user("x")
+        .send()
+        .await
+        .unwrap_err();
+    let b = scrubbing
+        .extract::<Person>()
+        .user("x")
+        .send()
+        .await
+        .unwrap_err();
+    let a = sift_core::report::ExtractionFailure::from_error(&a, plain.recording());
+    let b = sift_core::report::ExtractionFailure::from_error(&b, scrubbing.recording());
+    assert!(a.message.contains("scripted failure"), "{}", a.message);
+    assert!(b.message.contains("[scrubbed] failure"), "{}", b.message);
+    assert!(b.attempts[0].errors[0].message.contains("[scrubbed]"));
+}

@@ -126,7 +126,7 @@ async fn a_hung_upstream_hits_the_timeout() {
     assert!(took < Duration::from_secs(5), "must not hang: {took:?}");
     assert_eq!(server.requests().len(), 2);
     // The report says it was tried twice, not "attempt 1: no answer" as if once.
-    let report = sift_core::report::ExtractionFailure::from_error(&err);
+    let report = sift_core::report::ExtractionFailure::from_error(&err, &Default::default());
     assert!(
         report
             .message

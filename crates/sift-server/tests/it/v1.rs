@@ -484,3 +484,84 @@ async fn input_the_upstream_finds_too_long_is_the_callers_422_not_a_502() {
     );
     assert_eq!(upstream.requests().len(), 1, "not retried");
 }
+
+/// A configured extractor named `user` serves the seed's endpoints too: its schema, its prompt
+/// and its answers, in the seed's shapes.
+#[tokio::test]
+async fn a_configured_user_extractor_serves_the_seed_endpoints() {
+    let upstream = ScriptedServer::start().await;
+    let config = Config::parse(
+        r#"
+[extractors.user]
+prompt = "Who lives where? {{ query }}"
+[extractors.user.schema]
+type = "object"
+properties = { name = { type = "string" }, city = { type = "string" } }
+required = ["name", "city"]
+[extractors.user.input]
+type = "object"
+properties = { query = { type = "string" } }
+required = ["query"]
+"#,
+        "user.toml".as_ref(),
+    )
+    .unwrap();
+    let provider = sift_openai::OpenAi::new(
+        sift_openai::OpenAiConfig::new(upstream.base_url())
+            .api_key("sk-test")
+            .timeout(std::time::Duration::from_secs(5)),
+    )
+    .unwrap();
+    let client = sift_core::Client::new(provider);
+    let extractors = config
+        .extractors
+        .into_iter()
+        .map(|spec| Extractor::new(spec, client.clone()))
+        .collect();
+    let app = sift_server::router(client, ServerConfig::default().extractors(extractors));
+
+    // Keys out of the schema's order, and one it does not declare: written as it declares.
+    upstream.push(Reply::tool_call(
+        "Output",
+        r#"{"city": "Leeds", "name": "Jeffrey", "age": 55}"#,
+    ));
+    let (status, _, body) = call(&app, "POST", "/user", r#"{"query": "Jeffrey, Leeds"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, r#"{"name":"Jeffrey","city":"Leeds"}"#);
+    let sent = &upstream.requests()[0].body;
+    assert_eq!(
+        sift_test_support::last_user_text(sent),
+        "Who lives where? Jeffrey, Leeds"
+    );
+
+    // An answer that misses the configured schema's `city` is re-asked, as under /v1.
+    upstream.push(Reply::tool_call("user", r#"{"name": "Ann"}"#));
+    upstream.push(Reply::tool_call(
+        "user",
+        r#"{"name": "Ann", "city": "Oslo"}"#,
+    ));
+    let (status, _, body) =
+        call(&app, "POST", "/many-users", r#"{"queries": ["Ann, Oslo"]}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, r#"[{"name":"Ann","city":"Oslo"}]"#);
+
+    // /extract streams a list of the configured output.
+    let people = r#"{"value": [{"name": "Bo", "city": "Rome"}, {"name": "Cy", "city": "Pisa"}]}"#;
+    upstream.push(Reply::stream_tool_call(
+        "Array_of_user",
+        split_chars(people, 6),
+    ));
+    let (status, _, body) = call(&app, "POST", "/extract", r#"{"query": "Bo and Cy"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        "{\"name\":\"Bo\",\"city\":\"Rome\"}\n{\"name\":\"Cy\",\"city\":\"Pisa\"}\n"
+    );
+    let requests = upstream.requests();
+    let sent = &requests.last().unwrap().body;
+    assert_eq!(
+        sift_test_support::last_user_text(sent),
+        "Who lives where? Bo and Cy"
+    );
+    assert_eq!(sent["tool_choice"]["function"]["name"], "Array_of_user");
+}
