@@ -65,14 +65,14 @@ impl Source {
         };
         let text_field = match kind {
             Kind::Jsonl => None,
-            Kind::Lines | Kind::Folder => Some(text_field(input_schema).ok_or_else(|| {
-                BatchError::Input(format!(
-                    "{}: plain text needs an extractor whose input has one text field, and \
-                     this one takes {}; write the input as JSONL instead",
-                    path.display(),
-                    describe_fields(input_schema)
-                ))
-            })?),
+            Kind::Lines | Kind::Folder => {
+                Some(
+                    text_field(input_schema).ok_or_else(|| BatchError::NeedsText {
+                        path: path.to_owned(),
+                        fields: describe_fields(input_schema),
+                    })?,
+                )
+            }
         };
         Ok(Self {
             path: path.to_owned(),
@@ -108,17 +108,11 @@ impl Source {
             return Ok(n);
         }
         let shown = duplicates.len().min(5);
-        Err(BatchError::Input(format!(
-            "{}: ids must be unique (resuming goes by id); {} repeated: {}{}",
-            self.path.display(),
-            duplicates.len(),
-            duplicates[..shown].join(", "),
-            if duplicates.len() > shown {
-                ", ..."
-            } else {
-                ""
-            }
-        )))
+        Err(BatchError::DuplicateIds {
+            path: self.path.clone(),
+            count: duplicates.len(),
+            shown: duplicates[..shown].to_vec(),
+        })
     }
 
     fn place(&self, n: usize) -> String {

@@ -30,7 +30,7 @@ use futures::stream::FuturesUnordered;
 use serde_json::Value;
 use sift_config::{ExtractorSpec, Prices};
 use sift_core::report::{ExtractionFailure, UsageReport};
-use sift_core::{Client, ExtractError, Extraction, Message, Usage};
+use sift_core::{Client, ExtractError, Extraction, Message, ProviderError, Usage};
 
 pub use input::{Item, Source, describe_fields, text_field};
 pub use limit::{Limiter, Limits};
@@ -52,15 +52,114 @@ pub enum BatchError {
         #[source]
         source: std::io::Error,
     },
-    /// The input cannot be run (duplicate ids, plain text for an input without a text field).
-    #[error("{0}")]
-    Input(String),
-    /// The output exists and is not a sift batch output, or could not be written.
-    #[error("{0}")]
-    Output(String),
+    /// Plain text input (text lines, a folder) for an extractor whose input has no single
+    /// text field.
+    #[error(
+        "{}: plain text needs an extractor whose input has one text field, and this one takes \
+         {fields}; write the input as JSONL instead",
+        path.display()
+    )]
+    NeedsText {
+        /// The input.
+        path: PathBuf,
+        /// The fields the extractor's input takes.
+        fields: String,
+    },
+    /// Ids repeat in the input (resuming goes by id).
+    #[error(
+        "{}: ids must be unique (resuming goes by id); {count} repeated: {}{}",
+        path.display(),
+        shown.join(", "),
+        if *count > shown.len() { ", ..." } else { "" }
+    )]
+    DuplicateIds {
+        /// The input.
+        path: PathBuf,
+        /// How many ids repeat.
+        count: usize,
+        /// The first few, with where they are.
+        shown: Vec<String>,
+    },
+    /// The input could not be counted (its reader stopped).
+    #[error("reading the input failed: {0}")]
+    Reader(String),
+    /// The output exists and is not a sift batch output.
+    #[error(
+        "{}:{line}: not a line of a sift batch output ({error}); move the file away or choose \
+         another output",
+        path.display()
+    )]
+    NotAnOutput {
+        /// The output.
+        path: PathBuf,
+        /// Its line that is not a record.
+        line: usize,
+        /// Why.
+        error: serde_json::Error,
+    },
+    /// The batch state file beside the output is not one.
+    #[error("{}: not a sift batch state: {error}", path.display())]
+    NotAState {
+        /// The state file.
+        path: PathBuf,
+        /// Why.
+        error: serde_json::Error,
+    },
+    /// The state file belongs to another extractor or version.
+    #[error(
+        "{} belongs to batches of extractor `{had}` version {had_version}, not `{name}` version \
+         {version}: finish that job with its own extractor, or move the state file away to \
+         start over",
+        path.display()
+    )]
+    OtherExtractor {
+        /// The state file.
+        path: PathBuf,
+        /// The extractor it belongs to.
+        had: String,
+        /// That extractor's version.
+        had_version: String,
+        /// The extractor asked for.
+        name: String,
+        /// Its version.
+        version: String,
+    },
+    /// `--retry-failed` while a round of batches still runs.
+    #[error(
+        "{}: a round of batches is still running; finish it first (the same command without \
+         --retry-failed), then retry the failed items",
+        path.display()
+    )]
+    RoundRunning {
+        /// The state file.
+        path: PathBuf,
+    },
+    /// One item's request is larger than a batch file may hold.
+    #[error("item `{id}`: its request is {bytes} bytes, more than a batch file may hold ({max})")]
+    RequestTooLarge {
+        /// The item.
+        id: String,
+        /// Its request's size.
+        bytes: usize,
+        /// The most a batch file holds.
+        max: usize,
+    },
+    /// A record, request or state could not be encoded.
+    #[error("could not encode {what}: {error}")]
+    Encode {
+        /// What (`a record`, `the batch state`, `a request`).
+        what: &'static str,
+        /// Why.
+        error: serde_json::Error,
+    },
     /// The provider's Batch API failed (upload, create, poll or download).
-    #[error("{0}")]
-    Remote(String),
+    #[error("{doing}: {error}")]
+    Remote {
+        /// What was being done.
+        doing: String,
+        /// The provider's error.
+        error: ProviderError,
+    },
 }
 
 impl BatchError {
@@ -213,7 +312,7 @@ pub(crate) async fn prepare(
     let counting = source.clone();
     let total = tokio::task::spawn_blocking(move || counting.count())
         .await
-        .map_err(|e| BatchError::Input(format!("reading the input failed: {e}")))??;
+        .map_err(|e| BatchError::Reader(e.to_string()))??;
     let (out, done) = Output::open(output, retry_failed)?;
     if done.dropped_torn_line {
         tracing::warn!(output = %output.display(), "the output's last line was cut off by a crash; its item is done again");

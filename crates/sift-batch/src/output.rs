@@ -81,13 +81,12 @@ impl Output {
                     keep_len += read as u64;
                     continue;
                 }
-                let record: Record = serde_json::from_slice(&line).map_err(|e| {
-                    BatchError::Output(format!(
-                        "{}:{n}: not a line of a sift batch output ({e}); move the file away or \
-                         choose another output",
-                        path.display()
-                    ))
-                })?;
+                let record: Record =
+                    serde_json::from_slice(&line).map_err(|error| BatchError::NotAnOutput {
+                        path: path.to_owned(),
+                        line: n,
+                        error,
+                    })?;
                 if record.error.is_some() {
                     done.failed.insert(record.id.clone());
                 }
@@ -127,8 +126,10 @@ impl Output {
 
     /// Appends `record` as one line, in one write, and flushes it.
     pub fn write(&mut self, record: &Record) -> Result<(), BatchError> {
-        let mut line = serde_json::to_vec(record)
-            .map_err(|e| BatchError::Output(format!("could not encode a record: {e}")))?;
+        let mut line = serde_json::to_vec(record).map_err(|error| BatchError::Encode {
+            what: "a record",
+            error,
+        })?;
         line.push(b'\n');
         self.file
             .write_all(&line)

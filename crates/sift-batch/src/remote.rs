@@ -113,14 +113,19 @@ impl Paths {
 
 fn save(path: &Path, state: &State) -> Result<(), BatchError> {
     let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_vec_pretty(state)
-        .map_err(|e| BatchError::Output(format!("could not encode the batch state: {e}")))?;
+    let text = serde_json::to_vec_pretty(state).map_err(|error| BatchError::Encode {
+        what: "the batch state",
+        error,
+    })?;
     std::fs::write(&tmp, text).map_err(|e| BatchError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| BatchError::io(path, e))
 }
 
 fn provider(e: ProviderError, doing: &str) -> BatchError {
-    BatchError::Remote(format!("{doing}: {e}"))
+    BatchError::Remote {
+        doing: doing.to_owned(),
+        error: e,
+    }
 }
 
 /// Runs `job` until every item has a line in the output, or it is interrupted (the batches
@@ -136,12 +141,12 @@ pub async fn run_remote(job: RemoteJob, mut interrupts: Interrupts) -> Result<Su
     .await?;
     let paths = Paths::of(&job.output);
     let mut state = match std::fs::read(&paths.state) {
-        Ok(bytes) => serde_json::from_slice::<State>(&bytes).map_err(|e| {
-            BatchError::Output(format!(
-                "{}: not a sift batch state: {e}",
-                paths.state.display()
-            ))
-        })?,
+        Ok(bytes) => {
+            serde_json::from_slice::<State>(&bytes).map_err(|error| BatchError::NotAState {
+                path: paths.state.clone(),
+                error,
+            })?
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => State {
             extractor: job.extractor.name.clone(),
             version: job.extractor.version.clone(),
@@ -150,25 +155,21 @@ pub async fn run_remote(job: RemoteJob, mut interrupts: Interrupts) -> Result<Su
         Err(e) => return Err(BatchError::io(&paths.state, e)),
     };
     if state.version != job.extractor.version || state.extractor != job.extractor.name {
-        return Err(BatchError::Input(format!(
-            "{} belongs to batches of extractor `{}` version {}, not `{}` version {}: finish \
-             that job with its own extractor, or move the state file away to start over",
-            paths.state.display(),
-            state.extractor,
-            state.version,
-            job.extractor.name,
-            job.extractor.version
-        )));
+        return Err(BatchError::OtherExtractor {
+            path: paths.state.clone(),
+            had: state.extractor,
+            had_version: state.version,
+            name: job.extractor.name.clone(),
+            version: job.extractor.version.clone(),
+        });
     }
     // Items done again start their conversations afresh: the rounds they were in are
     // forgotten (once they are all over).
     if job.retry_failed && !state.rounds.is_empty() {
         if state.rounds.last().is_some_and(|r| !r.collected) {
-            return Err(BatchError::Input(format!(
-                "{}: a round of batches is still running; finish it first (the same command \
-                 without --retry-failed), then retry the failed items",
-                paths.state.display()
-            )));
+            return Err(BatchError::RoundRunning {
+                path: paths.state.clone(),
+            });
         }
         state.rounds.clear();
     }
@@ -308,14 +309,20 @@ async fn submit(
     let mut files: Vec<(Vec<String>, Vec<u8>)> = Vec::new();
     let mut current: (Vec<String>, Vec<u8>) = (Vec::new(), Vec::new());
     for (id, turns) in pending {
-        let mut line = serde_json::to_vec(&api::request_line(id, turns.request()))
-            .map_err(|e| BatchError::Output(format!("could not encode a request: {e}")))?;
+        let mut line =
+            serde_json::to_vec(&api::request_line(id, turns.request())).map_err(|error| {
+                BatchError::Encode {
+                    what: "a request",
+                    error,
+                }
+            })?;
         line.push(b'\n');
         if line.len() > max_bytes {
-            return Err(BatchError::Input(format!(
-                "item `{id}`: its request is {} bytes, more than a batch file may hold ({max_bytes})",
-                line.len()
-            )));
+            return Err(BatchError::RequestTooLarge {
+                id: id.clone(),
+                bytes: line.len(),
+                max: max_bytes,
+            });
         }
         if current.0.len() == max_requests || current.1.len() + line.len() > max_bytes {
             files.push(std::mem::take(&mut current));

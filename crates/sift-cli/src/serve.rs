@@ -6,7 +6,6 @@ use anyhow::{Context, bail};
 use clap::Args;
 use sift_core::Client;
 use sift_server::ServerConfig;
-use sift_telemetry::Telemetry;
 
 use crate::providers::{self, Clients, ProviderArgs};
 
