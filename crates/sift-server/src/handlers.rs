@@ -27,22 +27,47 @@ pub fn user_prompt(query: &str) -> String {
     format!("Extract: `{query}`")
 }
 
-/// The seed's endpoints are adapters over the registry's `user` extractor (the built-in
-/// one, or a configured extractor of that name): the seed's body becomes the extractor's
-/// input `{"query": ...}`, checked against its input schema.
-fn seed_input(state: &AppState, query: &str) -> Result<(Arc<Extractor>, Value), ApiError> {
-    let extractor = v1::find(state, "user")?;
-    let input = json!({ "query": query });
-    let errors = v1::check_input(&extractor.spec.input, &input, &v1::body_loc());
-    if errors.is_empty() {
-        Ok((extractor, input))
-    } else {
-        Err(ApiError::Validation(errors))
-    }
+/// How the seed's endpoints ask: for one query (`/user`, `/many-users`), or for the list of
+/// everyone in it (`/extract`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seed {
+    One,
+    List,
 }
 
-async fn extract_user(extractor: &Extractor, input: &Value) -> Result<Value, ApiError> {
-    let out = v1::run(extractor, input).await?;
+/// The seed's endpoints are adapters over the registry's `user` extractor (the built-in
+/// one, or a configured extractor of that name): the seed's body becomes the extractor's
+/// input `{"query": ...}`, checked against its input schema, and the conversation is the
+/// extractor's prompt over it. The built-in one's prompt is the seed's (see
+/// [`user_prompt`], the text its template renders), and its `/extract` sends the query as it
+/// is, as the seed does.
+fn seed_request(
+    state: &AppState,
+    query: &str,
+    seed: Seed,
+) -> Result<(Arc<Extractor>, Vec<sift_core::Message>), ApiError> {
+    let extractor = v1::find(state, "user")?;
+    if extractor.builtin {
+        let text = match seed {
+            Seed::One => user_prompt(query),
+            Seed::List => query.to_owned(),
+        };
+        return Ok((extractor, vec![sift_core::Message::user(text)]));
+    }
+    let input = json!({ "query": query });
+    let errors = v1::check_input(&extractor.spec.input, &input, &v1::body_loc());
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let messages = v1::messages(&extractor, &input)?;
+    Ok((extractor, messages))
+}
+
+async fn extract_user(
+    extractor: &Extractor,
+    messages: Vec<sift_core::Message>,
+) -> Result<Value, ApiError> {
+    let out = v1::run_messages(extractor, messages).await?;
     let value = response_model(&extractor.spec.output, out.value);
     // The value is content: logged only where content is allowed.
     if extractor.client.recording().log_content() {
@@ -88,8 +113,8 @@ pub(crate) async fn user(
     State(state): State<Arc<AppState>>,
     Body(data): Body<UserData>,
 ) -> Result<Json<Value>, ApiError> {
-    let (extractor, input) = seed_input(&state, &data.query)?;
-    extract_user(&extractor, &input).await.map(Json)
+    let (extractor, messages) = seed_request(&state, &data.query, Seed::One)?;
+    extract_user(&extractor, messages).await.map(Json)
 }
 
 /// Extracts one person from each text, concurrently, keeping the order.
@@ -121,7 +146,7 @@ pub(crate) async fn many_users(
         )]));
     }
     for query in &data.queries {
-        seed_input(&state, query)?;
+        seed_request(&state, query, Seed::One)?;
     }
     let batch = run_batch(
         &data.queries,
@@ -130,8 +155,8 @@ pub(crate) async fn many_users(
         |q| {
             let state = state.clone();
             async move {
-                let (extractor, input) = seed_input(&state, &q)?;
-                extract_user(&extractor, &input).await
+                let (extractor, messages) = seed_request(&state, &q, Seed::One)?;
+                extract_user(&extractor, messages).await
             }
         },
         |index, query, error| QueryFailure {
@@ -265,19 +290,13 @@ pub(crate) async fn extract(
     Body(data): Body<UserData>,
 ) -> Result<Response, ApiError> {
     let deadline = deadline.map(|Extension(d)| d);
-    let (extractor, input) = seed_input(&state, &data.query)?;
+    let (extractor, messages) = seed_request(&state, &data.query, Seed::List)?;
     let list = extractor.list_schema().map_err(|e| {
         ApiError::extraction(
             sift_core::ExtractError::Schema(e.clone()),
             &extractor.client,
         )
     })?;
-    // The seed streams from the query as it is; a configured `user` renders its prompt.
-    let messages = if extractor.builtin {
-        vec![sift_core::Message::user(data.query)]
-    } else {
-        v1::messages(&extractor, &input)?
-    };
     let events = v1::Target::of(&extractor)
         .builder_as(list, messages)
         .elements();
@@ -381,6 +400,19 @@ mod tests {
             h.append(header::ACCEPT, v.parse().unwrap());
         }
         wants_sse(&h)
+    }
+
+    #[test]
+    fn the_builtin_template_renders_the_seed_prompt() {
+        let spec = Extractor::user_spec().unwrap();
+        for query in ["Daniel is 24", "a `tick` and {{ braces }}", ""] {
+            let messages = spec.messages(&json!({ "query": query })).unwrap();
+            assert_eq!(messages.len(), 1);
+            assert_eq!(
+                messages[0].content.as_deref(),
+                Some(user_prompt(query).as_str())
+            );
+        }
     }
 
     #[test]

@@ -174,7 +174,14 @@ pub(crate) async fn run(
     extractor: &Extractor,
     input: &Value,
 ) -> Result<Extraction<Value>, ApiError> {
-    let messages = messages(extractor, input)?;
+    run_messages(extractor, messages(extractor, input)?).await
+}
+
+/// The extraction of `extractor` for the conversation `messages`.
+pub(crate) async fn run_messages(
+    extractor: &Extractor,
+    messages: Vec<Message>,
+) -> Result<Extraction<Value>, ApiError> {
     Target::of(extractor)
         .builder(messages)
         .send()

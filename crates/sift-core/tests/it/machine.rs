@@ -62,6 +62,14 @@ impl Scripted {
     }
 }
 
+fn scripted_failure() -> ProviderError {
+    ProviderError::Status {
+        status: 500,
+        message: "scripted failure".into(),
+        retry_after: None,
+    }
+}
+
 fn usage() -> Usage {
     Usage {
         input_tokens: 10,
@@ -120,11 +128,7 @@ impl Provider for Scripted {
                 Ok(response(self.mode, &tool_name(request), &text, finish))
             }
             Some(Script::Stream(..)) => Err(ProviderError::Unsupported("a stream here")),
-            Some(Script::Fail) | None => Err(ProviderError::Status {
-                status: 500,
-                message: "scripted failure".into(),
-                retry_after: None,
-            }),
+            Some(Script::Fail) | None => Err(scripted_failure()),
         }
     }
 
@@ -133,11 +137,7 @@ impl Provider for Scripted {
             Some(Script::Stream(pieces, finish)) => (pieces, finish),
             Some(Script::Whole(text, finish)) => (vec![text], finish),
             Some(Script::Fail) | None => {
-                return Err(ProviderError::Status {
-                    status: 500,
-                    message: "scripted failure".into(),
-                    retry_after: None,
-                });
+                return Err(scripted_failure());
             }
         };
         let name = tool_name(request);
@@ -534,11 +534,7 @@ proptest! {
             let name = tool_name(turns.request());
             let reply = match script.pop_front() {
                 Some(Script::Whole(text, finish)) => Ok(response(mode, &name, &text, finish)),
-                _ => Err(ProviderError::Status {
-                    status: 500,
-                    message: "scripted failure".into(),
-                    retry_after: None,
-                }),
+                _ => Err(scripted_failure()),
             };
             match reply {
                 Ok(r) => match turns.answer(r, Duration::ZERO) {

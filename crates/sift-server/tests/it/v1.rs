@@ -20,6 +20,11 @@ fn example_config() -> Config {
 
 /// The router serving the example extractors, answered by `upstream`.
 fn examples(upstream: &ScriptedServer, config: ServerConfig) -> Router {
+    serving(upstream, example_config(), config)
+}
+
+/// The router serving the extractors of `file`, answered by `upstream`.
+fn serving(upstream: &ScriptedServer, file: Config, config: ServerConfig) -> Router {
     let provider = sift_openai::OpenAi::new(
         sift_openai::OpenAiConfig::new(upstream.base_url())
             .api_key("sk-test")
@@ -27,7 +32,7 @@ fn examples(upstream: &ScriptedServer, config: ServerConfig) -> Router {
     )
     .unwrap();
     let client = sift_core::Client::new(provider);
-    let extractors = example_config()
+    let extractors = file
         .extractors
         .into_iter()
         .map(|spec| Extractor::new(spec, client.clone()))
@@ -506,19 +511,7 @@ required = ["query"]
         "user.toml".as_ref(),
     )
     .unwrap();
-    let provider = sift_openai::OpenAi::new(
-        sift_openai::OpenAiConfig::new(upstream.base_url())
-            .api_key("sk-test")
-            .timeout(std::time::Duration::from_secs(5)),
-    )
-    .unwrap();
-    let client = sift_core::Client::new(provider);
-    let extractors = config
-        .extractors
-        .into_iter()
-        .map(|spec| Extractor::new(spec, client.clone()))
-        .collect();
-    let app = sift_server::router(client, ServerConfig::default().extractors(extractors));
+    let app = serving(&upstream, config, ServerConfig::default());
 
     // Keys out of the schema's order, and one it does not declare: written as it declares.
     upstream.push(Reply::tool_call(
