@@ -294,11 +294,7 @@ async fn extract(args: ExtractArgs, telemetry: &providers::Observed) -> Result<(
                     list.join("; ")
                 );
             }
-            Event::Done { attempts, .. } => {
-                if args.verbose {
-                    show_attempts(&attempts);
-                }
-            }
+            Event::Done { attempts, .. } if args.verbose => show_attempts(&attempts),
             _ => {}
         }
     }
