@@ -129,9 +129,38 @@ pub(crate) enum Rejected {
     Stopped,
 }
 
+/// Why the model thread could not start. The reasons are llama.cpp's and llguidance's own.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// llama.cpp's backend did not start.
+    #[error("could not start llama.cpp: {0}")]
+    Backend(String),
+    /// The operating system refused a thread.
+    #[error("could not start the model thread: {0}")]
+    Thread(String),
+    /// The model file did not load.
+    #[error("could not load {}: {reason}", path.display())]
+    Model {
+        /// The file.
+        path: std::path::PathBuf,
+        /// llama.cpp's reason.
+        reason: String,
+    },
+    /// The tokenizer could not be given to the grammar compiler.
+    #[error("could not prepare constrained decoding: {0}")]
+    Grammar(String),
+    /// llama.cpp refused the context (its memory, its settings).
+    #[error("could not create a context: {0}")]
+    Context(String),
+    /// The thread ended before it said whether the model loaded.
+    #[error("the model thread stopped while loading")]
+    Stopped,
+}
+
 impl Engine {
     /// Starts the inference thread and waits for the model to load.
-    pub(crate) fn start(config: EngineConfig) -> Result<(Engine, Loaded), String> {
+    pub(crate) fn start(config: EngineConfig) -> Result<(Engine, Loaded), EngineError> {
         let capacity = config.parallel + config.queue;
         // Admission is counted by tickets; the channel only has to hold what they allow.
         let (jobs, queue) = std::sync::mpsc::sync_channel(capacity);
@@ -141,10 +170,8 @@ impl Engine {
         std::thread::Builder::new()
             .name("sift-local-model".into())
             .spawn(move || run(config, queue, ready_tx, shared))
-            .map_err(|e| format!("could not start the model thread: {e}"))?;
-        let loaded = ready_rx
-            .recv()
-            .map_err(|_| "the model thread stopped while loading".to_owned())??;
+            .map_err(|e| EngineError::Thread(e.to_string()))?;
+        let loaded = ready_rx.recv().map_err(|_| EngineError::Stopped)??;
         Ok((
             Engine {
                 jobs,
@@ -175,13 +202,13 @@ impl Engine {
     }
 }
 
-fn backend() -> Result<&'static LlamaBackend, String> {
-    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+fn backend() -> Result<&'static LlamaBackend, EngineError> {
+    static BACKEND: OnceLock<Result<LlamaBackend, EngineError>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
             // llama.cpp's own logging goes to `tracing` (debug level), not stderr.
             llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
-            LlamaBackend::init().map_err(|e| format!("could not start llama.cpp: {e}"))
+            LlamaBackend::init().map_err(|e| EngineError::Backend(e.to_string()))
         })
         .as_ref()
         .map_err(Clone::clone)
@@ -190,14 +217,17 @@ fn backend() -> Result<&'static LlamaBackend, String> {
 fn run(
     config: EngineConfig,
     queue: Receiver<Job>,
-    ready: std::sync::mpsc::Sender<Result<Loaded, String>>,
+    ready: std::sync::mpsc::Sender<Result<Loaded, EngineError>>,
     counters: Arc<Counters>,
 ) {
-    let setup = || -> Result<_, String> {
+    let setup = || -> Result<_, EngineError> {
         let backend = backend()?;
         let model =
             LlamaModel::load_from_file(backend, &config.model_path, &LlamaModelParams::default())
-                .map_err(|e| format!("could not load {}: {e}", config.model_path.display()))?;
+                .map_err(|e| EngineError::Model {
+                path: config.model_path.clone(),
+                reason: e.to_string(),
+            })?;
         Ok((backend, model))
     };
     let (backend, model) = match setup() {
@@ -216,7 +246,7 @@ fn run(
             Grammars::new(f, config.whitespace_flexible)
         }
         Err(e) => {
-            let _ = ready.send(Err(format!("could not prepare constrained decoding: {e}")));
+            let _ = ready.send(Err(EngineError::Grammar(e.to_string())));
             return;
         }
     };
@@ -238,7 +268,7 @@ fn run(
     let ctx = match model.new_context(backend, params) {
         Ok(c) => c,
         Err(e) => {
-            let _ = ready.send(Err(format!("could not create a context: {e}")));
+            let _ = ready.send(Err(EngineError::Context(e.to_string())));
             return;
         }
     };

@@ -30,6 +30,7 @@
 //! ```
 
 mod engine;
+pub use engine::EngineError;
 mod grammar;
 pub mod model_file;
 mod prefix;
@@ -178,9 +179,9 @@ pub enum LocalError {
     /// No model file where one was named.
     #[error("no model file at {}", .0.display())]
     NoModelFile(PathBuf),
-    /// The model could not be loaded (llama.cpp's reason).
-    #[error("{0}")]
-    Load(String),
+    /// The model could not be loaded.
+    #[error(transparent)]
+    Load(#[from] engine::EngineError),
 }
 
 /// The in-process model. Cheap to clone; clones share the model thread.
@@ -250,8 +251,7 @@ impl LocalProvider {
             queue: config.queue,
             keep_prompts: config.keep_prompts,
             whitespace_flexible: config.whitespace_flexible,
-        })
-        .map_err(LocalError::Load)?;
+        })?;
         tracing::info!(model = %loaded.name, path = %model_path.display(), n_ctx = loaded.n_ctx, threads, parallel = config.parallel, "local model loaded");
         Ok(Self {
             engine,

@@ -35,3 +35,24 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 pub fn client() -> sift_core::Client {
     sift_core::Client::new(provider())
 }
+
+/// A model that cannot be had fails to load by kind, naming the file, and never panics.
+#[test]
+fn a_missing_or_broken_model_file_is_an_error_by_kind() {
+    let dir = std::env::temp_dir().join(format!("sift-local-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("missing.gguf");
+    match LocalProvider::load(LocalConfig::default().model_path(&missing)) {
+        Err(sift_local::LocalError::NoModelFile(path)) => assert_eq!(path, missing),
+        other => panic!("{other:?}"),
+    }
+    let broken = dir.join("broken.gguf");
+    std::fs::write(&broken, b"not a gguf file at all").unwrap();
+    match LocalProvider::load(LocalConfig::default().model_path(&broken)) {
+        Err(sift_local::LocalError::Load(sift_local::EngineError::Model { path, .. })) => {
+            assert_eq!(path, broken);
+        }
+        other => panic!("{other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
