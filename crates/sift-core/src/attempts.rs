@@ -12,9 +12,8 @@ use tracing::Instrument;
 use crate::machine::{Answer, Delivery, Job, Machine, Step};
 use crate::message::{ChatDelta, ChatResponse, FinishReason};
 use crate::mode::ReadError;
-use crate::outcome::{Event, ExtractError};
+use crate::outcome::{Event, ExtractError, StreamStats};
 use crate::reader::{AnswerReader, Purpose};
-use crate::stream::StreamStats;
 use crate::trace;
 
 /// Runs `job`: its events (snapshots as JSON values), then `Done`, or an error.

@@ -49,13 +49,13 @@ pub use message::{
     Structured, ToolCall, Usage,
 };
 pub use mode::Mode;
-pub use outcome::{Attempt, AttemptOutcome, Event, ExtractError, Extraction};
+pub use outcome::{Attempt, AttemptOutcome, Event, ExtractError, Extraction, StreamStats};
 pub use partial::{Partial, PartialObject};
 pub use provider::{Admission, Capabilities, Provider, ProviderError};
 pub use schema::{
     ResponseSchema, Schema, SchemaError, WRAPPER_FIELD, decode_fragment, escape_pointer_token,
 };
-pub use stream::{EventStream, ExtractStream, StreamStats};
+pub use stream::{EventStream, ExtractStream};
 pub use turns::{Turn, Turns};
 pub use validate::{
     FieldError, SchemaValidator, Validate, Violation, deserialize, pointer_to_path,

@@ -15,10 +15,9 @@ use serde_json::Value;
 
 use crate::message::{ChatRequest, ChatResponse, Usage};
 use crate::mode::{Mode, ReadError, parse_json};
-use crate::outcome::{Attempt, AttemptOutcome, ExtractError};
+use crate::outcome::{Attempt, AttemptOutcome, ExtractError, StreamStats};
 use crate::provider::ProviderError;
 use crate::schema::Schema;
-use crate::stream::StreamStats;
 use crate::trace::{self, Recording};
 use crate::validate::FieldError;
 

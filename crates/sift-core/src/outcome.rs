@@ -2,6 +2,7 @@
 //! module that the modules driving the loop (`machine`, `attempts`, `turns`, the builder)
 //! all import and that imports none of them.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -285,6 +286,57 @@ impl<T> Event<T, Value> {
             Event::Retry { attempt, errors } => Event::Retry { attempt, errors },
             Event::Value(v) => Event::Value(v),
             Event::Done { usage, attempts } => Event::Done { usage, attempts },
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    attempts: Vec<Attempt>,
+    /// The answer that succeeded (for `send`).
+    response: Option<ChatResponse>,
+}
+
+/// Tokens and attempts of a stream, readable while and after it runs.
+#[derive(Debug, Clone, Default)]
+pub struct StreamStats {
+    progress: Arc<Mutex<Progress>>,
+}
+
+impl StreamStats {
+    fn with<R>(&self, f: impl FnOnce(&mut Progress) -> R) -> R {
+        match self.progress.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    /// Tokens used by the attempts finished so far.
+    pub fn usage(&self) -> Usage {
+        self.with(|p| p.attempts.iter().map(|a| a.usage).sum())
+    }
+
+    /// The attempts finished so far.
+    pub fn attempts(&self) -> Vec<Attempt> {
+        self.with(|p| p.attempts.clone())
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.with(|p| p.attempts.len())
+    }
+
+    pub(crate) fn set_response(&self, response: ChatResponse) {
+        self.with(|p| p.response = Some(response));
+    }
+
+    pub(crate) fn take_response(&self) -> Option<ChatResponse> {
+        self.with(|p| p.response.take())
+    }
+
+    pub(crate) fn push(&self, attempt: Attempt) -> Vec<Attempt> {
+        self.with(|p| {
+            p.attempts.push(attempt);
+            p.attempts.clone()
         })
     }
 }

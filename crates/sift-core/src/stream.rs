@@ -23,7 +23,6 @@
 //! stream ([`ExtractStream::usage`]) while and after it runs.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
@@ -34,61 +33,10 @@ use serde_json::Value;
 use crate::attempts;
 use crate::extract::ExtractBuilder;
 use crate::machine::Delivery;
-use crate::message::{ChatResponse, Usage};
-use crate::outcome::{Attempt, Event, ExtractError};
+use crate::message::Usage;
+use crate::outcome::{Attempt, Event, ExtractError, StreamStats};
 use crate::partial::PartialObject;
 use crate::schema::Schema;
-
-#[derive(Debug, Default)]
-struct Progress {
-    attempts: Vec<Attempt>,
-    /// The answer that succeeded (for `send`).
-    response: Option<ChatResponse>,
-}
-
-/// Tokens and attempts of a stream, readable while and after it runs.
-#[derive(Debug, Clone, Default)]
-pub struct StreamStats {
-    progress: Arc<Mutex<Progress>>,
-}
-
-impl StreamStats {
-    fn with<R>(&self, f: impl FnOnce(&mut Progress) -> R) -> R {
-        match self.progress.lock() {
-            Ok(mut g) => f(&mut g),
-            Err(p) => f(&mut p.into_inner()),
-        }
-    }
-
-    /// Tokens used by the attempts finished so far.
-    pub fn usage(&self) -> Usage {
-        self.with(|p| p.attempts.iter().map(|a| a.usage).sum())
-    }
-
-    /// The attempts finished so far.
-    pub fn attempts(&self) -> Vec<Attempt> {
-        self.with(|p| p.attempts.clone())
-    }
-
-    pub(crate) fn count(&self) -> usize {
-        self.with(|p| p.attempts.len())
-    }
-
-    pub(crate) fn set_response(&self, response: ChatResponse) {
-        self.with(|p| p.response = Some(response));
-    }
-
-    pub(crate) fn take_response(&self) -> Option<ChatResponse> {
-        self.with(|p| p.response.take())
-    }
-
-    pub(crate) fn push(&self, attempt: Attempt) -> Vec<Attempt> {
-        self.with(|p| {
-            p.attempts.push(attempt);
-            p.attempts.clone()
-        })
-    }
-}
 
 /// A stream of extracted items that also tells its usage. Dropping it cancels the model call.
 pub struct ExtractStream<I> {

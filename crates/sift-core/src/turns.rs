@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use crate::machine::{Answer, Job, Machine, Step};
 use crate::message::{ChatRequest, ChatResponse};
-use crate::outcome::{Attempt, ExtractError, Extraction};
+use crate::outcome::{Attempt, ExtractError, Extraction, StreamStats};
 use crate::provider::ProviderError;
-use crate::stream::StreamStats;
 
 /// An extraction whose calls the caller makes (see the module's doc).
 #[derive(Debug)]
