@@ -53,6 +53,8 @@ pub(crate) enum Piece {
     Failed(String),
     /// The prompt and the answer's token budget do not fit the context.
     TooLong(String),
+    /// The grammar compiler refused the schema.
+    Schema(sift_core::SchemaError),
 }
 
 /// Capacity of a job's piece channel: every piece of a generation fits.

@@ -514,6 +514,10 @@ impl Provider for LocalProvider {
                         yield Err(ProviderError::InputTooLong(e));
                         return;
                     }
+                    Piece::Schema(e) => {
+                        yield Err(ProviderError::Schema(Box::new(e)));
+                        return;
+                    }
                 }
             }
         }))

@@ -228,7 +228,7 @@ impl<'m> Scheduler<'m> {
                 tokens,
                 sampler,
             }),
-            Err(e) => failed(&job, Piece::Failed(e)),
+            Err(e) => failed(&job, Piece::Schema(e)),
         }
     }
 
@@ -252,11 +252,15 @@ impl<'m> Scheduler<'m> {
             .map_err(|e| format!("could not apply the chat template: {e}"))
     }
 
-    fn sampler(&self, schema: Option<&Value>, temperature: f32) -> Result<LlamaSampler, String> {
+    fn sampler(
+        &self,
+        schema: Option<&Value>,
+        temperature: f32,
+    ) -> Result<LlamaSampler, sift_core::SchemaError> {
         let mut chain = Vec::new();
         if let Some(schema) = schema {
             // Checked (and remembered) before the job was queued: built here in the form found.
-            let matcher = self.grammars.matcher(schema).map_err(|e| e.to_string())?;
+            let matcher = self.grammars.matcher(schema)?;
             chain.push(LlamaSampler::from(matcher));
         }
         if temperature > 0.0 {
