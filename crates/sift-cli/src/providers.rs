@@ -174,18 +174,23 @@ pub(crate) async fn finish(
 /// The keys sift holds besides `OPENAI_API_KEY` (which telemetry already masks): the
 /// config's providers' keys and the service keys, so that none is ever shown.
 fn secrets(args: &ProviderArgs) -> Vec<String> {
-    let mut out: Vec<String> = std::env::var("SIFT_API_KEYS")
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    // Whatever a list holds, so that none is shown (a blank entry is refused by `serve`).
+    let listed = |var: &str| -> Vec<String> {
+        std::env::var(var)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = listed("SIFT_API_KEYS");
     // A config that does not load is reported by the command itself.
     if let Ok(Some(file)) = args.config_file() {
-        out.extend(file.server.keys());
+        out.extend(file.server.api_keys.iter().cloned());
+        out.extend(listed(&file.server.api_keys_env));
         for provider in file.providers.values() {
             if let ProviderSpec::OpenAi {
                 api_key_env: Some(var),

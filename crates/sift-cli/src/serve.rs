@@ -129,15 +129,10 @@ async fn serve(args: &ServeArgs, telemetry: &providers::Observed) -> anyhow::Res
         config = config
             .extractors(extractors)
             .adhoc(file.server.adhoc)
-            .api_keys(file.server.keys());
-    } else if let Ok(keys) = std::env::var("SIFT_API_KEYS") {
-        config = config.api_keys(
-            keys.split(',')
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        );
+            .api_keys(file.server.keys()?);
+    } else {
+        let keys = std::env::var("SIFT_API_KEYS").ok();
+        config = config.api_keys(sift_config::parse_keys("SIFT_API_KEYS", keys.as_deref())?);
     }
     let config = match telemetry.trace_continuation() {
         Some(hook) => config.request_hook(hook),

@@ -71,18 +71,46 @@ impl Default for ServerSection {
 }
 
 impl ServerSection {
-    /// The service keys: the file's and those of the environment variable.
-    pub fn keys(&self) -> Vec<String> {
+    /// The service keys: the file's and those of the environment variable; an error when
+    /// the variable holds a blank key (see [`parse_keys`]).
+    pub fn keys(&self) -> Result<Vec<String>, BlankKey> {
         let mut keys = self.api_keys.clone();
-        if let Ok(list) = std::env::var(&self.api_keys_env) {
-            keys.extend(
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|k| !k.is_empty())
-                    .map(str::to_owned),
-            );
-        }
-        keys
+        let value = std::env::var(&self.api_keys_env).ok();
+        keys.extend(parse_keys(&self.api_keys_env, value.as_deref())?);
+        Ok(keys)
+    }
+}
+
+/// A service-key list with a blank entry (`" , "`, `"a,,b"`, `"a,"`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "${var} holds an empty key (entry {entry} of {count}): remove it, or unset ${var} to run \
+     without keys"
+)]
+pub struct BlankKey {
+    /// The variable.
+    pub var: String,
+    /// Which entry is blank (1 for the first).
+    pub entry: usize,
+    /// Entries in all.
+    pub count: usize,
+}
+
+/// The service keys in `value`, the comma-separated list of the variable `var`: none when it
+/// is unset or empty, an error when an entry is blank (a list such as `" , "` would otherwise
+/// start the service without authentication, or with fewer keys than meant).
+pub fn parse_keys(var: &str, value: Option<&str>) -> Result<Vec<String>, BlankKey> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let entries: Vec<&str> = value.split(',').map(str::trim).collect();
+    match entries.iter().position(|k| k.is_empty()) {
+        Some(i) => Err(BlankKey {
+            var: var.to_owned(),
+            entry: i + 1,
+            count: entries.len(),
+        }),
+        None => Ok(entries.into_iter().map(str::to_owned).collect()),
     }
 }
 

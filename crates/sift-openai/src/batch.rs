@@ -191,9 +191,10 @@ impl OpenAi {
             .map_err(|e| self.transport_error(e))?;
         let status = response.status();
         let retry_after = crate::retry_after(response.headers());
+        let location = crate::location(status, response.headers());
         let bytes = self.bounded_body(response).await?;
         if !status.is_success() {
-            return Err(self.status_error(status, retry_after, &bytes));
+            return Err(self.status_error(status, retry_after, location, &bytes));
         }
         Ok(bytes)
     }
@@ -277,8 +278,9 @@ impl OpenAi {
                     return Ok(response);
                 }
                 let retry_after = crate::retry_after(response.headers());
+                let location = crate::location(status, response.headers());
                 let bytes = self.read_body(response).await?;
-                Err(self.status_error(status, retry_after, &bytes))
+                Err(self.status_error(status, retry_after, location, &bytes))
             })
             .await?;
         let local = |e: std::io::Error| {

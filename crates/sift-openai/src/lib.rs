@@ -259,6 +259,9 @@ impl OpenAi {
         }
         let http = reqwest::Client::builder()
             .default_headers(headers)
+            // A model call is never sent elsewhere than the base URL: a 3xx is an error naming
+            // where it points (a redirect could lead to a link-local or internal address).
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.connect_timeout)
             .user_agent(concat!("sift/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -302,9 +305,10 @@ impl OpenAi {
             .map_err(|e| self.transport_error(e))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
+        let location = location(status, response.headers());
         let bytes = self.bounded_body(response).await?;
         if !status.is_success() {
-            return Err(self.status_error(status, retry_after, &bytes));
+            return Err(self.status_error(status, retry_after, location, &bytes));
         }
         wire::parse_completion(&bytes)
     }
@@ -344,6 +348,7 @@ impl OpenAi {
         &self,
         status: reqwest::StatusCode,
         retry_after: Option<Duration>,
+        location: Option<String>,
         body: &[u8],
     ) -> ProviderError {
         let secrets = self
@@ -351,7 +356,13 @@ impl OpenAi {
             .api_key
             .iter()
             .chain(self.config.headers.iter().map(|(_, v)| v));
-        let message = wire::redact(&wire::error_message(body), secrets);
+        let message = match location {
+            Some(to) if status.is_redirection() => format!(
+                "the upstream redirected to {to}; redirects are not followed for model calls \
+                 (set the base URL to where the server is)"
+            ),
+            _ => wire::redact(&wire::error_message(body), secrets),
+        };
         if matches!(status.as_u16(), 400 | 413) && wire::input_too_long(body) {
             return ProviderError::InputTooLong(message);
         }
@@ -542,9 +553,27 @@ impl OpenAi {
             return Ok(response);
         }
         let retry_after = retry_after(response.headers());
+        let location = location(status, response.headers());
         let bytes = self.read_body(response).await?;
-        Err(self.status_error(status, retry_after, &bytes))
+        Err(self.status_error(status, retry_after, location, &bytes))
     }
+}
+
+/// Where a redirect points (its `Location`, bounded and printable), for a 3xx only.
+pub(crate) fn location(status: reqwest::StatusCode, headers: &HeaderMap) -> Option<String> {
+    if !status.is_redirection() {
+        return None;
+    }
+    let to = headers
+        .get(reqwest::header::LOCATION)
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .chars()
+                .take(200)
+                .collect()
+        })
+        .unwrap_or_else(|| "an address it did not name".to_owned());
+    Some(to)
 }
 
 /// `Retry-After` (seconds or an HTTP date) or `retry-after-ms`. Upstream bytes are hostile: a

@@ -283,3 +283,24 @@ async fn client_messages_are_scrubbed_like_telemetry() {
         assert!(body.contains("Scrubbed"), "{body}");
     }
 }
+
+/// A service-key list with a blank entry stops `serve` at start, saying so, instead of
+/// serving without authentication.
+#[test]
+fn serve_refuses_a_blank_service_key() {
+    for keys in [" , ", "key-one,,key-two"] {
+        let out = sift()
+            .args(["serve", "--port", "0"])
+            .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+            .env("SIFT_API_KEYS", keys)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{keys:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("$SIFT_API_KEYS holds an empty key"),
+            "{keys:?}: {err}"
+        );
+        assert!(!err.contains("key-one"), "no key is printed: {err}");
+    }
+}

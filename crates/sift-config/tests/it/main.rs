@@ -123,3 +123,16 @@ fn eval_rules_are_read_and_checked() {
         "{bad}"
     );
 }
+
+#[test]
+fn service_keys_with_a_blank_entry_are_refused() {
+    use sift_config::parse_keys;
+    assert_eq!(parse_keys("K", None).unwrap(), Vec::<String>::new());
+    assert_eq!(parse_keys("K", Some("")).unwrap(), Vec::<String>::new());
+    assert_eq!(parse_keys("K", Some(" a , b ")).unwrap(), ["a", "b"]);
+    for (value, entry, count) in [(" , ", 1, 2), ("a,,b", 2, 3), ("a,", 2, 2), ("   ", 1, 1)] {
+        let e = parse_keys("K", Some(value)).unwrap_err();
+        assert_eq!((e.entry, e.count), (entry, count), "{value:?}");
+        assert!(e.to_string().contains("$K holds an empty key"), "{e}");
+    }
+}

@@ -246,3 +246,48 @@ async fn an_answer_over_the_body_limit_is_refused_naming_the_limit() {
         "{failure}"
     );
 }
+
+/// A redirect is not followed (it could point at a link-local or internal address): the call
+/// fails at once with the status, naming where it pointed, whole or streamed.
+#[tokio::test]
+async fn a_redirect_is_an_error_naming_its_location_not_followed() {
+    let server = ScriptedServer::start().await;
+    let target = ScriptedServer::start().await;
+    let to = format!("{}/chat/completions", target.base_url());
+    for _ in 0..2 {
+        server.push(Reply::error(307, "moved").header("location", &to));
+    }
+    let err = client(&server)
+        .extract::<UserDetail>()
+        .user("x")
+        .send()
+        .await
+        .unwrap_err();
+    match err.provider_error() {
+        Some(ProviderError::Status {
+            status: 307,
+            message,
+            ..
+        }) => assert!(message.contains(&to), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    let mut stream = client(&server)
+        .extract::<UserDetail>()
+        .user("x")
+        .elements()
+        .results();
+    match futures::StreamExt::next(&mut stream).await {
+        Some(Err(crate::old::StreamError::Extract(e))) => {
+            assert!(matches!(
+                e.provider_error(),
+                Some(ProviderError::Status { status: 307, .. })
+            ));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.requests().len(), 2, "not retried");
+    assert!(
+        target.requests().is_empty(),
+        "the redirect was not followed"
+    );
+}
