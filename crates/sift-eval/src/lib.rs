@@ -109,7 +109,13 @@ pub fn read_gold(path: &Path, extractor: &ExtractorSpec) -> Result<Vec<Example>,
             expected,
         });
     }
-    if problems.is_empty() {
+    if problems.is_empty() && examples.is_empty() {
+        // Scoring nothing would report a perfect score.
+        Err(EvalError::Gold(format!(
+            "{}: no examples (an empty gold set scores nothing)",
+            path.display()
+        )))
+    } else if problems.is_empty() {
         Ok(examples)
     } else {
         Err(EvalError::Gold(format!(

@@ -121,6 +121,18 @@ async fn a_known_score_its_report_its_floor_and_its_baseline() {
         "{}",
         text(&out.stderr)
     );
+
+    // An empty gold set (or one of blank lines) is an error, not a perfect score.
+    std::fs::write(&gold, "\n  \n").unwrap();
+    let out = eval(&server, args(&[])).await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("no examples"), "{err}");
+    assert!(
+        !text(&out.stdout).contains("1.000"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 /// The evaluation sets on the real embedded model, each with a floor a little under the
