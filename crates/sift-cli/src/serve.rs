@@ -131,8 +131,8 @@ async fn serve(args: &ServeArgs, telemetry: &providers::Observed) -> anyhow::Res
             .adhoc(file.server.adhoc)
             .api_keys(file.server.keys()?);
     } else {
-        let keys = std::env::var("SIFT_API_KEYS").ok();
-        config = config.api_keys(sift_config::parse_keys("SIFT_API_KEYS", keys.as_deref())?);
+        // No file: the default section's keys, those of `SIFT_API_KEYS`.
+        config = config.api_keys(sift_config::ServerSection::default().keys()?);
     }
     let config = match telemetry.trace_continuation() {
         Some(hook) => config.request_hook(hook),

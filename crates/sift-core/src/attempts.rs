@@ -10,7 +10,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::machine::{Answer, Delivery, Job, Machine, Step};
-use crate::message::{ChatDelta, ChatResponse, FinishReason};
+use crate::message::{ChatDelta, ChatResponse};
 use crate::mode::ReadError;
 use crate::outcome::{Event, ExtractError, StreamStats};
 use crate::reader::{AnswerReader, Purpose};
@@ -183,10 +183,7 @@ impl Reading {
     ) -> Vec<Event<T>> {
         match delta {
             ChatDelta::Usage(u) => self.answer.usage = u,
-            ChatDelta::Finish(r) => {
-                self.answer.truncated = FinishReason::parse(&r) == FinishReason::Length;
-                self.finish = Some(r);
-            }
+            ChatDelta::Finish(r) => self.finish = Some(r),
             delta => {
                 if !self.seen_token && !matches!(delta, ChatDelta::Meta { .. }) {
                     self.seen_token = true;
@@ -261,8 +258,10 @@ impl Reading {
             .collect()
     }
 
-    fn into_answer(self) -> (Answer, ChatResponse) {
+    fn into_answer(mut self) -> (Answer, ChatResponse) {
         let response = self.reader.to_response(self.answer.usage, self.finish);
+        // The one truncation rule, as for a whole answer.
+        self.answer.truncated = response.truncated();
         (self.answer, response)
     }
 }

@@ -236,7 +236,6 @@ impl<T> Machine<T> {
         duration: Duration,
     ) -> Step<T> {
         let number = self.attempt();
-        let elements = self.emitted_in_attempt > 0;
         self.emitted_in_attempt = 0;
         let record = |answer: &Answer, outcome, errors| Attempt {
             number,
@@ -272,7 +271,7 @@ impl<T> Machine<T> {
         };
         let attempts = self.stats.push(record(&answer, outcome, errors.clone()));
         let usage = attempts.iter().map(|a| a.usage).sum();
-        if self.emitted > 0 || elements {
+        if self.emitted > 0 {
             return Step::Failed(ExtractError::Incomplete {
                 emitted: self.emitted,
                 attempts,

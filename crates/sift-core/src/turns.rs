@@ -18,7 +18,6 @@ use crate::provider::ProviderError;
 #[derive(Debug)]
 pub struct Turns<T> {
     machine: Machine<T>,
-    attempts: Vec<Attempt>,
 }
 
 /// What an answer led to.
@@ -36,7 +35,6 @@ impl<T> Turns<T> {
     pub(crate) fn new(job: Job<T>) -> Self {
         Self {
             machine: Machine::new(job, StreamStats::default()),
-            attempts: Vec::new(),
         }
     }
 
@@ -45,19 +43,17 @@ impl<T> Turns<T> {
         self.machine.request()
     }
 
-    /// The attempts so far.
-    pub fn attempts(&self) -> &[Attempt] {
-        &self.attempts
+    /// The attempts so far (the machine's record, copied).
+    pub fn attempts(&self) -> Vec<Attempt> {
+        self.machine.stats().attempts()
     }
 
     /// The answer to [`request`](Self::request), which took `duration`.
     pub fn answer(&mut self, response: ChatResponse, duration: Duration) -> Turn<T> {
         let answer = Answer::whole(self.machine.mode(), self.machine.schema(), &response);
-        let step = self.machine.answered(answer, response, duration);
-        self.attempts = self.machine.stats().attempts();
-        match step {
+        match self.machine.answered(answer, response, duration) {
             Step::Done(value, response) => {
-                let attempts = std::mem::take(&mut self.attempts);
+                let attempts = self.attempts();
                 Turn::Done(Extraction {
                     value,
                     usage: attempts.iter().map(|a| a.usage).sum(),
@@ -68,11 +64,14 @@ impl<T> Turns<T> {
             Step::Again { .. } => Turn::Again,
             Step::Failed(e) => Turn::Failed(e),
             // Only a streamed list ends without a value.
-            Step::Finished => Turn::Failed(ExtractError::RetriesExhausted {
-                usage: self.attempts.iter().map(|a| a.usage).sum(),
-                attempts: std::mem::take(&mut self.attempts),
-                last_response: None,
-            }),
+            Step::Finished => {
+                let attempts = self.attempts();
+                Turn::Failed(ExtractError::RetriesExhausted {
+                    usage: attempts.iter().map(|a| a.usage).sum(),
+                    attempts,
+                    last_response: None,
+                })
+            }
         }
     }
 
