@@ -64,7 +64,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => match serve::run(args).await {
                 Ok(()) => std::process::ExitCode::SUCCESS,
@@ -78,5 +78,9 @@ fn main() -> std::process::ExitCode {
             Command::Eval(args) => eval::run(args).await,
             Command::Check(_) => std::process::ExitCode::SUCCESS,
         }
-    })
+    });
+    // Whatever is still running (a blocking task, a worker busy past the shutdown grace)
+    // gets a moment, then the process exits anyway: dropping the runtime would wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }

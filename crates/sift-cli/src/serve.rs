@@ -29,6 +29,17 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, env = "SIFT_BODY_LIMIT", default_value_t = 1024 * 1024)]
     body_limit: usize,
+    /// Bytes all request bodies still arriving may hold at once; a body past it is refused
+    /// with 503 and Retry-After.
+    #[arg(long, env = "SIFT_BODY_MEMORY", default_value_t = 128 * 1024 * 1024)]
+    body_memory: usize,
+    /// Bytes compiled ad-hoc schemas may hold (estimated from their size); the least
+    /// recently used go first.
+    #[arg(long, env = "SIFT_ADHOC_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
+    adhoc_cache_bytes: usize,
+    /// Ad-hoc schemas compiled at once, off the threads that answer requests; more wait.
+    #[arg(long, env = "SIFT_SCHEMA_COMPILES", default_value_t = 1)]
+    schema_compiles: usize,
     /// Model calls in flight across every request; more wait in a queue.
     #[arg(long, env = "SIFT_MAX_MODEL_CALLS", default_value_t = 64)]
     max_model_calls: usize,
@@ -118,6 +129,8 @@ async fn serve(args: &ServeArgs, telemetry: &providers::Observed) -> anyhow::Res
         .max_concurrency(args.max_concurrency)
         .max_queries(args.max_queries)
         .body_limit(args.body_limit)
+        .body_memory(args.body_memory)
+        .adhoc_cache(args.adhoc_cache_bytes, args.schema_compiles)
         .metrics(telemetry.metrics_renderer());
     if let Some(file) = &file {
         let extractors = extractors(file, &client, &mut clients).await?;

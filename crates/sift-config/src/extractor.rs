@@ -91,10 +91,102 @@ pub enum Matching {
     Ignore,
 }
 
+/// Instructions one render of a prompt template may run (minijinja's fuel): enough for
+/// loops over thousands of input items, and a template looping past it stops with
+/// [`RenderError::OutOfFuel`] instead of running on.
+pub const TEMPLATE_FUEL: u64 = 2_000_000;
+
+/// The largest prompt a template may render, in bytes.
+pub const MAX_PROMPT_BYTES: usize = 4 * 1024 * 1024;
+
 /// Why an input could not be turned into a prompt.
 #[derive(Debug, thiserror::Error)]
-#[error("the prompt template failed: {0}")]
-pub struct RenderError(#[from] minijinja::Error);
+#[non_exhaustive]
+pub enum RenderError {
+    /// The template failed on this input.
+    #[error("the prompt template failed: {0}")]
+    Template(minijinja::Error),
+    /// The template ran its whole instruction budget.
+    #[error(
+        "the prompt template ran past its budget of {fuel} instructions on this input (a loop \
+         too long for it?)"
+    )]
+    OutOfFuel {
+        /// The budget.
+        fuel: u64,
+    },
+    /// The rendered prompt is larger than the bound.
+    #[error("the prompt rendered from this input is larger than {limit} bytes")]
+    TooLarge {
+        /// The bound.
+        limit: usize,
+    },
+}
+
+impl RenderError {
+    /// A short name of the kind, for error reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RenderError::Template(_) => "template",
+            RenderError::OutOfFuel { .. } => "template_fuel",
+            RenderError::TooLarge { .. } => "prompt_too_large",
+        }
+    }
+}
+
+/// A writer that takes at most `limit` bytes, then refuses (and remembers that it did).
+struct Bounded {
+    out: Vec<u8>,
+    limit: usize,
+    over: bool,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() + buf.len() > self.limit {
+            self.over = true;
+            return Err(std::io::Error::other("the prompt is over its size bound"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Renders `template` for `input` within `fuel` instructions and `limit` output bytes.
+fn render(
+    env: &minijinja::Environment<'static>,
+    input: &Value,
+    fuel: u64,
+    limit: usize,
+) -> Result<String, RenderError> {
+    let template = env.get_template(PROMPT).map_err(RenderError::Template)?;
+    let mut out = Bounded {
+        out: Vec::new(),
+        limit,
+        over: false,
+    };
+    let result = template.render_captured_to(
+        minijinja::Value::from(minijinja::value::Serde(input)),
+        &mut out,
+    );
+    match result.map(drop) {
+        Ok(()) => String::from_utf8(out.out).map_err(|e| {
+            RenderError::Template(minijinja::Error::new(
+                minijinja::ErrorKind::BadEscape,
+                e.to_string(),
+            ))
+        }),
+        Err(_) if out.over => Err(RenderError::TooLarge { limit }),
+        Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => {
+            Err(RenderError::OutOfFuel { fuel })
+        }
+        Err(e) => Err(RenderError::Template(e)),
+    }
+}
 
 impl ExtractorSpec {
     /// An extractor built in code rather than read from a file.
@@ -129,9 +221,11 @@ impl ExtractorSpec {
     }
 
     /// The conversation for one input: the system prompt, then the rendered prompt.
+    ///
+    /// The render is bounded: at most [`TEMPLATE_FUEL`] instructions and
+    /// [`MAX_PROMPT_BYTES`] of output, so no input makes it run or grow without end.
     pub fn messages(&self, input: &Value) -> Result<Vec<Message>, RenderError> {
-        let template = self.template.get_template(PROMPT)?;
-        let text = template.render(minijinja::Value::from(minijinja::value::Serde(input)))?;
+        let text = render(&self.template, input, TEMPLATE_FUEL, MAX_PROMPT_BYTES)?;
         let mut messages = Vec::with_capacity(2);
         if let Some(system) = &self.system {
             messages.push(Message::system(system.clone()));
@@ -205,8 +299,45 @@ impl ExtractorSpec {
 
 const PROMPT: &str = "prompt";
 
+/// A small input that fits `schema`, for a trial render: a short string, a few items of each
+/// list, every property of each object.
+fn sample(schema: &Value, depth: usize) -> Value {
+    if depth > 4 {
+        return Value::Null;
+    }
+    let kind = match schema.get("type") {
+        Some(Value::String(t)) => t.as_str(),
+        Some(Value::Array(types)) => types.iter().find_map(Value::as_str).unwrap_or("string"),
+        _ if schema.get("properties").is_some() => "object",
+        _ => "string",
+    };
+    match kind {
+        "object" => Value::Object(
+            schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(|props| {
+                    props
+                        .iter()
+                        .map(|(k, v)| (k.clone(), sample(v, depth + 1)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
+        "array" => {
+            let item = sample(schema.get("items").unwrap_or(&Value::Null), depth + 1);
+            Value::Array(vec![item; 3])
+        }
+        "integer" | "number" => json!(3),
+        "boolean" => json!(true),
+        "null" => Value::Null,
+        _ => json!("a short sample text"),
+    }
+}
+
 fn environment(prompt: &str) -> Result<minijinja::Environment<'static>, minijinja::Error> {
     let mut env = minijinja::Environment::new();
+    env.set_fuel(Some(TEMPLATE_FUEL));
     // Prompts are plain text: nothing is HTML-escaped.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.add_template_owned(PROMPT, prompt.to_owned())?;
@@ -391,6 +522,25 @@ pub(crate) fn read(
             None
         }
     };
+    // A trial render on a small input made from the input schema: a template that runs out
+    // of instructions or size on it would on every request (a loop over a constant range,
+    // nested), so it is refused now rather than served.
+    if let (Some(env), Some(input)) = (&template, &input)
+        && let Err(e @ (RenderError::OutOfFuel { .. } | RenderError::TooLarge { .. })) = render(
+            env,
+            &sample(input.value(), 0),
+            TEMPLATE_FUEL,
+            MAX_PROMPT_BYTES,
+        )
+    {
+        problems.push(
+            prompt.as_ref().map(|p| p.span()),
+            format!(
+                "`{path}.prompt` cannot be served: on a small sample input, {}",
+                e.to_string().trim_start_matches("the ")
+            ),
+        );
+    }
     if let (Some(env), Some(fields)) = (&template, &input_fields)
         && let Ok(t) = env.get_template(PROMPT)
     {

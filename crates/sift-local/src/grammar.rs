@@ -24,13 +24,17 @@ pub(crate) enum Fit {
 /// Compiled outcomes kept, so a schema sent again is not compiled again to be checked.
 const CACHE: std::num::NonZeroUsize = std::num::NonZeroUsize::new(256).unwrap();
 
+/// A schema text's SHA-256.
+type Digest = [u8; 32];
+
 /// Compiles schemas for one model's vocabulary. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Grammars {
     factory: Arc<ParserFactory>,
     whitespace_flexible: bool,
-    /// Schema text to outcome, the least recently used evicted.
-    checked: Arc<Mutex<lru::LruCache<String, Result<Fit, SchemaError>>>>,
+    /// The schema text's digest to outcome, the least recently used evicted (a digest, not
+    /// the text: a kept outcome costs a few bytes however large its schema).
+    checked: Arc<Mutex<lru::LruCache<Digest, Result<Fit, SchemaError>>>>,
 }
 
 impl std::fmt::Debug for Grammars {
@@ -52,7 +56,8 @@ impl Grammars {
 
     /// Whether `schema` compiles, and how closely (remembered for the last few hundred).
     pub(crate) fn check(&self, schema: &Value) -> Result<Fit, SchemaError> {
-        let key = schema.to_string();
+        use sha2::Digest as _;
+        let key: Digest = sha2::Sha256::digest(schema.to_string().as_bytes()).into();
         if let Some(hit) = self
             .checked
             .lock()

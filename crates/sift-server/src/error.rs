@@ -123,6 +123,8 @@ pub enum ApiError {
     Deadline(Box<ExtractionFailure>),
     /// `408`: the client did not send its whole body in time.
     BodyTimeout(std::time::Duration),
+    /// `503`: the bodies still arriving hold all the memory set aside for them.
+    BodyMemory,
 }
 
 impl ApiError {
@@ -211,6 +213,21 @@ impl IntoResponse for ApiError {
                 }),
             )
                 .into_response(),
+            ApiError::BodyMemory => {
+                tracing::warn!(
+                    "request refused: incomplete request bodies hold all the memory set aside for them"
+                );
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "1"), (header::CONNECTION, "close")],
+                    Json(Message {
+                        detail: "the server is busy reading other request bodies (they hold all \
+                                 the memory set aside for bodies); send this one again shortly"
+                            .into(),
+                    }),
+                )
+                    .into_response()
+            }
             ApiError::Deadline(detail) => {
                 tracing::error!(error = %detail.message, "request deadline passed");
                 (

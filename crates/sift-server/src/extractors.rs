@@ -1,10 +1,10 @@
 //! The extractors a service serves: each a spec from the config (schemas, prompt, settings)
-//! with the client that answers it, plus the built-in `user` and a bounded cache of ad-hoc
-//! schemas.
+//! with the client that answers it, plus the built-in `user`.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sift_config::ExtractorSpec;
 use sift_core::{Client, Schema, SchemaError};
 
@@ -78,90 +78,42 @@ impl Extractor {
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     list: Vec<Arc<Extractor>>,
+    /// Name to position in `list`.
+    index: HashMap<String, usize>,
 }
 
 impl Registry {
-    /// A registry of `extractors` (a later one of the same name replaces an earlier one).
+    /// A registry of `extractors` (a later one of the same name replaces an earlier one, in
+    /// the later one's place). Linear in the number of extractors.
     pub fn new(extractors: impl IntoIterator<Item = Extractor>) -> Self {
-        let mut list: Vec<Arc<Extractor>> = Vec::new();
-        for e in extractors {
-            list.retain(|x| x.spec.name != e.spec.name);
-            list.push(Arc::new(e));
+        let all: Vec<Extractor> = extractors.into_iter().collect();
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(all.len());
+        for (i, e) in all.iter().enumerate() {
+            last.insert(e.spec.name.as_str(), i);
         }
-        Self { list }
+        let keep: Vec<bool> = (0..all.len())
+            .map(|i| last.get(all[i].spec.name.as_str()) == Some(&i))
+            .collect();
+        let list: Vec<Arc<Extractor>> = all
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(e, keep)| keep.then(|| Arc::new(e)))
+            .collect();
+        let index = list
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.spec.name.clone(), i))
+            .collect();
+        Self { list, index }
     }
 
     /// The extractor called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Extractor>> {
-        self.list.iter().find(|e| e.spec.name == name)
+        self.index.get(name).map(|&i| &self.list[i])
     }
 
     /// Every extractor.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Extractor>> {
         self.list.iter()
-    }
-}
-
-/// Compiled ad-hoc schemas, keyed by their text, at most `capacity` of them (least recently
-/// used evicted): a client sending the same schema again pays for compiling it once.
-#[derive(Debug)]
-pub(crate) struct SchemaCache {
-    inner: Mutex<lru::LruCache<String, Schema>>,
-}
-
-impl SchemaCache {
-    pub(crate) fn new(capacity: usize) -> Self {
-        let capacity = std::num::NonZeroUsize::new(capacity).unwrap_or(std::num::NonZeroUsize::MIN);
-        Self {
-            inner: Mutex::new(lru::LruCache::new(capacity)),
-        }
-    }
-
-    /// The compiled form of `schema`, once `accept` (the provider's check) has taken it: run
-    /// on a miss only, so a schema sent again is neither compiled nor checked again.
-    pub(crate) fn get(
-        &self,
-        schema: &Value,
-        accept: impl FnOnce(&Schema) -> Result<(), SchemaError>,
-    ) -> Result<Schema, SchemaError> {
-        let key = schema.to_string();
-        if let Some(hit) = self
-            .inner
-            .lock()
-            .ok()
-            .and_then(|mut c| c.get(&key).cloned())
-        {
-            return Ok(hit);
-        }
-        let compiled = Schema::compile("Output", schema.clone())?;
-        accept(&compiled)?;
-        if let Ok(mut c) = self.inner.lock() {
-            c.put(key, compiled.clone());
-        }
-        Ok(compiled)
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.inner.lock().map(|c| c.len()).unwrap_or(0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_cache_is_bounded_and_keeps_the_recent() {
-        let cache = SchemaCache::new(2);
-        let s = |n: u32| json!({"type": "object", "title": format!("S{n}")});
-        cache.get(&s(1), |_| Ok(())).unwrap();
-        cache.get(&s(2), |_| Ok(())).unwrap();
-        cache.get(&s(1), |_| Ok(())).unwrap();
-        cache.get(&s(3), |_| Ok(())).unwrap();
-        assert_eq!(cache.len(), 2);
-        // S2 was the least recently used.
-        let guard = cache.inner.lock().unwrap();
-        assert!(guard.iter().all(|(k, _)| !k.contains("S2")));
     }
 }

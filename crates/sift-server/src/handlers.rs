@@ -41,7 +41,7 @@ enum Seed {
 /// extractor's prompt over it. The built-in one's prompt is the seed's (see
 /// [`user_prompt`], the text its template renders), and its `/extract` sends the query as it
 /// is, as the seed does.
-fn seed_request(
+async fn seed_request(
     state: &AppState,
     query: &str,
     seed: Seed,
@@ -59,7 +59,7 @@ fn seed_request(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let messages = v1::messages(&extractor, &input)?;
+    let messages = v1::messages(&extractor, &input).await?;
     Ok((extractor, messages))
 }
 
@@ -113,7 +113,7 @@ pub(crate) async fn user(
     State(state): State<Arc<AppState>>,
     Body(data): Body<UserData>,
 ) -> Result<Json<Value>, ApiError> {
-    let (extractor, messages) = seed_request(&state, &data.query, Seed::One)?;
+    let (extractor, messages) = seed_request(&state, &data.query, Seed::One).await?;
     extract_user(&extractor, messages).await.map(Json)
 }
 
@@ -146,7 +146,7 @@ pub(crate) async fn many_users(
         )]));
     }
     for query in &data.queries {
-        seed_request(&state, query, Seed::One)?;
+        seed_request(&state, query, Seed::One).await?;
     }
     let batch = run_batch(
         &data.queries,
@@ -155,7 +155,7 @@ pub(crate) async fn many_users(
         |q| {
             let state = state.clone();
             async move {
-                let (extractor, messages) = seed_request(&state, &q, Seed::One)?;
+                let (extractor, messages) = seed_request(&state, &q, Seed::One).await?;
                 extract_user(&extractor, messages).await
             }
         },
@@ -290,7 +290,7 @@ pub(crate) async fn extract(
     Body(data): Body<UserData>,
 ) -> Result<Response, ApiError> {
     let deadline = deadline.map(|Extension(d)| d);
-    let (extractor, messages) = seed_request(&state, &data.query, Seed::List)?;
+    let (extractor, messages) = seed_request(&state, &data.query, Seed::List).await?;
     let list = extractor.list_schema().map_err(|e| {
         ApiError::extraction(
             sift_core::ExtractError::Schema(e.clone()),

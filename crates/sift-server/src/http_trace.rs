@@ -20,8 +20,8 @@ pub(crate) struct Edge {
     pub(crate) hook: Option<crate::RequestHook>,
     /// The deadline over each whole request.
     pub(crate) deadline: Option<std::time::Duration>,
-    /// The time allowed for a request's body.
-    pub(crate) body_timeout: crate::request::BodyTimeout,
+    /// How request bodies are read.
+    pub(crate) body: crate::request::BodyRules,
 }
 
 /// The middleware: the request's span, its deadline and body timeout (one layer: each
@@ -65,7 +65,7 @@ pub(crate) async fn http_span(
     if let Some(hook) = &hook {
         (hook.0)(&span, req.headers());
     }
-    req.extensions_mut().insert(edge.body_timeout);
+    req.extensions_mut().insert(edge.body);
     let response = match edge.deadline {
         None => next.run(req).instrument(span.clone()).await,
         Some(limit) => {

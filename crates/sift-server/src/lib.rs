@@ -25,12 +25,12 @@ mod listen;
 pub mod models;
 mod openapi;
 pub mod request;
+mod schema_cache;
 mod v1;
 
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use sift_core::Client;
 use utoipa_swagger_ui::SwaggerUi;
@@ -50,6 +50,9 @@ pub struct ServerConfig {
     pub max_queries: usize,
     /// Largest request body in bytes (default 1 MiB).
     pub body_limit: usize,
+    /// The memory all request bodies still arriving may hold at once, in bytes (default
+    /// 128 MiB); a body that would go past it answers `503` with `Retry-After`.
+    pub body_memory: usize,
     /// What `GET /metrics` answers (Prometheus text); without it, `/metrics` answers 404.
     pub metrics: Option<MetricsRenderer>,
     /// Called with each request's span and headers before the request is handled.
@@ -60,6 +63,11 @@ pub struct ServerConfig {
     pub adhoc: bool,
     /// Compiled ad-hoc schemas kept (default 256).
     pub adhoc_cache: usize,
+    /// The memory compiled ad-hoc schemas may hold, estimated from their size, in bytes
+    /// (default 256 MiB); the least recently used go first.
+    pub adhoc_cache_bytes: usize,
+    /// Ad-hoc schemas compiled at once, off the async workers (default 1); more wait.
+    pub schema_compiles: usize,
     /// Service keys; with any, every endpoint but `/healthz` needs one.
     pub api_keys: Vec<String>,
     /// Model calls in flight across every request (default 64); more wait in a queue.
@@ -106,11 +114,14 @@ impl Default for ServerConfig {
             max_concurrency: 16,
             max_queries: 1000,
             body_limit: 1024 * 1024,
+            body_memory: 128 * 1024 * 1024,
             metrics: None,
             request_hook: None,
             extractors: Vec::new(),
             adhoc: true,
             adhoc_cache: 256,
+            adhoc_cache_bytes: 256 * 1024 * 1024,
+            schema_compiles: 1,
             api_keys: Vec::new(),
             max_model_calls: 64,
             model_queue: 1024,
@@ -142,6 +153,13 @@ impl ServerConfig {
         self
     }
 
+    /// Bounds the memory all request bodies still arriving may hold at once.
+    #[must_use]
+    pub fn body_memory(mut self, bytes: usize) -> Self {
+        self.body_memory = bytes;
+        self
+    }
+
     /// Calls `hook` with each request's span and headers.
     #[must_use]
     pub fn request_hook(mut self, hook: Arc<RequestHookFn>) -> Self {
@@ -160,6 +178,15 @@ impl ServerConfig {
     #[must_use]
     pub fn adhoc(mut self, on: bool) -> Self {
         self.adhoc = on;
+        self
+    }
+
+    /// Bounds the compiled ad-hoc schemas kept to `bytes` (estimated) and the compiles that
+    /// run at once to `at_once`.
+    #[must_use]
+    pub fn adhoc_cache(mut self, bytes: usize, at_once: usize) -> Self {
+        self.adhoc_cache_bytes = bytes;
+        self.schema_compiles = at_once.max(1);
         self
     }
 
@@ -209,7 +236,7 @@ pub(crate) struct AppState {
     /// What is served now; replaced whole by [`Reload::replace`].
     served: RwLock<Arc<Served>>,
     pub(crate) adhoc_enabled: bool,
-    pub(crate) schema_cache: extractors::SchemaCache,
+    pub(crate) schema_cache: schema_cache::SchemaCache,
 }
 
 /// The extractors served and the OpenAPI document describing them, swapped together.
@@ -299,7 +326,12 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
     let keys = auth::Keys::new(&config.api_keys);
     let extractors = std::mem::take(&mut config.extractors);
     let deadline = config.request_deadline;
-    let body_timeout = request::BodyTimeout(config.body_timeout, client.recording().log_content());
+    let body = request::BodyRules {
+        timeout: config.body_timeout,
+        log_content: client.recording().log_content(),
+        limit: body_limit,
+        budget: Arc::new(request::BodyBudget::new(config.body_memory)),
+    };
     let gate = Arc::new(gate::Gate::new(config.max_model_calls, config.model_queue));
     let state = Arc::new(AppState {
         client: gate::gated(&client, &gate),
@@ -309,7 +341,11 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
             openapi: axum::body::Bytes::new(),
         })),
         adhoc_enabled: config.adhoc,
-        schema_cache: extractors::SchemaCache::new(config.adhoc_cache),
+        schema_cache: schema_cache::SchemaCache::new(schema_cache::CacheLimits {
+            entries: config.adhoc_cache,
+            bytes: config.adhoc_cache_bytes,
+            compiles: config.schema_compiles,
+        }),
         config,
     });
     state.serve(extractors);
@@ -342,11 +378,10 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
             http_trace::Edge {
                 hook,
                 deadline,
-                body_timeout,
+                body,
             },
             http_trace::http_span,
-        ))
-        .layer(DefaultBodyLimit::max(body_limit));
+        ));
     (router, Reload(state))
 }
 

@@ -1,6 +1,9 @@
 //! Request bodies read the way FastAPI reads them: any problem becomes a `422` whose `detail`
 //! lists every error with its `type`, `loc`, `msg` and `input`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use axum::extract::{FromRequest, Request};
 use bytes::Bytes;
 use serde::Serialize;
@@ -86,14 +89,122 @@ fn key(k: &str) -> LocItem {
     LocItem::Key(k.into())
 }
 
-/// The time a client has to send a request's whole body (a request extension set by the
-/// router); past it the request answers `408`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct BodyTimeout(
-    pub(crate) std::time::Duration,
+/// How request bodies are read (a request extension set by the router).
+#[derive(Debug, Clone)]
+pub(crate) struct BodyRules {
+    /// The time a client has to send a request's whole body; past it the request answers
+    /// `408`.
+    pub(crate) timeout: std::time::Duration,
     /// Whether the arguments may be logged (the client's recording allows content).
-    pub(crate) bool,
-);
+    pub(crate) log_content: bool,
+    /// The largest body, in bytes; a larger one answers `413`.
+    pub(crate) limit: usize,
+    /// The memory all bodies being read may hold at once.
+    pub(crate) budget: Arc<BodyBudget>,
+}
+
+/// The bytes held by request bodies still arriving, across every connection, and the most
+/// they may hold. A body that would go past it answers `503` with `Retry-After`, so slow
+/// senders cannot take the server's memory however many connections they open.
+#[derive(Debug)]
+pub(crate) struct BodyBudget {
+    held: AtomicUsize,
+    max: usize,
+}
+
+impl BodyBudget {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            held: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Takes `bytes` more from the budget, or says there is not room.
+    fn take(&self, bytes: usize) -> bool {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes).filter(|&total| total <= self.max)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.held.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// A body's share of the [`BodyBudget`], given back when dropped.
+struct Share<'a> {
+    budget: &'a BodyBudget,
+    bytes: usize,
+}
+
+impl Share<'_> {
+    /// Grows the share to `bytes` (the buffer's capacity), or says there is not room.
+    fn grow_to(&mut self, bytes: usize) -> bool {
+        if bytes <= self.bytes {
+            return true;
+        }
+        let more = bytes - self.bytes;
+        if self.budget.take(more) {
+            self.bytes = bytes;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        self.budget.give_back(self.bytes);
+    }
+}
+
+/// Reads a whole body into one buffer, copying each frame as it arrives. Written by hand
+/// rather than with axum's `Bytes` extractor: that one keeps every frame as hyper produced
+/// it, and each frame of a body sent a byte at a time pins a block of hyper's read buffer
+/// (about 6.6 KB per byte held). Here a body holds what arrived, never more than `limit`,
+/// and all bodies together never more than the budget.
+async fn read_body(body: axum::body::Body, rules: &BodyRules) -> Result<Vec<u8>, ApiError> {
+    use futures::StreamExt;
+    let mut share = Share {
+        budget: &rules.budget,
+        bytes: 0,
+    };
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut frames = body.into_data_stream();
+    while let Some(frame) = frames.next().await {
+        let frame = frame.map_err(|e| ApiError::BadBody(e.to_string()))?;
+        let len = buffer.len().saturating_add(frame.len());
+        if len > rules.limit {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        if len > buffer.capacity() {
+            // Grows as a Vec would, but never past the limit, and only within the budget.
+            let capacity = buffer
+                .capacity()
+                .saturating_mul(2)
+                .max(256)
+                .min(rules.limit)
+                .max(len);
+            if !share.grow_to(capacity) {
+                return Err(ApiError::BodyMemory);
+            }
+            buffer.reserve_exact(capacity - buffer.len());
+        }
+        buffer.extend_from_slice(&frame);
+    }
+    // The share is given back here: the caller parses the buffer at once and drops it.
+    Ok(buffer)
+}
 
 /// Whether a `Content-Type` declares JSON: `application/json` or `application/*+json`, any
 /// parameters (`charset`) and case. A body sent without one is read as JSON too, as FastAPI
@@ -129,17 +240,23 @@ impl<S: Send + Sync, T: FromBody> FromRequest<S> for Body<T> {
             let declared: String = declared.chars().take(100).collect();
             return Err(ApiError::UnsupportedMediaType(declared));
         }
-        let rules = req.extensions().get::<BodyTimeout>().copied();
-        let limit = rules.map(|t| t.0);
-        let log_content = rules.is_none_or(|t| t.1);
-        let read = Bytes::from_request(req, state);
-        let bytes = match limit {
-            Some(limit) => tokio::time::timeout(limit, read)
+        let rules = req.extensions().get::<BodyRules>().cloned();
+        let log_content = rules.as_ref().is_none_or(|r| r.log_content);
+        let bytes = match &rules {
+            Some(rules) => {
+                if declared_length(req.headers()).is_some_and(|n| n > rules.limit as u64) {
+                    return Err(ApiError::PayloadTooLarge);
+                }
+                tokio::time::timeout(rules.timeout, read_body(req.into_body(), rules))
+                    .await
+                    .map_err(|_| ApiError::BodyTimeout(rules.timeout))??
+            }
+            // Outside the router (a handler called on its own): axum's own reading.
+            None => Bytes::from_request(req, state)
                 .await
-                .map_err(|_| ApiError::BodyTimeout(limit))?,
-            None => read.await,
-        }
-        .map_err(|rejection| ApiError::from_body_rejection(&rejection))?;
+                .map_err(|rejection| ApiError::from_body_rejection(&rejection))?
+                .to_vec(),
+        };
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::Validation(vec![ErrorDetail::new(
                 "missing",
@@ -167,6 +284,16 @@ impl<S: Send + Sync, T: FromBody> FromRequest<S> for Body<T> {
         }
         Ok(Body(parsed))
     }
+}
+
+/// The `Content-Length` a request declares, when it declares one that reads as a number.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// The character offset of serde_json's 1-based line and column.
@@ -275,6 +402,51 @@ pub(crate) fn string_list_field(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rules(limit: usize, budget: usize) -> BodyRules {
+        BodyRules {
+            timeout: std::time::Duration::from_secs(5),
+            log_content: false,
+            limit,
+            budget: Arc::new(BodyBudget::new(budget)),
+        }
+    }
+
+    /// A body of `n` frames of one byte each.
+    fn dribble(n: usize) -> axum::body::Body {
+        let frames = (0..n).map(|_| Ok::<_, std::io::Error>(Bytes::from_static(b"x")));
+        axum::body::Body::from_stream(futures::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn a_body_of_one_byte_frames_holds_what_arrived() {
+        let rules = rules(1 << 20, 1 << 20);
+        let body = read_body(dribble(10_000), &rules).await.unwrap();
+        assert_eq!(body.len(), 10_000);
+        // Grown as a Vec grows, not a block per frame.
+        assert!(body.capacity() < 2 * 10_000 + 256, "{}", body.capacity());
+        // Given back once read.
+        assert_eq!(rules.budget.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_or_the_budget_is_refused() {
+        let small = rules(1000, 1 << 20);
+        assert!(matches!(
+            read_body(dribble(1001), &small).await,
+            Err(ApiError::PayloadTooLarge)
+        ));
+        let busy = rules(1 << 20, 4096);
+        // Another body holds most of the budget.
+        assert!(busy.budget.take(4000));
+        assert!(matches!(
+            read_body(dribble(500), &busy).await,
+            Err(ApiError::BodyMemory)
+        ));
+        busy.budget.give_back(4000);
+        assert_eq!(read_body(dribble(500), &busy).await.unwrap().len(), 500);
+        assert_eq!(busy.budget.held(), 0);
+    }
 
     #[test]
     fn offsets_count_characters_across_lines() {

@@ -159,10 +159,20 @@ impl<'a> Target<'a> {
     }
 }
 
-pub(crate) fn messages(extractor: &Extractor, input: &Value) -> Result<Vec<Message>, ApiError> {
-    extractor.spec.messages(input).map_err(|e| {
+/// The conversation `extractor`'s prompt renders for `input`, rendered on the blocking pool:
+/// a template's render is bounded (its fuel and output size) but may still take a while,
+/// and the async workers keep answering meanwhile.
+pub(crate) async fn messages(
+    extractor: &Arc<Extractor>,
+    input: &Value,
+) -> Result<Vec<Message>, ApiError> {
+    let (e, owned) = (extractor.clone(), input.clone());
+    let rendered = tokio::task::spawn_blocking(move || e.spec.messages(&owned))
+        .await
+        .map_err(|e| ApiError::BadBody(format!("the prompt could not be rendered: {e}")))?;
+    rendered.map_err(|e| {
         ApiError::Validation(vec![ErrorDetail::new(
-            "template",
+            e.kind(),
             body_loc(),
             e.to_string(),
             input.clone(),
@@ -171,10 +181,10 @@ pub(crate) fn messages(extractor: &Extractor, input: &Value) -> Result<Vec<Messa
 }
 
 pub(crate) async fn run(
-    extractor: &Extractor,
+    extractor: &Arc<Extractor>,
     input: &Value,
 ) -> Result<Extraction<Value>, ApiError> {
-    run_messages(extractor, messages(extractor, input)?).await
+    run_messages(extractor, messages(extractor, input).await?).await
 }
 
 /// The extraction of `extractor` for the conversation `messages`.
@@ -305,7 +315,7 @@ pub(crate) async fn run_stream(
     Body(RawJson(input)): Body<RawJson>,
 ) -> Result<Response, ApiError> {
     let extractor = find_for(&state, &name, &input)?;
-    let messages = messages(&extractor, &input)?;
+    let messages = messages(&extractor, &input).await?;
     let deadline = deadline.map(|Extension(d)| d);
     let events = Target::of(&extractor).builder(messages).stream();
     let recording = extractor.client.recording();
@@ -418,7 +428,7 @@ struct Adhoc {
     mode: Option<sift_core::Mode>,
 }
 
-fn adhoc_body(state: &AppState, body: &Value) -> Result<Adhoc, ApiError> {
+async fn adhoc_body(state: &AppState, body: &Value) -> Result<Adhoc, ApiError> {
     if !state.adhoc_enabled {
         return Err(ApiError::NotFound(
             "ad-hoc extraction is switched off (`[server] adhoc = false` in the config)".into(),
@@ -467,12 +477,14 @@ fn adhoc_body(state: &AppState, body: &Value) -> Result<Adhoc, ApiError> {
         }
         // Compiled and checked by the provider once, then cached: a schema the embedded
         // model's grammar cannot take is refused here, naming the keyword and where it is.
-        Some(s) => match state.schema_cache.get(s, |schema| {
-            state
-                .client
-                .provider()
-                .check_schema(schema.constrained_schema())
-        }) {
+        Some(s) => match state
+            .schema_cache
+            .get(s, {
+                let client = state.client.clone();
+                move |schema| client.provider().check_schema(schema.constrained_schema())
+            })
+            .await
+        {
             Ok(schema) => Some(schema),
             Err(e) => {
                 let mut loc = field("schema");
@@ -539,7 +551,7 @@ pub(crate) async fn adhoc(
     State(state): State<Arc<AppState>>,
     Body(RawJson(body)): Body<RawJson>,
 ) -> Result<Response, ApiError> {
-    let request = adhoc_body(&state, &body)?;
+    let request = adhoc_body(&state, &body).await?;
     let (client, messages) = adhoc_call(&state, &request);
     adhoc_target(&client, &request)
         .builder(messages)
@@ -555,7 +567,7 @@ pub(crate) async fn adhoc_stream(
     deadline: Option<Extension<Deadline>>,
     Body(RawJson(body)): Body<RawJson>,
 ) -> Result<Response, ApiError> {
-    let request = adhoc_body(&state, &body)?;
+    let request = adhoc_body(&state, &body).await?;
     let (client, messages) = adhoc_call(&state, &request);
     let events = adhoc_target(&client, &request).builder(messages).stream();
     let deadline = deadline.map(|Extension(d)| d);

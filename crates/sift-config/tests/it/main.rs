@@ -136,3 +136,71 @@ fn service_keys_with_a_blank_entry_are_refused() {
         assert!(e.to_string().contains("$K holds an empty key"), "{e}");
     }
 }
+
+fn extractor_with_prompt(prompt: &str) -> Result<Config, sift_config::ConfigErrors> {
+    let text = format!(
+        "[extractors.x]\nschema = {{ type = \"object\" }}\ninput = {{ type = \"object\", properties = {{ text = {{ type = \"string\" }}, items = {{ type = \"array\", items = {{ type = \"string\" }} }} }} }}\nprompt = '''{prompt}'''\n"
+    );
+    Config::parse(&text, "t.toml".as_ref())
+}
+
+#[test]
+fn a_template_looping_whatever_the_input_is_refused_at_load() {
+    let errors = extractor_with_prompt(
+        "{% for i in range(100000) %}{% for j in range(100000) %}.{% endfor %}{% endfor %}",
+    )
+    .unwrap_err();
+    let text = errors.to_string();
+    assert!(
+        text.contains("`extractors.x.prompt` cannot be served"),
+        "{text}"
+    );
+    assert!(text.contains("budget of 2000000 instructions"), "{text}");
+    assert_eq!(errors.0[0].line, Some(4), "{text}");
+    // Doubling a string: few instructions, a huge prompt.
+    let errors = extractor_with_prompt(
+        "{% set ns = namespace(s='xxxxxxxx') %}{% for i in range(20) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+    )
+    .unwrap_err();
+    assert!(
+        errors.to_string().contains("larger than 4194304 bytes"),
+        "{errors}"
+    );
+    // A loop over the input is fine.
+    extractor_with_prompt("{% for i in items %}- {{ i }}\n{% endfor %}{{ text }}").unwrap();
+}
+
+#[test]
+fn a_render_is_bounded_in_instructions_and_size_whatever_the_input() {
+    let config =
+        extractor_with_prompt("{% for a in items %}{% for b in items %}{% for c in items %}{{ a }}{% endfor %}{% endfor %}{% endfor %}")
+            .unwrap();
+    let spec = &config.extractors[0];
+    // 300 items: 27,000,000 iterations, past the budget.
+    let items: Vec<String> = (0..300).map(|i| i.to_string()).collect();
+    let e = spec
+        .messages(&json!({"text": "t", "items": items}))
+        .unwrap_err();
+    assert!(
+        matches!(e, sift_config::RenderError::OutOfFuel { .. }),
+        "{e}"
+    );
+    assert_eq!(e.kind(), "template_fuel");
+    // A text repeated into a prompt past the size bound.
+    let config = extractor_with_prompt("{{ text * 100 }}").unwrap();
+    let e = config.extractors[0]
+        .messages(&json!({"text": "x".repeat(100_000), "items": []}))
+        .unwrap_err();
+    assert!(
+        matches!(e, sift_config::RenderError::TooLarge { .. }),
+        "{e}"
+    );
+    // Within both, it renders.
+    let out = config.extractors[0]
+        .messages(&json!({"text": "ab", "items": []}))
+        .unwrap();
+    assert_eq!(
+        out.last().unwrap().content.as_deref(),
+        Some("ab".repeat(100).as_str())
+    );
+}

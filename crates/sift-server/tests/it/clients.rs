@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use sift_server::{Listen, ServerConfig, serve};
-use sift_test_support::ScriptedServer;
+use sift_test_support::{Reply, ScriptedServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -114,4 +114,107 @@ async fn connections_past_the_cap_wait_for_one_to_close() {
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(held);
+}
+
+/// Opens a `/user` request whose body arrives as `n` one-byte chunks and does not end.
+async fn dripping(addr: std::net::SocketAddr, n: usize) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"POST /user HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let body = format!("{{\"query\": \"{}\"}}", "a".repeat(n.saturating_sub(13)));
+    let mut chunks = String::new();
+    for c in body.chars() {
+        chunks.push_str(&format!("1\r\n{c}\r\n"));
+    }
+    s.write_all(chunks.as_bytes()).await.unwrap();
+    s
+}
+
+#[tokio::test]
+async fn bodies_still_arriving_hold_no_more_than_the_body_memory() {
+    let (addr, upstream) = start(
+        ServerConfig::default()
+            .body_memory(8 * 1024)
+            .body_timeout(Duration::from_secs(20)),
+        Listen::default(),
+    )
+    .await;
+    upstream.push(Reply::tool_call(
+        "UserDetail",
+        r#"{"name": "Ann", "age": 30}"#,
+    ));
+    // One body of 3,000 one-byte chunks, held open: it holds what arrived (a few KB), not
+    // a block of the read buffer per chunk.
+    let mut first = dripping(addr, 3000).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A second, whole body that does not fit beside it is refused, saying why.
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    let body = format!("{{\"query\": \"{}\"}}", "b".repeat(6000));
+    second
+        .write_all(
+            format!(
+                "POST /user HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let (answer, _) = read_until_closed(&mut second, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("busy reading other request bodies"),
+        "{answer}"
+    );
+    // The first ends and is served; its memory is given back, so the next fits.
+    first.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut reply = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), first.read(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    upstream.push(Reply::tool_call(
+        "UserDetail",
+        r#"{"name": "Bo", "age": 31}"#,
+    ));
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    third
+        .write_all(
+            format!(
+                "POST /user HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let (answer, _) = read_until_closed(&mut third, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_body_declared_over_the_limit_is_refused_before_it_arrives() {
+    let (addr, upstream) = start(ServerConfig::default().body_limit(1000), Listen::default()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"POST /user HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let (answer, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // A chunked one is cut off as it passes the limit.
+    let mut s = dripping(addr, 1200).await;
+    let (answer, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(upstream.requests().is_empty());
 }
