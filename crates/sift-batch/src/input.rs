@@ -6,8 +6,7 @@
 //! input is never held in memory whole.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -40,27 +39,65 @@ enum Kind {
     Folder,
 }
 
+/// How an input file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line: an `id` and the extractor's input fields.
+    Jsonl,
+    /// One plain text per line, into the input's one text field.
+    Lines,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "jsonl" => Ok(Format::Jsonl),
+            "lines" | "text" => Ok(Format::Lines),
+            other => Err(format!(
+                "unknown input format `{other}`: expected jsonl or lines"
+            )),
+        }
+    }
+}
+
+impl Format {
+    /// The format a file's name says: `.jsonl` or `.ndjson`, `.txt` or `.text`.
+    pub fn of_name(path: &Path) -> Option<Self> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "jsonl" | "ndjson" => Some(Format::Jsonl),
+            "txt" | "text" => Some(Format::Lines),
+            _ => None,
+        }
+    }
+}
+
+/// The longest line of an input file, in bytes: a longer one is an item error naming its
+/// line, never read into memory whole.
+pub const MAX_LINE: usize = 64 * 1024 * 1024;
+
 impl Source {
-    /// The input at `path`, for an extractor whose input schema is `input_schema`. A folder,
-    /// or a file whose first non-blank line is a JSON object (JSONL), or else plain text
-    /// lines; plain text goes into the input's one text field (refused when it has none).
-    pub fn open(path: &Path, input_schema: &Value) -> Result<Self, BatchError> {
+    /// The input at `path`, for an extractor whose input schema is `input_schema`: a folder,
+    /// or a file in `format` (by default the one its name says: `.jsonl`/`.ndjson` is JSONL,
+    /// `.txt` plain text lines; any other name needs `format`). Never guessed from the
+    /// content. Plain text goes into the input's one text field (refused when it has none).
+    pub fn open(
+        path: &Path,
+        input_schema: &Value,
+        format: Option<Format>,
+    ) -> Result<Self, BatchError> {
         let meta = std::fs::metadata(path).map_err(|e| BatchError::io(path, e))?;
         let kind = if meta.is_dir() {
             Kind::Folder
         } else {
-            let file = File::open(path).map_err(|e| BatchError::io(path, e))?;
-            let mut first = None;
-            for line in BufReader::new(file).lines() {
-                let line = line.map_err(|e| BatchError::io(path, e))?;
-                if !line.trim().is_empty() {
-                    first = Some(line);
-                    break;
-                }
-            }
-            match first {
-                Some(l) if serde_json::from_str::<Map<String, Value>>(&l).is_ok() => Kind::Jsonl,
-                _ => Kind::Lines,
+            // A FIFO or a device is refused by name (it is read twice, and may not end).
+            drop(sift_core::files::open_regular(path)?);
+            match format.or_else(|| Format::of_name(path)) {
+                Some(Format::Jsonl) => Kind::Jsonl,
+                Some(Format::Lines) => Kind::Lines,
+                None => return Err(BatchError::UnknownFormat(path.to_owned())),
             }
         };
         let text_field = match kind {
@@ -147,41 +184,143 @@ impl Source {
                             .file_name()
                             .map(|n| n.to_string_lossy().into_owned())
                             .unwrap_or_default();
-                        let item = std::fs::read_to_string(&p)
-                            .map_err(|e| BatchError::io(&p, e))
-                            .map(|text| Item {
-                                id,
-                                input: Ok(single(&field, text)),
-                            });
+                        // A file that cannot be read as text is its item's error.
+                        let input =
+                            sift_core::files::read_text(&p, sift_core::files::MAX_DATA_FILE)
+                                .map(|text| single(&field, text))
+                                .map_err(|e| format!("{id}: {}", e.reason()));
+                        let item = Ok(Item { id, input });
                         (i + 1, item)
                     },
                 )))
             }
             Kind::Jsonl | Kind::Lines => {
-                let file = File::open(&path).map_err(|e| BatchError::io(&path, e))?;
+                let file = sift_core::files::open_regular(&path)?;
                 let kind = self.kind;
                 let field = self.text_field.clone().unwrap_or_default();
-                let lines = BufReader::new(file).lines().enumerate();
-                Ok(Box::new(lines.filter_map(move |(i, line)| {
-                    let n = i + 1;
-                    let line = match line {
-                        Ok(l) => l,
-                        Err(e) => return Some((n, Err(BatchError::io(&path, e)))),
-                    };
-                    if line.trim().is_empty() {
-                        return None;
+                let mut lines = Lines {
+                    reader: BufReader::new(file),
+                    n: 0,
+                };
+                Ok(Box::new(std::iter::from_fn(move || {
+                    loop {
+                        let (n, line) = match lines.next()? {
+                            Ok(line) => line,
+                            Err(e) => return Some((lines.n, Err(BatchError::io(&path, e)))),
+                        };
+                        let line = match line {
+                            Line::Text(l) if l.trim().is_empty() => continue,
+                            Line::Text(l) => l,
+                            Line::TooLong => {
+                                return Some((
+                                    n,
+                                    Ok(bad_line(
+                                        n,
+                                        format!("line {n}: longer than {MAX_LINE} bytes"),
+                                    )),
+                                ));
+                            }
+                            Line::NotText(offset) => {
+                                return Some((
+                                    n,
+                                    Ok(bad_line(
+                                        n,
+                                        format!(
+                                            "line {n}: not UTF-8 text (the first bad byte is at column {})",
+                                            offset + 1
+                                        ),
+                                    )),
+                                ));
+                            }
+                        };
+                        let item = match kind {
+                            Kind::Jsonl => jsonl_item(&line, n),
+                            _ => Item {
+                                id: n.to_string(),
+                                input: Ok(single(&field, line)),
+                            },
+                        };
+                        return Some((n, Ok(item)));
                     }
-                    let item = match kind {
-                        Kind::Jsonl => jsonl_item(&line, n),
-                        _ => Item {
-                            id: n.to_string(),
-                            input: Ok(single(&field, line)),
-                        },
-                    };
-                    Some((n, Ok(item)))
                 })))
             }
         }
+    }
+}
+
+/// An item for line `n` that is not one, saying why.
+fn bad_line(n: usize, why: String) -> Item {
+    Item {
+        id: n.to_string(),
+        input: Err(why),
+    }
+}
+
+/// One line of an input file.
+enum Line {
+    Text(String),
+    /// Over [`MAX_LINE`] bytes (the rest of it skipped unread into memory).
+    TooLong,
+    /// Not UTF-8: where the first bad byte is.
+    NotText(usize),
+}
+
+/// The lines of a file, each bounded, numbered from 1. Hand-written rather than
+/// `BufRead::lines`: that one reads a line whole however long, and stops the whole input
+/// at the first line that is not UTF-8, without saying which.
+struct Lines<R> {
+    reader: R,
+    n: usize,
+}
+
+impl<R: BufRead> Lines<R> {
+    fn next(&mut self) -> Option<std::io::Result<(usize, Line)>> {
+        let mut buf = Vec::new();
+        let read = (&mut self.reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf);
+        match read {
+            Err(e) => return Some(Err(e)),
+            Ok(0) => return None,
+            Ok(_) => {}
+        }
+        self.n += 1;
+        let n = self.n;
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+        } else if buf.len() > MAX_LINE {
+            // Skip the rest of the line without keeping it.
+            loop {
+                let chunk = match self.reader.fill_buf() {
+                    Ok(c) => c,
+                    Err(e) => return Some(Err(e)),
+                };
+                if chunk.is_empty() {
+                    break;
+                }
+                match chunk.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        self.reader.consume(i + 1);
+                        break;
+                    }
+                    None => {
+                        let len = chunk.len();
+                        self.reader.consume(len);
+                    }
+                }
+            }
+            return Some(Ok((n, Line::TooLong)));
+        }
+        Some(Ok((
+            n,
+            match String::from_utf8(buf) {
+                Ok(text) => Line::Text(text),
+                Err(e) => Line::NotText(e.utf8_error().valid_up_to()),
+            },
+        )))
     }
 }
 
@@ -215,7 +354,8 @@ fn jsonl_item(line: &str, n: usize) -> Item {
     let id = match object.remove("id") {
         None => Ok(n.to_string()),
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        Some(Value::Number(x)) => Ok(x.to_string()),
+        // As written: a number read as a float would turn two long ids into one (`1e+23`).
+        Some(Value::Number(x)) => Ok(raw_id(line).unwrap_or_else(|| x.to_string())),
         Some(other) => Err(format!(
             "line {n}: `id` must be a non-empty string or a number, got {}",
             kind_of(&other)
@@ -231,6 +371,18 @@ fn jsonl_item(line: &str, n: usize) -> Item {
             input: Err(message),
         },
     }
+}
+
+/// The text of a line's `id` as written.
+fn raw_id(line: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id<'a> {
+        #[serde(borrow)]
+        id: &'a serde_json::value::RawValue,
+    }
+    serde_json::from_str::<Id<'_>>(line)
+        .ok()
+        .map(|i| i.id.get().trim().to_owned())
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -305,7 +457,7 @@ mod tests {
             "{\"id\": \"a\", \"text\": \"x\"}\n\n{\"id\": 7, \"text\": \"y\"}\n{\"text\": \"z\"}\n[1]\n{broken\n{\"id\": true}\n",
         )
         .unwrap();
-        let source = Source::open(&path, &text_schema()).unwrap();
+        let source = Source::open(&path, &text_schema(), None).unwrap();
         let items = collect(&source);
         let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
         assert_eq!(ids, ["a", "7", "4", "5", "6", "7"]);
@@ -343,7 +495,7 @@ mod tests {
         let path = dir.path().join("in.txt");
         std::fs::write(&path, "Daniel is 24\n\nAlice is 32\n").unwrap();
         let schema = json!({"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]});
-        let source = Source::open(&path, &schema).unwrap();
+        let source = Source::open(&path, &schema, None).unwrap();
         assert_eq!(source.count().unwrap(), 2);
         let items = collect(&source);
         assert_eq!(items[1].id, "3");
@@ -354,17 +506,108 @@ mod tests {
         std::fs::write(folder.join("b.txt"), "second").unwrap();
         std::fs::write(folder.join("a.txt"), "first").unwrap();
         std::fs::write(folder.join("notes.md"), "skipped").unwrap();
-        let source = Source::open(&folder, &text_schema()).unwrap();
+        let source = Source::open(&folder, &text_schema(), None).unwrap();
         let items = collect(&source);
         assert_eq!(items.len(), 2);
         assert_eq!(items[0].id, "a.txt");
         assert_eq!(items[0].input, Ok(json!({"text": "first"})));
 
         let two = json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}, "required": ["a", "b"]});
-        let err = Source::open(&path, &two).unwrap_err().to_string();
+        let err = Source::open(&path, &two, None).unwrap_err().to_string();
         assert!(
             err.contains("takes `a`, `b`; write the input as JSONL"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_format_comes_from_the_name_or_the_flag_never_the_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        // A JSONL file whose first line is malformed is still JSONL: that line is an item
+        // error with its number, the others are read as objects.
+        let path = dir.path().join("in.jsonl");
+        std::fs::write(
+            &path,
+            "{\"id\": \"a\", \"text\": \n{\"id\": \"b\", \"text\": \"y\"}\n",
+        )
+        .unwrap();
+        let items = collect(&Source::open(&path, &text_schema(), None).unwrap());
+        assert_eq!(items[0].id, "1");
+        assert!(
+            items[0]
+                .input
+                .as_ref()
+                .unwrap_err()
+                .starts_with("line 1: not valid JSON")
+        );
+        assert_eq!(items[1].id, "b");
+        // A name that says nothing needs --format.
+        let other = dir.path().join("in.data");
+        std::fs::write(&other, "{\"id\": \"a\", \"text\": \"x\"}\n").unwrap();
+        let err = Source::open(&other, &text_schema(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pass --format jsonl or --format lines"),
+            "{err}"
+        );
+        let items = collect(&Source::open(&other, &text_schema(), Some(Format::Jsonl)).unwrap());
+        assert_eq!(items[0].input, Ok(json!({"text": "x"})));
+        let items = collect(&Source::open(&other, &text_schema(), Some(Format::Lines)).unwrap());
+        assert_eq!(
+            items[0].input,
+            Ok(json!({"text": "{\"id\": \"a\", \"text\": \"x\"}"}))
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_an_item_error_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        std::fs::write(&path, b"fine\nbad \xff here\nalso fine\r\n").unwrap();
+        let items = collect(&Source::open(&path, &text_schema(), None).unwrap());
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0].input, Ok(json!({"text": "fine"})));
+        assert_eq!(
+            items[1].input,
+            Err("line 2: not UTF-8 text (the first bad byte is at column 5)".into())
+        );
+        assert_eq!(items[2].input, Ok(json!({"text": "also fine"})));
+    }
+
+    #[test]
+    fn numeric_ids_are_kept_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        std::fs::write(
+            &path,
+            "{\"id\": 12345678901234567890123, \"text\": \"a\"}\n{\"id\": 12345678901234567890124, \"text\": \"b\"}\n{\"text\": \"c\", \"id\": 1.50}\n",
+        )
+        .unwrap();
+        let source = Source::open(&path, &text_schema(), None).unwrap();
+        let ids: Vec<String> = collect(&source).into_iter().map(|i| i.id).collect();
+        assert_eq!(
+            ids,
+            ["12345678901234567890123", "12345678901234567890124", "1.50"]
+        );
+        assert_eq!(source.count().unwrap(), 3);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_input_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("in.jsonl");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let err = Source::open(&fifo, &text_schema(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("is a FIFO, not a regular file"), "{err}");
     }
 }

@@ -32,7 +32,7 @@ use sift_config::{ExtractorSpec, Prices};
 use sift_core::report::{ExtractionFailure, UsageReport};
 use sift_core::{Client, ExtractError, Extraction, Message, ProviderError, Usage};
 
-pub use input::{Item, Source, describe_fields, text_field};
+pub use input::{Format, Item, MAX_LINE, Source, describe_fields, text_field};
 pub use limit::{Limiter, Limits};
 pub use output::{Done, Output, Record};
 pub use progress::{Display, Stopped, Summary};
@@ -52,6 +52,35 @@ pub enum BatchError {
         #[source]
         source: std::io::Error,
     },
+    /// A file could not be read: missing, not a regular file (a FIFO, a device), too large.
+    #[error(transparent)]
+    File(#[from] sift_core::files::FileError),
+    /// The input's name does not say its format, and none was given.
+    #[error(
+        "{}: cannot tell the input's format from its name: name it .jsonl (or .ndjson) or .txt, \
+         or pass --format jsonl or --format lines",
+        .0.display()
+    )]
+    UnknownFormat(PathBuf),
+    /// The output is not a regular file (a pipe, `/dev/stdout`, a device).
+    #[error(
+        "{}: the output must be a regular file ({kind} given): sift batch reads its output \
+         back to resume, and appends to it",
+        path.display()
+    )]
+    OutputNotAFile {
+        /// The output.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// Another run holds the output.
+    #[error(
+        "{}: another sift batch is writing this output (it holds its lock); wait for it, or \
+         choose another output",
+        .0.display()
+    )]
+    Locked(PathBuf),
     /// Plain text input (text lines, a folder) for an extractor whose input has no single
     /// text field.
     #[error(
@@ -180,6 +209,8 @@ pub struct Job {
     pub client: Client,
     /// The input: JSONL, plain text lines, or a folder of `.txt` files.
     pub input: PathBuf,
+    /// The input file's format (`None`: the one its name says).
+    pub format: Option<Format>,
     /// The output (appended to; created when missing).
     pub output: PathBuf,
     /// Items in flight at once (at least 1).
@@ -207,6 +238,7 @@ const TICK: Duration = Duration::from_millis(250);
 pub async fn run(job: Job, mut interrupts: Interrupts) -> Result<Summary, BatchError> {
     let (source, mut output, done, mut tally) = prepare(
         &job.input,
+        job.format,
         &job.output,
         &job.extractor,
         job.retry_failed,
@@ -303,12 +335,13 @@ pub async fn run(job: Job, mut interrupts: Interrupts) -> Result<Summary, BatchE
 /// Opens a job's input (counted, ids checked) and output (resumed), and starts its tally.
 pub(crate) async fn prepare(
     input: &Path,
+    format: Option<Format>,
     output: &Path,
     extractor: &ExtractorSpec,
     retry_failed: bool,
     display: Display,
 ) -> Result<(Source, Output, Done, progress::Tally), BatchError> {
-    let source = Source::open(input, extractor.input.value())?;
+    let source = Source::open(input, extractor.input.value(), format)?;
     let counting = source.clone();
     let total = tokio::task::spawn_blocking(move || counting.count())
         .await

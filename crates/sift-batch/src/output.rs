@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -55,17 +55,38 @@ impl Output {
     /// when `retry_failed`, takes the failed items' lines out (so they are done again and
     /// nothing is written twice). A line in the middle that is not one sift writes stops the
     /// job: the file is someone else's, or damaged, and is not guessed at.
+    ///
+    /// The output must be a regular file (a pipe or a device is refused by name: it cannot
+    /// be read back), and the run holds a lock on it while it writes, so a second run on the
+    /// same output stops at once, saying so, instead of doing every item again.
     pub fn open(path: &Path, retry_failed: bool) -> Result<(Self, Done), BatchError> {
+        if let Ok(meta) = std::fs::metadata(path)
+            && !meta.is_file()
+        {
+            return Err(not_a_file(path, meta.file_type()));
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| BatchError::io(path, e))?;
+        let meta = file.metadata().map_err(|e| BatchError::io(path, e))?;
+        if !meta.is_file() {
+            return Err(not_a_file(path, meta.file_type()));
+        }
+        lock(&file, path)?;
         let mut done = Done::default();
         let mut keep_len = 0u64;
-        if path.exists() {
-            let file = File::open(path).map_err(|e| BatchError::io(path, e))?;
-            let mut reader = BufReader::new(file);
+        {
+            let mut reader = BufReader::new(&file);
             let mut line = Vec::new();
             let mut n = 0usize;
             loop {
                 line.clear();
-                let read = reader
+                let read = (&mut reader)
+                    .take(crate::MAX_LINE as u64 + 1)
                     .read_until(b'\n', &mut line)
                     .map_err(|e| BatchError::io(path, e))?;
                 if read == 0 {
@@ -73,6 +94,17 @@ impl Output {
                 }
                 n += 1;
                 if line.last() != Some(&b'\n') {
+                    if line.len() > crate::MAX_LINE {
+                        // Not a line sift writes: the file is someone else's.
+                        return Err(BatchError::NotAnOutput {
+                            path: path.to_owned(),
+                            line: n,
+                            error: serde::de::Error::custom(format!(
+                                "a line longer than {} bytes",
+                                crate::MAX_LINE
+                            )),
+                        });
+                    }
                     // The last write was cut short: dropped, and its item done again.
                     done.dropped_torn_line = true;
                     break;
@@ -94,24 +126,13 @@ impl Output {
                 keep_len += read as u64;
             }
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| BatchError::io(path, e))?;
         file.set_len(keep_len)
             .map_err(|e| BatchError::io(path, e))?;
         if retry_failed && !done.failed.is_empty() {
-            remove_lines(path, &done.failed)?;
+            file = remove_lines(path, &file, &done.failed)?;
             for id in done.failed.drain() {
                 done.ids.remove(&id);
             }
-            file = OpenOptions::new()
-                .append(true)
-                .open(path)
-                .map_err(|e| BatchError::io(path, e))?;
         }
         file.seek(SeekFrom::End(0))
             .map_err(|e| BatchError::io(path, e))?;
@@ -138,27 +159,78 @@ impl Output {
     }
 }
 
-/// Rewrites `path` without the lines of `ids`: into a temporary file beside it, then renamed
-/// over it, so a crash leaves either the old file or the new one.
-fn remove_lines(path: &Path, ids: &HashSet<String>) -> Result<(), BatchError> {
+/// The error for an output that is not a regular file.
+fn not_a_file(path: &Path, t: std::fs::FileType) -> BatchError {
+    #[cfg(unix)]
+    let kind = {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            "a pipe"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else if t.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        }
+    };
+    #[cfg(not(unix))]
+    let kind = if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    };
+    BatchError::OutputNotAFile {
+        path: path.to_owned(),
+        kind,
+    }
+}
+
+/// Takes the run's lock on the output (released when the file is closed, whatever ends the
+/// process).
+fn lock(file: &File, path: &Path) -> Result<(), BatchError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(BatchError::Locked(path.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(BatchError::io(path, e)),
+    }
+}
+
+/// Rewrites `path` (open as `current`) without the lines of `ids`: into a temporary file
+/// beside it, locked before it is renamed over the output, so a crash leaves either the old
+/// file or the new one and the lock never lapses. Returns the new file, for appending.
+fn remove_lines(path: &Path, current: &File, ids: &HashSet<String>) -> Result<File, BatchError> {
     let tmp = path.with_extension("retry-failed.tmp");
+    let mut out = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| BatchError::io(&tmp, e))?;
+    lock(&out, &tmp)?;
     {
-        let reader = BufReader::new(File::open(path).map_err(|e| BatchError::io(path, e))?);
-        let mut out =
-            std::io::BufWriter::new(File::create(&tmp).map_err(|e| BatchError::io(&tmp, e))?);
-        for line in reader.lines() {
+        let mut reading = current;
+        reading
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| BatchError::io(path, e))?;
+        let reader = BufReader::new(reading);
+        let mut writer = std::io::BufWriter::new(&mut out);
+        for line in reader.split(b'\n') {
             let line = line.map_err(|e| BatchError::io(path, e))?;
-            let failed = serde_json::from_str::<Record>(&line)
+            let failed = serde_json::from_slice::<Record>(&line)
                 .is_ok_and(|r| r.error.is_some() && ids.contains(&r.id));
             if !failed {
-                out.write_all(line.as_bytes())
-                    .and_then(|()| out.write_all(b"\n"))
+                writer
+                    .write_all(&line)
+                    .and_then(|()| writer.write_all(b"\n"))
                     .map_err(|e| BatchError::io(&tmp, e))?;
             }
         }
-        out.flush().map_err(|e| BatchError::io(&tmp, e))?;
+        writer.flush().map_err(|e| BatchError::io(&tmp, e))?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| BatchError::io(path, e))
+    std::fs::rename(&tmp, path).map_err(|e| BatchError::io(path, e))?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -238,6 +310,49 @@ mod tests {
             .map(|l| serde_json::from_str::<Record>(l).unwrap().id)
             .collect();
         assert_eq!(ids, ["a", "c", "b"]);
+    }
+
+    #[test]
+    fn a_second_run_on_the_same_output_is_refused_while_the_first_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let (first, _) = Output::open(&path, false).unwrap();
+        let err = Output::open(&path, false).unwrap_err().to_string();
+        assert!(
+            err.contains("another sift batch is writing this output"),
+            "{err}"
+        );
+        drop(first);
+        // Once the first is done, the output is free, retry_failed's rewrite included.
+        std::fs::write(&path, serde_json::to_string(&failed("x")).unwrap() + "\n").unwrap();
+        let (again, done) = Output::open(&path, true).unwrap();
+        assert!(done.ids.is_empty());
+        let err = Output::open(&path, false).unwrap_err().to_string();
+        assert!(err.contains("holds its lock"), "{err}");
+        drop(again);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_pipe_or_a_device_is_refused_as_an_output() {
+        let err = Output::open(Path::new("/dev/full"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the output must be a regular file (a device given)"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let err = Output::open(&fifo, false).unwrap_err().to_string();
+        assert!(err.contains("(a pipe given)"), "{err}");
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct RemoteJob {
     pub api: OpenAi,
     /// The input: JSONL, plain text lines, or a folder of `.txt` files.
     pub input: PathBuf,
+    /// The input file's format (`None`: the one its name says).
+    pub format: Option<crate::Format>,
     /// The output (appended to; created when missing).
     pub output: PathBuf,
     /// Prices by model name (the batch discount is applied to them).
@@ -133,6 +135,7 @@ fn provider(e: ProviderError, doing: &str) -> BatchError {
 pub async fn run_remote(job: RemoteJob, mut interrupts: Interrupts) -> Result<Summary, BatchError> {
     let (source, mut output, done, mut tally) = prepare(
         &job.input,
+        job.format,
         &job.output,
         &job.extractor,
         job.retry_failed,

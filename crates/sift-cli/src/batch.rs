@@ -33,6 +33,10 @@ pub struct BatchArgs {
     /// The input: JSONL (`{"id", ...input}` per line), plain text lines, or a folder of .txt.
     #[arg(short, long, value_name = "IN")]
     input: PathBuf,
+    /// The input file's format, `jsonl` or `lines` (default: the one its name says,
+    /// `.jsonl`/`.ndjson` or `.txt`; never guessed from its content).
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<sift_batch::Format>,
     /// The output JSONL; rerunning with the same one resumes.
     #[arg(short, long, value_name = "OUT")]
     output: PathBuf,
@@ -155,6 +159,7 @@ async fn batch(args: BatchArgs, telemetry: &providers::Observed) -> Result<ExitC
                 extractor: spec,
                 client,
                 input: args.input.clone(),
+                format: args.format,
                 output: args.output.clone(),
                 concurrency: args.concurrency,
                 limiter: Some(limiter),
@@ -187,6 +192,7 @@ async fn batch(args: BatchArgs, telemetry: &providers::Observed) -> Result<ExitC
                 client,
                 api,
                 input: args.input.clone(),
+                format: args.format,
                 output: args.output.clone(),
                 prices,
                 retry_failed: args.retry_failed,

@@ -74,7 +74,7 @@ async fn eval(args: EvalArgs, telemetry: &providers::Observed) -> Result<ExitCod
     let baseline: Option<Report> = match &args.baseline {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(path)
+            let text = sift_core::files::read_text(path, sift_core::files::MAX_DATA_FILE)
                 .with_context(|| format!("could not read the baseline {}", path.display()))?;
             Some(serde_json::from_str(&text).with_context(|| {
                 format!("{}: not a report of sift eval --report", path.display())

@@ -150,7 +150,7 @@ pub(crate) fn extractor(
             })
         }
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
+            let text = sift_core::files::read_text(path, sift_core::files::MAX_CONFIG_FILE)
                 .with_context(|| format!("could not read the schema {}", path.display()))?;
             let value: Value = serde_json::from_str(&text)
                 .with_context(|| format!("{}: not valid JSON", path.display()))?;
@@ -188,13 +188,18 @@ fn read_text(arg: Option<&str>, file: Option<&std::path::Path>) -> anyhow::Resul
     match (arg, file) {
         (Some(_), Some(_)) => bail!("give the text as an argument or with --file, not both"),
         (Some(t), None) if t != "-" => Ok(t.to_owned()),
-        (None, Some(path)) => std::fs::read_to_string(path)
+        (None, Some(path)) => sift_core::files::read_text(path, sift_core::files::MAX_DATA_FILE)
             .with_context(|| format!("could not read {}", path.display())),
         _ => {
             let mut text = String::new();
+            let limit = sift_core::files::MAX_DATA_FILE;
             std::io::stdin()
+                .take(limit + 1)
                 .read_to_string(&mut text)
                 .context("could not read the text from stdin")?;
+            if text.len() as u64 > limit {
+                bail!("the text on stdin is larger than {limit} bytes");
+            }
             Ok(text)
         }
     }

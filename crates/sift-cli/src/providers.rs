@@ -54,6 +54,10 @@ pub struct ProviderArgs {
     /// Largest upstream answer read, in bytes: a whole body, or one line or event of a stream.
     #[arg(long, env = "SIFT_MAX_UPSTREAM_BODY", default_value_t = sift_openai::DEFAULT_MAX_BODY)]
     pub(crate) max_upstream_body: usize,
+    /// Ceiling of the token limit sent on remote calls whose extractor sets no max_tokens
+    /// (the limit sent is derived from the schema's and the text's size, at least 1024).
+    #[arg(long, env = "SIFT_MAX_ANSWER_TOKENS", default_value_t = sift_openai::DEFAULT_MAX_ANSWER_TOKENS)]
+    pub(crate) max_answer_tokens: u32,
     /// Config file: providers and extractors [default: ./sift.toml when present].
     #[arg(long, env = "SIFT_CONFIG")]
     pub(crate) config: Option<std::path::PathBuf>,
@@ -307,7 +311,8 @@ impl<'a> Clients<'a> {
     fn openai(&self, config: OpenAiConfig) -> anyhow::Result<OpenAiConfig> {
         let mut config = config
             .timeout(upstream_timeout(self.args.timeout)?)
-            .max_body(self.args.max_upstream_body);
+            .max_body(self.args.max_upstream_body)
+            .max_answer_tokens(self.args.max_answer_tokens);
         if let Some(hook) = self.telemetry.trace_propagation() {
             config = config.header_hook(hook);
         }

@@ -86,10 +86,14 @@ async fn extractors(
     for spec in &file.extractors {
         let client = clients.for_extractor(Some(file), spec, default).await?;
         // A schema the provider cannot enforce stops the start (never served unconstrained).
-        if let Err(e) = client
-            .provider()
-            .check_schema(spec.output.constrained_schema())
-        {
+        // A grammar compile can take a while: the worker is handed over meanwhile (sift
+        // serve runs on the multi-threaded runtime).
+        let checked = tokio::task::block_in_place(|| {
+            client
+                .provider()
+                .check_schema(spec.output.constrained_schema())
+        });
+        if let Err(e) = checked {
             refused.push(format!("extractor `{}`: {e}", spec.name));
         }
         out.push(sift_server::Extractor::new(spec.clone(), client));
@@ -181,12 +185,14 @@ async fn serve(args: &ServeArgs, telemetry: &providers::Observed) -> anyhow::Res
     let limits = sift_server::Listen::default()
         .max_connections(args.max_connections)
         .header_timeout(seconds("--header-timeout", args.header_timeout)?);
-    let server = sift_server::serve(listener, app, limits, async move {
+    // The accept loop on a task of its own: a reload (parsing, checking and swapping a large
+    // config) never holds up new connections; the old config serves until the new is ready.
+    let mut server = tokio::spawn(sift_server::serve(listener, app, limits, async move {
         stop.await;
         told.notify_one();
-    });
+    }));
     tokio::select! {
-        result = server => result.context("server error")?,
+        result = &mut server => result.context("the server task stopped")?.context("server error")?,
         () = reloads(hangups, config_path, &client, clients, &reload) => {}
         // Requests in flight get `grace` to finish; a stream that never ends does not keep
         // the process alive.
@@ -233,14 +239,25 @@ async fn reloads(
             continue;
         };
         let config = path.display().to_string();
-        let loaded = match sift_config::Config::load(path) {
-            Ok(file) => extractors(&file, default, &mut clients).await,
-            Err(e) => Err(anyhow::anyhow!("{e}")),
+        // Read and checked off the async workers (a large config takes seconds).
+        let reading = path.clone();
+        let parsed = tokio::task::spawn_blocking(move || sift_config::Config::load(&reading))
+            .await
+            .map_err(|e| anyhow::anyhow!("the config reader stopped: {e}"));
+        let loaded = match parsed {
+            Ok(Ok(file)) => extractors(&file, default, &mut clients).await,
+            Ok(Err(e)) => Err(anyhow::anyhow!("{e}")),
+            Err(e) => Err(e),
         };
         match loaded {
             Ok(list) => {
                 let count = list.len();
-                reload.replace(list);
+                let swapping = reload.clone();
+                // The new OpenAPI document is built there too, then swapped in at once.
+                if let Err(e) = tokio::task::spawn_blocking(move || swapping.replace(list)).await {
+                    tracing::error!(config, error = %e, "config reload failed; the previous one keeps serving");
+                    continue;
+                }
                 tracing::info!(config, extractors = count, "config reloaded");
                 eprintln!("sift: {config} reloaded: {}", reload.names().join(", "));
             }

@@ -605,10 +605,10 @@ fn schema_at(
     match v.get_ref() {
         DeValue::String(written) => {
             let file: PathBuf = base.join(written.as_ref());
-            let text = match std::fs::read_to_string(&file) {
+            let text = match sift_core::files::read_text(&file, sift_core::files::MAX_CONFIG_FILE) {
                 Ok(t) => t,
                 Err(e) => {
-                    problems.at(v.span(), format!("`{key}`: cannot read `{written}` (relative to the config's folder): {e}"));
+                    problems.at(v.span(), format!("`{key}`: cannot read `{written}` (relative to the config's folder): {}", e.reason()));
                     return None;
                 }
             };

@@ -30,7 +30,7 @@ use toml::de::DeTable;
 
 pub use extractor::{ExtractorSpec, FieldRule, Matching, RenderError, TEXT_INPUT};
 
-use crate::toml_walk::{Problems, Section, line_column};
+use crate::toml_walk::{LineIndex, Problems, Section};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default)]
@@ -216,14 +216,15 @@ impl fmt::Display for ConfigErrors {
 impl Config {
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_owned(),
-                line: None,
-                column: None,
-                message: format!("cannot read the config: {e}"),
-            }])
-        })?;
+        let text =
+            sift_core::files::read_text(path, sift_core::files::MAX_CONFIG_FILE).map_err(|e| {
+                ConfigErrors(vec![ConfigError {
+                    file: path.to_owned(),
+                    line: None,
+                    column: None,
+                    message: format!("cannot read the config: {}", e.reason()),
+                }])
+            })?;
         Self::parse(&text, path)
     }
 
@@ -374,11 +375,12 @@ fn into_errors(
     problems: Problems,
     external: Vec<ConfigError>,
 ) -> ConfigErrors {
+    let lines = LineIndex::new(text);
     let mut errors: Vec<ConfigError> = problems
         .0
         .into_iter()
         .map(|p| {
-            let place = p.span.map(|s| line_column(text, s.start));
+            let place = p.span.map(|s| lines.place(s.start));
             ConfigError {
                 file: path.to_owned(),
                 line: place.map(|p| p.0),

@@ -293,7 +293,7 @@ impl<T: 'static> ExtractBuilder<T> {
                 None => messages.insert(0, Message::system(text)),
             }
         }
-        ChatRequest {
+        let mut request = ChatRequest {
             model: self.model_name(),
             messages,
             output,
@@ -304,7 +304,11 @@ impl<T: 'static> ExtractBuilder<T> {
             structured: constrained.then(|| {
                 Structured::new(self.mode, schema.name.clone(), schema.closed_schema.clone())
             }),
+        };
+        if request.max_tokens.is_none() {
+            request.max_tokens = self.client.provider.default_max_tokens(&request);
         }
+        request
     }
 }
 

@@ -28,6 +28,7 @@
 
 mod attempts;
 mod extract;
+pub mod files;
 pub mod json_stream;
 mod machine;
 mod message;
@@ -45,8 +46,8 @@ mod validate;
 
 pub use extract::{Client, DEFAULT_MAX_RETRIES, ExtractBuilder};
 pub use message::{
-    ChatDelta, ChatRequest, ChatResponse, ChatStream, FinishReason, Message, OutputFormat, Role,
-    Structured, ToolCall, Usage,
+    ChatDelta, ChatRequest, ChatResponse, ChatStream, FinishReason, MIN_DERIVED_MAX_TOKENS,
+    Message, OutputFormat, Role, Structured, ToolCall, Usage,
 };
 pub use mode::Mode;
 pub use outcome::{Attempt, AttemptOutcome, Event, ExtractError, Extraction, StreamStats};

@@ -129,12 +129,30 @@ pub struct ChatRequest {
     pub structured: Option<Structured>,
 }
 
+/// The least token limit [`ChatRequest::derived_max_tokens`] gives.
+pub const MIN_DERIVED_MAX_TOKENS: u32 = 1024;
+
 impl ChatRequest {
+    /// A token limit for a call that sets none, derived from what it asks: the size of the
+    /// schema and of the conversation in tokens (an answer rarely outgrows the text it comes
+    /// from plus the keys its schema names), at least [`MIN_DERIVED_MAX_TOKENS`], at most
+    /// `ceiling`. A remote provider sends it so a model that loops is cut off by its own
+    /// server, not left generating after sift gave up.
+    pub fn derived_max_tokens(&self, ceiling: u32) -> u32 {
+        let estimate = u32::try_from(self.input_tokens()).unwrap_or(u32::MAX);
+        estimate.clamp(MIN_DERIVED_MAX_TOKENS, ceiling.max(MIN_DERIVED_MAX_TOKENS))
+    }
+
     /// A rough count of the tokens this call will use, before it is made (for rate limits
     /// counted in tokens): a token per four bytes of the messages and of the schema sent, plus
     /// the output limit when one is set (else a nominal 256). Providers report the true count
     /// after the call.
     pub fn estimated_tokens(&self) -> u64 {
+        self.input_tokens() + u64::from(self.max_tokens.unwrap_or(256))
+    }
+
+    /// A token per four bytes of the messages and of the schema sent.
+    fn input_tokens(&self) -> u64 {
         let text: usize = self
             .messages
             .iter()
@@ -151,7 +169,7 @@ impl ChatRequest {
             OutputFormat::JsonSchema { schema, .. } => schema.to_string().len(),
             OutputFormat::Text | OutputFormat::JsonObject => 0,
         };
-        ((text + schema) as u64).div_ceil(4) + u64::from(self.max_tokens.unwrap_or(256))
+        ((text + schema) as u64).div_ceil(4)
     }
 }
 

@@ -75,6 +75,15 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         Capabilities::default()
     }
 
+    /// The token limit to send with `request` when it sets none (`None`, the default: send
+    /// none, the provider's own limit applies). Remote providers give
+    /// [`ChatRequest::derived_max_tokens`](crate::ChatRequest::derived_max_tokens), so a
+    /// model that loops is stopped by its server.
+    fn default_max_tokens(&self, request: &crate::ChatRequest) -> Option<u32> {
+        let _ = request;
+        None
+    }
+
     /// Whether this provider can enforce `schema` (as given, not wrapped). A provider that
     /// constrains decoding refuses, naming the keyword and where it is, a schema its grammar
     /// compiler does not take; the others take any schema (sift validates the answers).

@@ -35,16 +35,9 @@ pub struct Example {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EvalError {
-    /// The gold file could not be read.
-    // The cause is the source, printed after the path by `{:#}` (not twice).
-    #[error("{}", path)]
-    Io {
-        /// The file.
-        path: String,
-        /// What went wrong.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The gold file could not be read (missing, not a regular file, too large, not text).
+    #[error(transparent)]
+    File(#[from] sift_core::files::FileError),
     /// A line of the gold file is not an example, or does not fit the extractor.
     #[error("{0}")]
     Gold(String),
@@ -52,10 +45,7 @@ pub enum EvalError {
 
 /// Reads a gold file: every problem with its line, all at once.
 pub fn read_gold(path: &Path, extractor: &ExtractorSpec) -> Result<Vec<Example>, EvalError> {
-    let text = std::fs::read_to_string(path).map_err(|source| EvalError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = sift_core::files::read_text(path, sift_core::files::MAX_DATA_FILE)?;
     let mut examples = Vec::new();
     let mut problems = Vec::new();
     for (i, line) in text.lines().enumerate() {

@@ -172,13 +172,87 @@ fn children(path: &str, v: &Value, expected: bool, rules: &Rules, out: &mut Vec<
     }
 }
 
-/// Pairs the elements of two lists by best match, greedily (the pair with the most matching
-/// leaves first), then compares each pair; the unpaired are missing or extra.
+/// Element pairs scored one by one at most: past it, the elements left after pairing equal
+/// ones are paired in list order (a pair scored costs a walk of both elements).
+const MAX_SCORED_PAIRS: usize = 250_000;
+
+/// A form of `v` equal for two values whose every leaf matches under the default rules:
+/// strings normalised, keys sorted, ignored fields left out.
+fn fingerprint(path: &str, v: &Value, rules: &Rules, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for k in keys {
+                let child = join(path, k);
+                if rules.ignored(&child) {
+                    continue;
+                }
+                out.push_str(&serde_json::to_string(k).unwrap_or_default());
+                out.push(':');
+                fingerprint(&child, &map[k.as_str()], rules, out);
+                out.push(',');
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            let element = format!("{path}[]");
+            out.push('[');
+            for item in items {
+                fingerprint(&element, item, rules, out);
+                out.push(',');
+            }
+            out.push(']');
+        }
+        Value::String(s) => {
+            out.push('"');
+            out.push_str(&normalize(s));
+            out.push('"');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Pairs the elements of two lists: equal ones first (by fingerprint, in linear time), then
+/// the rest by best match, greedily (the pair with the most matching leaves first), or in
+/// list order when too many are left to score; then compares each pair; the unpaired are
+/// missing or extra.
 fn lists(path: &str, e: &[Value], g: &[Value], rules: &Rules, out: &mut Vec<Leaf>) {
     let element = format!("{path}[]");
-    let mut scores = Vec::new();
+    let mut e_taken = vec![false; e.len()];
+    let mut g_taken = vec![false; g.len()];
+    let mut pairs = Vec::new();
+    let mut by_print: std::collections::HashMap<String, Vec<usize>> =
+        std::collections::HashMap::new();
+    for (j, gv) in g.iter().enumerate().rev() {
+        let mut print = String::new();
+        fingerprint(&element, gv, rules, &mut print);
+        by_print.entry(print).or_default().push(j);
+    }
     for (i, ev) in e.iter().enumerate() {
-        for (j, gv) in g.iter().enumerate() {
+        let mut print = String::new();
+        fingerprint(&element, ev, rules, &mut print);
+        if let Some(j) = by_print.get_mut(&print).and_then(Vec::pop) {
+            e_taken[i] = true;
+            g_taken[j] = true;
+            pairs.push((i, j));
+        }
+    }
+    let e_left: Vec<usize> = (0..e.len()).filter(|&i| !e_taken[i]).collect();
+    let g_left: Vec<usize> = (0..g.len()).filter(|&j| !g_taken[j]).collect();
+    if e_left.len().saturating_mul(g_left.len()) > MAX_SCORED_PAIRS {
+        for (&i, &j) in e_left.iter().zip(&g_left) {
+            e_taken[i] = true;
+            g_taken[j] = true;
+            pairs.push((i, j));
+        }
+    }
+    let mut scores = Vec::new();
+    for &i in e_left.iter().filter(|&&i| !e_taken[i]) {
+        let ev = &e[i];
+        for &j in g_left.iter().filter(|&&j| !g_taken[j]) {
+            let gv = &g[j];
             let mut leaves = Vec::new();
             walk(&element, Some(ev), Some(gv), rules, &mut leaves);
             let matched = leaves
@@ -192,9 +266,6 @@ fn lists(path: &str, e: &[Value], g: &[Value], rules: &Rules, out: &mut Vec<Leaf
     }
     // Most matching leaves first; ties in list order, so the pairing is deterministic.
     scores.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-    let mut e_taken = vec![false; e.len()];
-    let mut g_taken = vec![false; g.len()];
-    let mut pairs = Vec::new();
     for (_, i, j) in scores {
         if !e_taken[i] && !g_taken[j] {
             e_taken[i] = true;
@@ -350,6 +421,24 @@ mod tests {
                 ("[].age".into(), Verdict::Extra),
             ]
         );
+    }
+
+    #[test]
+    fn large_lists_pair_equal_elements_without_scoring_every_pair() {
+        let people: Vec<Value> = (0..3000)
+            .map(|i| json!({"name": format!("Person {i}"), "age": i % 90}))
+            .collect();
+        let mut got: Vec<Value> = people.iter().rev().cloned().collect();
+        // One changed, one in other case and spacing (still equal as text).
+        got[0] = json!({"name": "Person 2999", "age": 1});
+        got[1] = json!({"age": 28, "name": "  person   2998 "});
+        let v = verdicts(Value::Array(people), Value::Array(got), &Rules::default());
+        assert_eq!(v.len(), 6000);
+        let mismatched: Vec<&(String, Verdict)> = v
+            .iter()
+            .filter(|(_, verdict)| *verdict != Verdict::Match)
+            .collect();
+        assert_eq!(mismatched, [&("[].age".to_owned(), Verdict::Mismatch)]);
     }
 
     #[test]

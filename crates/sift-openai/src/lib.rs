@@ -64,6 +64,7 @@ pub struct OpenAiConfig {
     backoff_max: Duration,
     max_retry_after: Duration,
     max_body: usize,
+    max_answer_tokens: u32,
     header_hook: Option<std::sync::Arc<HeaderHook>>,
     admission: Option<std::sync::Arc<dyn Admission>>,
 }
@@ -109,6 +110,7 @@ impl OpenAiConfig {
             backoff_max: Duration::from_secs(8),
             max_retry_after: Duration::from_secs(60),
             max_body: DEFAULT_MAX_BODY,
+            max_answer_tokens: DEFAULT_MAX_ANSWER_TOKENS,
             header_hook: None,
             admission: None,
         }
@@ -207,7 +209,18 @@ impl OpenAiConfig {
         self.max_body = bytes.max(1024);
         self
     }
+
+    /// The ceiling of the token limit sent with a call that sets none (default
+    /// [`DEFAULT_MAX_ANSWER_TOKENS`]): such a call gets
+    /// [`ChatRequest::derived_max_tokens`], so a model that loops is cut off.
+    pub fn max_answer_tokens(mut self, tokens: u32) -> Self {
+        self.max_answer_tokens = tokens.max(sift_core::MIN_DERIVED_MAX_TOKENS);
+        self
+    }
 }
+
+/// The default ceiling of the token limit derived for calls that set none.
+pub const DEFAULT_MAX_ANSWER_TOKENS: u32 = 8192;
 
 /// Why a provider could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -411,6 +424,10 @@ impl Provider for OpenAi {
 
     fn default_model(&self) -> &str {
         &self.config.default_model
+    }
+
+    fn default_max_tokens(&self, request: &ChatRequest) -> Option<u32> {
+        Some(request.derived_max_tokens(self.config.max_answer_tokens))
     }
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {

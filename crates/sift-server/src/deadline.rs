@@ -3,6 +3,8 @@
 //! (`/many-users`, `.../many`) answers with what was done and what was not; a stream ends
 //! with an `error` event.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -31,7 +33,7 @@ impl Deadline {
     pub(crate) fn failure(&self, what: &str) -> ExtractionFailure {
         ExtractionFailure {
             message: format!(
-                "{what} not finished within the request's deadline of {}",
+                "{what} did not finish within the request's deadline of {}",
                 seconds(self.limit)
             ),
             kind: "deadline".into(),
@@ -59,9 +61,71 @@ pub(crate) async fn within(limit: Duration, mut req: Request, next: Next) -> Res
         limit,
     };
     req.extensions_mut().insert(d);
-    match tokio::time::timeout_at(d.at + ANSWER_GRACE, next.run(req)).await {
+    let progress = Arc::new(Progress::default());
+    let run = PROGRESS.scope(progress.clone(), next.run(req));
+    match tokio::time::timeout_at(d.at + ANSWER_GRACE, run).await {
         Ok(response) => response,
-        Err(_) => ApiError::Deadline(Box::new(d.failure("the extraction"))).into_response(),
+        Err(_) => {
+            let mut failure = d.failure("the extraction");
+            progress.report(&mut failure);
+            ApiError::Deadline(Box::new(failure)).into_response()
+        }
+    }
+}
+
+/// What a request's model calls did, for the report of a request cut off by its deadline
+/// (the calls go through the gate, which counts them here).
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    started: AtomicU64,
+    answered: AtomicU64,
+    input_tokens: AtomicU64,
+    output_tokens: AtomicU64,
+}
+
+tokio::task_local! {
+    static PROGRESS: Arc<Progress>;
+}
+
+impl Progress {
+    /// A model call of the request being handled started (nothing, outside one).
+    pub(crate) fn call_started() {
+        let _ = PROGRESS.try_with(|p| p.started.fetch_add(1, Ordering::Relaxed));
+    }
+
+    /// A model call of the request being handled answered, using `usage`.
+    pub(crate) fn call_answered(usage: &sift_core::Usage) {
+        let _ = PROGRESS.try_with(|p| {
+            p.answered.fetch_add(1, Ordering::Relaxed);
+            p.input_tokens
+                .fetch_add(usage.input_tokens, Ordering::Relaxed);
+            p.output_tokens
+                .fetch_add(usage.output_tokens, Ordering::Relaxed);
+        });
+    }
+
+    /// Adds what was done to `failure`: its message says how many calls ran and answered,
+    /// its usage counts their tokens.
+    fn report(&self, failure: &mut ExtractionFailure) {
+        let started = self.started.load(Ordering::Relaxed);
+        let answered = self.answered.load(Ordering::Relaxed);
+        let done = match (started, answered) {
+            (0, _) => {
+                "no model call had started (it waited for a place, or on the client)".to_owned()
+            }
+            (s, a) => format!(
+                "{s} model call{} made, {a} answered{}",
+                if s == 1 { " was" } else { "s were" },
+                if s > a {
+                    format!(", {} still running when it passed", s - a)
+                } else {
+                    String::new()
+                }
+            ),
+        };
+        failure.message = format!("{}: {done}", failure.message);
+        failure.usage.input_tokens += self.input_tokens.load(Ordering::Relaxed);
+        failure.usage.output_tokens += self.output_tokens.load(Ordering::Relaxed);
     }
 }
 

@@ -101,11 +101,15 @@ impl Provider for Gated {
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let _place = self.gate.enter().await?;
-        self.inner.chat(request).await
+        crate::deadline::Progress::call_started();
+        let response = self.inner.chat(request).await?;
+        crate::deadline::Progress::call_answered(&response.usage);
+        Ok(response)
     }
 
     async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, ProviderError> {
         let place = self.gate.enter().await?;
+        crate::deadline::Progress::call_started();
         let stream = self.inner.chat_stream(request).await?;
         Ok(Box::pin(Holding {
             stream,
@@ -119,6 +123,10 @@ impl Provider for Gated {
 
     fn check_schema(&self, schema: &serde_json::Value) -> Result<(), SchemaError> {
         self.inner.check_schema(schema)
+    }
+
+    fn default_max_tokens(&self, request: &sift_core::ChatRequest) -> Option<u32> {
+        self.inner.default_max_tokens(request)
     }
 }
 

@@ -236,6 +236,38 @@ async fn sighup_reloads_the_config_atomically_under_load() {
         assert!(said.contains("unknown key `extractors.c.promt`"), "{said}");
     }
     assert_eq!(names(&running.url).await, ["user", "a", "b"]);
+
+    // A schema path that is a FIFO: refused by name at once (opening it would wait for a
+    // writer forever), while the old config serves.
+    let fifo = dir.join("schema.json");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(
+        &path,
+        "[extractors.d]\nschema = \"schema.json\"\nprompt = \"{{ text }}\"\n",
+    )
+    .unwrap();
+    hup(pid);
+    for _ in 0..100 {
+        if said.lock().unwrap().contains("is a FIFO") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    {
+        let said = said.lock().unwrap();
+        assert!(
+            said.contains("cannot read `schema.json` (relative to the config's folder): it is a FIFO, not a regular file"),
+            "{said}"
+        );
+    }
+    assert_eq!(names(&running.url).await, ["user", "a", "b"]);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -4,6 +4,7 @@
 use futures::StreamExt;
 use serde_json::{Value, json};
 use sift_core::{AttemptOutcome, ExtractError, FieldError, Mode, Schema};
+use sift_openai::OpenAi;
 use sift_test_support::{Reply, ScriptedServer, split_chars};
 
 use crate::old::{Old, PartialUpdate, StreamError};
@@ -409,4 +410,42 @@ async fn an_answer_cut_by_the_token_limit_ends_with_a_token_limit_error_not_a_re
         1,
         "the same limit would cut it again"
     );
+}
+
+#[tokio::test]
+async fn a_call_that_sets_no_token_limit_is_sent_one_derived_from_its_size() {
+    let server = ScriptedServer::start().await;
+    let answer = r#"{"name": "Ada", "email": "ada@example.com", "kind": "person"}"#;
+    server.push(Reply::tool_call("Contact", answer));
+    server.push(Reply::tool_call("Contact", answer));
+    server.push(Reply::tool_call("Contact", answer));
+    let sent = |i: usize| server.requests()[i].body["max_tokens"].as_u64();
+    // A short call: the floor.
+    client(&server)
+        .extract_value(&contact())
+        .user("Ada")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent(0), Some(u64::from(sift_core::MIN_DERIVED_MAX_TOKENS)));
+    // A long text: about its size in tokens, under the ceiling.
+    let long = "Ada Lovelace wrote the first program. ".repeat(1000);
+    let provider = OpenAi::new(crate::config(&server).max_answer_tokens(4000)).unwrap();
+    let capped = sift_core::Client::new(provider).with_model("test-model");
+    capped
+        .extract_value(&contact())
+        .user(&long)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent(1), Some(4000), "the ceiling holds");
+    // A limit the caller sets is sent as it is.
+    client(&server)
+        .extract_value(&contact())
+        .user(&long)
+        .max_tokens(77)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent(2), Some(77));
 }

@@ -106,12 +106,36 @@ async fn a_request_past_its_deadline_answers_504_naming_it() {
     let detail = &json(&text)["detail"];
     assert_eq!(detail["kind"], "deadline");
     assert!(
+        detail["message"].as_str().unwrap().contains(
+            "the extraction did not finish within the request's deadline of 0.8 s: 1 model \
+                 call was made, 0 answered, 1 still running when it passed"
+        ),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn a_deadline_report_names_the_calls_made_and_their_tokens() {
+    let upstream = ScriptedServer::start().await;
+    // An invalid answer, then a re-ask that never answers.
+    upstream.push(Reply::tool_call("UserDetail", r#"{"name": "D", "age": 999}"#).usage(40, 7));
+    upstream.fallback(|_| Reply::hang());
+    let app = app(
+        &upstream,
+        ServerConfig::default().request_deadline(Some(Duration::from_millis(800))),
+    );
+    let (status, _, text) = call(&app, "POST", "/user", r#"{"query": "Daniel is 24"}"#).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{text}");
+    let detail = &json(&text)["detail"];
+    assert!(
         detail["message"]
             .as_str()
             .unwrap()
-            .contains("not finished within the request's deadline of 0.8 s"),
+            .ends_with("2 model calls were made, 1 answered, 1 still running when it passed"),
         "{detail}"
     );
+    assert_eq!(detail["usage"]["input_tokens"], 40, "{detail}");
+    assert_eq!(detail["usage"]["output_tokens"], 7, "{detail}");
 }
 
 #[tokio::test]

@@ -440,10 +440,15 @@ async fn an_answer_cut_by_the_token_limit_is_a_422_saying_so() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let detail = &json(&body)["detail"];
     assert_eq!(detail["kind"], "token_limit");
+    // No limit was set: the one derived from the call's size was sent, and is named.
     assert!(
-        detail["message"].as_str().unwrap().contains("token limit"),
+        detail["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not fit in the limit of 1024 tokens"),
         "{detail}"
     );
+    assert_eq!(upstream.requests()[0].body["max_tokens"], 1024);
     assert_eq!(detail["attempts"][0]["outcome"], "truncated");
     assert_eq!(upstream.requests().len(), 1, "not re-asked");
 }
