@@ -204,3 +204,24 @@ fn a_render_is_bounded_in_instructions_and_size_whatever_the_input() {
         Some("ab".repeat(100).as_str())
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_schema_path_that_is_a_device_is_refused_by_name_without_reading_it() {
+    let errors = Config::parse(
+        "[extractors.x]\nschema = \"/dev/zero\"\nprompt = \"{{ text }}\"\n",
+        "/tmp/t.toml".as_ref(),
+    )
+    .unwrap_err();
+    let text = errors.to_string();
+    assert!(
+        text.contains("cannot read `/dev/zero` (relative to the config's folder): it is a character device, not a regular file"),
+        "{text}"
+    );
+    assert_eq!(errors.0[0].line, Some(2));
+    let e = Config::load("/dev/zero".as_ref()).unwrap_err().to_string();
+    assert!(
+        e.contains("cannot read the config: it is a character device"),
+        "{e}"
+    );
+}

@@ -51,9 +51,9 @@ fn mb(kib: u64) -> String {
 }
 
 fn big_schema(n: usize) -> serde_json::Value {
-    let mut values: Vec<String> = (0..100_000).map(|i| format!("value-{i:06}")).collect();
+    let mut values: Vec<String> = (0..100_000).map(|i| format!("v{i}")).collect();
     let len = values.len();
-    values[n % len] = format!("changed-{n}");
+    values[n % len] = format!("c{n}");
     serde_json::json!({
         "type": "object",
         "properties": {"v": {"type": "string", "enum": values}},
@@ -68,7 +68,16 @@ async fn main() {
         .unwrap_or_else(|| "slow-body".into());
     let binary = arg("--sift", "target/release/sift");
     let upstream = ScriptedServer::start().await;
-    upstream.fallback(|_| Reply::tool_call("Output", r#"{"v": "value-000001"}"#.to_owned()));
+    upstream.fallback(|request| {
+        let tool = request["tools"][0]["function"]["name"]
+            .as_str()
+            .unwrap_or("Output");
+        if tool == "UserDetail" {
+            Reply::tool_call(tool, r#"{"name": "Ann", "age": 30}"#.to_owned())
+        } else {
+            Reply::tool_call(tool, r#"{"v": "v1"}"#.to_owned())
+        }
+    });
     let sift = SiftProcess::start(&binary, &upstream.base_url(), "SIFT_CONSOLE=off");
     let pid = sift.pid();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -107,7 +116,7 @@ async fn slow_bodies(url: &str) {
             s.write_all(b"POST /user HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
                 .await
                 .unwrap();
-            s.write_all(b"d\r\n{\"query\": \"a\r\n").await.unwrap();
+            s.write_all(b"c\r\n{\"query\": \"a\r\n").await.unwrap();
             let until = Instant::now() + Duration::from_secs_f64(seconds);
             while Instant::now() < until {
                 if s.write_all(b"1\r\na\r\n").await.is_err() {
@@ -142,7 +151,7 @@ async fn cache(url: &str) {
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
     let started = Instant::now();
     for n in 0..schemas {
-        let body = serde_json::json!({"schema": big_schema(n), "text": "value-000001"});
+        let body = serde_json::json!({"schema": big_schema(n), "text": "v1"});
         let r = http
             .post(format!("{url}/v1/extract"))
             .json(&body)
@@ -171,7 +180,7 @@ async fn healthz(url: &str) {
             let mut n = client * 1_000_000;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let body = serde_json::json!({"schema": big_schema(n), "text": "value-000001"});
+                let body = serde_json::json!({"schema": big_schema(n), "text": "v1"});
                 let _ = http
                     .post(format!("{url}/v1/extract"))
                     .json(&body)
