@@ -29,6 +29,7 @@
 mod attempts;
 mod extract;
 pub mod files;
+pub mod grounding;
 pub mod json_stream;
 mod machine;
 mod message;
