@@ -62,7 +62,7 @@ pub enum BatchError {
         .0.display()
     )]
     UnknownFormat(PathBuf),
-    /// The output is not a regular file (a pipe, `/dev/stdout`, a device).
+    /// The output is not a regular file (a pipe such as `/dev/stdout`, a device).
     #[error(
         "{}: the output must be a regular file ({kind} given): sift batch reads its output \
          back to resume, and appends to it",

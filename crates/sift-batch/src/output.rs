@@ -161,28 +161,9 @@ impl Output {
 
 /// The error for an output that is not a regular file.
 fn not_a_file(path: &Path, t: std::fs::FileType) -> BatchError {
-    #[cfg(unix)]
-    let kind = {
-        use std::os::unix::fs::FileTypeExt;
-        if t.is_fifo() {
-            "a pipe"
-        } else if t.is_char_device() || t.is_block_device() {
-            "a device"
-        } else if t.is_dir() {
-            "a directory"
-        } else {
-            "not a regular file"
-        }
-    };
-    #[cfg(not(unix))]
-    let kind = if t.is_dir() {
-        "a directory"
-    } else {
-        "not a regular file"
-    };
     BatchError::OutputNotAFile {
         path: path.to_owned(),
-        kind,
+        kind: sift_core::files::describe(t),
     }
 }
 
@@ -339,7 +320,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("the output must be a regular file (a device given)"),
+            err.contains("the output must be a regular file (a character device given)"),
             "{err}"
         );
         let dir = tempfile::tempdir().unwrap();
@@ -352,7 +333,7 @@ mod tests {
                 .success()
         );
         let err = Output::open(&fifo, false).unwrap_err().to_string();
-        assert!(err.contains("(a pipe given)"), "{err}");
+        assert!(err.contains("(a FIFO given)"), "{err}");
     }
 
     #[test]

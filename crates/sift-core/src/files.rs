@@ -74,8 +74,8 @@ impl FileError {
     }
 }
 
-/// What a file type is, for people.
-fn describe(t: std::fs::FileType) -> &'static str {
+/// What a file type is, for people (`a FIFO`, `a character device`, `a directory`, ...).
+pub fn describe(t: std::fs::FileType) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;
