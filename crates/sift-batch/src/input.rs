@@ -210,32 +210,20 @@ impl Source {
                         };
                         let line = match line {
                             Line::Text(l) if l.trim().is_empty() => continue,
-                            Line::Text(l) => l,
-                            Line::TooLong => {
-                                return Some((
-                                    n,
-                                    Ok(bad_line(
-                                        n,
-                                        format!("line {n}: longer than {MAX_LINE} bytes"),
-                                    )),
-                                ));
-                            }
-                            Line::NotText(offset) => {
-                                return Some((
-                                    n,
-                                    Ok(bad_line(
-                                        n,
-                                        format!(
-                                            "line {n}: not UTF-8 text (the first bad byte is at column {})",
-                                            offset + 1
-                                        ),
-                                    )),
-                                ));
-                            }
+                            Line::Text(l) => Ok(l),
+                            Line::TooLong => Err(format!("line {n}: longer than {MAX_LINE} bytes")),
+                            Line::NotText(offset) => Err(format!(
+                                "line {n}: not UTF-8 text (the first bad byte is at column {})",
+                                offset + 1
+                            )),
                         };
-                        let item = match kind {
-                            Kind::Jsonl => jsonl_item(&line, n),
-                            _ => Item {
+                        let item = match (line, kind) {
+                            (Err(why), _) => Item {
+                                id: n.to_string(),
+                                input: Err(why),
+                            },
+                            (Ok(line), Kind::Jsonl) => jsonl_item(&line, n),
+                            (Ok(line), _) => Item {
                                 id: n.to_string(),
                                 input: Ok(single(&field, line)),
                             },
@@ -245,14 +233,6 @@ impl Source {
                 })))
             }
         }
-    }
-}
-
-/// An item for line `n` that is not one, saying why.
-fn bad_line(n: usize, why: String) -> Item {
-    Item {
-        id: n.to_string(),
-        input: Err(why),
     }
 }
 

@@ -156,13 +156,10 @@ impl std::io::Write for Bounded {
     }
 }
 
-/// Renders `template` for `input` within `fuel` instructions and `limit` output bytes.
-fn render(
-    env: &minijinja::Environment<'static>,
-    input: &Value,
-    fuel: u64,
-    limit: usize,
-) -> Result<String, RenderError> {
+/// Renders the prompt of `env` (an [`environment`], whose fuel is [`TEMPLATE_FUEL`]) for
+/// `input`, in at most [`MAX_PROMPT_BYTES`].
+fn render(env: &minijinja::Environment<'static>, input: &Value) -> Result<String, RenderError> {
+    let limit = MAX_PROMPT_BYTES;
     let template = env.get_template(PROMPT).map_err(RenderError::Template)?;
     let mut out = Bounded {
         out: Vec::new(),
@@ -181,9 +178,9 @@ fn render(
             ))
         }),
         Err(_) if out.over => Err(RenderError::TooLarge { limit }),
-        Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => {
-            Err(RenderError::OutOfFuel { fuel })
-        }
+        Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => Err(RenderError::OutOfFuel {
+            fuel: TEMPLATE_FUEL,
+        }),
         Err(e) => Err(RenderError::Template(e)),
     }
 }
@@ -225,7 +222,7 @@ impl ExtractorSpec {
     /// The render is bounded: at most [`TEMPLATE_FUEL`] instructions and
     /// [`MAX_PROMPT_BYTES`] of output, so no input makes it run or grow without end.
     pub fn messages(&self, input: &Value) -> Result<Vec<Message>, RenderError> {
-        let text = render(&self.template, input, TEMPLATE_FUEL, MAX_PROMPT_BYTES)?;
+        let text = render(&self.template, input)?;
         let mut messages = Vec::with_capacity(2);
         if let Some(system) = &self.system {
             messages.push(Message::system(system.clone()));
@@ -526,12 +523,8 @@ pub(crate) fn read(
     // of instructions or size on it would on every request (a loop over a constant range,
     // nested), so it is refused now rather than served.
     if let (Some(env), Some(input)) = (&template, &input)
-        && let Err(e @ (RenderError::OutOfFuel { .. } | RenderError::TooLarge { .. })) = render(
-            env,
-            &sample(input.value(), 0),
-            TEMPLATE_FUEL,
-            MAX_PROMPT_BYTES,
-        )
+        && let Err(e @ (RenderError::OutOfFuel { .. } | RenderError::TooLarge { .. })) =
+            render(env, &sample(input.value(), 0))
     {
         problems.push(
             prompt.as_ref().map(|p| p.span()),

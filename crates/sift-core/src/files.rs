@@ -102,17 +102,26 @@ pub fn describe(t: std::fs::FileType) -> &'static str {
 /// Opens `path` for reading when it is a regular file (after following links). The type is
 /// checked before opening (opening a FIFO blocks) and again on the open file.
 pub fn open_regular(path: &Path) -> Result<File, FileError> {
+    open_checked(path).map(|(file, _)| file)
+}
+
+/// [`open_regular`], with the open file's metadata.
+fn open_checked(path: &Path) -> Result<(File, std::fs::Metadata), FileError> {
     let io = |source| FileError::Io {
         path: path.to_owned(),
         source,
     };
-    let before = std::fs::metadata(path).map_err(io)?;
-    if !before.is_file() {
-        return Err(FileError::NotRegular {
-            path: path.to_owned(),
-            kind: describe(before.file_type()),
-        });
-    }
+    let regular = |meta: std::fs::Metadata| {
+        if meta.is_file() {
+            Ok(meta)
+        } else {
+            Err(FileError::NotRegular {
+                path: path.to_owned(),
+                kind: describe(meta.file_type()),
+            })
+        }
+    };
+    regular(std::fs::metadata(path).map_err(io)?)?;
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -120,43 +129,24 @@ pub fn open_regular(path: &Path) -> Result<File, FileError> {
         // Should the path be swapped for a FIFO between the check and the open, the open
         // does not wait for a writer.
         use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(NONBLOCK);
+        options.custom_flags(libc::O_NONBLOCK);
     }
     let file = options.open(path).map_err(io)?;
-    let after = file.metadata().map_err(io)?;
-    if !after.is_file() {
-        return Err(FileError::NotRegular {
-            path: path.to_owned(),
-            kind: describe(after.file_type()),
-        });
-    }
-    Ok(file)
+    let meta = regular(file.metadata().map_err(io)?)?;
+    Ok((file, meta))
 }
-
-/// `O_NONBLOCK` (the same value on every Linux architecture sift builds for but Alpha,
-/// SPARC and PA-RISC; the BSDs and macOS use 4).
-#[cfg(all(
-    unix,
-    any(target_os = "macos", target_os = "ios", target_os = "freebsd")
-))]
-const NONBLOCK: i32 = 0x4;
-#[cfg(all(
-    unix,
-    not(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))
-))]
-const NONBLOCK: i32 = 0o4000;
 
 /// The bytes of the regular file `path`, at most `limit` of them.
 pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
-    let file = open_regular(path)?;
-    let declared = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if declared > limit {
-        return Err(FileError::TooLarge {
-            path: path.to_owned(),
-            limit,
-        });
+    let (file, meta) = open_checked(path)?;
+    let too_large = || FileError::TooLarge {
+        path: path.to_owned(),
+        limit,
+    };
+    if meta.len() > limit {
+        return Err(too_large());
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     // One byte past the limit tells a file that grew while read.
     file.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
@@ -165,10 +155,7 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
             source,
         })?;
     if bytes.len() as u64 > limit {
-        return Err(FileError::TooLarge {
-            path: path.to_owned(),
-            limit,
-        });
+        return Err(too_large());
     }
     Ok(bytes)
 }

@@ -145,23 +145,24 @@ pub(crate) async fn many_users(
             state.config.max_queries,
         )]));
     }
+    // Every query checked and its conversation rendered before any runs (a bad one fails
+    // the request whole); each is then run with what was rendered here.
+    let mut prepared = Vec::with_capacity(data.queries.len());
     for query in &data.queries {
-        seed_request(&state, query, Seed::One).await?;
+        prepared.push(seed_request(&state, query, Seed::One).await?);
     }
+    let indices: Vec<usize> = (0..prepared.len()).collect();
     let batch = run_batch(
-        &data.queries,
+        &indices,
         state.config.max_concurrency,
         deadline,
-        |q| {
-            let state = state.clone();
-            async move {
-                let (extractor, messages) = seed_request(&state, &q, Seed::One).await?;
-                extract_user(&extractor, messages).await
-            }
+        |i| {
+            let (extractor, messages) = prepared[i].clone();
+            async move { extract_user(&extractor, messages).await }
         },
-        |index, query, error| QueryFailure {
+        |index, _, error| QueryFailure {
             index,
-            query: query.clone(),
+            query: data.queries[index].clone(),
             error,
         },
     )

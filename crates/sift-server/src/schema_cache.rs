@@ -87,8 +87,11 @@ impl SchemaCache {
         schema: &Value,
         accept: impl FnOnce(&Schema) -> Result<(), SchemaError> + Send + 'static,
     ) -> Result<Schema, SchemaError> {
-        let text = schema.to_string();
-        let key: Key = Sha256::digest(text.as_bytes()).into();
+        let (key, size) = {
+            let text = schema.to_string();
+            let key: Key = Sha256::digest(text.as_bytes()).into();
+            (key, text.len().saturating_mul(COMPILED_PER_TEXT_BYTE))
+        };
         if let Some(hit) = self.lookup(&key) {
             return hit;
         }
@@ -117,8 +120,6 @@ impl SchemaCache {
                 "the schema compiler stopped: {e}"
             )))
         });
-        let size = text.len().saturating_mul(COMPILED_PER_TEXT_BYTE);
-        drop(text);
         let mut entries = self.lock();
         match &outcome {
             Ok(compiled) if size <= self.max_bytes => {
