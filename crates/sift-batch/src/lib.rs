@@ -226,6 +226,8 @@ pub struct Job {
     pub retry_failed: bool,
     /// How progress is shown.
     pub display: Display,
+    /// Write each value's spans (where its grounded values are in the input) in its line.
+    pub spans: bool,
 }
 
 /// Interrupts so far (the command line counts its `SIGINT`s into one).
@@ -272,6 +274,7 @@ pub async fn run(job: Job, mut interrupts: Interrupts) -> Result<Summary, BatchE
         extractor: job.extractor,
         client: job.client,
         prices: Pricing(job.prices),
+        spans: job.spans,
     });
     let pauses = || job.limiter.as_ref().map_or(0, |l| l.pauses());
     let mut in_flight = FuturesUnordered::new();
@@ -363,6 +366,7 @@ struct Ctx {
     extractor: ExtractorSpec,
     client: Client,
     prices: Pricing,
+    spans: bool,
 }
 
 /// Prices by model name.
@@ -399,13 +403,13 @@ impl Pricing {
     }
 }
 
-/// An item's conversation, or (its input does not fit, its prompt does not render) the
-/// record of its failure.
+/// An item's id, input and conversation, or (its input does not fit, its prompt does not
+/// render) the record of its failure.
 pub(crate) fn conversation(
     extractor: &ExtractorSpec,
     model: &str,
     item: Item,
-) -> Result<(String, Vec<Message>), Box<Record>> {
+) -> Result<(String, Value, Vec<Message>), Box<Record>> {
     let input = match item.input {
         Ok(v) => v,
         Err(message) => return Err(Box::new(failure(item.id, model, "invalid_input", message))),
@@ -430,18 +434,19 @@ pub(crate) fn conversation(
         return Err(Box::new(failure(item.id, model, "invalid_input", message)));
     }
     match extractor.messages(&input) {
-        Ok(m) => Ok((item.id, m)),
+        Ok(m) => Ok((item.id, input, m)),
         Err(e) => Err(Box::new(failure(item.id, model, "template", e.to_string()))),
     }
 }
 
-/// The record of a finished extraction, with its usage; `asked` is the model asked (the one
-/// that answered is preferred).
+/// The record of a finished extraction, with its usage (and its spans when `spans`); `asked`
+/// is the model asked (the one that answered is preferred).
 pub(crate) fn record(
     id: String,
     asked: &str,
     result: Result<Extraction<Value>, ExtractError>,
     recording: &sift_core::trace::Recording,
+    spans: bool,
 ) -> (Record, Usage) {
     match result {
         Ok(out) => {
@@ -457,6 +462,7 @@ pub(crate) fn record(
                 usage: out.usage.into(),
                 attempts: out.attempts.len(),
                 model,
+                spans: if spans { out.spans } else { None },
             };
             (record, out.usage)
         }
@@ -469,6 +475,7 @@ pub(crate) fn record(
                 usage: usage.into(),
                 attempts: e.attempts().len(),
                 model: asked.to_owned(),
+                spans: None,
             };
             (record, usage)
         }
@@ -478,12 +485,16 @@ pub(crate) fn record(
 /// One item: checked against the input schema, rendered, extracted; always a record.
 async fn process(ctx: Arc<Ctx>, item: Item) -> (Record, Usage, Option<f64>) {
     let asked = ctx.client.model().to_owned();
-    let (id, messages) = match conversation(&ctx.extractor, &asked, item) {
+    let (id, input, messages) = match conversation(&ctx.extractor, &asked, item) {
         Ok(c) => c,
         Err(record) => return (*record, Usage::default(), Some(0.0)),
     };
-    let result = ctx.extractor.request(&ctx.client, messages).send().await;
-    let (record, usage) = record(id, &asked, result, ctx.client.recording());
+    let result = ctx
+        .extractor
+        .request(&ctx.client, &input, messages)
+        .send()
+        .await;
+    let (record, usage) = record(id, &asked, result, ctx.client.recording(), ctx.spans);
     let cost = ctx.prices.cost(&asked, &record.model, &usage, 1.0);
     (record, usage, cost)
 }
@@ -503,5 +514,6 @@ fn failure(id: String, model: &str, kind: &str, message: String) -> Record {
         usage: Usage::default().into(),
         attempts: 0,
         model: model.to_owned(),
+        spans: None,
     }
 }

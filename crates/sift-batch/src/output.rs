@@ -30,6 +30,9 @@ pub struct Record {
     pub attempts: usize,
     /// The model that answered (the one asked, when none answered).
     pub model: String,
+    /// Where each grounded value was found, by JSON pointer into `value` (with `--spans`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spans: Option<sift_core::grounding::Spans>,
 }
 
 /// What an existing output already holds.
@@ -232,6 +235,7 @@ mod tests {
             },
             attempts: 1,
             model: "m".into(),
+            spans: None,
         }
     }
 

@@ -62,6 +62,8 @@ pub struct RemoteJob {
     pub max_bytes: usize,
     /// Largest output or error file downloaded, in bytes.
     pub max_download: u64,
+    /// Write each value's spans in its line.
+    pub spans: bool,
 }
 
 /// What the state file holds.
@@ -193,14 +195,15 @@ pub async fn run_remote(job: RemoteJob, mut interrupts: Interrupts) -> Result<Su
                 output.write(&record)?;
                 tally.add(false, Usage::default(), Some(0.0));
             }
-            Ok((id, messages)) => {
-                let turns = job.extractor.request(&job.client, messages).turns();
+            Ok((id, input, messages)) => {
+                let turns = job.extractor.request(&job.client, &input, messages).turns();
                 match turns {
                     Ok(t) => {
                         pending.insert(id, t);
                     }
                     Err(e) => {
-                        let (record, usage) = record(id, &asked, Err(e), job.client.recording());
+                        let (record, usage) =
+                            record(id, &asked, Err(e), job.client.recording(), false);
                         output.write(&record)?;
                         tally.add(false, usage, Some(0.0));
                     }
@@ -216,6 +219,7 @@ pub async fn run_remote(job: RemoteJob, mut interrupts: Interrupts) -> Result<Su
         pricing: &pricing,
         asked: &asked,
         recording: job.client.recording(),
+        spans: job.spans,
     };
     // Replay the rounds already downloaded.
     for round in state.rounds.iter().filter(|r| r.collected) {
@@ -427,6 +431,7 @@ struct Judge<'a> {
     pricing: &'a Pricing,
     asked: &'a str,
     recording: &'a sift_core::trace::Recording,
+    spans: bool,
 }
 
 impl Judge<'_> {
@@ -483,7 +488,8 @@ impl Judge<'_> {
                 Some(Err(e)) => Err(turns.fail(e, Duration::ZERO)),
                 None => Err(turns.fail(ProviderError::Batch(why.clone()), Duration::ZERO)),
             };
-            let (record, usage) = record(id.clone(), self.asked, result, self.recording);
+            let (record, usage) =
+                record(id.clone(), self.asked, result, self.recording, self.spans);
             let cost = self
                 .pricing
                 .cost(self.asked, &record.model, &usage, BATCH_PRICE_FACTOR);

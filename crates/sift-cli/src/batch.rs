@@ -57,6 +57,10 @@ pub struct BatchArgs {
     /// Do again the items whose output lines hold an error.
     #[arg(long)]
     retry_failed: bool,
+    /// Write in each line `spans`: where each grounded value was found in the item's input
+    /// (by JSON pointer into the value; offsets in Unicode scalar values).
+    #[arg(long)]
+    spans: bool,
     /// Also write the summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     summary: Option<PathBuf>,
@@ -167,6 +171,7 @@ async fn batch(args: BatchArgs, telemetry: &providers::Observed) -> Result<ExitC
                 max_cost: args.max_cost,
                 retry_failed: args.retry_failed,
                 display,
+                spans: args.spans,
             };
             sift_batch::run(job, interrupts()).await?
         }
@@ -197,6 +202,7 @@ async fn batch(args: BatchArgs, telemetry: &providers::Observed) -> Result<ExitC
                 prices,
                 retry_failed: args.retry_failed,
                 display,
+                spans: args.spans,
                 poll_every: Duration::from_secs_f64(args.poll_every.min(86_400.0)),
                 max_requests: args.batch_max_requests,
                 max_bytes: args.batch_max_bytes,

@@ -34,6 +34,10 @@ pub struct ExtractArgs {
     /// an object as its fields fill in, then the whole value.
     #[arg(long)]
     stream: bool,
+    /// Print `{"value": ..., "spans": {...}}`: where each grounded value was found in the
+    /// input (by JSON pointer into the value; offsets in Unicode scalar values).
+    #[arg(long, conflicts_with = "stream")]
+    spans: bool,
     /// Show every attempt (outcome, time, tokens, errors) and the model calls on stderr.
     #[arg(short, long)]
     verbose: bool,
@@ -270,7 +274,7 @@ async fn extract(args: ExtractArgs, telemetry: &providers::Observed) -> Result<(
         .await
         .map_err(Failed::provider)?;
     let mut stdout = std::io::stdout().lock();
-    let request = spec.request(&client, messages);
+    let request = spec.request(&client, &input, messages);
     let recording = client.recording().clone();
     let failed = |e| failed(e, &recording);
     if !args.stream {
@@ -278,7 +282,16 @@ async fn extract(args: ExtractArgs, telemetry: &providers::Observed) -> Result<(
         if args.verbose {
             show_attempts(&out.attempts);
         }
-        line(&mut stdout, &out.value)?;
+        if args.spans {
+            let spans =
+                serde_json::to_value(out.spans.unwrap_or_default()).map_err(anyhow::Error::from)?;
+            line(
+                &mut stdout,
+                &serde_json::json!({"value": out.value, "spans": spans}),
+            )?;
+        } else {
+            line(&mut stdout, &out.value)?;
+        }
         return Ok(());
     }
     // Elements of an array output as they close; snapshots, then the value, of any other.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use sift_core::grounding::{Policy, Sources};
 use sift_core::{Client, ExtractBuilder, Message, Mode, Schema};
 use toml::Spanned;
 use toml::de::DeValue;
@@ -53,6 +54,10 @@ pub struct ExtractorSpec {
     /// How `sift eval` compares fields, by path (`age`, `lines[].amount`); the others by
     /// the defaults.
     pub eval: BTreeMap<String, FieldRule>,
+    /// Grounding policies by path (`seller.name`, `lines[].amount`, `*` for every leaf), from
+    /// `[extractors.NAME.grounding]`; they win over the schema's `x-grounding` and the
+    /// defaults. Every answer is grounded in the input's strings.
+    pub grounding: BTreeMap<String, Policy>,
     template: Arc<minijinja::Environment<'static>>,
 }
 
@@ -211,6 +216,7 @@ impl ExtractorSpec {
             max_tokens: None,
             version: String::new(),
             eval: BTreeMap::new(),
+            grounding: BTreeMap::new(),
             template: Arc::new(template),
         };
         spec.version = spec.hash();
@@ -247,26 +253,34 @@ impl ExtractorSpec {
         client
     }
 
-    /// An extraction of this extractor's output for the conversation `messages` (from
-    /// [`messages`](Self::messages)), with its name (for telemetry), temperature and token
-    /// limit: what the service, `sift extract` and `sift batch` all send. End it with `send`,
-    /// or `stream` (elements of an array output, snapshots of any other).
-    pub fn request(&self, client: &Client, messages: Vec<Message>) -> ExtractBuilder<Value> {
-        self.request_as(client, &self.output, messages)
+    /// An extraction of this extractor's output for `input` and the conversation `messages`
+    /// (from [`messages`](Self::messages)), with its name (for telemetry), temperature, token
+    /// limit and grounding in the input's strings: what the service, `sift extract` and
+    /// `sift batch` all send. End it with `send`, or `stream` (elements of an array output,
+    /// snapshots of any other).
+    pub fn request(
+        &self,
+        client: &Client,
+        input: &Value,
+        messages: Vec<Message>,
+    ) -> ExtractBuilder<Value> {
+        self.request_as(client, &self.output, input, messages)
     }
 
     /// Like [`request`](Self::request), asking for `schema` in place of the output (a list of
-    /// outputs, say, for a stream of them).
+    /// outputs, say, for a stream of them: its elements are grounded by the output's paths).
     pub fn request_as(
         &self,
         client: &Client,
         schema: &Schema,
+        input: &Value,
         messages: Vec<Message>,
     ) -> ExtractBuilder<Value> {
         let mut b = client
             .extract_value(schema)
             .messages(messages)
-            .extractor(&self.name);
+            .extractor(&self.name)
+            .grounding(self.sources(input));
         if let Some(t) = self.temperature {
             b = b.temperature(t);
         }
@@ -274,6 +288,11 @@ impl ExtractorSpec {
             b = b.max_tokens(n);
         }
         b
+    }
+
+    /// What answers for `input` are grounded in: its strings, with this extractor's policies.
+    pub fn sources(&self, input: &Value) -> Sources {
+        Sources::of_input(input).with_policies(&self.grounding)
     }
 
     fn hash(&self) -> String {
@@ -288,6 +307,7 @@ impl ExtractorSpec {
             "max_retries": self.max_retries,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
+            "grounding": self.grounding,
         });
         let digest = Sha256::digest(shape.to_string().as_bytes());
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
@@ -488,6 +508,27 @@ pub(crate) fn read(
             );
         }
     }
+    let mut grounding = BTreeMap::new();
+    if let Some(table) = s.table("grounding", problems) {
+        for (field, policy) in table.strings(problems) {
+            match policy.get_ref().parse::<Policy>() {
+                Ok(p) => {
+                    if let Some(out) = &output
+                        && !sift_core::grounding::describes(out.value(), &field)
+                    {
+                        problems.at(
+                            policy.span(),
+                            format!(
+                                "`{path}.grounding.{field}` names no field of the output schema"
+                            ),
+                        );
+                    }
+                    grounding.insert(field, p);
+                }
+                Err(e) => problems.at(policy.span(), format!("`{path}.grounding.{field}`: {e}")),
+            }
+        }
+    }
     s.finish(problems);
 
     let input_fields: Option<HashSet<String>> = input.as_ref().map(|i| {
@@ -573,6 +614,7 @@ pub(crate) fn read(
         max_tokens,
         version: String::new(),
         eval,
+        grounding,
         template: Arc::new(template?),
     };
     spec.version = spec.hash();

@@ -180,6 +180,37 @@ impl<'a, 'i> Section<'a, 'i> {
         out
     }
 
+    /// Every string in this table and the tables under it, by its dotted key (`a.b = "x"`
+    /// and `"a.b" = "x"` both name `a.b`), with the value's place; a problem for each value
+    /// that is not a string or a table.
+    pub(crate) fn strings(&self, problems: &mut Problems) -> Vec<(String, Spanned<String>)> {
+        fn walk(
+            table: &DeTable<'_>,
+            prefix: &str,
+            section: &str,
+            problems: &mut Problems,
+            out: &mut Vec<(String, Spanned<String>)>,
+        ) {
+            for (key, value) in table.iter() {
+                let name = if prefix.is_empty() {
+                    key.get_ref().to_string()
+                } else {
+                    format!("{prefix}.{}", key.get_ref())
+                };
+                match value.get_ref() {
+                    DeValue::String(s) => {
+                        out.push((name, Spanned::new(value.span(), s.to_string())));
+                    }
+                    DeValue::Table(t) => walk(t, &name, section, problems, out),
+                    _ => problems.at(value.span(), format!("`{section}.{name}` must be a string")),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.table, "", &self.path, problems, &mut out);
+        out
+    }
+
     /// Reports every key that was not asked for.
     pub(crate) fn finish(self, problems: &mut Problems) {
         for (key, _) in self.table.iter() {

@@ -97,7 +97,7 @@ pub(crate) fn run<T: Send + 'static>(
             match span.in_scope(|| machine.answered(answer, response, started.elapsed())) {
                 Step::Done(value, response) => {
                     ending.outcome = "success";
-                    stats.set_response(response);
+                    stats.set_response(response, machine.take_spans());
                     yield Ok(Event::Value(value));
                     yield Ok(done(&stats));
                     return;

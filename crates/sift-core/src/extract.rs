@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::attempts;
+use crate::grounding::Sources;
 use crate::machine::{Decode, Delivery, Job};
 use crate::message::{ChatRequest, Message, Role, Structured};
 use crate::mode::Mode;
@@ -161,6 +162,7 @@ impl Client {
             validators: Vec::new(),
             schema,
             extractor: None,
+            sources: None,
             _type: PhantomData,
         }
     }
@@ -187,6 +189,8 @@ pub struct ExtractBuilder<T> {
     /// The schema given as data; `T`'s own when `None`.
     pub(crate) schema: Option<Schema>,
     pub(crate) extractor: Option<String>,
+    /// What answers are grounded in, when they are.
+    pub(crate) sources: Option<Sources>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -262,6 +266,23 @@ impl<T: 'static> ExtractBuilder<T> {
         self
     }
 
+    /// Grounds answers in `sources`: once an answer fits the schema, every value whose
+    /// policy is `verbatim` or `normalized` (see [`grounding`](crate::grounding)) must be
+    /// found in the inputs, or it is an error re-asked like any other; when the re-asks run
+    /// out, [`ExtractError::Ungrounded`]. The result carries the values' spans.
+    pub fn grounding(mut self, sources: Sources) -> Self {
+        self.sources = Some(sources);
+        self
+    }
+
+    /// Grounds answers in one more input text, named `field` in spans (see
+    /// [`grounding`](Self::grounding)).
+    pub fn grounded_in(mut self, field: impl Into<String>, text: impl Into<String>) -> Self {
+        let sources = self.sources.take().unwrap_or_default();
+        self.sources = Some(sources.with_input(field, text));
+        self
+    }
+
     /// Checks answers with `T`'s [`Validate`] implementation.
     pub fn validated(self) -> Self
     where
@@ -279,7 +300,11 @@ impl<T: 'static> ExtractBuilder<T> {
 
     /// The first request: the caller's messages with the mode's instructions, asking for
     /// `schema`.
-    pub(crate) fn first_request(&self, schema: &ResponseSchema) -> ChatRequest {
+    pub(crate) fn first_request(
+        &self,
+        schema: &ResponseSchema,
+        sources: Option<&Arc<Sources>>,
+    ) -> ChatRequest {
         let constrained = self.client.provider.capabilities().constrained;
         let (output, instructions) = self.mode.output(schema, constrained);
         let mut messages = self.messages.clone();
@@ -303,6 +328,7 @@ impl<T: 'static> ExtractBuilder<T> {
             // worth its cost).
             structured: constrained.then(|| {
                 Structured::new(self.mode, schema.name.clone(), schema.closed_schema.clone())
+                    .with_grounding(sources.cloned())
             }),
         };
         if request.max_tokens.is_none() {
@@ -334,12 +360,15 @@ where
             match event? {
                 Event::Value(v) => value = Some(v),
                 Event::Done { usage, attempts } => {
-                    if let (Some(value), Some(response)) = (value.take(), stats.take_response()) {
+                    if let (Some(value), Some((response, spans))) =
+                        (value.take(), stats.take_response())
+                    {
                         return Ok(Extraction {
                             value,
                             usage,
                             attempts,
                             response,
+                            spans,
                         });
                     }
                 }
@@ -396,8 +425,14 @@ where
     }
 
     /// The attempt loop's job: ask for `schema`, decode each element of `element` when set.
-    pub(crate) fn job(self, schema: Schema, element: Option<Schema>, span_name: String) -> Job<T> {
-        let request = self.first_request(schema.response());
+    pub(crate) fn job(
+        mut self,
+        schema: Schema,
+        element: Option<Schema>,
+        span_name: String,
+    ) -> Job<T> {
+        let sources = self.sources.take().map(Arc::new);
+        let request = self.first_request(schema.response(), sources.as_ref());
         Job {
             constrained: self.client.provider.capabilities().constrained,
             provider: self.client.provider.clone(),
@@ -410,6 +445,7 @@ where
             span_name,
             extractor: self.extractor,
             recording: self.client.recording.clone(),
+            sources,
         }
     }
 }

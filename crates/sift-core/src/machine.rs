@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::grounding::{Sources, Spans, Ungrounded};
 use crate::message::{ChatRequest, ChatResponse, Usage};
 use crate::mode::{Mode, ReadError, parse_json};
 use crate::outcome::{Attempt, AttemptOutcome, ExtractError, StreamStats};
@@ -56,6 +57,8 @@ pub(crate) struct Job<T> {
     pub(crate) extractor: Option<String>,
     /// What telemetry shows of the content.
     pub(crate) recording: Recording,
+    /// What answers are grounded in, when they are.
+    pub(crate) sources: Option<Arc<Sources>>,
 }
 
 /// What one attempt's answer held, read whole or streamed.
@@ -133,6 +136,12 @@ pub(crate) struct Machine<T> {
     emitted: usize,
     /// Elements handed over in the current attempt.
     emitted_in_attempt: usize,
+    sources: Option<Arc<Sources>>,
+    /// The last judged answer, when it fitted the schema but not the input, with the values
+    /// the input does not hold.
+    ungrounded: Option<(Vec<Ungrounded>, Value)>,
+    /// The spans of the value that passed.
+    spans: Option<Spans>,
 }
 
 impl<T> std::fmt::Debug for Machine<T> {
@@ -160,6 +169,9 @@ impl<T> Machine<T> {
             recording: job.recording,
             emitted: 0,
             emitted_in_attempt: 0,
+            sources: job.sources,
+            ungrounded: None,
+            spans: None,
         }
     }
 
@@ -204,6 +216,11 @@ impl<T> Machine<T> {
         self.constrained
     }
 
+    /// The spans of the value that passed, when the extraction is grounded (taken once).
+    pub(crate) fn take_spans(&mut self) -> Option<Spans> {
+        self.spans.take()
+    }
+
     /// Elements handed over in the current attempt (reset by [`answered`](Self::answered)).
     pub(crate) fn emitted_in_attempt(&self) -> usize {
         self.emitted_in_attempt
@@ -222,8 +239,10 @@ impl<T> Machine<T> {
         schema
             .response()
             .drop_strict_nulls(&mut value, self.constrained);
-        let result =
-            check(schema, &self.decode, &value, &self.recording).map_err(|errors| (errors, value));
+        let sources = self.sources.as_deref();
+        let result = check(schema, &self.decode, &value, &self.recording, sources)
+            .map(|(v, _)| v)
+            .map_err(|failure| (failure.errors, value));
         (index, result)
     }
 
@@ -285,6 +304,17 @@ impl<T> Machine<T> {
                 usage,
             });
         }
+        if number > self.max_retries
+            && outcome == AttemptOutcome::Ungrounded
+            && let Some((ungrounded, value)) = self.ungrounded.take()
+        {
+            return Step::Failed(ExtractError::Ungrounded {
+                ungrounded,
+                value: Box::new(value),
+                attempts,
+                usage,
+            });
+        }
         if number > self.max_retries {
             return Step::Failed(ExtractError::RetriesExhausted {
                 attempts,
@@ -318,7 +348,7 @@ impl<T> Machine<T> {
     /// (for a streamed list, checked only: its elements were decoded as they closed), or the
     /// outcome and errors of the failed attempt.
     fn judge(
-        &self,
+        &mut self,
         answer: &mut Answer,
         response: &ChatResponse,
     ) -> Result<Option<T>, (AttemptOutcome, Vec<FieldError>)> {
@@ -339,19 +369,32 @@ impl<T> Machine<T> {
             )),
             (None, Some(value)) => {
                 let value = self.schema.response().unwrap_value(value, self.constrained);
-                let result = if self.element.is_some() {
+                if self.element.is_some() {
                     let errors = self.schema.errors(&value);
                     let result = errors_or_ok(&errors);
                     trace::validation(self.schema.name(), &value, result, &self.recording);
-                    if errors.is_empty() {
+                    let result = if errors.is_empty() {
                         Ok(None)
                     } else {
                         Err(errors)
-                    }
+                    };
+                    result.map_err(|errors| (AttemptOutcome::ValidationFailed, errors))
                 } else {
-                    check(&self.schema, &self.decode, &value, &self.recording).map(Some)
-                };
-                result.map_err(|errors| (AttemptOutcome::ValidationFailed, errors))
+                    let sources = self.sources.as_deref();
+                    match check(&self.schema, &self.decode, &value, &self.recording, sources) {
+                        Ok((value, spans)) => {
+                            self.spans = spans;
+                            Ok(Some(value))
+                        }
+                        Err(failure) if failure.ungrounded.is_empty() => {
+                            Err((AttemptOutcome::ValidationFailed, failure.errors))
+                        }
+                        Err(failure) => {
+                            self.ungrounded = Some((failure.ungrounded, value));
+                            Err((AttemptOutcome::Ungrounded, failure.errors))
+                        }
+                    }
+                }
             }
         }
     }
@@ -365,22 +408,51 @@ fn errors_or_ok(errors: &[FieldError]) -> Result<(), &[FieldError]> {
     }
 }
 
-/// Checks `value` against the whole schema, then decodes it; records the validation.
+/// Why a value failed [`check`]: its errors, and among them the values that are not in the
+/// input (when it fitted the schema and was grounded).
+pub(crate) struct Failure {
+    pub(crate) errors: Vec<FieldError>,
+    pub(crate) ungrounded: Vec<Ungrounded>,
+}
+
+/// Checks `value` against the whole schema, then against its inputs (when `sources` are
+/// given: every value with a verbatim or normalized policy must be found in them), then
+/// decodes it; records the validation. The decoded value comes with its spans when grounded.
 pub(crate) fn check<T>(
     schema: &Schema,
     decode: &Decode<T>,
     value: &Value,
     recording: &Recording,
-) -> Result<T, Vec<FieldError>> {
-    let mut result = Err(schema.errors(value));
-    if result.as_ref().is_err_and(Vec::is_empty) {
-        result = decode(value);
+    sources: Option<&Sources>,
+) -> Result<(T, Option<Spans>), Failure> {
+    let mut ungrounded = Vec::new();
+    let mut spans = None;
+    let mut errors = schema.errors(value);
+    if errors.is_empty()
+        && let Some(sources) = sources
+    {
+        let grounding = sources.ground(value, schema.value());
+        errors = grounding
+            .ungrounded
+            .iter()
+            .map(|u| FieldError::new(crate::pointer_to_path(&u.pointer, value), u.message()))
+            .collect();
+        ungrounded = grounding.ungrounded;
+        spans = Some(grounding.spans);
     }
+    let result = if errors.is_empty() {
+        decode(value)
+    } else {
+        Err(errors)
+    };
     trace::validation(
         schema.name(),
         value,
         result.as_ref().map(|_| ()).map_err(Vec::as_slice),
         recording,
     );
-    result
+    match result {
+        Ok(v) => Ok((v, spans)),
+        Err(errors) => Err(Failure { errors, ungrounded }),
+    }
 }

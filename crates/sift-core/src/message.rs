@@ -186,6 +186,11 @@ pub struct Structured {
     pub schema: Value,
     /// The tool's or schema's name.
     pub name: String,
+    /// What the answer must be grounded in, when it must: a provider that decodes under a
+    /// grammar may hold each grounded value to what the inputs say (see
+    /// [`grounding`](crate::grounding)) while it decodes.
+    #[serde(skip)]
+    pub grounding: Option<std::sync::Arc<crate::grounding::Sources>>,
 }
 
 impl Structured {
@@ -195,7 +200,18 @@ impl Structured {
             mode,
             schema,
             name: name.into(),
+            grounding: None,
         }
+    }
+
+    /// The same, its answer grounded in `sources`.
+    #[must_use]
+    pub fn with_grounding(
+        mut self,
+        sources: Option<std::sync::Arc<crate::grounding::Sources>>,
+    ) -> Self {
+        self.grounding = sources;
+        self
     }
 }
 

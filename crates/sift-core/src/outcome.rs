@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::grounding::{Spans, Ungrounded};
 use crate::message::{ChatResponse, Usage};
 use crate::provider::ProviderError;
 use crate::schema::SchemaError;
@@ -25,6 +26,10 @@ pub struct Extraction<T> {
     pub attempts: Vec<Attempt>,
     /// The final raw completion.
     pub response: ChatResponse,
+    /// Where each grounded value of the answer was found, by JSON pointer into the value;
+    /// `None` when the extraction was not grounded (see
+    /// [`ExtractBuilder::grounding`](crate::ExtractBuilder::grounding)).
+    pub spans: Option<Spans>,
 }
 
 impl<T> Extraction<T> {
@@ -49,6 +54,8 @@ pub enum AttemptOutcome {
     Truncated,
     /// Valid JSON that failed the schema, deserialisation or a custom rule.
     ValidationFailed,
+    /// Valid against the schema, but with values the input does not hold.
+    Ungrounded,
     /// The provider call itself failed.
     ProviderError,
 }
@@ -62,6 +69,7 @@ impl AttemptOutcome {
             AttemptOutcome::InvalidJson => "invalid_json",
             AttemptOutcome::Truncated => "truncated",
             AttemptOutcome::ValidationFailed => "validation_failed",
+            AttemptOutcome::Ungrounded => "ungrounded",
             AttemptOutcome::ProviderError => "provider_error",
         }
     }
@@ -135,6 +143,19 @@ pub enum ExtractError {
         /// The last completion.
         last_response: Option<Box<ChatResponse>>,
     },
+    /// Every attempt fitted the schema, the last one with values the input does not hold
+    /// (and the re-asks ran out): not passed on as if it were true to the text.
+    #[error("{}", ungrounded_message(ungrounded, attempts.len()))]
+    Ungrounded {
+        /// The last answer's values that are not in the input.
+        ungrounded: Vec<Ungrounded>,
+        /// The last answer (valid against the schema).
+        value: Box<Value>,
+        /// Every attempt with its errors.
+        attempts: Vec<Attempt>,
+        /// Tokens spent in all.
+        usage: Usage,
+    },
     /// A streamed answer broke off after some elements had been handed over.
     #[error("the answer broke off after {emitted} elements")]
     Incomplete {
@@ -159,6 +180,26 @@ pub enum ExtractError {
     /// The response schema could not be compiled, or the provider cannot enforce it.
     #[error("invalid response schema")]
     Schema(#[from] SchemaError),
+}
+
+fn ungrounded_message(ungrounded: &[Ungrounded], attempts: usize) -> String {
+    let values: Vec<String> = ungrounded
+        .iter()
+        .take(5)
+        .map(|u| format!("{} at {}", u.value, u.pointer))
+        .collect();
+    let more = ungrounded.len().saturating_sub(values.len());
+    format!(
+        "after {attempts} attempts the answer still holds {} value{} the text does not: {}{}",
+        ungrounded.len(),
+        if ungrounded.len() == 1 { "" } else { "s" },
+        values.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
 
 fn token_limit_message(limit: Option<u32>) -> String {
@@ -186,6 +227,7 @@ impl ExtractError {
         match self {
             ExtractError::Provider { attempts, .. }
             | ExtractError::RetriesExhausted { attempts, .. }
+            | ExtractError::Ungrounded { attempts, .. }
             | ExtractError::Incomplete { attempts, .. }
             | ExtractError::TokenLimit { attempts, .. } => attempts,
             ExtractError::Schema(_) => &[],
@@ -197,18 +239,20 @@ impl ExtractError {
         match self {
             ExtractError::Provider { usage, .. }
             | ExtractError::RetriesExhausted { usage, .. }
+            | ExtractError::Ungrounded { usage, .. }
             | ExtractError::Incomplete { usage, .. }
             | ExtractError::TokenLimit { usage, .. } => *usage,
             ExtractError::Schema(_) => Usage::default(),
         }
     }
 
-    /// A short name for the failure (`provider_error`, `retries_exhausted`, `incomplete`,
-    /// `token_limit`, `schema`).
+    /// A short name for the failure (`provider_error`, `retries_exhausted`, `ungrounded`,
+    /// `incomplete`, `token_limit`, `schema`).
     pub fn kind(&self) -> &'static str {
         match self {
             ExtractError::Provider { .. } => "provider_error",
             ExtractError::RetriesExhausted { .. } => "retries_exhausted",
+            ExtractError::Ungrounded { .. } => "ungrounded",
             ExtractError::Incomplete { .. } => "incomplete",
             ExtractError::TokenLimit { .. } => "token_limit",
             ExtractError::Schema(_) => "schema",
@@ -295,6 +339,8 @@ struct Progress {
     attempts: Vec<Attempt>,
     /// The answer that succeeded (for `send`).
     response: Option<ChatResponse>,
+    /// Its spans, when grounded.
+    spans: Option<Spans>,
 }
 
 /// Tokens and attempts of a stream, readable while and after it runs.
@@ -325,12 +371,16 @@ impl StreamStats {
         self.with(|p| p.attempts.len())
     }
 
-    pub(crate) fn set_response(&self, response: ChatResponse) {
-        self.with(|p| p.response = Some(response));
+    pub(crate) fn set_response(&self, response: ChatResponse, spans: Option<Spans>) {
+        self.with(|p| {
+            p.response = Some(response);
+            p.spans = spans;
+        });
     }
 
-    pub(crate) fn take_response(&self) -> Option<ChatResponse> {
-        self.with(|p| p.response.take())
+    /// The answer that succeeded, and its spans.
+    pub(crate) fn take_response(&self) -> Option<(ChatResponse, Option<Spans>)> {
+        self.with(|p| p.response.take().map(|r| (r, p.spans.take())))
     }
 
     pub(crate) fn push(&self, attempt: Attempt) -> Vec<Attempt> {

@@ -56,7 +56,8 @@ pub struct AnswerError {
 pub struct AttemptReport {
     /// 1 for the first call.
     pub number: u32,
-    /// `success`, `no_output`, `invalid_json`, `truncated`, `validation_failed` or `provider_error`.
+    /// `success`, `no_output`, `invalid_json`, `truncated`, `validation_failed`, `ungrounded`
+    /// or `provider_error`.
     pub outcome: String,
     /// Wall time in milliseconds.
     pub duration_ms: f64,
@@ -92,7 +93,8 @@ impl AttemptReport {
 pub struct ExtractionFailure {
     /// What failed, cause included.
     pub message: String,
-    /// `provider_error`, `retries_exhausted`, `incomplete`, `token_limit` or `schema`.
+    /// `provider_error`, `retries_exhausted`, `ungrounded`, `incomplete`, `token_limit` or
+    /// `schema`.
     pub kind: String,
     /// The upstream's HTTP status, when it answered with an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]

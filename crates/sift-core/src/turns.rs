@@ -59,6 +59,7 @@ impl<T> Turns<T> {
                     usage: attempts.iter().map(|a| a.usage).sum(),
                     attempts,
                     response,
+                    spans: self.machine.take_spans(),
                 })
             }
             Step::Again { .. } => Turn::Again,

@@ -14,8 +14,8 @@ use std::path::Path;
 use futures::StreamExt;
 use serde_json::{Map, Value};
 use sift_config::ExtractorSpec;
-use sift_core::Client;
 use sift_core::report::ExtractionFailure;
+use sift_core::{Client, ExtractError};
 
 pub use report::{FieldScore, Miss, Report};
 pub use score::{Rules, Verdict, compare};
@@ -129,18 +129,36 @@ pub async fn evaluate(
         .map(|example| {
             let rules = rules.clone();
             async move {
+                let mut answered = None;
                 let got = match extractor.messages(&example.input) {
-                    Ok(messages) => extractor
-                        .request(client, messages)
-                        .send()
-                        .await
-                        .map(|out| out.value)
-                        .map_err(|e| {
-                            let f = ExtractionFailure::from_error(&e, client.recording());
-                            (f.kind, f.message)
-                        }),
+                    Ok(messages) => {
+                        let result = extractor
+                            .request(client, &example.input, messages)
+                            .send()
+                            .await;
+                        match result {
+                            Ok(out) => {
+                                answered = Some(out.value.clone());
+                                Ok(out.value)
+                            }
+                            Err(e) => {
+                                // An answer that fitted the schema but not the text still
+                                // counts in the grounded share.
+                                if let ExtractError::Ungrounded { value, .. } = &e {
+                                    answered = Some(Value::clone(value));
+                                }
+                                let f = ExtractionFailure::from_error(&e, client.recording());
+                                Err((f.kind, f.message))
+                            }
+                        }
+                    }
                     Err(e) => Err(("template".to_owned(), e.to_string())),
                 };
+                let grounding = answered.map(|v| {
+                    extractor
+                        .sources(&example.input)
+                        .ground(&v, extractor.output.value())
+                });
                 let (value, failure) = match got {
                     Ok(v) => (Some(v), None),
                     Err((kind, message)) => (
@@ -156,6 +174,10 @@ pub async fn evaluate(
                     id: example.id.clone(),
                     leaves: compare(&example.expected, value.as_ref(), &rules),
                     failure,
+                    grounded: grounding.as_ref().map_or(0, |g| g.spans.len()),
+                    checked: grounding
+                        .as_ref()
+                        .map_or(0, |g| g.spans.len() + g.ungrounded.len()),
                 }
             }
         })

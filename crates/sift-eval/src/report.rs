@@ -106,6 +106,21 @@ pub struct Report {
     pub misses: Vec<Miss>,
     /// Examples whose extraction failed.
     pub failures: Vec<Failure>,
+    /// Of the values answered that grounding checks (policy `verbatim` or `normalized`), in
+    /// every answer that fitted the schema (failed ones included), those found in the input.
+    #[serde(default)]
+    pub grounded: Grounded,
+}
+
+/// The share of checked values found in the input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Grounded {
+    /// Values checked.
+    pub checked: usize,
+    /// Of those, found in the input.
+    pub grounded: usize,
+    /// `grounded / checked` (1 when nothing was checked).
+    pub share: f64,
 }
 
 /// One example's outcome, to be scored.
@@ -117,6 +132,10 @@ pub struct Scored {
     pub leaves: Vec<Leaf>,
     /// Why its extraction failed, if it did.
     pub failure: Option<Failure>,
+    /// Of its answer's values that grounding checks, those found in the input.
+    pub grounded: usize,
+    /// Its answer's values that grounding checks.
+    pub checked: usize,
 }
 
 impl Report {
@@ -127,8 +146,11 @@ impl Report {
         let mut misses = Vec::new();
         let mut failures = Vec::new();
         let mut exact = 0;
+        let mut grounded = Grounded::default();
         let examples = outcomes.len();
         for o in outcomes {
+            grounded.checked += o.checked;
+            grounded.grounded += o.grounded;
             let mut right = o.failure.is_none();
             for l in o.leaves {
                 fields.entry(l.field.clone()).or_default().add(l.verdict);
@@ -172,6 +194,14 @@ impl Report {
             all,
             misses,
             failures,
+            grounded: Grounded {
+                share: if grounded.checked == 0 {
+                    1.0
+                } else {
+                    grounded.grounded as f64 / grounded.checked as f64
+                },
+                ..grounded
+            },
         }
     }
 
@@ -229,6 +259,14 @@ impl Report {
             row(&mut out, name, s, baseline.and_then(|b| b.fields.get(name)));
         }
         row(&mut out, "all", &self.all, baseline.map(|b| &b.all));
+        let _ = writeln!(
+            out,
+            "grounded: {}/{} values found in the text ({:.1}%){}",
+            self.grounded.grounded,
+            self.grounded.checked,
+            self.grounded.share * 100.0,
+            delta(self.grounded.share, baseline.map(|b| b.grounded.share))
+        );
         if !self.failures.is_empty() {
             let _ = writeln!(out, "failed extractions: {}", self.failures.len());
             for f in self.failures.iter().take(max_misses) {

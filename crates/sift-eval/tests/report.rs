@@ -18,6 +18,8 @@ fn cases() -> Vec<Scored> {
         id: id.into(),
         leaves: compare(&expected, got.as_ref(), &rules),
         failure: None,
+        grounded: 2,
+        checked: 2,
     };
     vec![
         example(
@@ -49,6 +51,8 @@ fn cases() -> Vec<Scored> {
                 kind: "retries_exhausted".into(),
                 message: "no valid answer after 3 attempts".into(),
             }),
+            grounded: 1,
+            checked: 2,
         },
     ]
 }

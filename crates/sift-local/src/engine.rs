@@ -13,7 +13,6 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::sampling::LlamaSampler;
 use llguidance::ParserFactory;
-use serde_json::Value;
 use sift_core::Usage;
 
 use crate::grammar::Grammars;
@@ -23,8 +22,8 @@ use crate::scheduler::{Limits, Scheduler};
 pub(crate) struct Job {
     /// (role, content) pairs, roles as the chat template knows them.
     pub(crate) messages: Vec<(String, String)>,
-    /// JSON Schema the output must match, if any.
-    pub(crate) schema: Option<Value>,
+    /// What the output must match, if anything.
+    pub(crate) constraint: Option<crate::grammar::Constraint>,
     pub(crate) max_tokens: u32,
     pub(crate) temperature: f32,
     /// Where pieces go; closing the receiver cancels the generation. Its capacity must hold

@@ -21,6 +21,17 @@ pub(crate) enum Fit {
     Approximate,
 }
 
+/// What a generation is constrained to.
+#[derive(Debug, Clone)]
+pub(crate) enum Constraint {
+    /// An answer that fits the schema.
+    Schema(Value),
+    /// An answer that fits the schema, its grounded values held to the input: the grounded
+    /// grammar (see [`grounded`](crate::grounded)), and the schema it was made from, used
+    /// when llguidance refuses the grammar.
+    Grounded { lark: String, schema: Value },
+}
+
 /// Compiled outcomes kept, so a schema sent again is not compiled again to be checked.
 const CACHE: std::num::NonZeroUsize = std::num::NonZeroUsize::new(256).unwrap();
 
@@ -82,6 +93,46 @@ impl Grammars {
             .map_err(|e| unsupported(schema, &e, keyword_of(&e)))
     }
 
+    /// What a generation for `schema` is held to: the grounded grammar when the answer is
+    /// grounded in `sources` and the schema has a grounded value the walk can translate, else
+    /// the schema.
+    pub(crate) fn constraint(
+        &self,
+        schema: Value,
+        sources: Option<&sift_core::grounding::Sources>,
+    ) -> Constraint {
+        match sources.and_then(|s| crate::grounded::lark(&schema, s, self.whitespace_flexible)) {
+            Some(lark) => Constraint::Grounded { lark, schema },
+            None => Constraint::Schema(schema),
+        }
+    }
+
+    /// A fresh matcher for one generation under `constraint`. A grounded grammar llguidance
+    /// refuses (it should not: a test compiles the grammars of the example schemas) falls
+    /// back to the schema's, with a warning.
+    pub(crate) fn matcher_for(&self, constraint: &Constraint) -> Result<Matcher, SchemaError> {
+        match constraint {
+            Constraint::Schema(schema) => self.matcher(schema),
+            Constraint::Grounded { lark, schema } => {
+                let started = std::time::Instant::now();
+                match self.compile_lark(lark) {
+                    Ok(matcher) => {
+                        tracing::debug!(
+                            compile_ms = started.elapsed().as_secs_f64() * 1e3,
+                            grammar_bytes = lark.len(),
+                            "grounded grammar compiled"
+                        );
+                        Ok(matcher)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the grounded grammar did not compile; the schema's is used");
+                        self.matcher(schema)
+                    }
+                }
+            }
+        }
+    }
+
     /// The exact grammar, else the approximate one, else the refusal.
     fn best(&self, schema: &Value) -> Result<(Matcher, Fit), SchemaError> {
         let exact = match self.compile(schema, false) {
@@ -112,6 +163,18 @@ impl Grammars {
         })
     }
 
+    /// A matcher for a Lark grammar, or llguidance's reason it is refused.
+    pub(crate) fn compile_lark(&self, lark: &str) -> Result<Matcher, String> {
+        let matcher = Matcher::new(
+            self.factory
+                .create_parser(TopLevelGrammar::from_lark(lark.to_owned())),
+        );
+        match matcher.get_error() {
+            Some(e) => Err(e),
+            None => Ok(matcher),
+        }
+    }
+
     fn compile(&self, schema: &Value, approximate: bool) -> Result<Matcher, String> {
         let options = json!({
             "whitespace_flexible": self.whitespace_flexible,
@@ -122,7 +185,12 @@ impl Grammars {
             Value::Object(obj) => {
                 let mut obj = obj.clone();
                 obj.insert("x-guidance".into(), options);
-                Value::Object(obj)
+                let mut schema = Value::Object(obj);
+                // Free strings bounded: a small model otherwise repeats itself inside one
+                // until the token limit. The answer is still validated against the schema
+                // as written.
+                crate::grounded::bound_free_strings(&mut schema);
+                schema
             }
             // `true`: any JSON value.
             Value::Bool(true) => json!({"x-guidance": options}),

@@ -32,6 +32,7 @@
 mod engine;
 pub use engine::EngineError;
 mod grammar;
+mod grounded;
 pub mod model_file;
 mod prefix;
 mod scheduler;
@@ -298,6 +299,8 @@ struct Constraint {
     fenced: bool,
     /// Whether the system prompt already shows the schema (`json`, `md_json`).
     schema_in_prompt: bool,
+    /// What the answer's grounded values must come from.
+    grounding: Option<std::sync::Arc<sift_core::grounding::Sources>>,
 }
 
 /// The constraint of `request`: from its [`Structured`](sift_core::Structured) part, else
@@ -309,6 +312,7 @@ fn constraint(request: &ChatRequest) -> Constraint {
             tool: (s.mode == Mode::Tools).then(|| s.name.clone()),
             fenced: s.mode == Mode::MdJson,
             schema_in_prompt: matches!(s.mode, Mode::Json | Mode::MdJson),
+            grounding: s.grounding.clone(),
         };
     }
     match &request.output {
@@ -456,11 +460,12 @@ impl Provider for LocalProvider {
             schema,
             tool,
             fenced,
+            grounding,
             ..
         } = constraint;
         let job = Job {
             messages,
-            schema,
+            constraint: schema.map(|s| self.grammars.constraint(s, grounding.as_deref())),
             max_tokens,
             temperature: request.temperature.unwrap_or(0.0),
             out: tx,

@@ -30,12 +30,18 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
-use serde_json::Value;
 use sift_core::Usage;
 
 use crate::engine::{Counters, Job, Piece};
-use crate::grammar::Grammars;
+use crate::grammar::{Constraint, Grammars};
 use crate::prefix::Kept;
+
+/// DRY's settings for grounded generations: llama.cpp's suggested multiplier and base, runs
+/// of more than a few tokens, looked for in the last 512.
+const DRY_MULTIPLIER: f32 = 0.8;
+const DRY_BASE: f32 = 1.75;
+const DRY_ALLOWED: i32 = 4;
+const DRY_LAST_N: i32 = 512;
 
 /// Prompt tokens read per step. Under 64: llama.cpp's CPU kernels compute a batch of 64 tokens
 /// or more differently from a smaller one, so a prefix kept from a prompt read in one batch of
@@ -222,7 +228,7 @@ impl<'m> Scheduler<'m> {
         if tokens.is_empty() {
             return failed(&job, Piece::Failed("the prompt is empty".into()));
         }
-        match self.sampler(job.schema.as_ref(), job.temperature) {
+        match self.sampler(job.constraint.as_ref(), job.temperature) {
             Ok(sampler) => Some(Prepared {
                 job,
                 tokens,
@@ -254,14 +260,30 @@ impl<'m> Scheduler<'m> {
 
     fn sampler(
         &self,
-        schema: Option<&Value>,
+        constraint: Option<&Constraint>,
         temperature: f32,
     ) -> Result<LlamaSampler, sift_core::SchemaError> {
         let mut chain = Vec::new();
-        if let Some(schema) = schema {
-            // Checked (and remembered) before the job was queued: built here in the form found.
-            let matcher = self.grammars.matcher(schema)?;
+        if let Some(constraint) = constraint {
+            // The schema was checked (and remembered) before the job was queued: built here
+            // in the form found.
+            let matcher = self.grammars.matcher_for(constraint)?;
             chain.push(LlamaSampler::from(matcher));
+            if matches!(constraint, Constraint::Grounded { .. }) {
+                // Held to the text, a small model repeats the same list item until the token
+                // limit (the example invoice: one line 12 times). DRY ("don't repeat
+                // yourself") lowers the token that would continue a repeated run, so the
+                // list closes instead; no sequence breakers, since JSON's quotes and newlines
+                // are inside every repeated item.
+                chain.push(LlamaSampler::dry(
+                    self.model,
+                    DRY_MULTIPLIER,
+                    DRY_BASE,
+                    DRY_ALLOWED,
+                    DRY_LAST_N,
+                    std::iter::empty::<&[u8]>(),
+                ));
+            }
         }
         if temperature > 0.0 {
             chain.push(LlamaSampler::temp(temperature));

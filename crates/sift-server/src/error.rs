@@ -144,8 +144,9 @@ impl ApiError {
 
 /// The status an extraction failure answers with: `504` for an upstream timeout, `503` when
 /// the model is busy, `422` for an input too long for the model, an answer longer than the
-/// token limit allows or a schema the provider cannot enforce, `500` for a response type whose schema does not compile, else
-/// `502`.
+/// token limit allows or a schema the provider cannot enforce, `500` for a response type
+/// whose schema does not compile, else `502` (an answer whose values the text does not hold
+/// after the re-asks too: like any answer that stayed invalid, the model's failure).
 pub fn extraction_status(e: &ExtractError) -> StatusCode {
     match (e, e.provider_error()) {
         (_, Some(ProviderError::Timeout(_))) => StatusCode::GATEWAY_TIMEOUT,

@@ -41,33 +41,34 @@ enum Seed {
 /// extractor's prompt over it. The built-in one's prompt is the seed's (see
 /// [`user_prompt`], the text its template renders), and its `/extract` sends the query as it
 /// is, as the seed does.
-async fn seed_request(
-    state: &AppState,
-    query: &str,
-    seed: Seed,
-) -> Result<(Arc<Extractor>, Vec<sift_core::Message>), ApiError> {
+async fn seed_request(state: &AppState, query: &str, seed: Seed) -> Result<Seeded, ApiError> {
     let extractor = v1::find(state, "user")?;
+    let input = json!({ "query": query });
     if extractor.builtin {
         let text = match seed {
             Seed::One => user_prompt(query),
             Seed::List => query.to_owned(),
         };
-        return Ok((extractor, vec![sift_core::Message::user(text)]));
+        return Ok((extractor, input, vec![sift_core::Message::user(text)]));
     }
-    let input = json!({ "query": query });
     let errors = v1::check_input(&extractor.spec.input, &input, &v1::body_loc());
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
     let messages = v1::messages(&extractor, &input).await?;
-    Ok((extractor, messages))
+    Ok((extractor, input, messages))
 }
+
+/// A seed request ready to run: the `user` extractor, its input `{"query": ...}` (what the
+/// answer is grounded in) and the conversation.
+type Seeded = (Arc<Extractor>, Value, Vec<sift_core::Message>);
 
 async fn extract_user(
     extractor: &Extractor,
+    input: &Value,
     messages: Vec<sift_core::Message>,
 ) -> Result<Value, ApiError> {
-    let out = v1::run_messages(extractor, messages).await?;
+    let out = v1::run_messages(extractor, input, messages).await?;
     let value = response_model(&extractor.spec.output, out.value);
     // The value is content: logged only where content is allowed.
     if extractor.client.recording().log_content() {
@@ -113,8 +114,8 @@ pub(crate) async fn user(
     State(state): State<Arc<AppState>>,
     Body(data): Body<UserData>,
 ) -> Result<Json<Value>, ApiError> {
-    let (extractor, messages) = seed_request(&state, &data.query, Seed::One).await?;
-    extract_user(&extractor, messages).await.map(Json)
+    let (extractor, input, messages) = seed_request(&state, &data.query, Seed::One).await?;
+    extract_user(&extractor, &input, messages).await.map(Json)
 }
 
 /// Extracts one person from each text, concurrently, keeping the order.
@@ -157,8 +158,8 @@ pub(crate) async fn many_users(
         state.config.max_concurrency,
         deadline,
         |i| {
-            let (extractor, messages) = prepared[i].clone();
-            async move { extract_user(&extractor, messages).await }
+            let (extractor, input, messages) = prepared[i].clone();
+            async move { extract_user(&extractor, &input, messages).await }
         },
         |index, _, error| QueryFailure {
             index,
@@ -291,7 +292,7 @@ pub(crate) async fn extract(
     Body(data): Body<UserData>,
 ) -> Result<Response, ApiError> {
     let deadline = deadline.map(|Extension(d)| d);
-    let (extractor, messages) = seed_request(&state, &data.query, Seed::List).await?;
+    let (extractor, input, messages) = seed_request(&state, &data.query, Seed::List).await?;
     let list = extractor.list_schema().map_err(|e| {
         ApiError::extraction(
             sift_core::ExtractError::Schema(e.clone()),
@@ -299,7 +300,7 @@ pub(crate) async fn extract(
         )
     })?;
     let events = v1::Target::of(&extractor)
-        .builder_as(list, messages)
+        .builder_as(list, &input, messages)
         .elements();
     v1::stream_response(
         events,

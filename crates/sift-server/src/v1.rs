@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Extension, Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -136,26 +137,29 @@ impl<'a> Target<'a> {
         }
     }
 
-    /// The extraction of `schema` for one input, its settings applied.
+    /// The extraction of `schema` for one input, its settings applied, grounded in the
+    /// input's strings.
     pub(crate) fn builder_as(
         &self,
         schema: &Schema,
+        input: &Value,
         messages: Vec<Message>,
     ) -> ExtractBuilder<Value> {
         match self.spec {
-            Some(spec) => spec.request_as(self.client, schema, messages),
+            Some(spec) => spec.request_as(self.client, schema, input, messages),
             // The name telemetry sees for inline schemas.
             None => self
                 .client
                 .extract_value(schema)
                 .messages(messages)
-                .extractor("adhoc"),
+                .extractor("adhoc")
+                .grounding(sift_core::grounding::Sources::of_input(input)),
         }
     }
 
     /// The extraction of the output for one input, its settings applied.
-    fn builder(&self, messages: Vec<Message>) -> ExtractBuilder<Value> {
-        self.builder_as(self.output, messages)
+    fn builder(&self, input: &Value, messages: Vec<Message>) -> ExtractBuilder<Value> {
+        self.builder_as(self.output, input, messages)
     }
 }
 
@@ -184,24 +188,68 @@ pub(crate) async fn run(
     extractor: &Arc<Extractor>,
     input: &Value,
 ) -> Result<Extraction<Value>, ApiError> {
-    run_messages(extractor, messages(extractor, input).await?).await
+    run_messages(extractor, input, messages(extractor, input).await?).await
 }
 
-/// The extraction of `extractor` for the conversation `messages`.
+/// The extraction of `extractor` for `input`, whose conversation is `messages`.
 pub(crate) async fn run_messages(
     extractor: &Extractor,
+    input: &Value,
     messages: Vec<Message>,
 ) -> Result<Extraction<Value>, ApiError> {
     Target::of(extractor)
-        .builder(messages)
+        .builder(input, messages)
         .send()
         .await
         .map_err(|e| ApiError::extraction(e, &extractor.client))
 }
 
-/// The value, with the attempts and tokens in headers.
-fn answer(out: Extraction<Value>) -> Response {
-    let mut response = Json(out.value).into_response();
+/// The query of `/v1/extractors/{name}` and `/v1/extract`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct AnswerQuery {
+    /// Answer `{"value": ..., "spans": {...}}`: where each grounded value was found, by
+    /// JSON pointer into the value (`start`/`end` count Unicode scalar values of the input
+    /// field named, end exclusive).
+    #[serde(default)]
+    pub(crate) spans: bool,
+}
+
+/// The query read, or a FastAPI-style 422 naming what in it is wrong (`?spans=maybe`).
+fn answer_query(
+    query: Result<Query<AnswerQuery>, QueryRejection>,
+) -> Result<AnswerQuery, ApiError> {
+    query.map(|Query(q)| q).map_err(|e| {
+        ApiError::Validation(vec![ErrorDetail::new(
+            "bool_parsing",
+            vec![LocItem::Key("query".into()), LocItem::Key("spans".into())],
+            format!("Input should be a valid boolean ({})", e.body_text()),
+            Value::Null,
+        )])
+    })
+}
+
+/// What `?spans=true` answers.
+#[derive(Debug, Serialize)]
+struct WithSpans {
+    /// The extracted value.
+    value: Value,
+    /// Where each grounded value was found, by JSON pointer into `value`.
+    spans: sift_core::grounding::Spans,
+}
+
+/// The value (or, with `?spans=true`, the value and its spans), with the attempts and
+/// tokens in headers.
+fn answer(out: Extraction<Value>, query: &AnswerQuery) -> Response {
+    let body = if query.spans {
+        let spans = out.spans.unwrap_or_default();
+        Json(json!(WithSpans {
+            value: out.value,
+            spans,
+        }))
+    } else {
+        Json(out.value)
+    };
+    let mut response = body.into_response();
     let headers = response.headers_mut();
     for (name, n) in [
         ("sift-attempts", out.attempts.len() as u64),
@@ -227,10 +275,12 @@ fn find_for(state: &AppState, name: &str, input: &Value) -> Result<Arc<Extractor
 pub(crate) async fn run_one(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
+    query: Result<Query<AnswerQuery>, QueryRejection>,
     Body(RawJson(input)): Body<RawJson>,
 ) -> Result<Response, ApiError> {
+    let query = answer_query(query)?;
     let extractor = find_for(&state, &name, &input)?;
-    run(&extractor, &input).await.map(answer)
+    run(&extractor, &input).await.map(|out| answer(out, &query))
 }
 
 pub(crate) async fn run_many(
@@ -317,7 +367,7 @@ pub(crate) async fn run_stream(
     let extractor = find_for(&state, &name, &input)?;
     let messages = messages(&extractor, &input).await?;
     let deadline = deadline.map(|Extension(d)| d);
-    let events = Target::of(&extractor).builder(messages).stream();
+    let events = Target::of(&extractor).builder(&input, messages).stream();
     let recording = extractor.client.recording();
     stream_response(events, recording, wants_sse(&headers), deadline).await
 }
@@ -549,16 +599,23 @@ fn adhoc_target<'a>(client: &'a sift_core::Client, body: &'a Adhoc) -> Target<'a
 
 pub(crate) async fn adhoc(
     State(state): State<Arc<AppState>>,
+    query: Result<Query<AnswerQuery>, QueryRejection>,
     Body(RawJson(body)): Body<RawJson>,
 ) -> Result<Response, ApiError> {
+    let query = answer_query(query)?;
     let request = adhoc_body(&state, &body).await?;
     let (client, messages) = adhoc_call(&state, &request);
     adhoc_target(&client, &request)
-        .builder(messages)
+        .builder(&adhoc_input(&request), messages)
         .send()
         .await
-        .map(answer)
+        .map(|out| answer(out, &query))
         .map_err(|e| ApiError::extraction(e, &client))
+}
+
+/// What an ad-hoc answer is grounded in: the text (not the prompt or system message).
+fn adhoc_input(request: &Adhoc) -> Value {
+    json!({"text": request.text})
 }
 
 pub(crate) async fn adhoc_stream(
@@ -569,7 +626,9 @@ pub(crate) async fn adhoc_stream(
 ) -> Result<Response, ApiError> {
     let request = adhoc_body(&state, &body).await?;
     let (client, messages) = adhoc_call(&state, &request);
-    let events = adhoc_target(&client, &request).builder(messages).stream();
+    let events = adhoc_target(&client, &request)
+        .builder(&adhoc_input(&request), messages)
+        .stream();
     let deadline = deadline.map(|Extension(d)| d);
     stream_response(events, client.recording(), wants_sse(&headers), deadline).await
 }

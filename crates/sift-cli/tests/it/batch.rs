@@ -258,7 +258,8 @@ async fn a_thousand_items_with_failures_and_a_429_burst_each_answered_once() {
         let n = item_of(body);
         Reply::tool_call(
             &tool_name(body),
-            json!({"name": format!("Person {n}"), "age": 1}).to_string(),
+            // The item's number is written in its text too.
+            json!({"name": format!("Person {n}"), "age": n}).to_string(),
         )
     });
     let retried = wait_for(spawn(scratch.command(&server, &["--retry-failed"]))).await;

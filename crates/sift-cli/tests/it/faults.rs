@@ -69,7 +69,7 @@ struct Outcome {
 
 async fn ask(base: String, fault: Fault, endpoint: Endpoint) -> Outcome {
     let http = sift_test_support::http_client();
-    let tag = |what: &str| format!("fault:{} {what}: Daniel is 24", fault.name());
+    let tag = |what: &str| format!("fault:{} {what}: Daniel is 24, Ann is 31", fault.name());
     let started = Instant::now();
     let request = match endpoint {
         Endpoint::User => http

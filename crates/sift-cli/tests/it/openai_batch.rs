@@ -33,7 +33,8 @@ fn batch_answer(body: &Value) -> Reply {
     if reasked {
         return Reply::tool_call(
             &tool_name(body),
-            json!({"name": format!("Person {n}"), "age": 30}).to_string(),
+            // The item's number is written in its text too.
+            json!({"name": format!("Person {n}"), "age": n}).to_string(),
         )
         .usage(1000, 100);
     }
@@ -67,7 +68,7 @@ async fn a_job_runs_through_the_batch_api_with_split_parts_and_a_reask_round() {
     let reasked = by_id("p40");
     assert_eq!(
         reasked["value"],
-        json!({"name": "Person 40", "age": 30}),
+        json!({"name": "Person 40", "age": 40}),
         "{reasked}"
     );
     assert_eq!(reasked["attempts"], 2);

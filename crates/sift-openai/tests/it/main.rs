@@ -3,6 +3,7 @@
 
 mod answers;
 mod dynamic;
+mod grounded;
 mod old;
 mod reask;
 mod streaming;

@@ -79,6 +79,19 @@ pub fn document(extractors: &Registry, adhoc: bool) -> Value {
             }),
         ),
         (
+            "Span".to_owned(),
+            json!({
+                "type": "object",
+                "description": "Where a value was found: an input field and a range of its characters.",
+                "properties": {
+                    "field": {"type": "string", "description": "The input field (`text`; nested fields as `doc.body`, list items as `pages[2]`)"},
+                    "start": {"type": "integer", "minimum": 0, "description": "The first character, counted in Unicode scalar values from 0"},
+                    "end": {"type": "integer", "minimum": 0, "description": "One past the last character"}
+                },
+                "required": ["field", "start", "end"]
+            }),
+        ),
+        (
             "ManyError".to_owned(),
             json!({
                 "type": "object",
@@ -215,10 +228,42 @@ fn error_responses(many: bool) -> Value {
         "413": {"description": "The request body is larger than the limit"},
         "415": body("The body is declared as something other than JSON", &json!({"$ref": "#/components/schemas/Message"})),
         "422": body("The input does not fit its schema (`loc` is its JSON path), or the answer did not fit the token limit", &validation),
-        "502": body("The model failed: upstream error, or no valid answer after the re-asks", &failure),
+        "502": body("The model failed: upstream error, or no valid answer after the re-asks (kind `ungrounded`: its values are not in the text)", &failure),
         "503": body("The model is busy (`Retry-After` says when to try again)", &failure),
         "504": body("The model did not answer in time", &failure),
     })
+}
+
+/// The `spans` query parameter of the one-shot extractions.
+fn spans_parameter() -> Value {
+    json!({
+        "name": "spans",
+        "in": "query",
+        "required": false,
+        "schema": {"type": "boolean", "default": false},
+        "description": "Answer `{\"value\": ..., \"spans\": {...}}`: where each grounded value was found in the input, by JSON pointer into the value"
+    })
+}
+
+/// The 200 body of a one-shot extraction: the value, or with `?spans=true` the value and
+/// its spans.
+fn value_or_spans(value: &Value) -> Value {
+    json!({"anyOf": [
+        value,
+        {
+            "type": "object",
+            "description": "With `?spans=true`",
+            "properties": {
+                "value": value,
+                "spans": {
+                    "type": "object",
+                    "description": "Where each grounded value was found, by JSON pointer into `value`",
+                    "additionalProperties": {"type": "array", "items": {"$ref": "#/components/schemas/Span"}}
+                }
+            },
+            "required": ["value", "spans"]
+        }
+    ]})
 }
 
 fn operations(
@@ -253,7 +298,7 @@ fn operations(
             "sift-input-tokens": count("Prompt tokens over every attempt"),
             "sift-output-tokens": count("Completion tokens over every attempt"),
         },
-        "content": {"application/json": {"schema": output_ref}}
+        "content": {"application/json": {"schema": value_or_spans(&output_ref)}}
     });
     let description = &e.spec.description;
     paths.insert(format!("/v1/extractors/{name}"), json!({
@@ -267,6 +312,7 @@ fn operations(
             "tags": ["extractors"],
             "summary": format!("{name}: {description}"),
             "operationId": format!("extract_{id}"),
+            "parameters": [spans_parameter()],
             "requestBody": {"required": true, "content": {"application/json": {"schema": input_ref}}},
             "responses": one
         }
@@ -348,11 +394,12 @@ fn adhoc_operations(paths: &mut serde_json::Map<String, Value>) {
         "required": ["schema", "text"]
     }}}});
     let mut one = error_responses(false);
-    one["200"] = json!({"description": "The value, valid against the schema sent", "content": {"application/json": {"schema": {}}}});
+    one["200"] = json!({"description": "The value, valid against the schema sent", "content": {"application/json": {"schema": value_or_spans(&json!({}))}}});
     paths.insert("/v1/extract".into(), json!({"post": {
         "tags": ["extractors"],
         "summary": "Extract against a JSON Schema sent with the request (refused with a 422 naming the keyword when the provider cannot enforce it)",
         "operationId": "extract_adhoc",
+        "parameters": [spans_parameter()],
         "requestBody": body,
         "responses": one
     }}));

@@ -1,0 +1,289 @@
+//! The numbers and dates a text mentions, read in one scan: each with what it can mean
+//! (`1.250,00`, `1,340.50`, `thirty-three`, `3 November 2026`, `Nov 3rd, 2026`, `03/11/2026`).
+
+/// A number or date written in a text, with what it can mean.
+#[derive(Debug)]
+pub(super) struct Mention {
+    pub(super) start: usize,
+    pub(super) end: usize,
+    pub(super) numbers: Vec<f64>,
+    pub(super) date: Option<(i32, u32, u32)>,
+    /// A day and month written without a year (`14 January`, `January 14th`): month, day.
+    pub(super) day_month: Option<(u32, u32)>,
+}
+
+/// A number as a map key: its bits, with `-0` as `0`.
+pub(super) fn key(x: f64) -> u64 {
+    (x + 0.0).to_bits()
+}
+
+/// `2026-11-03` (or the date part of a date-time).
+pub(super) fn parse_iso_date(s: &str) -> Option<(i32, u32, u32)> {
+    let s = s.trim();
+    let date = s.get(..10)?;
+    let mut parts = date.split('-');
+    let y = parts.next()?.parse().ok()?;
+    let m = parts.next()?.parse().ok()?;
+    let d = parts.next()?.parse().ok()?;
+    ((1..=12).contains(&m) && (1..=31).contains(&d)).then_some((y, m, d))
+}
+
+const MONTHS: &[&str] = &[
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
+
+const UNITS: &[&str] = &[
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+];
+
+const TENS: &[&str] = &[
+    "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+];
+
+fn month(word: &str) -> Option<u32> {
+    let w = word.to_lowercase();
+    let w = w.trim_end_matches('.');
+    if w.len() < 3 {
+        return None;
+    }
+    MONTHS
+        .iter()
+        .position(|m| m.starts_with(w) && (w.len() >= 3))
+        .map(|i| i as u32 + 1)
+}
+
+/// `thirty-three`, `seven`, `ninety`: the number a word (or hyphenated pair) spells.
+fn number_word(word: &str) -> Option<f64> {
+    let w = word.to_lowercase();
+    if let Some(i) = UNITS.iter().position(|u| *u == w) {
+        return Some(i as f64);
+    }
+    if let Some(i) = TENS.iter().position(|t| !t.is_empty() && *t == w) {
+        return Some((i * 10) as f64);
+    }
+    let (tens, unit) = w.split_once('-')?;
+    let t = TENS.iter().position(|x| !x.is_empty() && *x == tens)?;
+    let u = UNITS
+        .iter()
+        .position(|x| *x == unit)
+        .filter(|&u| (1..10).contains(&u))?;
+    Some((t * 10 + u) as f64)
+}
+
+/// The numbers a run of digits and separators can mean: `1.250,00` and `1,250.00` are
+/// 1250; `126.50` is 126.5; `3` is 3.
+fn readings(token: &str) -> Vec<f64> {
+    let mut out = Vec::new();
+    let plain: String = token
+        .chars()
+        .filter(|c| !matches!(c, '\'' | '_' | ' '))
+        .collect();
+    let mut push = |s: String| {
+        if let Ok(x) = s.parse::<f64>()
+            && !out.contains(&x)
+        {
+            out.push(x);
+        }
+    };
+    // `,` thousands, `.` decimals.
+    push(plain.replace(',', ""));
+    // `.` thousands, `,` decimals.
+    push(plain.replace('.', "").replace(',', "."));
+    out
+}
+
+/// A word starting at character `start`, its trailing punctuation dropped: its range and text.
+fn word(start: usize, raw: String) -> (usize, usize, String) {
+    let text = raw.trim_end_matches(['.', ',', '-', '/', '\'']).to_owned();
+    (start, start + text.chars().count(), text)
+}
+
+/// Every number and date mention in `text`, in one pass over its words.
+pub(super) fn mentions(text: &str) -> Vec<Mention> {
+    // Words with their character ranges.
+    let mut words: Vec<(usize, usize, String)> = Vec::new();
+    let mut current = String::new();
+    let mut start = 0;
+    for (i, c) in text.chars().enumerate() {
+        let part = c.is_alphanumeric()
+            || (matches!(c, '.' | ',' | '-' | '/' | '\'') && !current.is_empty());
+        if part {
+            if current.is_empty() {
+                start = i;
+            }
+            current.push(c);
+        } else if !current.is_empty() {
+            words.push(word(start, std::mem::take(&mut current)));
+        }
+    }
+    if !current.is_empty() {
+        words.push(word(start, current));
+    }
+    let mut out = Vec::new();
+    for (k, (s, _, raw)) in words.iter().enumerate() {
+        // Trailing punctuation is not part of the word.
+        let word = raw.trim_end_matches(['.', ',', '-', '/', '\'']);
+        // 2026-11-03, 03/11/2026, 11/03/2026
+        if let Some(date) = parse_iso_date(word) {
+            out.push(Mention {
+                start: *s,
+                end: s + word.chars().count(),
+                numbers: Vec::new(),
+                date: Some(date),
+                day_month: None,
+            });
+            continue;
+        }
+        if let Some((a, b, c)) = slashed(word) {
+            for (d, m) in [(a, b), (b, a)] {
+                if (1..=12).contains(&m) && (1..=31).contains(&d) {
+                    out.push(Mention {
+                        start: *s,
+                        end: s + word.chars().count(),
+                        numbers: Vec::new(),
+                        date: Some((c, m, d)),
+                        day_month: None,
+                    });
+                }
+            }
+            continue;
+        }
+        let digits = word.chars().next().is_some_and(|c| c.is_ascii_digit());
+        if digits {
+            // `90th`, `3rd`: the number before the suffix.
+            let number_part: String = word
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | ',' | '\''))
+                .collect();
+            let numbers = readings(&number_part);
+            // `3 November 2026`
+            let day = number_part.parse::<u32>().ok();
+            if let (Some(d), Some((_, _, w1)), Some((_, e2, w2))) =
+                (day, words.get(k + 1), words.get(k + 2))
+                && let (Some(m), Ok(y)) = (
+                    month(w1.trim_end_matches(',')),
+                    w2.trim_end_matches(['.', ',']).parse::<i32>(),
+                )
+                && (1..=31).contains(&d)
+            {
+                out.push(Mention {
+                    start: *s,
+                    end: *e2,
+                    numbers: numbers.clone(),
+                    date: Some((y, m, d)),
+                    day_month: None,
+                });
+            } else if let (Some(d), Some((_, e1, w1))) = (day, words.get(k + 1))
+                && let Some(m) = month(w1.trim_end_matches([',', '.']))
+                && (1..=31).contains(&d)
+            {
+                // `14 January`: the year is the reader's to supply.
+                out.push(Mention {
+                    start: *s,
+                    end: *e1,
+                    numbers: Vec::new(),
+                    date: None,
+                    day_month: Some((m, d)),
+                });
+            }
+            out.push(Mention {
+                start: *s,
+                end: s + number_part.chars().count(),
+                numbers,
+                date: None,
+                day_month: None,
+            });
+            continue;
+        }
+        // `November 3, 2026`
+        if let Some(m) = month(word)
+            && let (Some((_, _, w1)), Some((_, e2, w2))) = (words.get(k + 1), words.get(k + 2))
+            && let (Ok(d), Ok(y)) = (
+                w1.trim_end_matches([',', '.'])
+                    .trim_end_matches(|c: char| c.is_alphabetic())
+                    .parse::<u32>(),
+                w2.trim_end_matches(['.', ',']).parse::<i32>(),
+            )
+            && (1..=31).contains(&d)
+        {
+            out.push(Mention {
+                start: *s,
+                end: *e2,
+                numbers: Vec::new(),
+                date: Some((y, m, d)),
+                day_month: None,
+            });
+            continue;
+        }
+        // `January 14th`
+        if let Some(m) = month(word)
+            && let Some((_, e1, w1)) = words.get(k + 1)
+            && let Ok(d) = w1
+                .trim_end_matches([',', '.'])
+                .trim_end_matches(|c: char| c.is_alphabetic())
+                .parse::<u32>()
+            && (1..=31).contains(&d)
+        {
+            out.push(Mention {
+                start: *s,
+                end: *e1,
+                numbers: Vec::new(),
+                date: None,
+                day_month: Some((m, d)),
+            });
+            continue;
+        }
+        if let Some(x) = number_word(word) {
+            out.push(Mention {
+                start: *s,
+                end: s + word.chars().count(),
+                numbers: vec![x],
+                date: None,
+                day_month: None,
+            });
+        }
+    }
+    out
+}
+
+/// `03/11/2026`: its three numbers, the year last.
+fn slashed(word: &str) -> Option<(u32, u32, i32)> {
+    let mut parts = word.split(['/', '.']);
+    let a = parts.next()?.parse().ok()?;
+    let b = parts.next()?.parse().ok()?;
+    let c_text = parts.next()?;
+    if parts.next().is_some() || c_text.len() != 4 {
+        return None;
+    }
+    Some((a, b, c_text.parse().ok()?))
+}

@@ -1,0 +1,978 @@
+//! Grounding: whether each value of an answer can be traced to the text it came from, and
+//! where.
+//!
+//! Each leaf of the output schema has a [`Policy`]: `verbatim` values must appear in the
+//! input (compared after Unicode lower-casing and whitespace collapsing), `normalized` ones
+//! must stand for a mention (a number written `1.250,00` or `126.50`, a date written
+//! `3 November 2026` for `2026-11-03`), `free` ones are not checked (enums, booleans,
+//! summaries). The defaults go by type and keywords; the schema's `x-grounding` keyword
+//! overrides them.
+//!
+//! Values are located in one pass over each input: the verbatim values together through
+//! one Aho-Corasick automaton over the normalised text, the numbers and dates by one scan
+//! that reads every mention the text holds. Spans count Unicode scalar values, end exclusive.
+
+mod mentions;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use mentions::{key, mentions, parse_iso_date};
+
+/// How a leaf of the output is checked against the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// The value appears in the input (after case folding and whitespace normalisation).
+    Verbatim,
+    /// The value stands for a mention in the input (numbers, dates in other spellings).
+    Normalized,
+    /// Not checked.
+    Free,
+}
+
+impl Policy {
+    /// The policy `schema` (a leaf's subschema) asks for: its `x-grounding` keyword, else
+    /// the default for its type and keywords.
+    pub fn of(schema: &Value) -> Self {
+        if let Some(policy) = schema
+            .get("x-grounding")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+        {
+            return policy;
+        }
+        if schema.get("enum").is_some() || schema.get("const").is_some() {
+            return Policy::Free;
+        }
+        let types: Vec<&str> = match schema.get("type") {
+            Some(Value::String(t)) => vec![t.as_str()],
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        if types.iter().any(|t| *t == "number" || *t == "integer") {
+            return Policy::Normalized;
+        }
+        if !types.contains(&"string") {
+            return Policy::Free;
+        }
+        if matches!(
+            schema.get("format").and_then(Value::as_str),
+            Some("date" | "date-time")
+        ) {
+            return Policy::Normalized;
+        }
+        let description = schema
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_lowercase();
+        const FREE_WORDS: &[&str] = &[
+            "summar",
+            "describe",
+            "description of",
+            "classif",
+            "category",
+            "sentiment",
+            "explain",
+            "reason",
+            "in your own words",
+        ];
+        if FREE_WORDS.iter().any(|w| description.contains(w)) {
+            return Policy::Free;
+        }
+        Policy::Verbatim
+    }
+}
+
+/// Where a value was found: which input field, and the character range in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    /// The input field.
+    pub field: String,
+    /// The first character (Unicode scalar value), from 0.
+    pub start: usize,
+    /// One past the last character.
+    pub end: usize,
+}
+
+/// A value that should be grounded and is not.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ungrounded {
+    /// Its JSON pointer in the answer.
+    pub pointer: String,
+    /// The value.
+    pub value: Value,
+    /// Its policy.
+    pub policy: Policy,
+}
+
+impl Ungrounded {
+    /// A message the model can act on.
+    pub fn message(&self) -> String {
+        let shown = match &self.value {
+            Value::String(s) => format!("'{s}'"),
+            other => other.to_string(),
+        };
+        match self.policy {
+            Policy::Normalized => format!(
+                "{shown} is not written in the text (in any spelling); copy the value from the text or leave the field out"
+            ),
+            _ => format!(
+                "{shown} does not appear in the text; copy the value from the text or leave the field out"
+            ),
+        }
+    }
+}
+
+/// Where each grounded value was found, by JSON pointer into the value.
+pub type Spans = BTreeMap<String, Vec<Span>>;
+
+/// What grounding found for one answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Grounding {
+    /// Every grounded value's spans, by JSON pointer.
+    pub spans: Spans,
+    /// The values that should be grounded and are not.
+    pub ungrounded: Vec<Ungrounded>,
+}
+
+impl Policy {
+    /// The policy's name (`verbatim`, `normalized`, `free`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Verbatim => "verbatim",
+            Policy::Normalized => "normalized",
+            Policy::Free => "free",
+        }
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "verbatim" => Ok(Policy::Verbatim),
+            "normalized" => Ok(Policy::Normalized),
+            "free" => Ok(Policy::Free),
+            other => Err(format!(
+                "`{other}` is not a grounding policy; expected verbatim, normalized or free"
+            )),
+        }
+    }
+}
+
+/// What an extraction's answers are grounded in: the input texts by field, and the policies
+/// set by rule path (`seller.name`, `lines[].amount`, `*` for every leaf; a path covers what
+/// is under it), which win over the schema's `x-grounding` and the defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sources {
+    inputs: Vec<(String, String)>,
+    policies: BTreeMap<String, Policy>,
+}
+
+impl Sources {
+    /// No inputs and no policies.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every string (and number) of an input value, named by its path (`text`, `pages[2]`,
+    /// `doc.title`): what a configured extractor's answers are grounded in.
+    pub fn of_input(input: &Value) -> Self {
+        fn walk(v: &Value, path: String, out: &mut Vec<(String, String)>, depth: usize) {
+            match v {
+                Value::String(s) if depth <= 64 => out.push((path, s.clone())),
+                // A number given with the input (a year, say) may be copied too.
+                Value::Number(n) if depth <= 64 => out.push((path, n.to_string())),
+                Value::Object(map) if depth <= 64 => {
+                    for (k, v) in map {
+                        let child = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        };
+                        walk(v, child, out, depth + 1);
+                    }
+                }
+                Value::Array(items) if depth <= 64 => {
+                    for (i, v) in items.iter().enumerate() {
+                        walk(v, format!("{path}[{i}]"), out, depth + 1);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut inputs = Vec::new();
+        walk(input, String::new(), &mut inputs, 0);
+        Self {
+            inputs,
+            policies: BTreeMap::new(),
+        }
+    }
+
+    /// Adds an input text, named `field` in spans.
+    #[must_use]
+    pub fn with_input(mut self, field: impl Into<String>, text: impl Into<String>) -> Self {
+        self.inputs.push((field.into(), text.into()));
+        self
+    }
+
+    /// Sets the policy of the leaves at `path` and under it.
+    #[must_use]
+    pub fn with_policy(mut self, path: impl Into<String>, policy: Policy) -> Self {
+        self.policies.insert(path.into(), policy);
+        self
+    }
+
+    /// Sets the policies of several paths.
+    #[must_use]
+    pub fn with_policies(mut self, policies: &BTreeMap<String, Policy>) -> Self {
+        self.policies
+            .extend(policies.iter().map(|(k, v)| (k.clone(), *v)));
+        self
+    }
+
+    /// The input texts, by field.
+    pub fn inputs(&self) -> &[(String, String)] {
+        &self.inputs
+    }
+
+    /// The policy of the leaf at rule path `rule` (`lines[].amount`) whose subschema is
+    /// `leaf`: the one set for the path or the nearest path above it, else the schema's
+    /// `x-grounding`, else the default for its type and keywords. The rule [`ground`] checks
+    /// by, for a grammar that enforces it while decoding.
+    pub fn policy(&self, rule: &str, leaf: &Value) -> Policy {
+        set_for(&self.policies, rule).unwrap_or_else(|| Policy::of(leaf))
+    }
+
+    /// Every number written in the inputs (in digits or words, in any of the spellings
+    /// [`ground`] reads), each once, in the order first written.
+    pub fn numbers(&self) -> Vec<f64> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (_, text) in &self.inputs {
+            for m in mentions(text) {
+                for x in m.numbers {
+                    if x.is_finite() && seen.insert(key(x)) {
+                        out.push(x);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Every date written in the inputs, as `YYYY-MM-DD`, each once, in the order first
+    /// written; a day and month written without a year (`14 January`) with each year the
+    /// inputs write.
+    pub fn dates(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut day_months = Vec::new();
+        let mut years = Vec::new();
+        for (_, text) in &self.inputs {
+            for m in mentions(text) {
+                if let Some((y, mo, d)) = m.date {
+                    out.push(format!("{y:04}-{mo:02}-{d:02}"));
+                }
+                day_months.extend(m.day_month);
+                years.extend(m.numbers.iter().filter_map(|x| year_of(*x)));
+            }
+        }
+        for (mo, d) in day_months {
+            for y in &years {
+                out.push(format!("{y:04}-{mo:02}-{d:02}"));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|d| seen.insert(d.clone()));
+        out
+    }
+
+    /// Grounds `value` (an answer to `schema`) in these inputs.
+    pub fn ground(&self, value: &Value, schema: &Value) -> Grounding {
+        let inputs: Vec<(&str, &str)> = self
+            .inputs
+            .iter()
+            .map(|(f, t)| (f.as_str(), t.as_str()))
+            .collect();
+        ground_with(value, schema, &inputs, &self.policies)
+    }
+}
+
+/// A leaf to locate.
+struct Leaf {
+    pointer: String,
+    value: Value,
+    policy: Policy,
+}
+
+/// Grounds `value` (an answer to `schema`) in `inputs` (each input field's name and text),
+/// every leaf by its default policy or its schema's `x-grounding`.
+pub fn ground(value: &Value, schema: &Value, inputs: &[(&str, &str)]) -> Grounding {
+    ground_with(value, schema, inputs, &BTreeMap::new())
+}
+
+/// [`ground`], with `policies` set by rule path (they win over the schema's keyword).
+fn ground_with(
+    value: &Value,
+    schema: &Value,
+    inputs: &[(&str, &str)],
+    policies: &BTreeMap<String, Policy>,
+) -> Grounding {
+    let mut walk = Walk {
+        root: schema,
+        policies,
+        out: Vec::new(),
+    };
+    let at = At {
+        pointer: "",
+        rule: "",
+    };
+    walk.collect(value, schema, at, 0);
+    let leaves = walk.out;
+    let mut out = Grounding::default();
+    if leaves.is_empty() {
+        return out;
+    }
+    let texts: Vec<Normalized> = inputs.iter().map(|(f, t)| Normalized::new(f, t)).collect();
+    // Strings: one automaton over all of them, one pass per input.
+    let needles: Vec<(usize, String)> = leaves
+        .iter()
+        .enumerate()
+        // A normalized string written as it is counts too (`2026-11-03` in the text).
+        .filter_map(|(i, l)| l.value.as_str().map(|s| (i, fold(s))))
+        .filter(|(_, n)| !n.is_empty())
+        .collect();
+    let mut found: HashMap<usize, Vec<Span>> = HashMap::new();
+    if !needles.is_empty()
+        && let Ok(automaton) = aho_corasick::AhoCorasick::new(needles.iter().map(|(_, n)| n))
+    {
+        for text in &texts {
+            // The default (standard) match kind, so overlapping search is available.
+            let Ok(matches) = automaton.try_find_overlapping_iter(text.folded.as_str()) else {
+                continue;
+            };
+            for m in matches {
+                // Whole words only: `Jeff` is not written in `Jeffrey`.
+                if !on_word_edges(&text.folded, m.start(), m.end()) {
+                    continue;
+                }
+                let leaf = needles[m.pattern().as_usize()].0;
+                found
+                    .entry(leaf)
+                    .or_default()
+                    .push(text.span(m.start(), m.end()));
+            }
+        }
+    }
+    // Numbers and dates: every mention of each input read once, indexed by what it means.
+    let mut by_number: HashMap<u64, Vec<Span>> = HashMap::new();
+    let mut by_date: HashMap<(i32, u32, u32), Vec<Span>> = HashMap::new();
+    let mut by_day_month: HashMap<(u32, u32), Vec<Span>> = HashMap::new();
+    let mut years = std::collections::HashSet::new();
+    for text in &texts {
+        for m in mentions(&text.original) {
+            let span = Span {
+                field: text.field.clone(),
+                start: m.start,
+                end: m.end,
+            };
+            for x in &m.numbers {
+                by_number.entry(key(*x)).or_default().push(span.clone());
+                years.extend(year_of(*x));
+            }
+            if let Some(dm) = m.day_month {
+                by_day_month.entry(dm).or_default().push(span.clone());
+            }
+            if let Some(d) = m.date {
+                by_date.entry(d).or_default().push(span);
+            }
+        }
+    }
+    for (i, leaf) in leaves.iter().enumerate() {
+        if leaf.policy != Policy::Normalized {
+            continue;
+        }
+        let number = match &leaf.value {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        let date = leaf.value.as_str().and_then(parse_iso_date);
+        // A date written without its year counts when the inputs write the year too.
+        let day_month = date
+            .filter(|(y, _, _)| years.contains(y))
+            .and_then(|(_, m, d)| by_day_month.get(&(m, d)));
+        let hits = number
+            .and_then(|x| by_number.get(&key(x)))
+            .into_iter()
+            .chain(date.and_then(|d| by_date.get(&d)))
+            .chain(day_month)
+            .flatten();
+        for span in hits {
+            found.entry(i).or_default().push(span.clone());
+        }
+    }
+    for (i, leaf) in leaves.into_iter().enumerate() {
+        match found.remove(&i) {
+            Some(mut spans) => {
+                spans.sort_by(|a, b| (&a.field, a.start).cmp(&(&b.field, b.start)));
+                spans.dedup();
+                out.spans.insert(leaf.pointer, spans);
+            }
+            None => out.ungrounded.push(Ungrounded {
+                pointer: leaf.pointer,
+                value: leaf.value,
+                policy: leaf.policy,
+            }),
+        }
+    }
+    out
+}
+
+/// `x` as a year, when it can be one (a whole number from 1000 to 2999).
+fn year_of(x: f64) -> Option<i32> {
+    (x.fract() == 0.0 && (1000.0..3000.0).contains(&x)).then_some(x as i32)
+}
+
+/// The subschema `schema` stands for, its local `$ref` followed (one level per call).
+fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
+    let mut current = schema;
+    for _ in 0..16 {
+        match current.get("$ref").and_then(Value::as_str) {
+            Some(r) if r.starts_with('#') => match root.pointer(&r[1..]) {
+                Some(target) => current = target,
+                None => return current,
+            },
+            _ => return current,
+        }
+    }
+    current
+}
+
+/// Where a leaf is, as a JSON pointer and as a rule path (`lines[].amount`, the paths
+/// `[extractors.NAME.grounding]` and `sift eval` rules use).
+struct At<'a> {
+    pointer: &'a str,
+    rule: &'a str,
+}
+
+/// The walk over an answer: its schema's root (for `$ref`s) and the policies set by path.
+struct Walk<'a> {
+    root: &'a Value,
+    policies: &'a BTreeMap<String, Policy>,
+    out: Vec<Leaf>,
+}
+
+impl Walk<'_> {
+    fn set_for(&self, rule: &str) -> Option<Policy> {
+        set_for(self.policies, rule)
+    }
+
+    /// The leaves of `value` under `schema`, with their policies.
+    fn collect(&mut self, value: &Value, schema: &Value, at: At<'_>, depth: usize) {
+        if depth > 64 {
+            return;
+        }
+        let schema = resolve(schema, self.root);
+        // A union: the first branch whose type fits the value.
+        for key in ["anyOf", "oneOf"] {
+            if let Some(Value::Array(branches)) = schema.get(key) {
+                let fits = branches
+                    .iter()
+                    .map(|b| resolve(b, self.root))
+                    .find(|b| type_fits(b, value));
+                if let Some(branch) = fits {
+                    return self.collect(value, branch, at, depth + 1);
+                }
+                return;
+            }
+        }
+        match value {
+            Value::Object(map) => {
+                let properties = schema.get("properties").and_then(Value::as_object);
+                for (k, v) in map {
+                    let sub = properties.and_then(|p| p.get(k)).unwrap_or(&Value::Null);
+                    let pointer = format!("{}/{}", at.pointer, crate::escape_pointer_token(k));
+                    let rule = if at.rule.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{}.{k}", at.rule)
+                    };
+                    let child = At {
+                        pointer: &pointer,
+                        rule: &rule,
+                    };
+                    self.collect(v, sub, child, depth + 1);
+                }
+            }
+            Value::Array(items) => {
+                let sub = schema.get("items").unwrap_or(&Value::Null);
+                let rule = format!("{}[]", at.rule);
+                for (i, v) in items.iter().enumerate() {
+                    let pointer = format!("{}/{i}", at.pointer);
+                    let child = At {
+                        pointer: &pointer,
+                        rule: &rule,
+                    };
+                    self.collect(v, sub, child, depth + 1);
+                }
+            }
+            Value::Null | Value::Bool(_) => {}
+            Value::String(_) | Value::Number(_) => {
+                let policy = match self.set_for(at.rule) {
+                    Some(p) => p,
+                    // A field the schema does not describe: by its value's type.
+                    None if schema.is_null() => {
+                        if value.is_number() {
+                            Policy::Normalized
+                        } else {
+                            Policy::Verbatim
+                        }
+                    }
+                    None => Policy::of(schema),
+                };
+                if policy != Policy::Free {
+                    self.out.push(Leaf {
+                        pointer: at.pointer.to_owned(),
+                        value: value.clone(),
+                        policy,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The policy set for `rule` or the nearest path above it (`*` for all).
+fn set_for(policies: &BTreeMap<String, Policy>, rule: &str) -> Option<Policy> {
+    if policies.is_empty() {
+        return None;
+    }
+    let mut path = rule;
+    loop {
+        if let Some(p) = policies.get(path) {
+            return Some(*p);
+        }
+        if path.is_empty() {
+            return policies.get("*").copied();
+        }
+        path = parent(path);
+    }
+}
+
+/// The rule path one level up: `lines[].amount` → `lines[]` → `lines` → ``.
+fn parent(path: &str) -> &str {
+    if let Some(p) = path.strip_suffix("[]") {
+        return p;
+    }
+    path.rfind(['.', '[']).map_or("", |i| &path[..i])
+}
+
+/// Whether `path` (a rule path: `seller.name`, `lines[].amount`, `*`) names a place in
+/// `schema`: a config that sets a policy for a field the output does not have is wrong.
+pub fn describes(schema: &Value, path: &str) -> bool {
+    if path == "*" || path.is_empty() {
+        return true;
+    }
+    fn walk(schema: &Value, root: &Value, rest: &str, depth: usize) -> bool {
+        if depth > 64 {
+            return false;
+        }
+        let schema = resolve(schema, root);
+        if rest.is_empty() {
+            return true;
+        }
+        for key in ["anyOf", "oneOf", "allOf"] {
+            if let Some(Value::Array(branches)) = schema.get(key)
+                && branches.iter().any(|b| walk(b, root, rest, depth + 1))
+            {
+                return true;
+            }
+        }
+        if let Some(rest) = rest.strip_prefix("[]") {
+            let rest = rest.strip_prefix('.').unwrap_or(rest);
+            return schema
+                .get("items")
+                .is_some_and(|items| walk(items, root, rest, depth + 1));
+        }
+        let end = rest.find(['.', '[']).unwrap_or(rest.len());
+        let (key, rest) = rest.split_at(end);
+        let rest = rest.strip_prefix('.').unwrap_or(rest);
+        schema
+            .get("properties")
+            .and_then(|p| p.get(key))
+            .is_some_and(|sub| walk(sub, root, rest, depth + 1))
+    }
+    walk(schema, schema, path, 0)
+}
+
+fn type_fits(schema: &Value, value: &Value) -> bool {
+    let name = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let ok = |t: &str| t == name || (t == "number" && name == "integer");
+    match schema.get("type") {
+        Some(Value::String(t)) => ok(t),
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).any(ok),
+        _ => true,
+    }
+}
+
+/// Whether `text[start..end]` starts and ends on word edges: no letter or digit runs on
+/// across either end. Scripts written without spaces (Han, kana, Hangul) have an edge at
+/// every character.
+fn on_word_edges(text: &str, start: usize, end: usize) -> bool {
+    fn wordy(c: char) -> bool {
+        c.is_alphanumeric()
+            && !matches!(c as u32,
+                0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF
+                | 0xF900..=0xFAFF | 0x20000..=0x3FFFF)
+    }
+    let (Some(before), Some(inside), Some(after)) =
+        (text.get(..start), text.get(start..end), text.get(end..))
+    else {
+        return false;
+    };
+    let joined = |outside: Option<char>, edge: Option<char>| matches!((outside, edge), (Some(o), Some(e)) if wordy(o) && wordy(e));
+    !joined(before.chars().next_back(), inside.chars().next())
+        && !joined(after.chars().next(), inside.chars().next_back())
+}
+
+/// Lower case, runs of whitespace as one space, trimmed.
+fn fold(s: &str) -> String {
+    Normalized::new("", s).folded
+}
+
+/// An input's text folded for matching, with the way back to its characters.
+struct Normalized {
+    field: String,
+    original: String,
+    folded: String,
+    /// For each byte of `folded`, the index of the original character it came from.
+    origin: Vec<usize>,
+    /// Characters in the original.
+    chars: usize,
+}
+
+impl Normalized {
+    fn new(field: &str, text: &str) -> Self {
+        let mut folded = String::with_capacity(text.len());
+        let mut origin = Vec::with_capacity(text.len());
+        let mut space = false;
+        let mut chars = 0;
+        for (ci, c) in text.chars().enumerate() {
+            chars = ci + 1;
+            if c.is_whitespace() {
+                space = !folded.is_empty();
+                continue;
+            }
+            if space {
+                folded.push(' ');
+                origin.push(ci.saturating_sub(1));
+                space = false;
+            }
+            for l in c.to_lowercase() {
+                let before = folded.len();
+                folded.push(l);
+                origin.extend(std::iter::repeat_n(ci, folded.len() - before));
+            }
+        }
+        Self {
+            field: field.to_owned(),
+            original: text.to_owned(),
+            folded,
+            origin,
+            chars,
+        }
+    }
+
+    /// The original characters of `folded[start..end]`.
+    fn span(&self, start: usize, end: usize) -> Span {
+        let first = self.origin.get(start).copied().unwrap_or(0);
+        let last = end
+            .checked_sub(1)
+            .and_then(|i| self.origin.get(i).copied())
+            .map_or(first, |l| l + 1);
+        Span {
+            field: self.field.clone(),
+            start: first,
+            end: last.min(self.chars),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn invoice() -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "seller": {"type": "string"},
+                "issued": {"type": "string", "format": "date"},
+                "total": {"type": "number"},
+                "currency": {"enum": ["GBP", "EUR"]},
+                "summary": {"type": "string", "description": "A one-line summary"},
+                "lines": {"type": "array", "items": {"$ref": "#/$defs/line"}}
+            },
+            "$defs": {"line": {"type": "object", "properties": {
+                "item": {"type": "string"}, "qty": {"type": "integer"}, "amount": {"type": "number"}
+            }}}
+        })
+    }
+
+    const TEXT: &str = "Invoice from Brightwater  Tools Ltd, issued 3 November 2026.\n\
+        Two hammers: 1.250,00 EUR\nthirty-three nails: 90.50\nTotal due: 1,340.50";
+
+    #[test]
+    fn a_date_without_its_year_counts_when_the_inputs_give_the_year() {
+        let schema = json!({"type": "object", "properties": {
+            "date": {"type": "string", "format": "date"}
+        }});
+        let text = "The board meets on 14 January; the fair opens April 2nd.";
+        let with_year = Sources::of_input(&json!({"text": text, "year": 2027}));
+        let without = Sources::of_input(&json!({"text": text}));
+        let grounded = |s: &Sources, d: &str| s.ground(&json!({ "date": d }), &schema);
+        let g = grounded(&with_year, "2027-01-14");
+        assert!(g.ungrounded.is_empty(), "{g:?}");
+        let span = &g.spans["/date"][0];
+        let read: String = text
+            .chars()
+            .skip(span.start)
+            .take(span.end - span.start)
+            .collect();
+        assert_eq!(read, "14 January");
+        assert!(grounded(&with_year, "2027-04-02").ungrounded.is_empty());
+        assert!(!grounded(&with_year, "2026-01-14").ungrounded.is_empty());
+        assert!(!grounded(&without, "2027-01-14").ungrounded.is_empty());
+        assert_eq!(with_year.dates(), ["2027-01-14", "2027-04-02"]);
+        assert!(without.dates().is_empty());
+    }
+
+    #[test]
+    fn a_value_must_be_whole_words_of_the_text() {
+        let schema = json!({"type": "object", "properties": {"name": {"type": "string"}}});
+        let text = "Jeffrey met Ann (ann@x.org) in 東京都.";
+        let found = |name: &str| {
+            ground(&json!({ "name": name }), &schema, &[("text", text)])
+                .ungrounded
+                .is_empty()
+        };
+        assert!(found("Jeffrey"));
+        assert!(found("jeffrey met"));
+        assert!(!found("Jeff"));
+        assert!(!found("effrey"));
+        assert!(found("ann@x.org"));
+        assert!(found("(ann@x.org)"));
+        assert!(!found("nn@x.or"));
+        // No spaces between words in Japanese: any run of its characters.
+        assert!(found("東京"));
+    }
+
+    #[test]
+    fn policies_set_by_path_cover_what_is_under_them() {
+        let schema = invoice();
+        let answer = json!({
+            "seller": "Nobody Ltd",
+            "lines": [{"item": "widgets", "qty": 7, "amount": 1.5}],
+            "summary": "hammers and nails"
+        });
+        let sources = Sources::new()
+            .with_input("text", TEXT)
+            .with_policy("seller", Policy::Free)
+            .with_policy("lines[]", Policy::Free)
+            .with_policy("summary", Policy::Verbatim);
+        let g = sources.ground(&answer, &schema);
+        let pointers: Vec<&str> = g.ungrounded.iter().map(|u| u.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/summary"]);
+        let all_free = Sources::new()
+            .with_input("text", TEXT)
+            .with_policy("*", Policy::Free);
+        assert_eq!(all_free.ground(&answer, &schema), Grounding::default());
+        assert!(describes(&schema, "lines[].amount"));
+        assert!(describes(&schema, "lines[]"));
+        assert!(describes(&schema, "seller"));
+        assert!(!describes(&schema, "buyer"));
+        assert!(!describes(&schema, "lines[].price"));
+        assert!(describes(&schema, "*"));
+    }
+
+    #[test]
+    fn an_input_object_is_grounded_in_each_of_its_strings() {
+        let sources = Sources::of_input(&json!({
+            "text": "a", "doc": {"title": "b", "pages": ["c", "d"]}, "n": 3
+        }));
+        let fields: Vec<&str> = sources.inputs().iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["text", "doc.title", "doc.pages[0]", "doc.pages[1]", "n"]
+        );
+        assert_eq!(sources.inputs()[4].1, "3");
+    }
+
+    #[test]
+    fn defaults_go_by_type_and_keywords_and_the_keyword_overrides() {
+        assert_eq!(Policy::of(&json!({"type": "string"})), Policy::Verbatim);
+        assert_eq!(Policy::of(&json!({"type": "integer"})), Policy::Normalized);
+        assert_eq!(
+            Policy::of(&json!({"type": "string", "format": "date"})),
+            Policy::Normalized
+        );
+        assert_eq!(Policy::of(&json!({"enum": ["a"]})), Policy::Free);
+        assert_eq!(Policy::of(&json!({"type": "boolean"})), Policy::Free);
+        assert_eq!(
+            Policy::of(&json!({"type": "string", "description": "Summarise the mail"})),
+            Policy::Free
+        );
+        assert_eq!(
+            Policy::of(&json!({"type": "string", "x-grounding": "free"})),
+            Policy::Free
+        );
+    }
+
+    #[test]
+    fn values_from_the_text_are_located_and_invented_ones_are_not() {
+        let answer = json!({
+            "seller": "brightwater tools ltd",
+            "issued": "2026-11-03",
+            "total": 1340.5,
+            "currency": "EUR",
+            "summary": "An invoice for tools",
+            "lines": [
+                {"item": "hammers", "qty": 2, "amount": 1250},
+                {"item": "nails", "qty": 33, "amount": 90.5},
+                {"item": "Bristall Bank", "qty": 1, "amount": 9.0}
+            ]
+        });
+        let g = ground(&answer, &invoice(), &[("text", TEXT)]);
+        let chars: Vec<char> = TEXT.chars().collect();
+        let at = |p: &str| {
+            let s = &g.spans[p][0];
+            chars[s.start..s.end].iter().collect::<String>()
+        };
+        assert_eq!(at("/seller"), "Brightwater  Tools Ltd");
+        assert_eq!(at("/issued"), "3 November 2026");
+        assert_eq!(at("/total"), "1,340.50");
+        assert_eq!(at("/lines/0/amount"), "1.250,00");
+        assert_eq!(at("/lines/1/qty"), "thirty-three");
+        assert_eq!(at("/lines/1/amount"), "90.50");
+        // `Two` spells 2.
+        assert_eq!(at("/lines/0/qty"), "Two");
+        // Enums and summaries are free: neither located nor refused.
+        assert!(!g.spans.contains_key("/currency") && !g.spans.contains_key("/summary"));
+        let missing: Vec<&str> = g.ungrounded.iter().map(|u| u.pointer.as_str()).collect();
+        assert_eq!(
+            missing,
+            ["/lines/2/item", "/lines/2/qty", "/lines/2/amount"]
+        );
+        assert_eq!(
+            g.ungrounded[0].message(),
+            "'Bristall Bank' does not appear in the text; copy the value from the text or leave the field out"
+        );
+    }
+
+    #[test]
+    fn spans_count_characters_and_survive_tricky_text() {
+        let text = "Zoë said \"Ünïcode\" \\ ok 🎉\nthen  left  for  Köln";
+        let g = ground(
+            &json!({"who": "zoë", "city": "KÖLN", "quote": "\"ünïcode\" \\ ok 🎉"}),
+            &json!({"type": "object", "properties": {
+                "who": {"type": "string"}, "city": {"type": "string"}, "quote": {"type": "string"}}}),
+            &[("text", text)],
+        );
+        assert!(g.ungrounded.is_empty(), "{:?}", g.ungrounded);
+        let chars: Vec<char> = text.chars().collect();
+        for (pointer, spans) in &g.spans {
+            let s = &spans[0];
+            let got: String = chars[s.start..s.end].iter().collect();
+            let value = match pointer.as_str() {
+                "/who" => "zoë",
+                "/city" => "KÖLN",
+                _ => "\"ünïcode\" \\ ok 🎉",
+            };
+            assert_eq!(fold(&got), fold(value), "{pointer}");
+        }
+    }
+
+    #[test]
+    fn dates_in_several_spellings_mean_the_same_day() {
+        let schema =
+            json!({"type": "object", "properties": {"d": {"type": "string", "format": "date"}}});
+        for text in [
+            "on 3 November 2026",
+            "on November 3, 2026",
+            "on Nov 3rd, 2026",
+            "on 2026-11-03",
+            "on 03/11/2026",
+            "on 3.11.2026",
+        ] {
+            let g = ground(&json!({"d": "2026-11-03"}), &schema, &[("text", text)]);
+            assert!(g.ungrounded.is_empty(), "{text}: {:?}", g.ungrounded);
+        }
+        let g = ground(
+            &json!({"d": "3101-04-20"}),
+            &schema,
+            &[("text", "on 3 November 2026")],
+        );
+        assert_eq!(g.ungrounded.len(), 1);
+    }
+
+    #[test]
+    fn a_large_input_is_grounded_in_one_pass() {
+        let text = "filler words here. ".repeat(1000) + "Ann Smith paid 126.50";
+        let g = ground(
+            &json!({"name": "Ann Smith", "paid": 126.5}),
+            &json!({"type": "object", "properties": {"name": {"type": "string"}, "paid": {"type": "number"}}}),
+            &[("text", &text)],
+        );
+        assert!(g.ungrounded.is_empty());
+        assert_eq!(g.spans["/name"][0].start, 19_000);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_run_of_whole_words_is_found_and_its_span_reads_back(
+            text in "[a-zA-Zéß🎉\"\\\\ \n\t]{1,80}",
+            a in 0usize..80,
+            len in 1usize..20,
+        ) {
+            let chars: Vec<char> = text.chars().collect();
+            let wordy = |i: usize| chars.get(i).is_some_and(|c| c.is_alphanumeric());
+            // Widened to whole words: a value is never part of a word.
+            let mut a = a % chars.len();
+            while a > 0 && wordy(a) && wordy(a - 1) {
+                a -= 1;
+            }
+            let mut b = (a + len).min(chars.len());
+            while b < chars.len() && wordy(b) && wordy(b - 1) {
+                b += 1;
+            }
+            let value: String = chars[a..b].iter().collect();
+            proptest::prop_assume!(!fold(&value).is_empty());
+            let g = ground(
+                &json!({"v": value}),
+                &json!({"type": "object", "properties": {"v": {"type": "string"}}}),
+                &[("text", &text)],
+            );
+            proptest::prop_assert!(g.ungrounded.is_empty(), "{:?}", g.ungrounded);
+            for s in &g.spans["/v"] {
+                let got: String = chars[s.start..s.end].iter().collect();
+                proptest::prop_assert_eq!(fold(&got), fold(&value));
+            }
+        }
+    }
+}

@@ -1,0 +1,663 @@
+//! A grounded grammar: the request's schema written as a Lark grammar for llguidance in
+//! which every value that must be grounded can only be what the input says. A `verbatim`
+//! string is a run of whole words of an input (llguidance's suffix-automaton substring
+//! constraint, over the input as JSON escapes it, so quotes, backslashes and newlines in the
+//! text cannot break the JSON); a `normalized` number is one of the numbers the text writes
+//! (in digits or in words), a `normalized` date one of its dates; a field the schema does not
+//! require may be left out, and a nullable one may be `null`, rather than invented. Parts of
+//! the schema with nothing to ground are inlined as llguidance's own JSON Schema grammar
+//! (`%json {...}`); free strings there get a length bound unless the schema sets one.
+//!
+//! Written by hand because no crate turns a JSON Schema into Lark with a hook per leaf:
+//! llguidance's JSON Schema compiler has no way to constrain a string to a text's substrings.
+//!
+//! When the schema uses something this walk does not translate where a grounded value sits
+//! (a recursive `$ref`, `allOf`, a pattern of properties), there is no grounded grammar and
+//! the plain schema grammar is used; the answer is still checked against the text after
+//! decoding, and re-asked.
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value, json};
+use sift_core::grounding::{Policy, Sources};
+
+/// Inputs larger than this (in bytes, all fields together) are not made into a substring
+/// constraint: its compile cost grows with the text (measured in the README's benchmarks),
+/// and past this it would hold up every other generation on the model thread.
+pub(crate) const MAX_GROUNDED_TEXT: usize = 64 * 1024;
+
+/// The length bound given to a free string whose schema sets none: small models otherwise
+/// repeat themselves inside a string until the token limit.
+pub(crate) const FREE_STRING_MAX: u64 = 256;
+
+/// Most items a grounded array may hold when its schema sets no bound (the same reason).
+const ARRAY_MAX: usize = 64;
+
+/// Nesting followed, `$ref`s included.
+const MAX_DEPTH: usize = 24;
+
+/// The Lark grammar for `schema` grounded in `sources`, or `None` when nothing in it is
+/// grounded, the inputs are too large, or the schema uses what the walk does not translate.
+/// `whitespace_flexible` allows whitespace between tokens, as the JSON grammar does.
+pub(crate) fn lark(schema: &Value, sources: &Sources, whitespace_flexible: bool) -> Option<String> {
+    let size: usize = sources.inputs().iter().map(|(_, t)| t.len()).sum();
+    if size == 0 || size > MAX_GROUNDED_TEXT {
+        return None;
+    }
+    let mut g = Gen {
+        root: schema,
+        sources,
+        whitespace_flexible,
+        rules: String::new(),
+        next: 0,
+        grounded: 0,
+        text_token: None,
+        numbers: None,
+        dates: None,
+    };
+    let start = g.value(schema, "", 0).ok()?;
+    if g.grounded == 0 {
+        return None;
+    }
+    let mut out = format!("start: {start}\n");
+    if whitespace_flexible {
+        out.push_str("WS: /[ \\t\\n\\r]{1,16}/\n");
+    }
+    out.push_str(&g.rules);
+    Some(out)
+}
+
+/// Why a schema has no grounded grammar.
+#[derive(Debug)]
+struct Untranslated;
+
+struct Gen<'a> {
+    root: &'a Value,
+    sources: &'a Sources,
+    whitespace_flexible: bool,
+    /// Rules and tokens written so far, one a line.
+    rules: String,
+    next: usize,
+    /// Grounded leaves written.
+    grounded: usize,
+    /// The token for a verbatim string, once written.
+    text_token: Option<String>,
+    numbers: Option<Vec<f64>>,
+    dates: Option<Vec<String>>,
+}
+
+impl<'a> Gen<'a> {
+    fn name(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("{prefix}{}", self.next)
+    }
+
+    /// The literal `lit`, with optional whitespace when whitespace is flexible: before a
+    /// closing bracket, after anything else (never two runs of it in a row).
+    fn sep(&self, lit: &str) -> String {
+        let quoted = lark_string(lit);
+        match (self.whitespace_flexible, lit) {
+            (false, _) => quoted,
+            (true, "}" | "]") => format!("WS? {quoted}"),
+            (true, _) => format!("{quoted} WS?"),
+        }
+    }
+
+    /// A Lark expression for any value of `schema` at rule path `rule`.
+    fn value(&mut self, schema: &Value, rule: &str, depth: usize) -> Result<String, Untranslated> {
+        if depth > MAX_DEPTH {
+            return Err(Untranslated);
+        }
+        let schema = self.resolve(schema)?;
+        if !self.holds_grounded(schema, rule, depth) {
+            return self.inline(schema, depth);
+        }
+        let Some(obj) = schema.as_object() else {
+            return Err(Untranslated);
+        };
+        if obj.contains_key("allOf")
+            || obj.contains_key("patternProperties")
+            || obj.contains_key("if")
+            || obj.contains_key("not")
+        {
+            return Err(Untranslated);
+        }
+        for key in ["anyOf", "oneOf"] {
+            if let Some(Value::Array(branches)) = obj.get(key) {
+                let mut alts = Vec::new();
+                for b in branches {
+                    alts.push(self.value(b, rule, depth + 1)?);
+                }
+                return Ok(format!("({})", alts.join(" | ")));
+            }
+        }
+        let mut alts = Vec::new();
+        for t in types(schema) {
+            let alt = match t {
+                "null" => "\"null\"".to_owned(),
+                "object" => self.object(schema, rule, depth)?,
+                "array" => self.array(schema, rule, depth)?,
+                "string" | "number" | "integer" => self.leaf(schema, t, rule, depth)?,
+                "boolean" => "(\"true\" | \"false\")".to_owned(),
+                _ => return Err(Untranslated),
+            };
+            alts.push(alt);
+        }
+        if alts.is_empty() {
+            return Err(Untranslated);
+        }
+        Ok(format!("({})", alts.join(" | ")))
+    }
+
+    /// Whether some leaf under `schema` is grounded.
+    fn holds_grounded(&self, schema: &Value, rule: &str, depth: usize) -> bool {
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        let Ok(schema) = self.resolve(schema) else {
+            return false;
+        };
+        if schema.get("enum").is_some() || schema.get("const").is_some() {
+            return false;
+        }
+        for key in ["anyOf", "oneOf", "allOf"] {
+            if let Some(Value::Array(branches)) = schema.get(key) {
+                return branches
+                    .iter()
+                    .any(|b| self.holds_grounded(b, rule, depth + 1));
+            }
+        }
+        let ts = types(schema);
+        if ts.contains(&"object")
+            && let Some(props) = schema.get("properties").and_then(Value::as_object)
+            && props
+                .iter()
+                .any(|(k, v)| self.holds_grounded(v, &child_rule(rule, k), depth + 1))
+        {
+            return true;
+        }
+        if ts.contains(&"array")
+            && let Some(items) = schema.get("items")
+            && self.holds_grounded(items, &format!("{rule}[]"), depth + 1)
+        {
+            return true;
+        }
+        ts.iter()
+            .any(|t| matches!(*t, "string" | "number" | "integer"))
+            && self.sources.policy(rule, schema) != Policy::Free
+    }
+
+    /// `schema`'s local `$ref` followed.
+    fn resolve<'s>(&self, schema: &'s Value) -> Result<&'s Value, Untranslated>
+    where
+        'a: 's,
+    {
+        let mut current = schema;
+        for _ in 0..16 {
+            match current.get("$ref").and_then(Value::as_str) {
+                Some(r) => match r.strip_prefix('#').and_then(|p| self.root.pointer(p)) {
+                    Some(target) => current = target,
+                    None => return Err(Untranslated),
+                },
+                None => return Ok(current),
+            }
+        }
+        Err(Untranslated)
+    }
+
+    fn object(&mut self, schema: &Value, rule: &str, depth: usize) -> Result<String, Untranslated> {
+        let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+            return self.inline(schema, depth);
+        };
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        // Each property as `"key": value`, with whether it must be there.
+        let colon = self.sep(":");
+        let comma = self.sep(",");
+        let mut items: Vec<(String, bool)> = Vec::new();
+        for (k, sub) in props {
+            let value = self.value(sub, &child_rule(rule, k), depth + 1)?;
+            let key = lark_string(&json_string(k));
+            items.push((
+                format!("{key} {colon} {value}"),
+                required.contains(&k.as_str()),
+            ));
+        }
+        // The members in order, each optional one may be left out: `t_i` is what may follow
+        // once something was written (each member after a comma), `h_i` what may come first.
+        let name = self.name("obj");
+        let mut tail: Option<String> = None;
+        let mut head: Option<String> = None;
+        for (i, (item, required)) in items.iter().enumerate().rev() {
+            let t = format!("{name}_t{i}");
+            let h = format!("{name}_h{i}");
+            let after = tail.as_ref().map(|t| format!(" {t}")).unwrap_or_default();
+            if *required {
+                let _ = writeln!(self.rules, "{t}: {comma} {item}{after}");
+                let _ = writeln!(self.rules, "{h}: {item}{after}");
+            } else {
+                let _ = writeln!(self.rules, "{t}: ({comma} {item})?{after}");
+                let rest = head.as_ref().map(|h| format!(" | {h}")).unwrap_or_default();
+                let _ = writeln!(self.rules, "{h}: {item}{after}{rest}");
+            }
+            tail = Some(t);
+            head = Some(h);
+        }
+        let all_optional = items.iter().all(|(_, r)| !r);
+        let body = match head {
+            None => String::new(),
+            Some(h) if all_optional => format!(" {h}?"),
+            Some(h) => format!(" {h}"),
+        };
+        let (open, close) = (self.sep("{"), self.sep("}"));
+        let _ = writeln!(self.rules, "{name}: {open}{body} {close}");
+        Ok(name)
+    }
+
+    fn array(&mut self, schema: &Value, rule: &str, depth: usize) -> Result<String, Untranslated> {
+        let Some(items) = schema.get("items").filter(|i| i.is_object()) else {
+            return self.inline(schema, depth);
+        };
+        let min = schema.get("minItems").and_then(Value::as_u64).unwrap_or(0);
+        // A list held to the text has at most one item per line or sentence of it: a small
+        // model otherwise goes on listing (the example invoice's three lines, twelve times).
+        let max = schema
+            .get("maxItems")
+            .and_then(Value::as_u64)
+            .map_or(ARRAY_MAX, |m| m.min(ARRAY_MAX as u64) as usize)
+            .min(segments(self.sources).max(1));
+        if min > 1 || max == 0 {
+            return Err(Untranslated);
+        }
+        let item = self.value(items, &format!("{rule}[]"), depth + 1)?;
+        let name = self.name("arr");
+        let more = max.saturating_sub(1);
+        let comma = self.sep(",");
+        let list = format!("{item} ({comma} {item}){{0,{more}}}");
+        let body = if min == 0 { format!("({list})?") } else { list };
+        let (open, close) = (self.sep("["), self.sep("]"));
+        let _ = writeln!(self.rules, "{name}: {open} {body} {close}");
+        Ok(name)
+    }
+
+    /// A string, number or integer leaf.
+    fn leaf(
+        &mut self,
+        schema: &Value,
+        ty: &str,
+        rule: &str,
+        depth: usize,
+    ) -> Result<String, Untranslated> {
+        // The type alone (a leaf typed `["string", "null"]` is read one type at a time).
+        let mut one = schema.clone();
+        if let Some(obj) = one.as_object_mut() {
+            obj.insert("type".into(), json!(ty));
+        }
+        let policy = self.sources.policy(rule, &one);
+        match (policy, ty) {
+            (Policy::Verbatim, "string") => {
+                self.grounded += 1;
+                Ok(self.text_token())
+            }
+            (Policy::Normalized, "string")
+                if matches!(schema.get("format").and_then(Value::as_str), Some("date")) =>
+            {
+                let dates = self
+                    .dates
+                    .get_or_insert_with(|| self.sources.dates())
+                    .clone();
+                if dates.is_empty() {
+                    return self.inline(&one, depth);
+                }
+                self.grounded += 1;
+                let alts: Vec<String> =
+                    dates.iter().map(|d| lark_string(&json_string(d))).collect();
+                Ok(format!("({})", alts.join(" | ")))
+            }
+            (Policy::Normalized, "number" | "integer") => {
+                let numbers = self
+                    .numbers
+                    .get_or_insert_with(|| self.sources.numbers())
+                    .clone();
+                let literals: Vec<String> = numbers
+                    .into_iter()
+                    .filter(|x| ty == "number" || x.fract() == 0.0)
+                    .filter(|x| within(schema, *x))
+                    .filter_map(|x| number_literal(x, ty == "integer"))
+                    .collect();
+                if literals.is_empty() {
+                    return self.inline(&one, depth);
+                }
+                self.grounded += 1;
+                let alts: Vec<String> = literals.iter().map(|l| lark_string(l)).collect();
+                Ok(format!("({})", alts.join(" | ")))
+            }
+            _ => self.inline(&one, depth),
+        }
+    }
+
+    /// The token of a verbatim string: whole words of one of the inputs, as JSON writes
+    /// them, quoted; at least one character.
+    fn text_token(&mut self) -> String {
+        if let Some(t) = &self.text_token {
+            return t.clone();
+        }
+        let mut alts = Vec::new();
+        for (i, (_, text)) in self.sources.inputs().iter().enumerate() {
+            let chunks = chunks(text);
+            if chunks.is_empty() {
+                continue;
+            }
+            let inner = format!("TXT{i}_IN");
+            let list = Value::from(chunks);
+            let _ = writeln!(
+                self.rules,
+                "{inner}: %regex {{\"substring_chunks\": {list}}} & /.+/"
+            );
+            alts.push(format!("\"\\\"\" {inner} \"\\\"\""));
+        }
+        let _ = writeln!(self.rules, "TXT: {}", alts.join(" | "));
+        self.text_token = Some("TXT".into());
+        "TXT".into()
+    }
+
+    /// `schema` as llguidance's own JSON Schema grammar, free strings bounded.
+    fn inline(&mut self, schema: &Value, depth: usize) -> Result<String, Untranslated> {
+        let mut schema = self.inline_refs(schema, depth)?;
+        bound_free_strings(&mut schema);
+        if let Value::Object(obj) = &mut schema {
+            obj.insert(
+                "x-guidance".into(),
+                json!({"whitespace_flexible": self.whitespace_flexible}),
+            );
+        }
+        Ok(format!("%json {schema}"))
+    }
+
+    /// `schema` with its local `$ref`s replaced by what they point at (an inlined schema
+    /// stands alone); recursion cannot be.
+    fn inline_refs(&self, schema: &Value, depth: usize) -> Result<Value, Untranslated> {
+        if depth > MAX_DEPTH {
+            return Err(Untranslated);
+        }
+        match schema {
+            Value::Object(obj) => {
+                if obj.contains_key("$ref") {
+                    let target = self.resolve(schema)?;
+                    return self.inline_refs(target, depth + 1);
+                }
+                let mut out = Map::new();
+                for (k, v) in obj {
+                    if k == "$defs" || k == "definitions" {
+                        continue;
+                    }
+                    out.insert(k.clone(), self.inline_refs(v, depth + 1)?);
+                }
+                Ok(Value::Object(out))
+            }
+            Value::Array(items) => items
+                .iter()
+                .map(|v| self.inline_refs(v, depth + 1))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
+            other => Ok(other.clone()),
+        }
+    }
+}
+
+/// Gives every string subschema of `schema` that sets no length, format, pattern, enum or
+/// const a `maxLength` of [`FREE_STRING_MAX`] (the grammar only: answers are still validated
+/// against the schema as written).
+pub(crate) fn bound_free_strings(schema: &mut Value) {
+    fn walk(v: &mut Value, depth: usize) {
+        if depth > 64 {
+            return;
+        }
+        match v {
+            Value::Object(obj) => {
+                let is_string = match obj.get("type") {
+                    Some(Value::String(t)) => t == "string",
+                    Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+                    _ => false,
+                };
+                if is_string
+                    && ![
+                        "maxLength",
+                        "minLength",
+                        "format",
+                        "pattern",
+                        "enum",
+                        "const",
+                    ]
+                    .iter()
+                    .any(|k| obj.contains_key(*k))
+                {
+                    obj.insert("maxLength".into(), json!(FREE_STRING_MAX));
+                }
+                for (k, child) in obj.iter_mut() {
+                    // Values of these keywords are data, not schemas.
+                    if matches!(k.as_str(), "enum" | "const" | "default" | "examples") {
+                        continue;
+                    }
+                    walk(child, depth + 1);
+                }
+            }
+            Value::Array(items) => {
+                for child in items {
+                    walk(child, depth + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(schema, 0);
+}
+
+/// The types `schema` allows (`type` as a string or a list).
+fn types(schema: &Value) -> Vec<&str> {
+    match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ if schema.get("properties").is_some() => vec!["object"],
+        _ => Vec::new(),
+    }
+}
+
+fn child_rule(rule: &str, key: &str) -> String {
+    if rule.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{rule}.{key}")
+    }
+}
+
+/// Whether `x` is within the schema's `minimum`/`maximum` (and exclusive ones).
+fn within(schema: &Value, x: f64) -> bool {
+    let get = |k: &str| schema.get(k).and_then(Value::as_f64);
+    get("minimum").is_none_or(|m| x >= m)
+        && get("maximum").is_none_or(|m| x <= m)
+        && get("exclusiveMinimum").is_none_or(|m| x > m)
+        && get("exclusiveMaximum").is_none_or(|m| x < m)
+}
+
+/// `x` as a JSON number literal (`126.5`, `33`).
+fn number_literal(x: f64, integer: bool) -> Option<String> {
+    if integer || (x.fract() == 0.0 && x.abs() < 1e15) {
+        if x.abs() >= 9.0e15 {
+            return None;
+        }
+        return Some(format!("{}", x as i64));
+    }
+    serde_json::Number::from_f64(x).map(|n| n.to_string())
+}
+
+/// The lines and sentences of the inputs that hold a letter or digit.
+fn segments(sources: &Sources) -> usize {
+    sources
+        .inputs()
+        .iter()
+        .flat_map(|(_, t)| t.split(['\n', '\r']))
+        .flat_map(|line| line.split(". "))
+        .filter(|s| s.chars().any(char::is_alphanumeric))
+        .count()
+}
+
+/// `s` as a JSON string literal, quotes included.
+fn json_string(s: &str) -> String {
+    Value::from(s).to_string()
+}
+
+/// `s` as a Lark string literal (Lark's literals are read as JSON strings).
+fn lark_string(s: &str) -> String {
+    json_string(s)
+}
+
+/// `text` as JSON writes it inside a string, cut where a value may start or end: words
+/// whole (runs of letters and digits, except in scripts written without spaces, whose
+/// characters stand alone), every other character alone, an escape never split.
+pub(crate) fn chunks(text: &str) -> Vec<String> {
+    fn wordy(c: char) -> bool {
+        c.is_alphanumeric()
+            && !matches!(c as u32,
+                0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF
+                | 0xF900..=0xFAFF | 0x20000..=0x3FFFF)
+    }
+    let mut out = Vec::new();
+    let mut word = String::new();
+    for c in text.chars() {
+        if wordy(c) {
+            word.push(c);
+            continue;
+        }
+        if !word.is_empty() {
+            out.push(std::mem::take(&mut word));
+        }
+        let escaped = json_string(&c.to_string());
+        out.push(escaped[1..escaped.len() - 1].to_owned());
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grammar::Grammars;
+
+    /// Whether the grammar takes `answer` whole (one byte a token).
+    fn takes(lark: &str, answer: &str) -> bool {
+        let mut m = Grammars::offline()
+            .compile_lark(lark)
+            .unwrap_or_else(|e| panic!("{e}\n{lark}"));
+        let tokens: Vec<u32> = answer.bytes().map(u32::from).collect();
+        let n = m.validate_tokens(&tokens).unwrap_or(0);
+        if n != tokens.len() {
+            return false;
+        }
+        m.consume_tokens(&tokens).is_ok() && m.is_accepting().unwrap_or(false)
+    }
+
+    fn person() -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "city": {"type": ["string", "null"]},
+                "age": {"type": "integer", "maximum": 150},
+                "born": {"type": "string", "format": "date"},
+                "mood": {"enum": ["calm", "angry"]},
+                "note": {"type": "string", "description": "A summary of the text"},
+                "tags": {"type": "array", "items": {"type": "string"}}
+            },
+            "required": ["name", "age"]
+        })
+    }
+
+    #[test]
+    fn grounded_values_come_from_the_text() {
+        let text = "Jeffrey \"Jeff\" Smith lives down in Leeds; he turned thirty-three on 3 November 2026. Path: C:\\tmp\nnext line 😀 €1.250,00";
+        let sources = Sources::new().with_input("text", text);
+        let lark = lark(&person(), &sources, true).expect("a grounded grammar");
+        let ok = |a: &str| takes(&lark, a);
+        assert!(ok(r#"{"name": "Jeffrey", "age": 33}"#), "{lark}");
+        assert!(ok(
+            r#"{"name":"Jeffrey \"Jeff\" Smith","city":"Leeds","age":33}"#
+        ));
+        assert!(ok(
+            r#"{"name": "Smith", "city": null, "age": 33, "born": "2026-11-03"}"#
+        ));
+        assert!(ok(
+            r#"{"name": "C:\\tmp\nnext", "age": 33, "mood": "calm", "tags": ["Leeds", "😀"]}"#
+        ));
+        assert!(ok(
+            r#"{"name": "Jeffrey", "age": 33, "note": "anything at all"}"#
+        ));
+        // Not in the text, not whole words, not a number it writes.
+        assert!(!ok(r#"{"name": "Lisle", "age": 33}"#));
+        assert!(!ok(r#"{"name": "Jeff Smith", "age": 33}"#));
+        assert!(!ok(r#"{"name": "Jeffre", "age": 33}"#));
+        assert!(!ok(r#"{"name": "Jeffrey", "age": 34}"#));
+        assert!(!ok(
+            r#"{"name": "Jeffrey", "age": 33, "born": "2026-11-04"}"#
+        ));
+        assert!(!ok(r#"{"name": "", "age": 33}"#));
+        // A quote of the text cannot close the string early, nor a backslash escape it.
+        assert!(!ok(r#"{"name": "Jeffrey "Jeff", "age": 33}"#));
+        assert!(!ok(r#"{"name": "C:\", "age": 33}"#));
+        // Required fields are required; a number over the maximum is not offered.
+        assert!(!ok(r#"{"name": "Jeffrey"}"#));
+        assert!(!ok(r#"{"name": "Jeffrey", "age": 1250}"#));
+    }
+
+    #[test]
+    fn a_list_holds_at_most_one_item_per_line_or_sentence() {
+        let schema = json!({"type": "array", "items": {"type": "string"}});
+        let sources = Sources::new().with_input("text", "Ann. Bo\nCy");
+        let lark = lark(&schema, &sources, false).expect("a grounded grammar");
+        assert!(takes(&lark, r#"["Ann","Bo","Cy"]"#), "{lark}");
+        assert!(takes(&lark, r#"[]"#));
+        assert!(!takes(&lark, r#"["Ann","Bo","Cy","Ann"]"#));
+    }
+
+    #[test]
+    fn chunks_keep_words_and_escapes_whole() {
+        assert_eq!(
+            chunks("Ann \"Jo\" O'Neil\\x\n東京 😀"),
+            [
+                "Ann", " ", "\\\"", "Jo", "\\\"", " ", "O", "'", "Neil", "\\\\", "x", "\\n", "東",
+                "京", " ", "😀"
+            ]
+        );
+    }
+
+    #[test]
+    fn free_strings_get_a_bound_unless_they_have_one() {
+        let mut s = json!({"type": "object", "properties": {
+            "a": {"type": "string"},
+            "b": {"type": "string", "maxLength": 3},
+            "c": {"type": ["string", "null"], "enum": ["x", null]},
+            "d": {"type": "array", "items": {"type": "string", "format": "date"}}
+        }});
+        bound_free_strings(&mut s);
+        assert_eq!(s["properties"]["a"]["maxLength"], FREE_STRING_MAX);
+        assert_eq!(s["properties"]["b"]["maxLength"], 3);
+        assert!(s["properties"]["c"].get("maxLength").is_none());
+        assert!(s["properties"]["d"]["items"].get("maxLength").is_none());
+    }
+
+    #[test]
+    fn nothing_grounded_means_no_grammar() {
+        let sources = Sources::new().with_input("text", "Ann is 30");
+        let schema = json!({"type": "object", "properties": {"mood": {"enum": ["a", "b"]}}});
+        assert!(lark(&schema, &sources, true).is_none());
+        let big = Sources::new().with_input("text", "x".repeat(MAX_GROUNDED_TEXT + 1));
+        let schema = json!({"type": "object", "properties": {"name": {"type": "string"}}});
+        assert!(lark(&schema, &big, true).is_none());
+        assert!(lark(&schema, &sources, true).is_some());
+    }
+}
