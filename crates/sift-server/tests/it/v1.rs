@@ -563,3 +563,67 @@ required = ["query"]
     );
     assert_eq!(sent["tool_choice"]["function"]["name"], "Array_of_user");
 }
+
+#[tokio::test]
+async fn spans_are_answered_when_asked_and_an_invented_value_is_reasked() {
+    let upstream = ScriptedServer::start().await;
+    let invented = INVOICE.replace("Brightwater Tools Ltd", "Bristall Bank");
+    upstream
+        .push(Reply::tool_call("Invoice", invented.clone()))
+        .push(Reply::tool_call("Invoice", INVOICE))
+        .push(Reply::tool_call("Invoice", INVOICE));
+    let app = examples(&upstream, ServerConfig::default());
+    let input = json!({"text": text("invoice.txt")}).to_string();
+    let (status, _, body) = call(&app, "POST", "/v1/extractors/invoice?spans=true", &input).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer = json(&body);
+    assert_eq!(answer["value"]["seller"]["name"], "Brightwater Tools Ltd");
+    let chars: Vec<char> = text("invoice.txt").chars().collect();
+    let read = |pointer: &str| -> String {
+        let span = &answer["spans"][pointer][0];
+        assert_eq!(span["field"], "text", "{pointer}: {answer}");
+        let (start, end) = (
+            span["start"].as_u64().unwrap() as usize,
+            span["end"].as_u64().unwrap() as usize,
+        );
+        chars[start..end].iter().collect()
+    };
+    assert_eq!(read("/seller/name"), "Brightwater Tools Ltd");
+    assert_eq!(read("/issued"), "3 November 2026");
+    assert_eq!(read("/total"), "126.50");
+    // A string with a pattern is verbatim too.
+    assert_eq!(read("/currency"), "GBP");
+    // The re-ask carried the error back.
+    let requests = upstream.requests();
+    assert!(
+        requests[1].body["messages"]
+            .to_string()
+            .contains("'Bristall Bank' does not appear in the text"),
+        "{}",
+        requests[1].body["messages"]
+    );
+    // Without `spans=true`, the bare value.
+    let (status, _, body) = call(&app, "POST", "/v1/extractors/invoice", &input).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["seller"]["name"], "Brightwater Tools Ltd");
+    // `spans=maybe` is the caller's mistake, named.
+    let (status, _, body) = call(&app, "POST", "/v1/extractors/invoice?spans=maybe", &input).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(json(&body)["detail"][0]["loc"], json!(["query", "spans"]));
+
+    // Invented every time: a 502 of its own kind, never the invented value.
+    for _ in 0..3 {
+        upstream.push(Reply::tool_call("Invoice", invented.clone()));
+    }
+    let (status, _, body) = call(&app, "POST", "/v1/extractors/invoice", &input).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let failure = json(&body)["detail"].clone();
+    assert_eq!(failure["kind"], "ungrounded", "{failure}");
+    assert!(
+        failure["message"]
+            .as_str()
+            .unwrap()
+            .contains("Bristall Bank"),
+        "{failure}"
+    );
+}
