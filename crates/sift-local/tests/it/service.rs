@@ -166,12 +166,13 @@ async fn every_example_extractor_answers_schema_valid_output() {
         provider()
             .check_schema(spec.output.constrained_schema())
             .unwrap();
-        let (status, body, headers) = post(
-            &app,
-            &format!("/v1/extractors/{}", spec.name),
-            json!({"text": example_text(&spec.name)}),
-        )
-        .await;
+        let mut input = json!({"text": example_text(&spec.name)});
+        // The events text writes no year: answers are grounded, so the year comes as input.
+        if spec.input.value()["properties"].get("year").is_some() {
+            input["year"] = json!(2027);
+        }
+        let (status, body, headers) =
+            post(&app, &format!("/v1/extractors/{}", spec.name), input).await;
         assert_eq!(status, StatusCode::OK, "{}: {body}", spec.name);
         let value: Value = serde_json::from_str(&body).unwrap();
         assert!(

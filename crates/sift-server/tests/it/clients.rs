@@ -124,7 +124,11 @@ async fn dripping(addr: std::net::SocketAddr, n: usize) -> TcpStream {
     )
     .await
     .unwrap();
-    let body = format!("{{\"query\": \"{}\"}}", "a".repeat(n.saturating_sub(13)));
+    // The text holds the answer the upstream gives (`Ann`, 30): answers are grounded.
+    let body = format!(
+        "{{\"query\": \"Ann is 30 {}\"}}",
+        "a".repeat(n.saturating_sub(23))
+    );
     let mut chunks = String::new();
     for c in body.chars() {
         chunks.push_str(&format!("1\r\n{c}\r\n"));
@@ -152,7 +156,7 @@ async fn bodies_still_arriving_hold_no_more_than_the_body_memory() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // A second, whole body that does not fit beside it is refused, saying why.
     let mut second = TcpStream::connect(addr).await.unwrap();
-    let body = format!("{{\"query\": \"{}\"}}", "b".repeat(6000));
+    let body = format!("{{\"query\": \"Bo is 31 {}\"}}", "b".repeat(5991));
     second
         .write_all(
             format!(

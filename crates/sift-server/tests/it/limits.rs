@@ -47,7 +47,7 @@ async fn calls_past_the_bound_and_the_queue_are_refused_as_busy() {
     );
 
     // /many-users is held to the same bound, across requests.
-    let queries: Vec<String> = (0..4).map(|i| format!("Person {i} is 30")).collect();
+    let queries: Vec<String> = (0..4).map(|i| format!("{i}: Daniel is 24")).collect();
     let body = json!({"queries": queries}).to_string();
     let app = crate::app(&upstream, ServerConfig::default().model_calls(2, 100));
     let (a, b) = tokio::join!(
@@ -71,7 +71,9 @@ async fn a_busy_refusal_carries_retry_after() {
     let app = app(&upstream, ServerConfig::default().model_calls(1, 0));
     let slow = {
         let app = app.clone();
-        tokio::spawn(async move { call(&app, "POST", "/user", r#"{"query": "a"}"#).await })
+        tokio::spawn(
+            async move { call(&app, "POST", "/user", r#"{"query": "Daniel is 24"}"#).await },
+        )
     };
     while upstream.requests().is_empty() {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -80,7 +82,7 @@ async fn a_busy_refusal_carries_retry_after() {
         .oneshot(
             axum::http::Request::post("/user")
                 .header("content-type", "application/json")
-                .body(axum::body::Body::from(r#"{"query": "b"}"#))
+                .body(axum::body::Body::from(r#"{"query": "Daniel is 24 too"}"#))
                 .unwrap(),
         )
         .await
@@ -153,7 +155,14 @@ async fn a_batch_past_its_deadline_reports_what_was_done_and_what_was_not() {
         &upstream,
         ServerConfig::default().request_deadline(Some(Duration::from_secs(1))),
     );
-    let queries = ["quick 1", "slow 2", "quick 3", "slow 4", "slow 5"];
+    // The quick ones hold the answer they get (answers are grounded).
+    let queries = [
+        "quick 1: Daniel is 24",
+        "slow 2",
+        "quick 3: Daniel is 24",
+        "slow 4",
+        "slow 5",
+    ];
     let started = Instant::now();
     let (status, _, text) = call(
         &app,

@@ -63,10 +63,18 @@ fn each_extractor_gets_operations_typed_by_its_own_schemas() {
         "#/components/schemas/InvoiceInput"
     );
     let ok = &invoice["responses"]["200"];
+    // The value, or with `?spans=true` the value and its spans.
+    let answers = &ok["content"]["application/json"]["schema"]["anyOf"];
+    assert_eq!(answers[0]["$ref"], "#/components/schemas/InvoiceOutput");
     assert_eq!(
-        ok["content"]["application/json"]["schema"]["$ref"],
+        answers[1]["properties"]["value"]["$ref"],
         "#/components/schemas/InvoiceOutput"
     );
+    assert_eq!(
+        answers[1]["properties"]["spans"]["additionalProperties"]["items"]["$ref"],
+        "#/components/schemas/Span"
+    );
+    assert_eq!(invoice["parameters"][0]["name"], "spans");
     assert!(ok["headers"]["sift-attempts"].is_object());
     // `$defs` moved into components, references rewritten to follow them.
     let schemas = &doc["components"]["schemas"];
@@ -174,7 +182,7 @@ from sift_client import Client
 from sift_client.api.extractors import extract_invoice
 from sift_client.models import Invoice, InvoiceInput
 client = Client(base_url=sys.argv[1])
-out = extract_invoice.sync(client=client, body=InvoiceInput(text="INVOICE No. 2026-0412 ..."))
+out = extract_invoice.sync(client=client, body=InvoiceInput(text="INVOICE No. 2026-0412 from Brightwater Tools Ltd: 2 x Burr set @ 45.00 = 90.00; total GBP 90.00"))
 # The class is named by the schema's own title.
 assert isinstance(out, Invoice), type(out)
 print(type(out).__name__, out.number, out.seller.name, out.lines[0].quantity, out.total)

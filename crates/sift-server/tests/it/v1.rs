@@ -200,7 +200,11 @@ async fn many_inputs_keep_their_order_and_a_failure_costs_the_others_nothing() {
     assert_eq!(values[0]["name"], "Maria Keller");
     assert_eq!(values[1]["kind"], "company");
 
-    let inputs = json!({"inputs": [{"text": "Acme"}, {"text": "nobody"}, {"text": "Maria"}]});
+    let inputs = json!({"inputs": [
+        {"text": "Acme"},
+        {"text": "nobody"},
+        {"text": "Maria Keller (person), maria.keller@alpenlicht.ch"}
+    ]});
     let (status, _, body) = call(
         &app,
         "POST",
@@ -221,7 +225,7 @@ async fn many_inputs_keep_their_order_and_a_failure_costs_the_others_nothing() {
 #[tokio::test]
 async fn an_array_schema_streams_its_elements_as_ndjson() {
     let upstream = ScriptedServer::start().await;
-    let answer = r#"{"value": [{"title": "Board meeting", "date": "2027-01-14"}, {"title": "Spring fair", "date": "2027-04-02", "place": "Old Market Hall"}, {"title": "Summer party"}]}"#;
+    let answer = r#"{"value": [{"title": "Board meets", "date": "2027-01-14"}, {"title": "Spring fair", "date": "2027-04-02", "place": "Old Market Hall"}, {"title": "Summer party"}]}"#;
     upstream.push(Reply::stream_tool_call("Events", split_chars(answer, 6)).usage(90, 60));
     let app = examples(&upstream, ServerConfig::default());
     let body = json!({"text": text("events.txt"), "year": 2027}).to_string();
@@ -230,7 +234,7 @@ async fn an_array_schema_streams_its_elements_as_ndjson() {
     assert_eq!(ct, "application/x-ndjson");
     let lines: Vec<Value> = text.lines().map(json).collect();
     assert_eq!(lines.len(), 3, "{text}");
-    assert_eq!(lines[0]["title"], "Board meeting");
+    assert_eq!(lines[0]["title"], "Board meets");
     assert_eq!(lines[1]["place"], "Old Market Hall");
     // The third lacks its date: reported in place, not dropped.
     assert_eq!(lines[2]["item_error"]["index"], 2);
@@ -523,13 +527,13 @@ required = ["query"]
         "Output",
         r#"{"city": "Leeds", "name": "Jeffrey", "age": 55}"#,
     ));
-    let (status, _, body) = call(&app, "POST", "/user", r#"{"query": "Jeffrey, Leeds"}"#).await;
+    let (status, _, body) = call(&app, "POST", "/user", r#"{"query": "Jeffrey, 55, Leeds"}"#).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, r#"{"name":"Jeffrey","city":"Leeds"}"#);
     let sent = &upstream.requests()[0].body;
     assert_eq!(
         sift_test_support::last_user_text(sent),
-        "Who lives where? Jeffrey, Leeds"
+        "Who lives where? Jeffrey, 55, Leeds"
     );
 
     // An answer that misses the configured schema's `city` is re-asked, as under /v1.
@@ -549,7 +553,13 @@ required = ["query"]
         "Array_of_user",
         split_chars(people, 6),
     ));
-    let (status, _, body) = call(&app, "POST", "/extract", r#"{"query": "Bo and Cy"}"#).await;
+    let (status, _, body) = call(
+        &app,
+        "POST",
+        "/extract",
+        r#"{"query": "Bo of Rome and Cy of Pisa"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body,
@@ -559,7 +569,7 @@ required = ["query"]
     let sent = &requests.last().unwrap().body;
     assert_eq!(
         sift_test_support::last_user_text(sent),
-        "Who lives where? Bo and Cy"
+        "Who lives where? Bo of Rome and Cy of Pisa"
     );
     assert_eq!(sent["tool_choice"]["function"]["name"], "Array_of_user");
 }

@@ -17,7 +17,8 @@ async fn secrets_appear_in_no_span_and_no_console_line() {
         "UserDetail",
         format!(r#"{{"name": "Daniel {API_KEY}", "age": 24}}"#),
     ));
-    let query = format!("Daniel is 24, my password is hunter2 and my key is {API_KEY}");
+    // The text holds the answer's values (answers are grounded), the key among them.
+    let query = format!("my password is hunter2 and Daniel {API_KEY} is 24, my key is {API_KEY}");
     let (status, _) = h
         .call(
             "POST",
