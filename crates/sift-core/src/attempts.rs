@@ -95,9 +95,9 @@ pub(crate) fn run<T: Send + 'static>(
                 (answer, response)
             };
             match span.in_scope(|| machine.answered(answer, response, started.elapsed())) {
-                Step::Done(value, response) => {
+                Step::Done(value, response, spans) => {
                     ending.outcome = "success";
-                    stats.set_response(response, machine.take_spans());
+                    stats.set_response(response, spans);
                     yield Ok(Event::Value(value));
                     yield Ok(done(&stats));
                     return;

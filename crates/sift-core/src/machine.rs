@@ -106,8 +106,8 @@ impl Answer {
 /// What follows an answer.
 #[derive(Debug)]
 pub(crate) enum Step<T> {
-    /// A valid value: the extraction is done.
-    Done(T, ChatResponse),
+    /// A valid value: the extraction is done (with its spans, when grounded).
+    Done(T, ChatResponse, Option<Spans>),
     /// A streamed list ended well: its elements were the answer.
     Finished,
     /// The answer failed and a re-ask is left: the request now carries the errors.
@@ -137,11 +137,6 @@ pub(crate) struct Machine<T> {
     /// Elements handed over in the current attempt.
     emitted_in_attempt: usize,
     sources: Option<Arc<Sources>>,
-    /// The last judged answer, when it fitted the schema but not the input, with the values
-    /// the input does not hold.
-    ungrounded: Option<(Vec<Ungrounded>, Value)>,
-    /// The spans of the value that passed.
-    spans: Option<Spans>,
 }
 
 impl<T> std::fmt::Debug for Machine<T> {
@@ -170,8 +165,6 @@ impl<T> Machine<T> {
             emitted: 0,
             emitted_in_attempt: 0,
             sources: job.sources,
-            ungrounded: None,
-            spans: None,
         }
     }
 
@@ -214,11 +207,6 @@ impl<T> Machine<T> {
     /// Whether the provider constrains decoding.
     pub(crate) fn constrained(&self) -> bool {
         self.constrained
-    }
-
-    /// The spans of the value that passed, when the extraction is grounded (taken once).
-    pub(crate) fn take_spans(&mut self) -> Option<Spans> {
-        self.spans.take()
     }
 
     /// Elements handed over in the current attempt (reset by [`answered`](Self::answered)).
@@ -271,16 +259,20 @@ impl<T> Machine<T> {
             } else {
                 self.judge(&mut answer, &response)
             };
-        let (outcome, errors) = match verdict {
+        let Rejection {
+            outcome,
+            errors,
+            invented,
+        } = match verdict {
             Ok(value) => {
                 self.stats
                     .push(record(&answer, AttemptOutcome::Success, Vec::new()));
                 return match value {
-                    Some(v) => Step::Done(v, response),
+                    Some((v, spans)) => Step::Done(v, response, spans),
                     None => Step::Finished,
                 };
             }
-            Err(failed) => failed,
+            Err(rejected) => rejected,
         };
         // The one truncation rule: a cut answer that failed ends the extraction.
         let outcome = if answer.truncated {
@@ -305,9 +297,9 @@ impl<T> Machine<T> {
             });
         }
         if number > self.max_retries
-            && outcome == AttemptOutcome::Ungrounded
-            && let Some((ungrounded, value)) = self.ungrounded.take()
+            && let Some(invented) = invented
         {
+            let (ungrounded, value) = *invented;
             return Step::Failed(ExtractError::Ungrounded {
                 ungrounded,
                 value: Box::new(value),
@@ -344,14 +336,14 @@ impl<T> Machine<T> {
         ExtractError::provider(number, error, attempts)
     }
 
-    /// The verdict on an answer: its value, checked against the whole schema and decoded
-    /// (for a streamed list, checked only: its elements were decoded as they closed), or the
-    /// outcome and errors of the failed attempt.
+    /// The verdict on an answer: its value (and spans, when grounded), checked against the
+    /// whole schema and its input and decoded (for a streamed list, checked only: its
+    /// elements were checked and decoded as they closed), or why the attempt failed.
     fn judge(
-        &mut self,
+        &self,
         answer: &mut Answer,
         response: &ChatResponse,
-    ) -> Result<Option<T>, (AttemptOutcome, Vec<FieldError>)> {
+    ) -> Result<Option<(T, Option<Spans>)>, Rejection> {
         match (answer.unreadable.take(), answer.value.take()) {
             (Some(e), _) => {
                 let outcome = match e {
@@ -361,9 +353,9 @@ impl<T> Machine<T> {
                 let errors = vec![FieldError::new("", e.into_message())];
                 let text = answer.output.as_deref().or(response.content.as_deref());
                 trace::unreadable(self.schema.name(), text, &errors, &self.recording);
-                Err((outcome, errors))
+                Err(Rejection::new(outcome, errors))
             }
-            (None, None) => Err((
+            (None, None) => Err(Rejection::new(
                 AttemptOutcome::NoOutput,
                 vec![FieldError::new("", "no JSON found in the answer")],
             )),
@@ -373,26 +365,24 @@ impl<T> Machine<T> {
                     let errors = self.schema.errors(&value);
                     let result = errors_or_ok(&errors);
                     trace::validation(self.schema.name(), &value, result, &self.recording);
-                    let result = if errors.is_empty() {
+                    if errors.is_empty() {
                         Ok(None)
                     } else {
-                        Err(errors)
-                    };
-                    result.map_err(|errors| (AttemptOutcome::ValidationFailed, errors))
+                        Err(Rejection::new(AttemptOutcome::ValidationFailed, errors))
+                    }
                 } else {
                     let sources = self.sources.as_deref();
                     match check(&self.schema, &self.decode, &value, &self.recording, sources) {
-                        Ok((value, spans)) => {
-                            self.spans = spans;
-                            Ok(Some(value))
-                        }
-                        Err(failure) if failure.ungrounded.is_empty() => {
-                            Err((AttemptOutcome::ValidationFailed, failure.errors))
-                        }
-                        Err(failure) => {
-                            self.ungrounded = Some((failure.ungrounded, value));
-                            Err((AttemptOutcome::Ungrounded, failure.errors))
-                        }
+                        Ok(done) => Ok(Some(done)),
+                        Err(failure) if failure.ungrounded.is_empty() => Err(Rejection::new(
+                            AttemptOutcome::ValidationFailed,
+                            failure.errors,
+                        )),
+                        Err(failure) => Err(Rejection {
+                            outcome: AttemptOutcome::Ungrounded,
+                            errors: failure.errors,
+                            invented: Some(Box::new((failure.ungrounded, value))),
+                        }),
                     }
                 }
             }
@@ -405,6 +395,24 @@ fn errors_or_ok(errors: &[FieldError]) -> Result<(), &[FieldError]> {
         Ok(())
     } else {
         Err(errors)
+    }
+}
+
+/// Why an attempt failed: its outcome and errors, and, when its answer fitted the schema but
+/// not the input, the values the input does not hold with the answer.
+struct Rejection {
+    outcome: AttemptOutcome,
+    errors: Vec<FieldError>,
+    invented: Option<Box<(Vec<Ungrounded>, Value)>>,
+}
+
+impl Rejection {
+    fn new(outcome: AttemptOutcome, errors: Vec<FieldError>) -> Self {
+        Self {
+            outcome,
+            errors,
+            invented: None,
+        }
     }
 }
 

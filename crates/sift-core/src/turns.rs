@@ -52,14 +52,14 @@ impl<T> Turns<T> {
     pub fn answer(&mut self, response: ChatResponse, duration: Duration) -> Turn<T> {
         let answer = Answer::whole(self.machine.mode(), self.machine.schema(), &response);
         match self.machine.answered(answer, response, duration) {
-            Step::Done(value, response) => {
+            Step::Done(value, response, spans) => {
                 let attempts = self.attempts();
                 Turn::Done(Extraction {
                     value,
                     usage: attempts.iter().map(|a| a.usage).sum(),
                     attempts,
                     response,
-                    spans: self.machine.take_spans(),
+                    spans,
                 })
             }
             Step::Again { .. } => Turn::Again,

@@ -129,7 +129,8 @@ pub async fn evaluate(
         .map(|example| {
             let rules = rules.clone();
             async move {
-                let mut answered = None;
+                // Of the answer's values that grounding checks: those found, those checked.
+                let mut tally = (0, 0);
                 let got = match extractor.messages(&example.input) {
                     Ok(messages) => {
                         let result = extractor
@@ -138,14 +139,19 @@ pub async fn evaluate(
                             .await;
                         match result {
                             Ok(out) => {
-                                answered = Some(out.value.clone());
+                                // The attempt loop grounded it: every checked value was found.
+                                let n = out.spans.as_ref().map_or(0, |s| s.len());
+                                tally = (n, n);
                                 Ok(out.value)
                             }
                             Err(e) => {
                                 // An answer that fitted the schema but not the text still
                                 // counts in the grounded share.
                                 if let ExtractError::Ungrounded { value, .. } = &e {
-                                    answered = Some(Value::clone(value));
+                                    let g = extractor
+                                        .sources(&example.input)
+                                        .ground(value, extractor.output.value());
+                                    tally = (g.spans.len(), g.spans.len() + g.ungrounded.len());
                                 }
                                 let f = ExtractionFailure::from_error(&e, client.recording());
                                 Err((f.kind, f.message))
@@ -154,11 +160,6 @@ pub async fn evaluate(
                     }
                     Err(e) => Err(("template".to_owned(), e.to_string())),
                 };
-                let grounding = answered.map(|v| {
-                    extractor
-                        .sources(&example.input)
-                        .ground(&v, extractor.output.value())
-                });
                 let (value, failure) = match got {
                     Ok(v) => (Some(v), None),
                     Err((kind, message)) => (
@@ -174,10 +175,8 @@ pub async fn evaluate(
                     id: example.id.clone(),
                     leaves: compare(&example.expected, value.as_ref(), &rules),
                     failure,
-                    grounded: grounding.as_ref().map_or(0, |g| g.spans.len()),
-                    checked: grounding
-                        .as_ref()
-                        .map_or(0, |g| g.spans.len() + g.ungrounded.len()),
+                    grounded: tally.0,
+                    checked: tally.1,
                 }
             }
         })

@@ -19,7 +19,7 @@
 use std::fmt::Write as _;
 
 use serde_json::{Map, Value, json};
-use sift_core::grounding::{Policy, Sources};
+use sift_core::grounding::{Policy, Sources, Written};
 
 /// Inputs larger than this (in bytes, all fields together) are not made into a substring
 /// constraint: its compile cost grows with the text (measured in the README's benchmarks),
@@ -52,8 +52,7 @@ pub(crate) fn lark(schema: &Value, sources: &Sources, whitespace_flexible: bool)
         next: 0,
         grounded: 0,
         text_token: None,
-        numbers: None,
-        dates: None,
+        written: None,
     };
     let start = g.value(schema, "", 0).ok()?;
     if g.grounded == 0 {
@@ -82,8 +81,8 @@ struct Gen<'a> {
     grounded: usize,
     /// The token for a verbatim string, once written.
     text_token: Option<String>,
-    numbers: Option<Vec<f64>>,
-    dates: Option<Vec<String>>,
+    /// The numbers and dates the inputs write, read once when first needed.
+    written: Option<Written>,
 }
 
 impl<'a> Gen<'a> {
@@ -305,10 +304,7 @@ impl<'a> Gen<'a> {
             (Policy::Normalized, "string")
                 if matches!(schema.get("format").and_then(Value::as_str), Some("date")) =>
             {
-                let dates = self
-                    .dates
-                    .get_or_insert_with(|| self.sources.dates())
-                    .clone();
+                let dates = self.written().dates.clone();
                 if dates.is_empty() {
                     return self.inline(&one, depth);
                 }
@@ -318,12 +314,11 @@ impl<'a> Gen<'a> {
                 Ok(format!("({})", alts.join(" | ")))
             }
             (Policy::Normalized, "number" | "integer") => {
-                let numbers = self
+                let literals: Vec<String> = self
+                    .written()
                     .numbers
-                    .get_or_insert_with(|| self.sources.numbers())
-                    .clone();
-                let literals: Vec<String> = numbers
-                    .into_iter()
+                    .iter()
+                    .copied()
                     .filter(|x| ty == "number" || x.fract() == 0.0)
                     .filter(|x| within(schema, *x))
                     .filter_map(|x| number_literal(x, ty == "integer"))
@@ -337,6 +332,12 @@ impl<'a> Gen<'a> {
             }
             _ => self.inline(&one, depth),
         }
+    }
+
+    /// The numbers and dates the inputs write.
+    fn written(&mut self) -> &Written {
+        let sources = self.sources;
+        self.written.get_or_insert_with(|| sources.written())
     }
 
     /// The token of a verbatim string: whole words of one of the inputs, as JSON writes
@@ -519,12 +520,7 @@ fn lark_string(s: &str) -> String {
 /// whole (runs of letters and digits, except in scripts written without spaces, whose
 /// characters stand alone), every other character alone, an escape never split.
 pub(crate) fn chunks(text: &str) -> Vec<String> {
-    fn wordy(c: char) -> bool {
-        c.is_alphanumeric()
-            && !matches!(c as u32,
-                0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF
-                | 0xF900..=0xFAFF | 0x20000..=0x3FFFF)
-    }
+    let wordy = sift_core::grounding::joins_words;
     let mut out = Vec::new();
     let mut word = String::new();
     for c in text.chars() {

@@ -240,16 +240,15 @@ struct WithSpans {
 /// The value (or, with `?spans=true`, the value and its spans), with the attempts and
 /// tokens in headers.
 fn answer(out: Extraction<Value>, query: &AnswerQuery) -> Response {
-    let body = if query.spans {
-        let spans = out.spans.unwrap_or_default();
-        Json(json!(WithSpans {
+    let mut response = if query.spans {
+        Json(WithSpans {
             value: out.value,
-            spans,
-        }))
+            spans: out.spans.unwrap_or_default(),
+        })
+        .into_response()
     } else {
-        Json(out.value)
+        Json(out.value).into_response()
     };
-    let mut response = body.into_response();
     let headers = response.headers_mut();
     for (name, n) in [
         ("sift-attempts", out.attempts.len() as u64),

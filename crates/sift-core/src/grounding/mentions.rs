@@ -186,35 +186,11 @@ pub(super) fn mentions(text: &str) -> Vec<Mention> {
                 .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | ',' | '\''))
                 .collect();
             let numbers = readings(&number_part);
-            // `3 November 2026`
-            let day = number_part.parse::<u32>().ok();
-            if let (Some(d), Some((_, _, w1)), Some((_, e2, w2))) =
-                (day, words.get(k + 1), words.get(k + 2))
-                && let (Some(m), Ok(y)) = (
-                    month(w1.trim_end_matches(',')),
-                    w2.trim_end_matches(['.', ',']).parse::<i32>(),
-                )
-                && (1..=31).contains(&d)
-            {
-                out.push(Mention {
-                    start: *s,
-                    end: *e2,
-                    numbers: numbers.clone(),
-                    date: Some((y, m, d)),
-                    day_month: None,
-                });
-            } else if let (Some(d), Some((_, e1, w1))) = (day, words.get(k + 1))
+            // `3 November 2026`, `14 January`
+            if let (Some(d), Some((_, e1, w1))) = (day_of(&number_part), words.get(k + 1))
                 && let Some(m) = month(w1.trim_end_matches([',', '.']))
-                && (1..=31).contains(&d)
             {
-                // `14 January`: the year is the reader's to supply.
-                out.push(Mention {
-                    start: *s,
-                    end: *e1,
-                    numbers: Vec::new(),
-                    date: None,
-                    day_month: Some((m, d)),
-                });
+                out.push(dated(*s, *e1, (m, d), words.get(k + 2), numbers.clone()));
             }
             out.push(Mention {
                 start: *s,
@@ -225,42 +201,15 @@ pub(super) fn mentions(text: &str) -> Vec<Mention> {
             });
             continue;
         }
-        // `November 3, 2026`
-        if let Some(m) = month(word)
-            && let (Some((_, _, w1)), Some((_, e2, w2))) = (words.get(k + 1), words.get(k + 2))
-            && let (Ok(d), Ok(y)) = (
-                w1.trim_end_matches([',', '.'])
-                    .trim_end_matches(|c: char| c.is_alphabetic())
-                    .parse::<u32>(),
-                w2.trim_end_matches(['.', ',']).parse::<i32>(),
-            )
-            && (1..=31).contains(&d)
-        {
-            out.push(Mention {
-                start: *s,
-                end: *e2,
-                numbers: Vec::new(),
-                date: Some((y, m, d)),
-                day_month: None,
-            });
-            continue;
-        }
-        // `January 14th`
+        // `November 3, 2026`, `January 14th`
         if let Some(m) = month(word)
             && let Some((_, e1, w1)) = words.get(k + 1)
-            && let Ok(d) = w1
-                .trim_end_matches([',', '.'])
-                .trim_end_matches(|c: char| c.is_alphabetic())
-                .parse::<u32>()
-            && (1..=31).contains(&d)
+            && let Some(d) = day_of(
+                w1.trim_end_matches([',', '.'])
+                    .trim_end_matches(|c: char| c.is_alphabetic()),
+            )
         {
-            out.push(Mention {
-                start: *s,
-                end: *e1,
-                numbers: Vec::new(),
-                date: None,
-                day_month: Some((m, d)),
-            });
+            out.push(dated(*s, *e1, (m, d), words.get(k + 2), Vec::new()));
             continue;
         }
         if let Some(x) = number_word(word) {
@@ -274,6 +223,45 @@ pub(super) fn mentions(text: &str) -> Vec<Mention> {
         }
     }
     out
+}
+
+/// `word` as the day of a month (1 to 31).
+fn day_of(word: &str) -> Option<u32> {
+    word.parse().ok().filter(|d| (1..=31).contains(d))
+}
+
+/// The mention of a day and month read from `start` to `end`: with its year (and then
+/// `numbers`, what its first word can mean) when the word after, `next`, is one, ending
+/// there; else the day and month alone.
+fn dated(
+    start: usize,
+    end: usize,
+    (month, day): (u32, u32),
+    next: Option<&(usize, usize, String)>,
+    numbers: Vec<f64>,
+) -> Mention {
+    let year = next.and_then(|(_, e, w)| {
+        w.trim_end_matches(['.', ','])
+            .parse::<i32>()
+            .ok()
+            .map(|y| (*e, y))
+    });
+    match year {
+        Some((end, y)) => Mention {
+            start,
+            end,
+            numbers,
+            date: Some((y, month, day)),
+            day_month: None,
+        },
+        None => Mention {
+            start,
+            end,
+            numbers: Vec::new(),
+            date: None,
+            day_month: Some((month, day)),
+        },
+    }
 }
 
 /// `03/11/2026`: its three numbers, the year last.

@@ -165,6 +165,17 @@ impl std::str::FromStr for Policy {
     }
 }
 
+/// The numbers and dates the inputs write (see [`Sources::written`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Written {
+    /// Every number (in digits or words, in any of the spellings [`ground`] reads), each
+    /// once, in the order first written.
+    pub numbers: Vec<f64>,
+    /// Every date as `YYYY-MM-DD`, each once, in the order first written; a day and month
+    /// written without a year (`14 January`) with each year the inputs write.
+    pub dates: Vec<String>,
+}
+
 /// What an extraction's answers are grounded in: the input texts by field, and the policies
 /// set by rule path (`seller.name`, `lines[].amount`, `*` for every leaf; a path covers what
 /// is under it), which win over the schema's `x-grounding` and the defaults.
@@ -249,47 +260,35 @@ impl Sources {
         set_for(&self.policies, rule).unwrap_or_else(|| Policy::of(leaf))
     }
 
-    /// Every number written in the inputs (in digits or words, in any of the spellings
-    /// [`ground`] reads), each once, in the order first written.
-    pub fn numbers(&self) -> Vec<f64> {
+    /// Every number and every date the inputs write, read in one scan of each.
+    pub fn written(&self) -> Written {
+        let mut numbers = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        for (_, text) in &self.inputs {
-            for m in mentions(text) {
-                for x in m.numbers {
-                    if x.is_finite() && seen.insert(key(x)) {
-                        out.push(x);
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// Every date written in the inputs, as `YYYY-MM-DD`, each once, in the order first
-    /// written; a day and month written without a year (`14 January`) with each year the
-    /// inputs write.
-    pub fn dates(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
+        let mut dates = Vec::new();
         let mut day_months = Vec::new();
         let mut years = Vec::new();
         for (_, text) in &self.inputs {
             for m in mentions(text) {
+                for &x in &m.numbers {
+                    if x.is_finite() && seen.insert(key(x)) {
+                        numbers.push(x);
+                    }
+                    years.extend(year_of(x));
+                }
                 if let Some((y, mo, d)) = m.date {
-                    out.push(format!("{y:04}-{mo:02}-{d:02}"));
+                    dates.push(format!("{y:04}-{mo:02}-{d:02}"));
                 }
                 day_months.extend(m.day_month);
-                years.extend(m.numbers.iter().filter_map(|x| year_of(*x)));
             }
         }
         for (mo, d) in day_months {
             for y in &years {
-                out.push(format!("{y:04}-{mo:02}-{d:02}"));
+                dates.push(format!("{y:04}-{mo:02}-{d:02}"));
             }
         }
         let mut seen = std::collections::HashSet::new();
-        out.retain(|d| seen.insert(d.clone()));
-        out
+        dates.retain(|d| seen.insert(d.clone()));
+        Written { numbers, dates }
     }
 
     /// Grounds `value` (an answer to `schema`) in these inputs.
@@ -469,10 +468,6 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    fn set_for(&self, rule: &str) -> Option<Policy> {
-        set_for(self.policies, rule)
-    }
-
     /// The leaves of `value` under `schema`, with their policies.
     fn collect(&mut self, value: &Value, schema: &Value, at: At<'_>, depth: usize) {
         if depth > 64 {
@@ -524,7 +519,7 @@ impl Walk<'_> {
             }
             Value::Null | Value::Bool(_) => {}
             Value::String(_) | Value::Number(_) => {
-                let policy = match self.set_for(at.rule) {
+                let policy = match set_for(self.policies, at.rule) {
                     Some(p) => p,
                     // A field the schema does not describe: by its value's type.
                     None if schema.is_null() => {
@@ -629,22 +624,26 @@ fn type_fits(schema: &Value, value: &Value) -> bool {
     }
 }
 
+/// Whether `c` runs on into the characters beside it as one word: letters and digits, except
+/// in scripts written without spaces (Han, kana, Hangul), whose characters stand alone. A
+/// value is a run of whole words, here and in the embedded model's grammar alike.
+pub fn joins_words(c: char) -> bool {
+    c.is_alphanumeric()
+        && !matches!(c as u32,
+            0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF
+            | 0xF900..=0xFAFF | 0x20000..=0x3FFFF)
+}
+
 /// Whether `text[start..end]` starts and ends on word edges: no letter or digit runs on
 /// across either end. Scripts written without spaces (Han, kana, Hangul) have an edge at
 /// every character.
 fn on_word_edges(text: &str, start: usize, end: usize) -> bool {
-    fn wordy(c: char) -> bool {
-        c.is_alphanumeric()
-            && !matches!(c as u32,
-                0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF
-                | 0xF900..=0xFAFF | 0x20000..=0x3FFFF)
-    }
     let (Some(before), Some(inside), Some(after)) =
         (text.get(..start), text.get(start..end), text.get(end..))
     else {
         return false;
     };
-    let joined = |outside: Option<char>, edge: Option<char>| matches!((outside, edge), (Some(o), Some(e)) if wordy(o) && wordy(e));
+    let joined = |outside: Option<char>, edge: Option<char>| matches!((outside, edge), (Some(o), Some(e)) if joins_words(o) && joins_words(e));
     !joined(before.chars().next_back(), inside.chars().next())
         && !joined(after.chars().next(), inside.chars().next_back())
 }
@@ -759,8 +758,8 @@ mod tests {
         assert!(grounded(&with_year, "2027-04-02").ungrounded.is_empty());
         assert!(!grounded(&with_year, "2026-01-14").ungrounded.is_empty());
         assert!(!grounded(&without, "2027-01-14").ungrounded.is_empty());
-        assert_eq!(with_year.dates(), ["2027-01-14", "2027-04-02"]);
-        assert!(without.dates().is_empty());
+        assert_eq!(with_year.written().dates, ["2027-01-14", "2027-04-02"]);
+        assert!(without.written().dates.is_empty());
     }
 
     #[test]
