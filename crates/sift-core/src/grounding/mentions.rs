@@ -122,32 +122,33 @@ fn readings(token: &str) -> Vec<f64> {
     out
 }
 
-/// A word starting at character `start`, its trailing punctuation dropped: its range and text.
-fn word(start: usize, raw: String) -> (usize, usize, String) {
-    let text = raw.trim_end_matches(['.', ',', '-', '/', '\'']).to_owned();
-    (start, start + text.chars().count(), text)
+/// A word of `text` from byte `from` to `to`, starting at character `start`, its trailing
+/// punctuation dropped: its range in characters and its text.
+fn word(text: &str, start: usize, from: usize, to: usize) -> (usize, usize, &str) {
+    let word = text[from..to].trim_end_matches(['.', ',', '-', '/', '\'']);
+    (start, start + word.chars().count(), word)
 }
 
 /// Every number and date mention in `text`, in one pass over its words.
 pub(super) fn mentions(text: &str) -> Vec<Mention> {
-    // Words with their character ranges.
-    let mut words: Vec<(usize, usize, String)> = Vec::new();
-    let mut current = String::new();
-    let mut start = 0;
-    for (i, c) in text.chars().enumerate() {
-        let part = c.is_alphanumeric()
-            || (matches!(c, '.' | ',' | '-' | '/' | '\'') && !current.is_empty());
-        if part {
-            if current.is_empty() {
-                start = i;
+    // Words with their character ranges, as slices of the text.
+    let mut words: Vec<(usize, usize, &str)> = Vec::new();
+    // The current word's first character and first byte.
+    let mut current: Option<(usize, usize)> = None;
+    for (i, (at, c)) in text.char_indices().enumerate() {
+        let part =
+            c.is_alphanumeric() || (matches!(c, '.' | ',' | '-' | '/' | '\'') && current.is_some());
+        match (part, current) {
+            (true, None) => current = Some((i, at)),
+            (false, Some((start, from))) => {
+                words.push(word(text, start, from, at));
+                current = None;
             }
-            current.push(c);
-        } else if !current.is_empty() {
-            words.push(word(start, std::mem::take(&mut current)));
+            _ => {}
         }
     }
-    if !current.is_empty() {
-        words.push(word(start, current));
+    if let Some((start, from)) = current {
+        words.push(word(text, start, from, text.len()));
     }
     let mut out = Vec::new();
     for (k, (s, _, raw)) in words.iter().enumerate() {
@@ -237,7 +238,7 @@ fn dated(
     start: usize,
     end: usize,
     (month, day): (u32, u32),
-    next: Option<&(usize, usize, String)>,
+    next: Option<&(usize, usize, &str)>,
     numbers: Vec<f64>,
 ) -> Mention {
     let year = next.and_then(|(_, e, w)| {
