@@ -20,15 +20,16 @@ for _ in $(seq 1 120); do
   sleep 1
 done
 sets=("user evals/seed.jsonl" "user evals/people-one.jsonl" "people evals/people-many.jsonl"
-      "invoice evals/invoice.jsonl" "contact evals/contact.jsonl" "events evals/events.jsonl")
+      "invoice evals/invoice.jsonl" "contact evals/contact.jsonl" "events evals/events.jsonl"
+      "profile evals/absent.jsonl")
 for s in "${sets[@]}"; do
   read -r name gold <<<"$s"
   base="$(basename "$gold" .jsonl)"
   echo "== $base: embedded default"
   env -u OPENAI_API_KEY -u OPENAI_BASE_URL target/release/sift eval --config evals/sift.toml \
-    "$name" "$gold" --report "$out/$base.sift.json" --misses 0 | head -1
+    "$name" "$gold" --report "$out/$base.sift.json" --misses 0 | grep -E "exact match|^unexpected|^grounded"
   echo "== $base: llama-server (json_schema)"
   OPENAI_BASE_URL="http://127.0.0.1:$port/v1" OPENAI_API_KEY=none target/release/sift eval \
     --config evals/sift.toml --mode json_schema --model local "$name" "$gold" \
-    --report "$out/$base.llama-server.json" --misses 0 | head -1
+    --report "$out/$base.llama-server.json" --misses 0 | grep -E "exact match|^unexpected|^grounded"
 done

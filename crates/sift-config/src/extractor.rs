@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sift_core::grounding::{Policy, Sources};
-use sift_core::{Client, ExtractBuilder, Message, Mode, Schema};
+use sift_core::{Client, Example, ExtractBuilder, Message, Mode, Schema};
 use toml::Spanned;
 use toml::de::DeValue;
 
@@ -58,6 +58,9 @@ pub struct ExtractorSpec {
     /// `[extractors.NAME.grounding]`; they win over the schema's `x-grounding` and the
     /// defaults. Every answer is grounded in the input's strings.
     pub grounding: BTreeMap<String, Policy>,
+    /// Worked examples from `[[extractors.NAME.examples]]`, their prompts rendered, shown
+    /// to the model before each request.
+    pub examples: Vec<Example>,
     template: Arc<minijinja::Environment<'static>>,
 }
 
@@ -217,6 +220,7 @@ impl ExtractorSpec {
             version: String::new(),
             eval: BTreeMap::new(),
             grounding: BTreeMap::new(),
+            examples: Vec::new(),
             template: Arc::new(template),
         };
         spec.version = spec.hash();
@@ -276,8 +280,19 @@ impl ExtractorSpec {
         input: &Value,
         messages: Vec<Message>,
     ) -> ExtractBuilder<Value> {
+        // An example answers with one output; a list of outputs asked for shows it as a
+        // list of one.
+        let listed = !self.examples.is_empty() && schema.value() != self.output.value();
+        let examples = self.examples.iter().map(|e| {
+            let mut e = e.clone();
+            if listed {
+                e.output = Value::Array(vec![e.output]);
+            }
+            e
+        });
         let mut b = client
             .extract_value(schema)
+            .examples(examples)
             .messages(messages)
             .extractor(&self.name)
             .grounding(self.sources(input));
@@ -308,6 +323,7 @@ impl ExtractorSpec {
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "grounding": self.grounding,
+            "examples": self.examples,
         });
         let digest = Sha256::digest(shape.to_string().as_bytes());
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
@@ -529,6 +545,7 @@ pub(crate) fn read(
             }
         }
     }
+    let s_examples = s.value("examples");
     s.finish(problems);
 
     let input_fields: Option<HashSet<String>> = input.as_ref().map(|i| {
@@ -596,6 +613,20 @@ pub(crate) fn read(
             );
         }
     }
+    let examples = match (s_examples, &template, &input, &output) {
+        (Some(v), Some(env), Some(input), Some(output)) => {
+            let render = |i: &Value| render(env, i).map_err(|e| e.to_string());
+            let checks = crate::examples::Checks {
+                path: &path,
+                input,
+                output,
+                grounding: &grounding,
+                render: &render,
+            };
+            crate::examples::read(v, &checks, problems)
+        }
+        _ => Vec::new(),
+    };
     if problems.0.len() + external.len() > before {
         return None;
     }
@@ -615,6 +646,7 @@ pub(crate) fn read(
         version: String::new(),
         eval,
         grounding,
+        examples,
         template: Arc::new(template?),
     };
     spec.version = spec.hash();

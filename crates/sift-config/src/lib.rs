@@ -18,6 +18,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod examples;
 mod extractor;
 mod toml_walk;
 

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::attempts;
+use crate::example::Example;
 use crate::grounding::Sources;
 use crate::machine::{Decode, Delivery, Job};
 use crate::message::{ChatRequest, Message, Role, Structured};
@@ -163,6 +164,7 @@ impl Client {
             schema,
             extractor: None,
             sources: None,
+            examples: Vec::new(),
             _type: PhantomData,
         }
     }
@@ -191,6 +193,8 @@ pub struct ExtractBuilder<T> {
     pub(crate) extractor: Option<String>,
     /// What answers are grounded in, when they are.
     pub(crate) sources: Option<Sources>,
+    /// Worked examples shown before the conversation.
+    pub(crate) examples: Vec<Example>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -283,6 +287,22 @@ impl<T: 'static> ExtractBuilder<T> {
         self
     }
 
+    /// Shows the model a worked example before the conversation: `example.prompt` as a user
+    /// turn and `example.output` answered the way the mode gives answers (see [`Example`]).
+    /// Examples come after the system prompt, in the order given. The output is a value of
+    /// the schema asked for (for [`elements`](Self::elements), the whole list); it is not
+    /// checked here (the config and the server check theirs when they read them).
+    pub fn example(mut self, example: Example) -> Self {
+        self.examples.push(example);
+        self
+    }
+
+    /// Shows several worked examples (see [`example`](Self::example)).
+    pub fn examples(mut self, examples: impl IntoIterator<Item = Example>) -> Self {
+        self.examples.extend(examples);
+        self
+    }
+
     /// Checks answers with `T`'s [`Validate`] implementation.
     pub fn validated(self) -> Self
     where
@@ -317,6 +337,21 @@ impl<T: 'static> ExtractBuilder<T> {
                 }
                 None => messages.insert(0, Message::system(text)),
             }
+        }
+        if !self.examples.is_empty() {
+            // After the system prompt, before the conversation: a prefix every request of
+            // the same extractor shares.
+            let at = messages
+                .iter()
+                .take_while(|m| m.role == Role::System)
+                .count();
+            let shown: Vec<Message> = self
+                .examples
+                .iter()
+                .enumerate()
+                .flat_map(|(i, e)| self.mode.example_turns(schema, constrained, i + 1, e))
+                .collect();
+            messages.splice(at..at, shown);
         }
         let mut request = ChatRequest {
             model: self.model_name(),

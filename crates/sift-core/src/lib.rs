@@ -27,6 +27,7 @@
 //! ```
 
 mod attempts;
+mod example;
 mod extract;
 pub mod files;
 pub mod grounding;
@@ -45,6 +46,7 @@ pub mod trace;
 mod turns;
 mod validate;
 
+pub use example::Example;
 pub use extract::{Client, DEFAULT_MAX_RETRIES, ExtractBuilder};
 pub use message::{
     ChatDelta, ChatRequest, ChatResponse, ChatStream, FinishReason, MIN_DERIVED_MAX_TOKENS,
@@ -60,7 +62,8 @@ pub use schema::{
 pub use stream::{EventStream, ExtractStream};
 pub use turns::{Turn, Turns};
 pub use validate::{
-    FieldError, SchemaValidator, Validate, Violation, deserialize, pointer_to_path,
+    FieldError, SchemaValidator, Validate, Violation, deserialize, pointer_segments,
+    pointer_to_path,
 };
 
 pub use async_trait::async_trait;

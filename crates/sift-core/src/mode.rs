@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::message::{ChatResponse, Message, OutputFormat};
+use crate::example::Example;
+use crate::message::{ChatResponse, Message, OutputFormat, Role, ToolCall};
 use crate::schema::ResponseSchema;
 use crate::validate::FieldError;
 
@@ -188,6 +189,43 @@ impl Mode {
             (_, None) => "the answer is empty: no content and no tool call".into(),
             (_, Some(text)) => format!("no JSON found in the answer: {}", quote(text)),
         }
+    }
+
+    /// The turns that show `example` (the `number`th, from 1) to the model: its prompt as a
+    /// user turn, then its output answered the way this mode asks answers to be given (and
+    /// the way re-asks echo them): a call of the function and the call's result in `tools`
+    /// mode, the JSON text in `json_schema` and `json`, a fenced ```` ```json ```` block in
+    /// `md_json`. The output is shown as the model is asked to write it (wrapped, strict
+    /// `null`s filled in; see [`ResponseSchema::answer_for`]).
+    pub(crate) fn example_turns(
+        self,
+        schema: &ResponseSchema,
+        constrained: bool,
+        number: usize,
+        example: &Example,
+    ) -> Vec<Message> {
+        let answer = schema.answer_for(&example.output, constrained).to_string();
+        let mut turns = vec![Message::user(example.prompt.clone())];
+        match self {
+            Mode::Tools => {
+                let id = format!("example_{number}");
+                turns.push(Message {
+                    role: Role::Assistant,
+                    content: None,
+                    tool_calls: vec![ToolCall {
+                        id: id.clone(),
+                        name: schema.name.clone(),
+                        arguments: answer,
+                    }],
+                    tool_call_id: None,
+                });
+                // A call must be answered before the next user turn.
+                turns.push(Message::tool(id, "Correct."));
+            }
+            Mode::JsonSchema | Mode::Json => turns.push(Message::assistant(answer)),
+            Mode::MdJson => turns.push(Message::assistant(format!("```json\n{answer}\n```"))),
+        }
+        turns
     }
 
     /// The messages that feed `errors` back to the model after its answer `response`.

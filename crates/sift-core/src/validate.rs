@@ -133,7 +133,7 @@ impl SchemaValidator {
 
 /// The segments of a JSON pointer (`/items/2/name`), using the instance to tell array indices
 /// from object keys that look like numbers.
-fn pointer_segments(pointer: &str, instance: &Value) -> Vec<PathSegment> {
+pub fn pointer_segments(pointer: &str, instance: &Value) -> Vec<PathSegment> {
     let mut current = Some(instance);
     pointer
         .split('/')

@@ -267,6 +267,11 @@ impl Report {
             self.grounded.share * 100.0,
             delta(self.grounded.share, baseline.map(|b| b.grounded.share))
         );
+        let unexpected = self.misses.iter().filter(|m| m.kind == "extra").count();
+        let _ = writeln!(
+            out,
+            "unexpected: {unexpected} values extracted where the gold has none"
+        );
         if !self.failures.is_empty() {
             let _ = writeln!(out, "failed extractions: {}", self.failures.len());
             for f in self.failures.iter().take(max_misses) {

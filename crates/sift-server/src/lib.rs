@@ -13,6 +13,7 @@
 //! # }
 //! ```
 
+mod adhoc;
 mod auth;
 mod batch;
 mod deadline;
@@ -358,8 +359,8 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
         .route("/v1/extractors/{name}", get(v1::show).post(v1::run_one))
         .route("/v1/extractors/{name}/many", post(v1::run_many))
         .route("/v1/extractors/{name}/stream", post(v1::run_stream))
-        .route("/v1/extract", post(v1::adhoc))
-        .route("/v1/extract/stream", post(v1::adhoc_stream))
+        .route("/v1/extract", post(adhoc::adhoc))
+        .route("/v1/extract/stream", post(adhoc::adhoc_stream))
         .route("/openapi.json", get(handlers::openapi_json))
         .with_state(state.clone())
         // The UI reads the document from `/openapi.json`, so it shows what is served now.

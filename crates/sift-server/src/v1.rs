@@ -122,10 +122,12 @@ pub(crate) fn body_loc() -> Vec<LocItem> {
 /// What one extraction runs with: a configured extractor (its settings applied by
 /// `ExtractorSpec::request`, as the command line does), or an ad-hoc request.
 pub(crate) struct Target<'a> {
-    client: &'a sift_core::Client,
-    output: &'a Schema,
+    pub(crate) client: &'a sift_core::Client,
+    pub(crate) output: &'a Schema,
     /// The configured extractor, if any.
-    spec: Option<&'a sift_config::ExtractorSpec>,
+    pub(crate) spec: Option<&'a sift_config::ExtractorSpec>,
+    /// An ad-hoc request's worked examples (a configured extractor has its own).
+    pub(crate) examples: &'a [sift_core::Example],
 }
 
 impl<'a> Target<'a> {
@@ -134,6 +136,7 @@ impl<'a> Target<'a> {
             client: &extractor.client,
             output: &extractor.spec.output,
             spec: Some(&extractor.spec),
+            examples: &[],
         }
     }
 
@@ -151,6 +154,7 @@ impl<'a> Target<'a> {
             None => self
                 .client
                 .extract_value(schema)
+                .examples(self.examples.iter().cloned())
                 .messages(messages)
                 .extractor("adhoc")
                 .grounding(sift_core::grounding::Sources::of_input(input)),
@@ -158,7 +162,7 @@ impl<'a> Target<'a> {
     }
 
     /// The extraction of the output for one input, its settings applied.
-    fn builder(&self, input: &Value, messages: Vec<Message>) -> ExtractBuilder<Value> {
+    pub(crate) fn builder(&self, input: &Value, messages: Vec<Message>) -> ExtractBuilder<Value> {
         self.builder_as(self.output, input, messages)
     }
 }
@@ -215,7 +219,7 @@ pub(crate) struct AnswerQuery {
 }
 
 /// The query read, or a FastAPI-style 422 naming what in it is wrong (`?spans=maybe`).
-fn answer_query(
+pub(crate) fn answer_query(
     query: Result<Query<AnswerQuery>, QueryRejection>,
 ) -> Result<AnswerQuery, ApiError> {
     query.map(|Query(q)| q).map_err(|e| {
@@ -239,7 +243,7 @@ struct WithSpans {
 
 /// The value (or, with `?spans=true`, the value and its spans), with the attempts and
 /// tokens in headers.
-fn answer(out: Extraction<Value>, query: &AnswerQuery) -> Response {
+pub(crate) fn answer(out: Extraction<Value>, query: &AnswerQuery) -> Response {
     let mut response = if query.spans {
         Json(WithSpans {
             value: out.value,
@@ -465,169 +469,4 @@ pub(crate) async fn stream_response(
         }
     };
     Ok(stream_body(sse, body))
-}
-
-/// The body of `POST /v1/extract`.
-struct Adhoc {
-    schema: Schema,
-    text: String,
-    prompt: Option<String>,
-    system: Option<String>,
-    model: Option<String>,
-    mode: Option<sift_core::Mode>,
-}
-
-async fn adhoc_body(state: &AppState, body: &Value) -> Result<Adhoc, ApiError> {
-    if !state.adhoc_enabled {
-        return Err(ApiError::NotFound(
-            "ad-hoc extraction is switched off (`[server] adhoc = false` in the config)".into(),
-        ));
-    }
-    let obj = crate::request::object(body).map_err(ApiError::Validation)?;
-    let mut errors = Vec::new();
-    let field = |k: &str| {
-        let mut loc = body_loc();
-        loc.push(LocItem::Key(k.into()));
-        loc
-    };
-    let text = crate::request::string_field(obj, body, "text", &mut errors);
-    let optional = |k: &str, errors: &mut Vec<ErrorDetail>| match obj.get(k) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => {
-            errors.push(ErrorDetail::new(
-                "string_type",
-                field(k),
-                "Input should be a valid string",
-                other.clone(),
-            ));
-            None
-        }
-    };
-    let prompt = optional("prompt", &mut errors);
-    let system = optional("system", &mut errors);
-    let model = optional("model", &mut errors);
-    let mode = optional("mode", &mut errors).and_then(|m| match m.parse::<sift_core::Mode>() {
-        Ok(mode) => Some(mode),
-        Err(e) => {
-            errors.push(ErrorDetail::new("enum", field("mode"), e, Value::String(m)));
-            None
-        }
-    });
-    let schema = match obj.get("schema") {
-        None => {
-            errors.push(ErrorDetail::new(
-                "missing",
-                field("schema"),
-                "Field required",
-                body.clone(),
-            ));
-            None
-        }
-        // Compiled and checked by the provider once, then cached: a schema the embedded
-        // model's grammar cannot take is refused here, naming the keyword and where it is.
-        Some(s) => match state
-            .schema_cache
-            .get(s, {
-                let client = state.client.clone();
-                move |schema| client.provider().check_schema(schema.constrained_schema())
-            })
-            .await
-        {
-            Ok(schema) => Some(schema),
-            Err(e) => {
-                let mut loc = field("schema");
-                if let Some(pointer) = e.pointer() {
-                    loc.extend(pointer.split('/').skip(1).map(|p| {
-                        let p = p.replace("~1", "/").replace("~0", "~");
-                        p.parse::<usize>().map_or(LocItem::Key(p), LocItem::Index)
-                    }));
-                }
-                errors.push(ErrorDetail::new(
-                    &format!("schema_{}", e.kind()),
-                    loc,
-                    e.to_string(),
-                    s.clone(),
-                ));
-                None
-            }
-        },
-    };
-    match (schema, text) {
-        (Some(schema), Some(text)) if errors.is_empty() => Ok(Adhoc {
-            schema,
-            text,
-            prompt,
-            system,
-            model,
-            mode,
-        }),
-        _ => Err(ApiError::Validation(errors)),
-    }
-}
-
-/// The client and messages of an ad-hoc request: the server's client with the request's
-/// model and mode, and the prompt and text as the user message (no template: a client cannot
-/// make the server evaluate one).
-fn adhoc_call(state: &AppState, body: &Adhoc) -> (sift_core::Client, Vec<Message>) {
-    let mut client = state.client.clone();
-    if let Some(m) = &body.model {
-        client = client.with_model(m);
-    }
-    if let Some(mode) = body.mode {
-        client = client.with_mode(mode);
-    }
-    let mut messages = Vec::new();
-    if let Some(system) = &body.system {
-        messages.push(Message::system(system.clone()));
-    }
-    messages.push(Message::user(match &body.prompt {
-        Some(p) => format!("{p}\n\n{}", body.text),
-        None => body.text.clone(),
-    }));
-    (client, messages)
-}
-
-fn adhoc_target<'a>(client: &'a sift_core::Client, body: &'a Adhoc) -> Target<'a> {
-    Target {
-        client,
-        output: &body.schema,
-        spec: None,
-    }
-}
-
-pub(crate) async fn adhoc(
-    State(state): State<Arc<AppState>>,
-    query: Result<Query<AnswerQuery>, QueryRejection>,
-    Body(RawJson(body)): Body<RawJson>,
-) -> Result<Response, ApiError> {
-    let query = answer_query(query)?;
-    let request = adhoc_body(&state, &body).await?;
-    let (client, messages) = adhoc_call(&state, &request);
-    adhoc_target(&client, &request)
-        .builder(&adhoc_input(&request), messages)
-        .send()
-        .await
-        .map(|out| answer(out, &query))
-        .map_err(|e| ApiError::extraction(e, &client))
-}
-
-/// What an ad-hoc answer is grounded in: the text (not the prompt or system message).
-fn adhoc_input(request: &Adhoc) -> Value {
-    json!({"text": request.text})
-}
-
-pub(crate) async fn adhoc_stream(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    deadline: Option<Extension<Deadline>>,
-    Body(RawJson(body)): Body<RawJson>,
-) -> Result<Response, ApiError> {
-    let request = adhoc_body(&state, &body).await?;
-    let (client, messages) = adhoc_call(&state, &request);
-    let events = adhoc_target(&client, &request)
-        .builder(&adhoc_input(&request), messages)
-        .stream();
-    let deadline = deadline.map(|Extension(d)| d);
-    stream_response(events, client.recording(), wants_sse(&headers), deadline).await
 }

@@ -49,7 +49,7 @@ fn check_and_serve_refuse_a_bad_config_with_every_problem() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("16 problems in the config"), "{args:?}: {err}");
+        assert!(err.contains("22 problems in the config"), "{args:?}: {err}");
         assert!(
             err.contains("sift.toml:26:1: unknown key `extractors.remote_ref.promt`"),
             "{err}"

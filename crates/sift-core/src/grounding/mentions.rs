@@ -70,6 +70,76 @@ const TENS: &[&str] = &[
     "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
 ];
 
+/// Month names in German, French, Spanish, Italian, Dutch and Portuguese, whole (their
+/// abbreviations are left out: short ones such as `ago` or `set` are everyday words), with
+/// the spellings without accents too.
+const FOREIGN_MONTHS: &[(&str, u32)] = &[
+    ("januar", 1),
+    ("janvier", 1),
+    ("enero", 1),
+    ("gennaio", 1),
+    ("januari", 1),
+    ("janeiro", 1),
+    ("februar", 2),
+    ("février", 2),
+    ("fevrier", 2),
+    ("febrero", 2),
+    ("febbraio", 2),
+    ("februari", 2),
+    ("fevereiro", 2),
+    ("märz", 3),
+    ("maerz", 3),
+    ("mars", 3),
+    ("marzo", 3),
+    ("maart", 3),
+    ("março", 3),
+    ("marco", 3),
+    ("avril", 4),
+    ("abril", 4),
+    ("aprile", 4),
+    ("mai", 5),
+    ("mayo", 5),
+    ("maggio", 5),
+    ("mei", 5),
+    ("maio", 5),
+    ("juni", 6),
+    ("juin", 6),
+    ("junio", 6),
+    ("giugno", 6),
+    ("junho", 6),
+    ("juli", 7),
+    ("juillet", 7),
+    ("julio", 7),
+    ("luglio", 7),
+    ("julho", 7),
+    ("august", 8),
+    ("août", 8),
+    ("aout", 8),
+    ("agosto", 8),
+    ("augustus", 8),
+    ("september", 9),
+    ("septembre", 9),
+    ("septiembre", 9),
+    ("settembre", 9),
+    ("setembro", 9),
+    ("oktober", 10),
+    ("octobre", 10),
+    ("octubre", 10),
+    ("ottobre", 10),
+    ("outubro", 10),
+    ("november", 11),
+    ("novembre", 11),
+    ("noviembre", 11),
+    ("novembro", 11),
+    ("dezember", 12),
+    ("décembre", 12),
+    ("decembre", 12),
+    ("diciembre", 12),
+    ("dicembre", 12),
+    ("december", 12),
+    ("dezembro", 12),
+];
+
 fn month(word: &str) -> Option<u32> {
     let w = word.to_lowercase();
     let w = w.trim_end_matches('.');
@@ -78,8 +148,29 @@ fn month(word: &str) -> Option<u32> {
     }
     MONTHS
         .iter()
-        .position(|m| m.starts_with(w) && (w.len() >= 3))
+        .position(|m| m.starts_with(w))
         .map(|i| i as u32 + 1)
+        .or_else(|| {
+            FOREIGN_MONTHS
+                .iter()
+                .find(|(m, _)| *m == w)
+                .map(|&(_, n)| n)
+        })
+}
+
+/// Words that join a day, its month and its year in Spanish and Portuguese (`3 de marzo de
+/// 2027`), skipped when reading a date.
+fn joiner(word: &(usize, usize, &str)) -> bool {
+    matches!(word.2.to_lowercase().as_str(), "de" | "del")
+}
+
+/// The word at `k`, or the one after it when it is a [`joiner`]: its index.
+fn past_joiner(words: &[(usize, usize, &str)], k: usize) -> usize {
+    if words.get(k).is_some_and(joiner) {
+        k + 1
+    } else {
+        k
+    }
 }
 
 /// `thirty-three`, `seven`, `ninety`: the number a word (or hyphenated pair) spells.
@@ -188,10 +279,13 @@ pub(super) fn mentions(text: &str) -> Vec<Mention> {
                 .collect();
             let numbers = readings(&number_part);
             // `3 November 2026`, `14 January`
-            if let (Some(d), Some((_, e1, w1))) = (day_of(&number_part), words.get(k + 1))
+            // `3 de marzo de 2027`
+            let at = past_joiner(&words, k + 1);
+            if let (Some(d), Some((_, e1, w1))) = (day_of(&number_part), words.get(at))
                 && let Some(m) = month(w1.trim_end_matches([',', '.']))
             {
-                out.push(dated(*s, *e1, (m, d), words.get(k + 2), numbers.clone()));
+                let year = words.get(past_joiner(&words, at + 1));
+                out.push(dated(*s, *e1, (m, d), year, numbers.clone()));
             }
             out.push(Mention {
                 start: *s,

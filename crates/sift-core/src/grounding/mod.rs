@@ -972,6 +972,11 @@ mod tests {
             "on 2026-11-03",
             "on 03/11/2026",
             "on 3.11.2026",
+            "am 3. November 2026",
+            "le 3 novembre 2026",
+            "el 3 de noviembre de 2026",
+            "il 3 novembre 2026",
+            "em 3 de novembro de 2026",
         ] {
             let g = ground(&json!({"d": "2026-11-03"}), &schema, &[("text", text)]);
             assert!(g.ungrounded.is_empty(), "{text}: {:?}", g.ungrounded);
@@ -982,6 +987,21 @@ mod tests {
             &[("text", "on 3 November 2026")],
         );
         assert_eq!(g.ungrounded.len(), 1);
+        // A month's foreign name counts whole, not abbreviated (`ago`, `set` are words).
+        for (text, date) in [
+            ("am 14. März 2027", "2027-03-14"),
+            ("le 1er février 2027", "2027-02-01"),
+            ("el 2 de agosto de 2027", "2027-08-02"),
+        ] {
+            let g = ground(&json!({"d": date}), &schema, &[("text", text)]);
+            assert!(g.ungrounded.is_empty(), "{text}: {:?}", g.ungrounded);
+        }
+        let g = ground(
+            &json!({"d": "2027-08-03"}),
+            &schema,
+            &[("text", "3 ago 2027")],
+        );
+        assert_eq!(g.ungrounded.len(), 1, "`ago` is not August");
     }
 
     #[test]

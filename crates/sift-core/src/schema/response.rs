@@ -145,6 +145,22 @@ impl ResponseSchema {
         }
     }
 
+    /// `value` (of the schema given) as the model is asked to write it: the inverse of
+    /// [`unwrap_value`](Self::unwrap_value), wrapped in `{"value": ...}` when answers come
+    /// wrapped, and, when the model is shown the strict-mode rewrite, with a `null` for each
+    /// optional property left out. Used to show worked examples.
+    pub fn answer_for(&self, value: &Value, constrained: bool) -> Value {
+        let mut value = value.clone();
+        if self.strict && !constrained {
+            fill_strict_nulls(&self.schema, &self.schema, &mut value, 0);
+        }
+        if self.wraps_for(constrained) {
+            json!({ WRAPPER_FIELD: value })
+        } else {
+            value
+        }
+    }
+
     fn unwrap_wrapper(&self, value: Value, wrapped: bool) -> Value {
         if !wrapped {
             return value;
@@ -465,6 +481,52 @@ fn drop_strict_nulls(root: &Value, schema: &Value, value: &mut Value, depth: usi
             if let Some(item) = schema.get("items").filter(|i| i.is_object()) {
                 for v in items {
                     drop_strict_nulls(root, item, v, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Adds, along `schema` (within `root`), a `null` for every property an object of `value`
+/// leaves out: what the strict rewrite asks the model to write for an optional property
+/// (every property required, the optional ones nullable). Follows properties, items, local
+/// references and `allOf`; the alternatives of `anyOf`/`oneOf` are left alone (which one a
+/// value takes is not known).
+fn fill_strict_nulls(root: &Value, schema: &Value, value: &mut Value, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    let schema = match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => match super::refs::resolve_local(root, r) {
+            Some(target) => target,
+            None => return,
+        },
+        None => schema,
+    };
+    if let Some(alts) = schema.get("allOf").and_then(Value::as_array) {
+        for alt in alts {
+            fill_strict_nulls(root, alt, value, depth + 1);
+        }
+    }
+    match value {
+        Value::Object(map) => {
+            let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+                return;
+            };
+            for (k, p) in props {
+                match map.get_mut(k) {
+                    Some(v) => fill_strict_nulls(root, p, v, depth + 1),
+                    None => {
+                        map.insert(k.clone(), Value::Null);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item) = schema.get("items").filter(|i| i.is_object()) {
+                for v in items {
+                    fill_strict_nulls(root, item, v, depth + 1);
                 }
             }
         }

@@ -3,6 +3,7 @@
 
 mod answers;
 mod dynamic;
+mod examples;
 mod grounded;
 mod old;
 mod reask;

@@ -389,7 +389,20 @@ fn adhoc_operations(paths: &mut serde_json::Map<String, Value>) {
             "prompt": {"type": "string", "description": "Put before the text"},
             "system": {"type": "string", "description": "A system prompt"},
             "model": {"type": "string"},
-            "mode": {"enum": ["tools", "json_schema", "json", "md_json"]}
+            "mode": {"enum": ["tools", "json_schema", "json", "md_json"]},
+            "examples": {
+                "type": "array",
+                "maxItems": crate::adhoc::MAX_ADHOC_EXAMPLES,
+                "description": "Worked examples shown to the model before the text, each a text and the answer it should get (valid against `schema` and found in its text)",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "text": {"type": "string"},
+                        "output": {"description": "The answer the text should get"}
+                    },
+                    "required": ["text", "output"]
+                }
+            }
         },
         "required": ["schema", "text"]
     }}}});

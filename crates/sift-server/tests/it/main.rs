@@ -3,6 +3,7 @@
 
 mod clients;
 mod endpoints;
+mod examples;
 mod extract_stream;
 mod limits;
 mod many_users;

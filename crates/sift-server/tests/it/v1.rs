@@ -14,12 +14,12 @@ use tower::ServiceExt;
 
 use crate::{app, call, call_with, json};
 
-fn example_config() -> Config {
+pub(crate) fn example_config() -> Config {
     Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sift.toml")).unwrap()
 }
 
 /// The router serving the example extractors, answered by `upstream`.
-fn examples(upstream: &ScriptedServer, config: ServerConfig) -> Router {
+pub(crate) fn examples(upstream: &ScriptedServer, config: ServerConfig) -> Router {
     serving(upstream, example_config(), config)
 }
 
