@@ -3,14 +3,18 @@
 # same GGUF (json_schema response format, the same prompts), side by side. Builds
 # llama-server when missing (scripts/llama-server.sh, about 10 minutes). Not part of CI.
 #   scripts/eval-compare.sh [REPORT_DIR]
+# CONFIG=FILE uses another config than evals/sift.toml (its extractors must bear the same
+# names); SIFT_ONLY=1 skips llama-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-target/eval-compare}"
 mkdir -p "$out"
-server_bin="$(scripts/llama-server.sh)"
+config="${CONFIG:-evals/sift.toml}"
 cargo build --release -q -p sift-cli
 model="$(ls "${SIFT_CACHE_DIR:-$HOME/.cache/sift/models}"/*.gguf | head -1)"
 port=18089
+if [ -z "${SIFT_ONLY:-}" ]; then
+server_bin="$(scripts/llama-server.sh)"
 "$server_bin" -m "$model" --host 127.0.0.1 --port "$port" -t 2 --parallel 4 --jinja \
   >"$out/llama-server.log" 2>&1 &
 server=$!
@@ -19,6 +23,7 @@ for _ in $(seq 1 120); do
   curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
   sleep 1
 done
+fi
 sets=("user evals/seed.jsonl" "user evals/people-one.jsonl" "people evals/people-many.jsonl"
       "invoice evals/invoice.jsonl" "contact evals/contact.jsonl" "events evals/events.jsonl"
       "profile evals/absent.jsonl")
@@ -26,10 +31,11 @@ for s in "${sets[@]}"; do
   read -r name gold <<<"$s"
   base="$(basename "$gold" .jsonl)"
   echo "== $base: embedded default"
-  env -u OPENAI_API_KEY -u OPENAI_BASE_URL target/release/sift eval --config evals/sift.toml \
+  env -u OPENAI_API_KEY -u OPENAI_BASE_URL target/release/sift eval --config "$config" \
     "$name" "$gold" --report "$out/$base.sift.json" --misses 0 | grep -E "exact match|^unexpected|^grounded"
+  [ -n "${SIFT_ONLY:-}" ] && continue
   echo "== $base: llama-server (json_schema)"
   OPENAI_BASE_URL="http://127.0.0.1:$port/v1" OPENAI_API_KEY=none target/release/sift eval \
-    --config evals/sift.toml --mode json_schema --model local "$name" "$gold" \
+    --config "$config" --mode json_schema --model local "$name" "$gold" \
     --report "$out/$base.llama-server.json" --misses 0 | grep -E "exact match|^unexpected|^grounded"
 done

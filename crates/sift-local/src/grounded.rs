@@ -66,9 +66,18 @@ pub(crate) fn lark(schema: &Value, sources: &Sources, whitespace_flexible: bool)
     Some(out)
 }
 
-/// Why a schema has no grounded grammar.
-#[derive(Debug)]
-struct Untranslated;
+/// Why a schema (or a part of it) has no grounded grammar.
+#[derive(Debug, PartialEq)]
+enum Stop {
+    /// It uses what the walk does not translate: no grounded grammar at all.
+    Untranslated,
+    /// No value of it can be grounded in the inputs (a number where the text writes none):
+    /// an optional member holding it is left out, a list of it is empty, and a required
+    /// member makes its object impossible in turn.
+    Impossible,
+}
+
+use Stop::{Impossible, Untranslated};
 
 struct Gen<'a> {
     root: &'a Value,
@@ -103,7 +112,7 @@ impl<'a> Gen<'a> {
     }
 
     /// A Lark expression for any value of `schema` at rule path `rule`.
-    fn value(&mut self, schema: &Value, rule: &str, depth: usize) -> Result<String, Untranslated> {
+    fn value(&mut self, schema: &Value, rule: &str, depth: usize) -> Result<String, Stop> {
         if depth > MAX_DEPTH {
             return Err(Untranslated);
         }
@@ -125,25 +134,37 @@ impl<'a> Gen<'a> {
             if let Some(Value::Array(branches)) = obj.get(key) {
                 let mut alts = Vec::new();
                 for b in branches {
-                    alts.push(self.value(b, rule, depth + 1)?);
+                    match self.value(b, rule, depth + 1) {
+                        Ok(alt) => alts.push(alt),
+                        Err(Impossible) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if alts.is_empty() {
+                    return Err(Impossible);
                 }
                 return Ok(format!("({})", alts.join(" | ")));
             }
         }
         let mut alts = Vec::new();
+        let mut impossible = false;
         for t in types(schema) {
             let alt = match t {
-                "null" => "\"null\"".to_owned(),
-                "object" => self.object(schema, rule, depth)?,
-                "array" => self.array(schema, rule, depth)?,
-                "string" | "number" | "integer" => self.leaf(schema, t, rule, depth)?,
-                "boolean" => "(\"true\" | \"false\")".to_owned(),
-                _ => return Err(Untranslated),
+                "null" => Ok("\"null\"".to_owned()),
+                "object" => self.object(schema, rule, depth),
+                "array" => self.array(schema, rule, depth),
+                "string" | "number" | "integer" => self.leaf(schema, t, rule, depth),
+                "boolean" => Ok("(\"true\" | \"false\")".to_owned()),
+                _ => Err(Untranslated),
             };
-            alts.push(alt);
+            match alt {
+                Ok(alt) => alts.push(alt),
+                Err(Impossible) => impossible = true,
+                Err(e) => return Err(e),
+            }
         }
         if alts.is_empty() {
-            return Err(Untranslated);
+            return Err(if impossible { Impossible } else { Untranslated });
         }
         Ok(format!("({})", alts.join(" | ")))
     }
@@ -187,7 +208,7 @@ impl<'a> Gen<'a> {
     }
 
     /// `schema`'s local `$ref` followed.
-    fn resolve<'s>(&self, schema: &'s Value) -> Result<&'s Value, Untranslated>
+    fn resolve<'s>(&self, schema: &'s Value) -> Result<&'s Value, Stop>
     where
         'a: 's,
     {
@@ -204,7 +225,7 @@ impl<'a> Gen<'a> {
         Err(Untranslated)
     }
 
-    fn object(&mut self, schema: &Value, rule: &str, depth: usize) -> Result<String, Untranslated> {
+    fn object(&mut self, schema: &Value, rule: &str, depth: usize) -> Result<String, Stop> {
         let Some(props) = schema.get("properties").and_then(Value::as_object) else {
             return self.inline(schema, depth);
         };
@@ -218,12 +239,15 @@ impl<'a> Gen<'a> {
         let comma = self.sep(",");
         let mut items: Vec<(String, bool)> = Vec::new();
         for (k, sub) in props {
-            let value = self.value(sub, &child_rule(rule, k), depth + 1)?;
+            let required = required.contains(&k.as_str());
+            let value = match self.value(sub, &child_rule(rule, k), depth + 1) {
+                Ok(v) => v,
+                // Left out: the text holds no value for it.
+                Err(Impossible) if !required => continue,
+                Err(e) => return Err(e),
+            };
             let key = lark_string(&json_string(k));
-            items.push((
-                format!("{key} {colon} {value}"),
-                required.contains(&k.as_str()),
-            ));
+            items.push((format!("{key} {colon} {value}"), required));
         }
         // The members in order, each optional one may be left out: `t_i` is what may follow
         // once something was written (each member after a comma), `h_i` what may come first.
@@ -256,7 +280,7 @@ impl<'a> Gen<'a> {
         Ok(name)
     }
 
-    fn array(&mut self, schema: &Value, rule: &str, depth: usize) -> Result<String, Untranslated> {
+    fn array(&mut self, schema: &Value, rule: &str, depth: usize) -> Result<String, Stop> {
         let Some(items) = schema.get("items").filter(|i| i.is_object()) else {
             return self.inline(schema, depth);
         };
@@ -271,25 +295,29 @@ impl<'a> Gen<'a> {
         if min > 1 || max == 0 {
             return Err(Untranslated);
         }
-        let item = self.value(items, &format!("{rule}[]"), depth + 1)?;
+        let (open, close) = (self.sep("["), self.sep("]"));
+        let item = match self.value(items, &format!("{rule}[]"), depth + 1) {
+            Ok(item) => item,
+            // Nothing in the text can be an item: the list is empty.
+            Err(Impossible) if min == 0 => return Ok(format!("{open} {close}")),
+            Err(e) => return Err(e),
+        };
         let name = self.name("arr");
         let more = max.saturating_sub(1);
         let comma = self.sep(",");
-        let list = format!("{item} ({comma} {item}){{0,{more}}}");
+        // (llguidance refuses a repetition of `{0,0}`.)
+        let list = if more == 0 {
+            item.clone()
+        } else {
+            format!("{item} ({comma} {item}){{0,{more}}}")
+        };
         let body = if min == 0 { format!("({list})?") } else { list };
-        let (open, close) = (self.sep("["), self.sep("]"));
         let _ = writeln!(self.rules, "{name}: {open} {body} {close}");
         Ok(name)
     }
 
     /// A string, number or integer leaf.
-    fn leaf(
-        &mut self,
-        schema: &Value,
-        ty: &str,
-        rule: &str,
-        depth: usize,
-    ) -> Result<String, Untranslated> {
+    fn leaf(&mut self, schema: &Value, ty: &str, rule: &str, depth: usize) -> Result<String, Stop> {
         // The type alone (a leaf typed `["string", "null"]` is read one type at a time).
         let mut one = schema.clone();
         if let Some(obj) = one.as_object_mut() {
@@ -299,14 +327,19 @@ impl<'a> Gen<'a> {
         match (policy, ty) {
             (Policy::Verbatim, "string") => {
                 self.grounded += 1;
-                Ok(self.text_token())
+                let token = self.text_token();
+                Ok(match string_regex(schema) {
+                    Some(re) => self.narrowed(&re),
+                    None => token,
+                })
             }
             (Policy::Normalized, "string")
                 if matches!(schema.get("format").and_then(Value::as_str), Some("date")) =>
             {
                 let dates = self.written().dates.clone();
                 if dates.is_empty() {
-                    return self.inline(&one, depth);
+                    self.grounded += 1;
+                    return Err(Impossible);
                 }
                 self.grounded += 1;
                 let alts: Vec<String> =
@@ -324,7 +357,8 @@ impl<'a> Gen<'a> {
                     .filter_map(|x| number_literal(x, ty == "integer"))
                     .collect();
                 if literals.is_empty() {
-                    return self.inline(&one, depth);
+                    self.grounded += 1;
+                    return Err(Impossible);
                 }
                 self.grounded += 1;
                 let alts: Vec<String> = literals.iter().map(|l| lark_string(l)).collect();
@@ -365,8 +399,24 @@ impl<'a> Gen<'a> {
         "TXT".into()
     }
 
+    /// A verbatim string token that also matches `re` (Lark regexes joined by `&`: the
+    /// string's pattern and length bounds, over its JSON-escaped text): the text's words,
+    /// as the schema allows them.
+    fn narrowed(&mut self, re: &str) -> String {
+        let n = self.next;
+        self.next += 1;
+        let name = format!("TXTP{n}");
+        let inputs: Vec<String> = (0..self.sources.inputs().len())
+            .filter(|i| self.rules.contains(&format!("TXT{i}_IN:")))
+            .map(|i| format!("TXT{i}_IN"))
+            .collect();
+        let _ = writeln!(self.rules, "{name}_IN: ({}) & {re}", inputs.join(" | "));
+        let _ = writeln!(self.rules, "{name}: \"\\\"\" {name}_IN \"\\\"\"");
+        name
+    }
+
     /// `schema` as llguidance's own JSON Schema grammar, free strings bounded.
-    fn inline(&mut self, schema: &Value, depth: usize) -> Result<String, Untranslated> {
+    fn inline(&mut self, schema: &Value, depth: usize) -> Result<String, Stop> {
         let mut schema = self.inline_refs(schema, depth)?;
         bound_free_strings(&mut schema);
         if let Value::Object(obj) = &mut schema {
@@ -380,7 +430,7 @@ impl<'a> Gen<'a> {
 
     /// `schema` with its local `$ref`s replaced by what they point at (an inlined schema
     /// stands alone); recursion cannot be.
-    fn inline_refs(&self, schema: &Value, depth: usize) -> Result<Value, Untranslated> {
+    fn inline_refs(&self, schema: &Value, depth: usize) -> Result<Value, Stop> {
         if depth > MAX_DEPTH {
             return Err(Untranslated);
         }
@@ -495,13 +545,57 @@ fn number_literal(x: f64, integer: bool) -> Option<String> {
     serde_json::Number::from_f64(x).map(|n| n.to_string())
 }
 
-/// The lines and sentences of the inputs that hold a letter or digit.
+/// The regular expressions a string of `schema` must match beyond being text (as Lark
+/// regexes joined by `&`), from its
+/// `pattern` (a search, so unanchored ends may hold anything) and its length bounds; `None`
+/// when it sets neither. Lengths count JSON-escaped characters here (an escape is two), a
+/// looser bound the answer's validation tightens.
+fn string_regex(schema: &Value) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
+        let (start, p) = match p.strip_prefix('^') {
+            Some(rest) => ("", rest),
+            None => (".*", p),
+        };
+        let (p, end) = match p.strip_suffix('$').filter(|r| !r.ends_with('\\')) {
+            Some(rest) => (rest, ""),
+            None => (p, ".*"),
+        };
+        parts.push(format!("{start}({p}){end}"));
+    }
+    let min = schema.get("minLength").and_then(Value::as_u64);
+    let max = schema.get("maxLength").and_then(Value::as_u64);
+    if min.is_some() || max.is_some() {
+        let min = min.unwrap_or(0);
+        parts.push(match max {
+            Some(max) => format!(".{{{min},{}}}", max.saturating_mul(2)),
+            None => format!(".{{{min},}}"),
+        });
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    // Each a Lark regex, intersected with the text's words (and with each other).
+    Some(
+        parts
+            .iter()
+            .map(|p| format!("/{}/", p.replace('/', "\\/")))
+            .collect::<Vec<_>>()
+            .join(" & "),
+    )
+}
+
+/// The parts of the inputs that hold a letter or digit, split at lines, sentences, clauses
+/// and the word `and` ("Team: Ava, 30; Liam, 35", "Juan and Lucía"): the most items a list
+/// held to the text may have.
 fn segments(sources: &Sources) -> usize {
     sources
         .inputs()
         .iter()
-        .flat_map(|(_, t)| t.split(['\n', '\r']))
+        .flat_map(|(_, t)| t.split(['\n', '\r', ';']))
         .flat_map(|line| line.split(". "))
+        .flat_map(|sentence| sentence.split(", "))
+        .flat_map(|clause| clause.split(" and "))
         .filter(|s| s.chars().any(char::is_alphanumeric))
         .count()
 }
@@ -614,10 +708,68 @@ mod tests {
     fn a_list_holds_at_most_one_item_per_line_or_sentence() {
         let schema = json!({"type": "array", "items": {"type": "string"}});
         let sources = Sources::new().with_input("text", "Ann. Bo\nCy");
-        let lark = lark(&schema, &sources, false).expect("a grounded grammar");
-        assert!(takes(&lark, r#"["Ann","Bo","Cy"]"#), "{lark}");
-        assert!(takes(&lark, r#"[]"#));
-        assert!(!takes(&lark, r#"["Ann","Bo","Cy","Ann"]"#));
+        let g = lark(&schema, &sources, false).expect("a grounded grammar");
+        assert!(takes(&g, r#"["Ann","Bo","Cy"]"#), "{g}");
+        assert!(takes(&g, r#"[]"#));
+        assert!(!takes(&g, r#"["Ann","Bo","Cy","Ann"]"#));
+        // Clauses and `and` count as parts too.
+        let sources = Sources::new().with_input("text", "Team: Ann, 30; Bo and Cy");
+        let g = lark(&schema, &sources, false).expect("a grounded grammar");
+        assert!(takes(&g, r#"["Ann","Bo","Cy"]"#), "{g}");
+        assert!(!takes(&g, r#"["Ann","Bo","Cy","Ann","Bo"]"#));
+        // One line: at most one item (a grammar that compiles).
+        let sources = Sources::new().with_input("text", "Ann");
+        let g = lark(&schema, &sources, false).expect("a grounded grammar");
+        assert!(takes(&g, r#"["Ann"]"#), "{g}");
+        assert!(!takes(&g, r#"["Ann","Ann"]"#));
+    }
+
+    #[test]
+    fn what_the_text_cannot_hold_is_left_out_and_its_list_is_empty() {
+        let person = json!({"type": "object", "properties": {
+            "name": {"type": "string"},
+            "age": {"type": "integer"},
+            "born": {"type": "string", "format": "date"}
+        }, "required": ["name"]});
+        // No number and no date in the text: the optional age and birthday are left out.
+        let sources = Sources::new().with_input("text", "Ann lives in Leeds");
+        let g = lark(&person, &sources, false).expect("a grounded grammar");
+        assert!(takes(&g, r#"{"name":"Ann"}"#), "{g}");
+        assert!(!takes(&g, r#"{"name":"Ann","age":30}"#));
+        assert!(!takes(&g, r#"{"name":"Ann","born":"2026-01-01"}"#));
+        // A list of people who each need an age the text does not give is empty.
+        let people = json!({"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"}, "age": {"type": "integer"}
+        }, "required": ["name", "age"]}});
+        let sources = Sources::new().with_input("text", "It rained all day in Leeds.");
+        let g = lark(&people, &sources, false).expect("a grounded grammar");
+        assert!(takes(&g, "[]"), "{g}");
+        assert!(!takes(&g, r#"[{"name":"Leeds","age":22}]"#));
+        // Nullable, it may be null.
+        let nullable = json!({"type": "object", "properties": {
+            "age": {"type": ["integer", "null"]}
+        }, "required": ["age"]});
+        let g = lark(&nullable, &sources, false).expect("a grounded grammar");
+        assert!(takes(&g, r#"{"age":null}"#), "{g}");
+        assert!(!takes(&g, r#"{"age":3}"#));
+    }
+
+    #[test]
+    fn a_verbatim_string_keeps_its_pattern_and_length() {
+        let schema = json!({"type": "object", "properties": {
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            "code": {"type": "string", "pattern": "[0-9]/[0-9]"},
+            "short": {"type": "string", "maxLength": 4}
+        }});
+        let sources = Sources::new().with_input("text", "Gesamtbetrag: 899,00 EUR, Pos 3/4, Café");
+        let g = lark(&schema, &sources, false).expect("a grounded grammar");
+        assert!(takes(&g, r#"{"currency":"EUR"}"#), "{g}");
+        assert!(!takes(&g, r#"{"currency":"Gesamtbetrag"}"#));
+        assert!(!takes(&g, r#"{"currency":"USD"}"#));
+        assert!(takes(&g, r#"{"code":"Pos 3/4"}"#), "{g}");
+        assert!(!takes(&g, r#"{"code":"Pos"}"#));
+        assert!(takes(&g, r#"{"short":"Café"}"#), "{g}");
+        assert!(!takes(&g, r#"{"short":"Gesamtbetrag"}"#));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `POST /v1/extract` and `/v1/extract/stream`: extraction against a schema sent with the
 //! request, with its own prompt, system message, model, mode and worked examples.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
@@ -8,7 +9,7 @@ use axum::extract::{Extension, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{Value, json};
-use sift_core::grounding::Sources;
+use sift_core::grounding::{Policy, Sources, describes};
 use sift_core::json_stream::PathSegment;
 use sift_core::{Message, Schema};
 
@@ -32,6 +33,63 @@ struct Adhoc {
     mode: Option<sift_core::Mode>,
     /// Worked examples: `{"text", "output"}`, the output checked against the schema.
     examples: Vec<(String, Value)>,
+    /// Grounding policies by path, as `[extractors.NAME.grounding]` sets them.
+    grounding: BTreeMap<String, Policy>,
+}
+
+/// The `grounding` of an ad-hoc request: policies by path (`{"*": "free"}` checks nothing,
+/// for a request that asks the model to make a record up), each naming a field of `schema`.
+fn adhoc_grounding(
+    obj: &serde_json::Map<String, Value>,
+    schema: Option<&Schema>,
+    errors: &mut Vec<ErrorDetail>,
+) -> BTreeMap<String, Policy> {
+    let loc = |key: Option<&str>| {
+        let mut loc = body_loc();
+        loc.push(LocItem::Key("grounding".into()));
+        loc.extend(key.map(|k| LocItem::Key(k.into())));
+        loc
+    };
+    let mut out = BTreeMap::new();
+    match obj.get("grounding") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (path, policy) in map {
+                match policy.as_str().map(str::parse::<Policy>) {
+                    Some(Ok(p)) => {
+                        if schema.is_some_and(|s| !describes(s.value(), path)) {
+                            errors.push(ErrorDetail::new(
+                                "value_error",
+                                loc(Some(path)),
+                                format!("`{path}` names no field of the schema"),
+                                policy.clone(),
+                            ));
+                        }
+                        out.insert(path.clone(), p);
+                    }
+                    Some(Err(e)) => errors.push(ErrorDetail::new(
+                        "enum",
+                        loc(Some(path)),
+                        e.to_string(),
+                        policy.clone(),
+                    )),
+                    None => errors.push(ErrorDetail::new(
+                        "string_type",
+                        loc(Some(path)),
+                        "Input should be a valid string: verbatim, normalized or free",
+                        policy.clone(),
+                    )),
+                }
+            }
+        }
+        Some(other) => errors.push(ErrorDetail::new(
+            "dict_type",
+            loc(None),
+            "Input should be a valid dictionary of paths and policies",
+            other.clone(),
+        )),
+    }
+    out
 }
 
 /// The most worked examples an ad-hoc request may send.
@@ -42,6 +100,7 @@ pub(crate) const MAX_ADHOC_EXAMPLES: usize = 32;
 fn adhoc_examples(
     obj: &serde_json::Map<String, Value>,
     schema: Option<&Schema>,
+    grounding: &BTreeMap<String, Policy>,
     errors: &mut Vec<ErrorDetail>,
 ) -> Vec<(String, Value)> {
     let loc = |rest: &[LocItem]| {
@@ -116,7 +175,9 @@ fn adhoc_examples(
                     // Grounded as the answers will be: an example that invents teaches the
                     // model to invent.
                     if let (true, Some(text)) = (errors.len() == before, &text) {
-                        let sources = Sources::new().with_input("text", text.clone());
+                        let sources = Sources::new()
+                            .with_input("text", text.clone())
+                            .with_policies(grounding);
                         for u in sources.ground(o, schema.value()).ungrounded {
                             let mut loc = at("output");
                             loc.extend(sift_core::pointer_segments(&u.pointer, o).into_iter().map(
@@ -229,7 +290,8 @@ async fn adhoc_body(state: &AppState, body: &Value) -> Result<Adhoc, ApiError> {
             }
         },
     };
-    let examples = adhoc_examples(obj, schema.as_ref(), &mut errors);
+    let grounding = adhoc_grounding(obj, schema.as_ref(), &mut errors);
+    let examples = adhoc_examples(obj, schema.as_ref(), &grounding, &mut errors);
     match (schema, text) {
         (Some(schema), Some(text)) if errors.is_empty() => Ok(Adhoc {
             schema,
@@ -239,6 +301,7 @@ async fn adhoc_body(state: &AppState, body: &Value) -> Result<Adhoc, ApiError> {
             model,
             mode,
             examples,
+            grounding,
         }),
         _ => Err(ApiError::Validation(errors)),
     }
@@ -289,6 +352,7 @@ fn adhoc_target<'a>(
         output: &body.schema,
         spec: None,
         examples,
+        grounding: &body.grounding,
     }
 }
 

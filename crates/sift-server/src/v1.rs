@@ -128,7 +128,13 @@ pub(crate) struct Target<'a> {
     pub(crate) spec: Option<&'a sift_config::ExtractorSpec>,
     /// An ad-hoc request's worked examples (a configured extractor has its own).
     pub(crate) examples: &'a [sift_core::Example],
+    /// An ad-hoc request's grounding policies (a configured extractor has its own).
+    pub(crate) grounding: &'a std::collections::BTreeMap<String, sift_core::grounding::Policy>,
 }
+
+/// No policies: what a configured extractor's [`Target`] carries (its spec has its own).
+static NO_POLICIES: std::collections::BTreeMap<String, sift_core::grounding::Policy> =
+    std::collections::BTreeMap::new();
 
 impl<'a> Target<'a> {
     pub(crate) fn of(extractor: &'a Extractor) -> Self {
@@ -137,6 +143,7 @@ impl<'a> Target<'a> {
             output: &extractor.spec.output,
             spec: Some(&extractor.spec),
             examples: &[],
+            grounding: &NO_POLICIES,
         }
     }
 
@@ -157,7 +164,9 @@ impl<'a> Target<'a> {
                 .examples(self.examples.iter().cloned())
                 .messages(messages)
                 .extractor("adhoc")
-                .grounding(sift_core::grounding::Sources::of_input(input)),
+                .grounding(
+                    sift_core::grounding::Sources::of_input(input).with_policies(self.grounding),
+                ),
         }
     }
 
@@ -258,6 +267,7 @@ pub(crate) fn answer(out: Extraction<Value>, query: &AnswerQuery) -> Response {
         ("sift-attempts", out.attempts.len() as u64),
         ("sift-input-tokens", out.usage.input_tokens),
         ("sift-output-tokens", out.usage.output_tokens),
+        ("sift-cached-input-tokens", out.usage.cached_input_tokens),
     ] {
         headers.insert(HeaderName::from_static(name), HeaderValue::from(n));
     }

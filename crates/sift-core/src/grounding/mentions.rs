@@ -164,6 +164,30 @@ fn joiner(word: &(usize, usize, &str)) -> bool {
     matches!(word.2.to_lowercase().as_str(), "de" | "del")
 }
 
+/// Where a range of days that started before word `k` ends (`to 7 May 2027`, `–7 May`,
+/// `au 7 mai`): its month, the end of the month's word, and the word after (the year, if it
+/// is one).
+fn range_end<'t>(
+    words: &'t [(usize, usize, &'t str)],
+    k: usize,
+) -> Option<(u32, usize, Option<&'t (usize, usize, &'t str)>)> {
+    let between = words.get(k)?.2.to_lowercase();
+    let last = if matches!(
+        between.as_str(),
+        "to" | "and" | "until" | "till" | "through" | "bis" | "au" | "al" | "a" | "tot" | "e"
+    ) {
+        k + 1
+    } else {
+        k
+    };
+    let (_, _, day) = words.get(last)?;
+    day_of(day.trim_end_matches(|c: char| c.is_alphabetic() || c == '.'))?;
+    let at = past_joiner(words, last + 1);
+    let (_, end, name) = words.get(at)?;
+    let m = month(name.trim_end_matches([',', '.']))?;
+    Some((m, *end, words.get(past_joiner(words, at + 1))))
+}
+
 /// The word at `k`, or the one after it when it is a [`joiner`]: its index.
 fn past_joiner(words: &[(usize, usize, &str)], k: usize) -> usize {
     if words.get(k).is_some_and(joiner) {
@@ -286,6 +310,12 @@ pub(super) fn mentions(text: &str) -> Vec<Mention> {
             {
                 let year = words.get(past_joiner(&words, at + 1));
                 out.push(dated(*s, *e1, (m, d), year, numbers.clone()));
+            } else if let Some(d) = day_of(&number_part)
+                && let Some((m, end, year)) = range_end(&words, k + 1)
+            {
+                // The first day of a range (`5 to 7 May 2027`, `5–7 May`): its month and
+                // year are the last day's.
+                out.push(dated(*s, end, (m, d), year, numbers.clone()));
             }
             out.push(Mention {
                 start: *s,

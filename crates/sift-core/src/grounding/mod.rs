@@ -996,6 +996,16 @@ mod tests {
             let g = ground(&json!({"d": date}), &schema, &[("text", text)]);
             assert!(g.ungrounded.is_empty(), "{text}: {:?}", g.ungrounded);
         }
+        // Both ends of a range of days.
+        for (text, date) in [
+            ("from 5 to 7 May 2027", "2027-05-05"),
+            ("from 5 to 7 May 2027", "2027-05-07"),
+            ("5–7 May 2027", "2027-05-05"),
+            ("du 12 au 14 avril 2027", "2027-04-12"),
+        ] {
+            let g = ground(&json!({"d": date}), &schema, &[("text", text)]);
+            assert!(g.ungrounded.is_empty(), "{text} {date}: {:?}", g.ungrounded);
+        }
         let g = ground(
             &json!({"d": "2027-08-03"}),
             &schema,

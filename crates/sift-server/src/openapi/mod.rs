@@ -297,6 +297,7 @@ fn operations(
             "sift-attempts": count("Calls made to the model (1 + re-asks)"),
             "sift-input-tokens": count("Prompt tokens over every attempt"),
             "sift-output-tokens": count("Completion tokens over every attempt"),
+            "sift-cached-input-tokens": count("Of the prompt tokens, those the provider had kept (its prompt cache, or the embedded model's kept prompts)"),
         },
         "content": {"application/json": {"schema": value_or_spans(&output_ref)}}
     });
@@ -390,6 +391,11 @@ fn adhoc_operations(paths: &mut serde_json::Map<String, Value>) {
             "system": {"type": "string", "description": "A system prompt"},
             "model": {"type": "string"},
             "mode": {"enum": ["tools", "json_schema", "json", "md_json"]},
+            "grounding": {
+                "type": "object",
+                "additionalProperties": {"enum": ["verbatim", "normalized", "free"]},
+                "description": "Grounding policies by path (`seller.name`, `lines[].amount`, `*` for every leaf), as `[extractors.NAME.grounding]` sets them; `{\"*\": \"free\"}` checks nothing against the text"
+            },
             "examples": {
                 "type": "array",
                 "maxItems": crate::adhoc::MAX_ADHOC_EXAMPLES,

@@ -75,7 +75,7 @@ async fn a_configured_extractors_examples_come_before_its_prompt() {
 }
 
 #[tokio::test]
-async fn adhoc_examples_are_shown_and_checked() {
+async fn adhoc_examples_and_policies_are_shown_and_checked() {
     let upstream = ScriptedServer::start().await;
     upstream.push(Reply::content(r#"{"city": "Leeds"}"#));
     let app = app(&upstream, ServerConfig::default());
@@ -162,9 +162,40 @@ async fn adhoc_examples_are_shown_and_checked() {
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(json(&body)["detail"][0]["loc"], json!(["body", "examples"]));
+
+    // The request's own policies: a field made free may hold what the text does not.
+    upstream.push(Reply::content(r#"{"city": "Lisle"}"#));
+    let free = json!({
+        "schema": schema,
+        "text": "Jeffrey lives down in Leeds",
+        "mode": "json",
+        "grounding": {"city": "free"},
+        "examples": [{"text": "Ann moved.", "output": {"city": "York"}}]
+    });
+    let (status, _, body) = call(&app, "POST", "/v1/extract", &free.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body), json!({"city": "Lisle"}));
+    let wrong =
+        json!({"schema": schema, "text": "t", "grounding": {"town": "free", "city": "exact"}});
+    let (status, _, body) = call(&app, "POST", "/v1/extract", &wrong.to_string()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let locs: Vec<Value> = json(&body)["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["loc"].clone())
+        .collect();
+    assert_eq!(
+        locs,
+        [
+            json!(["body", "grounding", "city"]),
+            json!(["body", "grounding", "town"])
+        ],
+        "{body}"
+    );
     assert_eq!(
         upstream.requests().len(),
-        1,
+        2,
         "refused requests never reach the model"
     );
 }

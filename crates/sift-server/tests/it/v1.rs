@@ -93,7 +93,11 @@ async fn one_input_answers_the_value_with_usage_headers() {
     let upstream = ScriptedServer::start().await;
     upstream
         .push(Reply::tool_call("Invoice", INVOICE.replace("\"GBP\"", "\"pounds\"")).usage(300, 80))
-        .push(Reply::tool_call("Invoice", INVOICE).usage(350, 80));
+        .push(
+            Reply::tool_call("Invoice", INVOICE)
+                .usage(350, 80)
+                .cached(200),
+        );
     let app = examples(&upstream, ServerConfig::default());
     let request = Request::post("/v1/extractors/invoice")
         .header("content-type", "application/json")
@@ -105,6 +109,7 @@ async fn one_input_answers_the_value_with_usage_headers() {
     assert_eq!(h["sift-attempts"], "2");
     assert_eq!(h["sift-input-tokens"], "650");
     assert_eq!(h["sift-output-tokens"], "160");
+    assert_eq!(h["sift-cached-input-tokens"], "200");
     let body = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .unwrap();
