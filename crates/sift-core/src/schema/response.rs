@@ -439,19 +439,23 @@ fn make_nullable(schema: &mut Value) {
     *schema = Value::Object(wrapper);
 }
 
+/// `schema` with its `$ref` followed (local references only, checked at compile time), or
+/// `None` past the depth that bounds a walk of a recursive schema.
+fn walked<'s>(root: &'s Value, schema: &'s Value, depth: usize) -> Option<&'s Value> {
+    if depth > 64 {
+        return None;
+    }
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => super::refs::resolve_local(root, r),
+        None => Some(schema),
+    }
+}
+
 /// Removes, along `schema` (the one given, within `root`), every `null` of an optional
 /// property whose schema does not accept `null`: what the strict rewrite added.
 fn drop_strict_nulls(root: &Value, schema: &Value, value: &mut Value, depth: usize) {
-    // Local references only (checked at compile time); the depth bounds recursive schemas.
-    if depth > 64 {
+    let Some(schema) = walked(root, schema, depth) else {
         return;
-    }
-    let schema = match schema.get("$ref").and_then(Value::as_str) {
-        Some(r) => match super::refs::resolve_local(root, r) {
-            Some(target) => target,
-            None => return,
-        },
-        None => schema,
     };
     for key in ["allOf", "anyOf", "oneOf"] {
         if let Some(alts) = schema.get(key).and_then(Value::as_array) {
@@ -494,15 +498,8 @@ fn drop_strict_nulls(root: &Value, schema: &Value, value: &mut Value, depth: usi
 /// references and `allOf`; the alternatives of `anyOf`/`oneOf` are left alone (which one a
 /// value takes is not known).
 fn fill_strict_nulls(root: &Value, schema: &Value, value: &mut Value, depth: usize) {
-    if depth > 64 {
+    let Some(schema) = walked(root, schema, depth) else {
         return;
-    }
-    let schema = match schema.get("$ref").and_then(Value::as_str) {
-        Some(r) => match super::refs::resolve_local(root, r) {
-            Some(target) => target,
-            None => return,
-        },
-        None => schema,
     };
     if let Some(alts) = schema.get("allOf").and_then(Value::as_array) {
         for alt in alts {

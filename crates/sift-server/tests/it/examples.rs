@@ -188,8 +188,8 @@ async fn adhoc_examples_and_policies_are_shown_and_checked() {
     assert_eq!(
         locs,
         [
-            json!(["body", "grounding", "city"]),
-            json!(["body", "grounding", "town"])
+            json!(["body", "grounding", "town"]),
+            json!(["body", "grounding", "city"])
         ],
         "{body}"
     );
