@@ -164,13 +164,13 @@ fn joiner(word: &(usize, usize, &str)) -> bool {
     matches!(word.2.to_lowercase().as_str(), "de" | "del")
 }
 
+/// A word of a text: where it starts and ends (characters, end exclusive), and the word.
+type Word<'t> = (usize, usize, &'t str);
+
 /// Where a range of days that started before word `k` ends (`to 7 May 2027`, `–7 May`,
 /// `au 7 mai`): its month, the end of the month's word, and the word after (the year, if it
 /// is one).
-fn range_end<'t>(
-    words: &'t [(usize, usize, &'t str)],
-    k: usize,
-) -> Option<(u32, usize, Option<&'t (usize, usize, &'t str)>)> {
+fn range_end<'t>(words: &'t [Word<'t>], k: usize) -> Option<(u32, usize, Option<&'t Word<'t>>)> {
     let between = words.get(k)?.2.to_lowercase();
     let last = if matches!(
         between.as_str(),
