@@ -12,6 +12,7 @@ every outcome.
 """
 
 import argparse
+import concurrent.futures
 import json
 import pathlib
 import sys
@@ -75,31 +76,38 @@ def main():
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--json", type=pathlib.Path)
     parser.add_argument("--only", help="only sets whose name contains this")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="requests in flight at once (the embedded model batches them)")
     args = parser.parse_args()
 
-    outcomes = []
     sets = sorted(p for p in args.root.iterdir() if p.is_dir())
-    for folder in sets:
-        if args.only and args.only not in folder.name:
-            continue
-        for path in sorted(folder.glob("*.json")):
-            schema = json.loads(path.read_text())
-            started = time.monotonic()
-            status, raw = post(
-                f"{args.url}/v1/extract",
-                # The text asks for a made-up record: nothing in it is to be copied, so no
-                # value is held to it.
-                {"schema": schema, "text": TEXT, "grounding": {"*": "free"}},
-                args.timeout,
-            )
-            outcome, note = classify(schema, status, raw)
-            took = time.monotonic() - started
-            outcomes.append(
-                {"set": folder.name, "schema": path.name, "status": status,
-                 "outcome": outcome, "note": note, "seconds": round(took, 2)}
-            )
-            print(f"{folder.name}/{path.name}: {outcome} {status} {took:.1f}s {note}",
-                  file=sys.stderr, flush=True)
+    paths = [
+        (folder, path)
+        for folder in sets
+        if not (args.only and args.only not in folder.name)
+        for path in sorted(folder.glob("*.json"))
+    ]
+
+    def one(item):
+        folder, path = item
+        schema = json.loads(path.read_text())
+        started = time.monotonic()
+        status, raw = post(
+            f"{args.url}/v1/extract",
+            # The text asks for a made-up record: nothing in it is to be copied, so no
+            # value is held to it.
+            {"schema": schema, "text": TEXT, "grounding": {"*": "free"}},
+            args.timeout,
+        )
+        outcome, note = classify(schema, status, raw)
+        took = time.monotonic() - started
+        print(f"{folder.name}/{path.name}: {outcome} {status} {took:.1f}s {note}",
+              file=sys.stderr, flush=True)
+        return {"set": folder.name, "schema": path.name, "status": status,
+                "outcome": outcome, "note": note, "seconds": round(took, 2)}
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(args.concurrency, 1)) as pool:
+        outcomes = list(pool.map(one, paths))
 
     kinds = ["answered", "token_limit", "refused", "invalid", "failed", "server_error"]
     print("| set | schemas | answered, valid | token limit | served | refused (4xx, feature named) | other failures | 5xx |")
