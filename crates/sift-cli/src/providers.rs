@@ -58,9 +58,18 @@ pub struct ProviderArgs {
     /// (the limit sent is derived from the schema's and the text's size, at least 1024).
     #[arg(long, env = "SIFT_MAX_ANSWER_TOKENS", default_value_t = sift_openai::DEFAULT_MAX_ANSWER_TOKENS)]
     pub(crate) max_answer_tokens: u32,
+    /// The kind of OpenAI-compatible server: how a function call is forced first (and
+    /// learned from its answers), and whether requests get temperature 0 (auto, openai,
+    /// llamacpp, vllm, ollama; auto decides by the base URL).
+    #[arg(long, env = "SIFT_DIALECT", default_value = "auto", value_parser = parse_dialect)]
+    pub(crate) dialect: sift_openai::Dialect,
     /// Config file: providers and extractors [default: ./sift.toml when present].
     #[arg(long, env = "SIFT_CONFIG")]
     pub(crate) config: Option<std::path::PathBuf>,
+}
+
+fn parse_dialect(s: &str) -> Result<sift_openai::Dialect, String> {
+    s.parse()
 }
 
 impl ProviderArgs {
@@ -310,6 +319,7 @@ impl<'a> Clients<'a> {
     /// `config`.
     fn openai(&self, config: OpenAiConfig) -> anyhow::Result<OpenAiConfig> {
         let mut config = config
+            .dialect(self.args.dialect)
             .timeout(upstream_timeout(self.args.timeout)?)
             .max_body(self.args.max_upstream_body)
             .max_answer_tokens(self.args.max_answer_tokens);
@@ -329,6 +339,7 @@ impl<'a> Clients<'a> {
         name: &str,
         base_url: Option<&String>,
         api_key_env: Option<&String>,
+        dialect: Option<&String>,
     ) -> anyhow::Result<OpenAiConfig> {
         let config = match base_url {
             None => OpenAiConfig::from_env(),
@@ -347,6 +358,12 @@ impl<'a> Clients<'a> {
             })?;
             config = config.api_key(key);
         }
+        if let Some(d) = dialect {
+            config = config.dialect(
+                d.parse()
+                    .map_err(|e: String| anyhow::anyhow!("provider `{name}`: {e}"))?,
+            );
+        }
         Ok(config)
     }
 
@@ -364,8 +381,15 @@ impl<'a> Clients<'a> {
                     base_url,
                     api_key_env,
                     model,
+                    dialect,
+                    ..
                 }) => (
-                    self.openai_settings(name, base_url.as_ref(), api_key_env.as_ref())?,
+                    self.openai_settings(
+                        name,
+                        base_url.as_ref(),
+                        api_key_env.as_ref(),
+                        dialect.as_ref(),
+                    )?,
                     model.clone(),
                 ),
                 Some(_) => bail!(
@@ -405,8 +429,15 @@ impl<'a> Clients<'a> {
                 base_url,
                 api_key_env,
                 model,
+                dialect,
+                ..
             } => {
-                let config = self.openai_settings(name, base_url.as_ref(), api_key_env.as_ref())?;
+                let config = self.openai_settings(
+                    name,
+                    base_url.as_ref(),
+                    api_key_env.as_ref(),
+                    dialect.as_ref(),
+                )?;
                 tracing::info!(
                     provider = name,
                     base_url = config.base_url(),

@@ -127,6 +127,9 @@ pub enum ProviderSpec {
         api_key_env: Option<String>,
         /// The model asked when an extractor names none.
         model: Option<String>,
+        /// The kind of server, for what it needs asked differently (`auto`, `openai`,
+        /// `llamacpp`, `vllm`, `ollama`; default: the `--dialect` flag's).
+        dialect: Option<String>,
     },
     /// The embedded model.
     Local {
@@ -294,6 +297,23 @@ impl Config {
                             .string("api_key_env", &mut problems)
                             .map(Spanned::into_inner),
                         model: s.string("model", &mut problems).map(Spanned::into_inner),
+                        dialect: s.string("dialect", &mut problems).and_then(|d| {
+                            let known = ["auto", "openai", "llamacpp", "vllm", "ollama"];
+                            let name = d.get_ref().to_ascii_lowercase().replace(['-', '.', '_'], "");
+                            if known.contains(&name.as_str()) {
+                                Some(name)
+                            } else {
+                                problems.at(
+                                    d.span(),
+                                    format!(
+                                        "`{}.dialect` is `{}`: expected auto, openai, llamacpp, vllm or ollama",
+                                        s.path,
+                                        d.get_ref()
+                                    ),
+                                );
+                                None
+                            }
+                        }),
                     }),
                     Some("local") => Some(ProviderSpec::Local {
                         model_path: s

@@ -168,7 +168,7 @@ pub enum ExtractError {
     },
     /// The answer was cut off by the token limit (`finish_reason: length`, from any
     /// provider). Not re-asked: the same limit would cut the same answer again.
-    #[error("{}", token_limit_message(*.limit))]
+    #[error("{}", token_limit_message(*.limit, .attempts))]
     TokenLimit {
         /// The limit the request set, when it set one.
         limit: Option<u32>,
@@ -202,10 +202,16 @@ fn ungrounded_message(ungrounded: &[Ungrounded], attempts: usize) -> String {
     )
 }
 
-fn token_limit_message(limit: Option<u32>) -> String {
+/// Which limit cut the answer off: the `max_tokens` sent (the answer used it all), or the
+/// upstream's own (it stopped short of the limit sent: its context was full).
+fn token_limit_message(limit: Option<u32>, attempts: &[Attempt]) -> String {
+    let generated = attempts.last().map(|a| a.usage.output_tokens).unwrap_or(0);
     match limit {
+        Some(n) if generated > 0 && generated < u64::from(n) => format!(
+            "the upstream stopped the answer after {generated} tokens, short of the limit of {n} sift sent: its own limit (the model's context, prompt included) was reached; give the server a longer context, or send a shorter text"
+        ),
         Some(n) => format!(
-            "the answer did not fit in the limit of {n} tokens: raise max_tokens, or ask for less"
+            "the answer did not fit in the limit of {n} tokens sift sent: raise max_tokens, or ask for less"
         ),
         None => "the answer did not fit in the provider's token limit: set a higher max_tokens, or ask for less".into(),
     }

@@ -113,6 +113,20 @@ pub trait Admission: Send + Sync + std::fmt::Debug {
     fn back_off(&self, wait: Duration);
 }
 
+/// The earlier tries of a [`ProviderError::Retried`], for its message: `; before: 1. ...;
+/// 2. ...` (nothing when none were recorded).
+fn earlier_tries(earlier: &[String]) -> String {
+    if earlier.is_empty() {
+        return String::new();
+    }
+    let listed: Vec<String> = earlier
+        .iter()
+        .enumerate()
+        .map(|(i, why)| format!("{}. {why}", i + 1))
+        .collect();
+    format!("; before that: {}", listed.join("; "))
+}
+
 /// Why a provider call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -160,13 +174,15 @@ pub enum ProviderError {
     #[error("the batch did not answer this request: {0}")]
     Batch(String),
     /// The call failed every time it was tried (the first try and the provider's transport
-    /// retries); `last` is the last failure.
-    #[error("{last} (tried {tries} times)")]
+    /// retries); `last` is the last failure, `earlier` how each try before it failed.
+    #[error("{last} (tried {tries} times{})", earlier_tries(.earlier))]
     Retried {
         /// Tries made.
         tries: u32,
         /// How the last one failed.
         last: Box<ProviderError>,
+        /// How each earlier try failed, in order (status and reason, bounded).
+        earlier: Vec<String>,
     },
     /// The provider cannot enforce the schema it was asked for (its grammar compiler refused
     /// it): the request, not the upstream, is at fault.

@@ -77,6 +77,29 @@ impl SchemaValidator {
             .map_err(|e| e.to_string())
     }
 
+    /// Compiles `schema`, a keyword the validator cannot take (an invalid `pattern`, say)
+    /// named with its JSON pointer.
+    pub(crate) fn build(schema: &Value) -> Result<Self, crate::SchemaError> {
+        jsonschema::validator_for(schema)
+            .map(|validator| Self { validator })
+            .map_err(|e| {
+                // The error locates the keyword in the schema (the schema being what was
+                // read): the instance path when it has one, else the schema path.
+                let at = [e.instance_path().as_str(), e.schema_path().as_str()]
+                    .into_iter()
+                    .find(|p| !p.is_empty())
+                    .map(str::to_owned);
+                match at {
+                    Some(pointer) => crate::SchemaError::Invalid {
+                        keyword: pointer.rsplit('/').next().map(str::to_owned),
+                        pointer,
+                        message: e.to_string(),
+                    },
+                    None => crate::SchemaError::Compile(e.to_string()),
+                }
+            })
+    }
+
     /// Every violation in `instance`.
     pub fn errors(&self, instance: &Value) -> Vec<FieldError> {
         // The quick yes/no check first: most answers are valid.

@@ -8,7 +8,7 @@
 //! | OpenAI | `https://api.openai.com/v1` | the default |
 //! | Ollama | `http://localhost:11434/v1` | any API key |
 //! | vLLM | `http://localhost:8000/v1` | `--api-key` if the server sets one |
-//! | llama.cpp server | `http://localhost:8080/v1` | `llama-server --jinja` for tool calls |
+//! | llama.cpp server | `http://localhost:8080/v1` | forced calls asked for in the form it honours (see [`Dialect`]) |
 //! | OpenRouter | `https://openrouter.ai/api/v1` | |
 //! | Groq | `https://api.groq.com/openai/v1` | |
 //!
@@ -25,10 +25,12 @@
 //! ```
 
 pub mod batch;
+mod dialect;
 mod sse;
 mod stream;
 mod wire;
 
+pub use dialect::{Dialect, Forcing};
 #[doc(hidden)]
 pub use stream::read_chunks;
 
@@ -67,6 +69,7 @@ pub struct OpenAiConfig {
     max_answer_tokens: u32,
     header_hook: Option<std::sync::Arc<HeaderHook>>,
     admission: Option<std::sync::Arc<dyn Admission>>,
+    dialect: Dialect,
 }
 
 /// A function that adds headers to each request just before it is sent, in the span of the
@@ -90,6 +93,7 @@ impl fmt::Debug for OpenAiConfig {
             .field("max_transport_retries", &self.max_transport_retries)
             .field("header_hook", &self.header_hook.is_some())
             .field("admission", &self.admission)
+            .field("dialect", &self.dialect)
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +117,7 @@ impl OpenAiConfig {
             max_answer_tokens: DEFAULT_MAX_ANSWER_TOKENS,
             header_hook: None,
             admission: None,
+            dialect: Dialect::Auto,
         }
     }
 
@@ -210,6 +215,14 @@ impl OpenAiConfig {
         self
     }
 
+    /// The kind of server (default [`Dialect::Auto`]): how a function call is forced first,
+    /// and whether a request without a temperature is sent `temperature: 0` (see
+    /// [`Dialect`]).
+    pub fn dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
+        self
+    }
+
     /// The ceiling of the token limit sent with a call that sets none (default
     /// [`DEFAULT_MAX_ANSWER_TOKENS`]): such a call gets
     /// [`ChatRequest::derived_max_tokens`], so a model that loops is cut off.
@@ -240,6 +253,8 @@ pub struct OpenAi {
     http: reqwest::Client,
     config: OpenAiConfig,
     endpoint: String,
+    /// How this upstream is made to call the function, learned from its answers.
+    learned: dialect::Learned,
 }
 
 impl OpenAi {
@@ -280,16 +295,38 @@ impl OpenAi {
             .build()
             .map_err(BuildError::Http)?;
         let endpoint = format!("{}/chat/completions", config.base_url);
+        let learned = dialect::Learned::new(config.dialect.resolve(&config.base_url));
         Ok(Self {
             http,
             config,
             endpoint,
+            learned,
         })
     }
 
     /// The settings in use.
     pub fn config(&self) -> &OpenAiConfig {
         &self.config
+    }
+
+    /// The dialect in use (`auto` decided by the base URL) and how a call is forced now.
+    pub fn forcing(&self) -> (Dialect, Forcing) {
+        (self.learned.dialect(), self.learned.current())
+    }
+
+    /// The body of `request` with the call forced as `forcing` and the dialect's default
+    /// temperature.
+    fn body(&self, request: &ChatRequest, forcing: Forcing) -> serde_json::Value {
+        let mut body = wire::request_body(request);
+        if let serde_json::Value::Object(map) = &mut body {
+            dialect::apply(map, request, forcing);
+            if request.temperature.is_none()
+                && let Some(t) = self.learned.dialect().default_temperature()
+            {
+                map.insert("temperature".into(), serde_json::json!(t));
+            }
+        }
+        body
     }
 
     /// A POST of `body` to the completions endpoint, with the hook's headers.
@@ -431,27 +468,74 @@ impl Provider for OpenAi {
     }
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
-        let body = serde_json::to_vec(&wire::request_body(request))
-            .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
         let estimate = request.estimated_tokens();
-        let response = self.with_retries(estimate, || self.try_once(&body)).await?;
-        if let Some(a) = &self.config.admission {
-            a.settle(estimate, response.usage.total_tokens());
+        let mut forcing = self.learned.current();
+        // At most one try per form: a form the upstream ignores or refuses is left for the
+        // next (see `dialect`).
+        loop {
+            let body = serde_json::to_vec(&self.body(request, forcing))
+                .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
+            let response = match self.with_retries(estimate, || self.try_once(&body)).await {
+                Ok(r) => r,
+                Err(e) if dialect::Learned::refused(forcing, &e) => {
+                    match self
+                        .learned
+                        .give_up(forcing, &format!("it refused it: {e}"))
+                    {
+                        Some(next) => {
+                            forcing = next;
+                            continue;
+                        }
+                        None => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(a) = &self.config.admission {
+                a.settle(estimate, response.usage.total_tokens());
+            }
+            if dialect::ignored(request, forcing, &response)
+                && let Some(next) = self
+                    .learned
+                    .give_up(forcing, "it answered a forced call in prose")
+            {
+                forcing = next;
+                continue;
+            }
+            return Ok(dialect::as_call(request, forcing, response));
         }
-        Ok(response)
     }
 
     async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, ProviderError> {
-        let mut body = wire::request_body(request);
-        body["stream"] = serde_json::Value::Bool(true);
-        body["stream_options"] = serde_json::json!({"include_usage": true});
-        let body =
-            serde_json::to_vec(&body).map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
         // A stream's usage comes at its end: the estimate stands for it.
         let estimate = request.estimated_tokens();
-        let response = self
-            .with_retries(estimate, || self.open_stream(&body))
-            .await?;
+        let mut forcing = self.learned.current();
+        let response = loop {
+            let mut body = self.body(request, forcing);
+            body["stream"] = serde_json::Value::Bool(true);
+            body["stream_options"] = serde_json::json!({"include_usage": true});
+            let body = serde_json::to_vec(&body)
+                .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
+            match self
+                .with_retries(estimate, || self.open_stream(&body))
+                .await
+            {
+                Ok(r) => break r,
+                Err(e) if dialect::Learned::refused(forcing, &e) => {
+                    match self
+                        .learned
+                        .give_up(forcing, &format!("it refused it: {e}"))
+                    {
+                        Some(next) => forcing = next,
+                        None => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let learned = self.learned.clone();
+        let as_call =
+            move |stream: ChatStream| dialect::stream_as_call(request, forcing, learned, stream);
         if let Some(a) = &self.config.admission {
             a.settle(estimate, estimate);
         }
@@ -466,7 +550,9 @@ impl Provider for OpenAi {
                 // run.
                 let bytes = self.read_body(response).await?;
                 let whole = wire::parse_completion(&bytes)?;
-                return Ok(stream::from_whole(whole));
+                return Ok(stream::from_whole(dialect::as_call(
+                    request, forcing, whole,
+                )));
             }
             // An event stream, or a server that does not say.
             None => {}
@@ -485,11 +571,11 @@ impl Provider for OpenAi {
                 )));
             }
         }
-        Ok(stream::deltas(
+        Ok(as_call(stream::deltas(
             response,
             self.config.timeout,
             self.config.max_body,
-        ))
+        )))
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -508,6 +594,8 @@ impl OpenAi {
     {
         let admission = self.config.admission.as_deref();
         let mut retry = 0;
+        // How each failed try failed, for the summary of a call that never succeeds.
+        let mut earlier: Vec<String> = Vec::new();
         loop {
             if let Some(a) = admission {
                 a.admit(estimate).await;
@@ -540,16 +628,22 @@ impl OpenAi {
                     n => ProviderError::Retried {
                         tries: n + 1,
                         last: Box::new(err),
+                        earlier,
                     },
                 });
             }
             retry += 1;
+            let reason = err.to_string();
+            // The reason in the message itself: the console shows it at the default level.
             tracing::warn!(
-                error = %err,
+                error = %reason,
                 retry,
                 wait_ms = wait.as_millis() as u64,
-                "upstream call failed; retrying"
+                "upstream call failed ({}); retrying in {} ms",
+                bounded(&reason),
+                wait.as_millis()
             );
+            earlier.push(bounded(&reason));
             tokio::time::sleep(wait).await;
         }
     }
@@ -574,6 +668,15 @@ impl OpenAi {
         let bytes = self.read_body(response).await?;
         Err(self.status_error(status, retry_after, location, &bytes))
     }
+}
+
+/// `reason` cut to 200 characters, for summaries and log lines.
+fn bounded(reason: &str) -> String {
+    let mut cut: String = reason.chars().take(200).collect();
+    if cut.len() < reason.len() {
+        cut.push('…');
+    }
+    cut
 }
 
 /// Where a redirect points (its `Location`, bounded and printable), for a 3xx only.

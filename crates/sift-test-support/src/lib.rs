@@ -399,6 +399,49 @@ impl Recorded {
     }
 }
 
+/// How a real OpenAI-compatible server other than OpenAI's treats a forced call, for
+/// [`ScriptedServer::dialect`]: what each answers when sift asks for a call of the
+/// function, by the form it asks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerDialect {
+    /// llama.cpp's `llama-server`: `tool_choice` only as a string (`"required"` forces the
+    /// call); an object falls back to `auto` and the model answers in prose; `strict` is
+    /// ignored; `response_format` `json_schema` is honoured.
+    LlamaCpp,
+    /// Ollama: `tool_choice` is ignored whatever its form (prose), `response_format`
+    /// `json_schema` is honoured.
+    Ollama,
+    /// A vLLM that refuses `"required"` with a 400 naming `tool_choice` (before 0.8.3) and
+    /// honours the named form.
+    VllmOld,
+}
+
+impl ServerDialect {
+    /// The reply of this server to `body`, `answer` being the JSON the model would write.
+    pub fn reply(self, body: &Value, answer: &str) -> Reply {
+        let prose = || Reply::content(format!("Sure! Here is what I found: {answer}"));
+        let name = body["tools"][0]["function"]["name"].as_str().unwrap_or("f");
+        let choice = &body["tool_choice"];
+        if body.get("tools").is_some() {
+            return match (self, choice) {
+                (ServerDialect::LlamaCpp, Value::String(s)) if s == "required" => {
+                    Reply::tool_call(name, answer)
+                }
+                (ServerDialect::LlamaCpp | ServerDialect::Ollama, _) => prose(),
+                (ServerDialect::VllmOld, Value::String(s)) if s == "required" => Reply::error(
+                    400,
+                    "\"auto\" or \"none\" or a named tool_choice is supported; \"required\" tool_choice is not",
+                ),
+                (ServerDialect::VllmOld, _) => Reply::tool_call(name, answer),
+            };
+        }
+        match body["response_format"]["type"].as_str() {
+            Some("json_schema" | "json_object") => Reply::content(answer),
+            _ => prose(),
+        }
+    }
+}
+
 type Fallback = Arc<dyn Fn(&Value) -> Reply + Send + Sync>;
 
 #[derive(Default)]
@@ -587,6 +630,16 @@ impl ScriptedServer {
     pub fn fallback(&self, f: impl Fn(&Value) -> Reply + Send + Sync + 'static) -> &Self {
         self.inner().fallback = Some(Arc::new(f));
         self
+    }
+
+    /// Answers requests beyond the queue as `dialect`'s server would, the model writing
+    /// `answer(request body)` (see [`ServerDialect`]).
+    pub fn dialect(
+        &self,
+        dialect: ServerDialect,
+        answer: impl Fn(&Value) -> String + Send + Sync + 'static,
+    ) -> &Self {
+        self.fallback(move |body| dialect.reply(body, &answer(body)))
     }
 
     /// Every request received so far.

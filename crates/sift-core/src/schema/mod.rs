@@ -158,7 +158,7 @@ impl Schema {
     }
 
     fn build(response: ResponseSchema) -> Result<Self, SchemaError> {
-        let validator = SchemaValidator::new(&response.schema).map_err(SchemaError::Compile)?;
+        let validator = SchemaValidator::build(&response.schema)?;
         Ok(Self(Arc::new(Inner {
             response,
             validator,
@@ -321,6 +321,17 @@ const KNOWN_DRAFTS: &[&str] = &[
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_invalid_pattern_is_named_at_its_keyword() {
+        let err = Schema::compile(
+            "x",
+            json!({"type": "object", "properties": {"code": {"type": "string", "pattern": "^a**$"}}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.pointer(), Some("/properties/code/pattern"), "{err}");
+        assert_eq!(err.kind(), "invalid", "{err}");
+    }
 
     #[test]
     fn a_schema_failing_its_meta_schema_names_the_place() {

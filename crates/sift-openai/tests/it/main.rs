@@ -2,6 +2,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod answers;
+mod dialects;
 mod dynamic;
 mod examples;
 mod grounded;
@@ -26,8 +27,11 @@ pub struct UserDetail {
 
 pub const API_KEY: &str = "sk-test-secret-key";
 
+/// The provider's settings for `server`, which plays OpenAI's API (the `openai` dialect:
+/// the named form honoured, no temperature added); `dialects.rs` plays the others.
 pub fn config(server: &ScriptedServer) -> OpenAiConfig {
     OpenAiConfig::new(server.base_url())
+        .dialect(sift_openai::Dialect::OpenAi)
         .api_key(API_KEY)
         .backoff(Duration::from_millis(10), Duration::from_millis(50))
         .timeout(Duration::from_secs(5))

@@ -128,15 +128,15 @@ async fn a_hung_upstream_hits_the_timeout() {
     // The report says it was tried twice, not "attempt 1: no answer" as if once.
     let report = sift_core::report::ExtractionFailure::from_error(&err, &Default::default());
     assert!(
-        report
-            .message
-            .contains("no answer within 300ms (tried 2 times)"),
+        report.message.contains(
+            "no answer within 300ms (tried 2 times; before that: 1. no answer within 300ms)"
+        ),
         "{}",
         report.message
     );
     assert_eq!(
         report.attempts[0].errors[0].message,
-        "no answer within 300ms (tried 2 times)"
+        "no answer within 300ms (tried 2 times; before that: 1. no answer within 300ms)"
     );
     assert_eq!(err.kind(), "provider_error");
 }
