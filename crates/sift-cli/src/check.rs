@@ -116,6 +116,17 @@ fn extractor(out: &mut String, config: &Config, e: &ExtractorSpec) {
         .and_then(|p| config.providers.get(p).map(|s| (p, s)))
     {
         Some((name, ProviderSpec::Local { .. })) => format!("{name} (local)"),
+        Some((name, ProviderSpec::OpenAi { dialect, .. })) => {
+            let dialect: sift_openai::Dialect = dialect
+                .as_deref()
+                .and_then(|d| d.parse().ok())
+                .unwrap_or_default();
+            format!(
+                "{name} (openai-compatible, dialect {dialect}: a call forced first with {}, then \
+                 in the forms the server honours, learned from its answers)",
+                dialect.first_forcing().describe()
+            )
+        }
         Some((name, _)) => format!("{name} (openai-compatible)"),
         None => "default (the provider sift serve picks)".to_owned(),
     };
@@ -183,6 +194,26 @@ mod tests {
         assert!(text.contains("provider: box (local)"), "{text}");
         assert!(text.contains("as an exact grammar"), "{text}");
         assert!(refusals(&config).is_empty());
+        let config = Config::parse(
+            "[providers.llama]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:8080/v1\"\ndialect = \"llama.cpp\"\n\n[extractors.x]\nschema = { type = \"object\" }\nprovider = \"llama\"\n",
+            "t.toml".as_ref(),
+        )
+        .unwrap();
+        let text = report(&config);
+        assert!(
+            text.contains("dialect llamacpp: a call forced first with tool_choice \"required\""),
+            "{text}"
+        );
+        let bad = Config::parse(
+            "[providers.llama]\nkind = \"openai\"\ndialect = \"tgi\"\n",
+            "t.toml".as_ref(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("t.toml:3:11: `providers.llama.dialect` is `tgi`"),
+            "{bad}"
+        );
     }
 
     #[cfg(feature = "local")]

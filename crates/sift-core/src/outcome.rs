@@ -396,3 +396,40 @@ impl StreamStats {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cut(output_tokens: u64) -> Vec<Attempt> {
+        vec![Attempt {
+            number: 1,
+            duration: Duration::from_secs(1),
+            usage: Usage {
+                input_tokens: 100,
+                output_tokens,
+                cached_input_tokens: 0,
+            },
+            outcome: AttemptOutcome::Truncated,
+            errors: Vec::new(),
+            output: None,
+        }]
+    }
+
+    #[test]
+    fn a_token_limit_error_says_which_limit_cut_the_answer() {
+        let sift = token_limit_message(Some(1024), &cut(1024));
+        assert!(
+            sift.contains("the limit of 1024 tokens sift sent"),
+            "{sift}"
+        );
+        // Stopped short of the limit sent: the server's own context was full.
+        let server = token_limit_message(Some(8192), &cut(8019));
+        assert!(
+            server.contains("after 8019 tokens, short of the limit of 8192"),
+            "{server}"
+        );
+        assert!(server.contains("context"), "{server}");
+        assert!(token_limit_message(None, &[]).contains("provider's token limit"));
+    }
+}

@@ -437,7 +437,7 @@ async fn an_answer_cut_by_the_token_limit_is_a_422_saying_so() {
     upstream.push(
         Reply::content(r#"{"city": "Lee"#)
             .finish_reason("length")
-            .usage(30, 4),
+            .usage(30, 1024),
     );
     let app = app(&upstream, ServerConfig::default());
     let request = json!({
