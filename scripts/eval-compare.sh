@@ -4,12 +4,25 @@
 # llama-server when missing (scripts/llama-server.sh, about 10 minutes). Not part of CI.
 #   scripts/eval-compare.sh [REPORT_DIR]
 # CONFIG=FILE uses another config than evals/sift.toml (its extractors must bear the same
-# names); SIFT_ONLY=1 skips llama-server.
+# names); NO_EXAMPLES=1 uses evals/sift.toml without its worked examples (and without its
+# `user`, so the built-in one answers); SIFT_ONLY=1 skips llama-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-target/eval-compare}"
 mkdir -p "$out"
 config="${CONFIG:-evals/sift.toml}"
+if [ -n "${NO_EXAMPLES:-}" ]; then
+  # Next to the original, so its relative schema paths hold.
+  config="evals/.no-examples.toml"
+  python3 - "$config" <<'PY'
+import re, sys
+text = open("evals/sift.toml").read()
+blocks = re.split(r"\n(?=\[)", text)
+keep = [b for b in blocks if not b.startswith("[[") and not b.startswith("[extractors.user]")]
+open(sys.argv[1], "w").write("\n".join(keep))
+PY
+  trap 'rm -f evals/.no-examples.toml' EXIT
+fi
 cargo build --release -q -p sift-cli
 model="$(ls "${SIFT_CACHE_DIR:-$HOME/.cache/sift/models}"/*.gguf | head -1)"
 port=18089
@@ -18,7 +31,7 @@ server_bin="$(scripts/llama-server.sh)"
 "$server_bin" -m "$model" --host 127.0.0.1 --port "$port" -t 2 --parallel 4 --jinja \
   >"$out/llama-server.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+trap 'kill $server 2>/dev/null || true; rm -f evals/.no-examples.toml' EXIT
 for _ in $(seq 1 120); do
   curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
   sleep 1
