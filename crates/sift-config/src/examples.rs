@@ -88,25 +88,20 @@ pub(crate) fn read(
             );
             continue;
         };
-        for v in checks.input.violations(&input) {
-            let (span, shown) = place(item, &v.location);
-            problems.at(
-                span,
-                format!(
-                    "`{here}{}` does not fit the input schema: {}",
-                    shown, v.message
-                ),
-            );
-        }
-        for v in checks.output.violations(&output) {
-            let (span, shown) = place(output_at, &v.location);
-            problems.at(
-                span,
-                format!(
-                    "`{here}.output{}` does not fit the output schema: {}",
-                    shown, v.message
-                ),
-            );
+        for (schema, value, at, key, which) in [
+            (checks.input, &input, item, "", "input"),
+            (checks.output, &output, output_at, ".output", "output"),
+        ] {
+            for v in schema.violations(value) {
+                let (span, shown) = place(at, &v.location);
+                problems.at(
+                    span,
+                    format!(
+                        "`{here}{key}{shown}` does not fit the {which} schema: {}",
+                        v.message
+                    ),
+                );
+            }
         }
         if problems.0.len() > before {
             continue;
@@ -118,17 +113,10 @@ pub(crate) fn read(
             problems.at(
                 span,
                 format!(
-                    "`{here}.output{shown}`: {} {} the example's input (an example that is \
-                     not true to its input teaches the model to invent: copy the value from \
-                     the input, or make the field `free` in [{path}.grounding])",
-                    match &u.value {
-                        Value::String(s) => format!("'{s}'"),
-                        other => other.to_string(),
-                    },
-                    match u.policy {
-                        Policy::Normalized => "is not written in",
-                        _ => "does not appear in",
-                    }
+                    "`{here}.output{shown}`: {} (an example that is not true to its input \
+                     teaches the model to invent: copy the value from the input, or make the \
+                     field `free` in [{path}.grounding])",
+                    u.finding("the example's input")
                 ),
             );
         }

@@ -282,7 +282,11 @@ impl ExtractorSpec {
     ) -> ExtractBuilder<Value> {
         // An example answers with one output; a list of outputs asked for shows it as a
         // list of one.
-        let listed = !self.examples.is_empty() && schema.value() != self.output.value();
+        // (The output itself is passed by reference: the value comparison is left for
+        // the other schemas.)
+        let listed = !self.examples.is_empty()
+            && !std::ptr::eq(schema, &self.output)
+            && schema.value() != self.output.value();
         let examples = self.examples.iter().map(|e| {
             let mut e = e.clone();
             if listed {

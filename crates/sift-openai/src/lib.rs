@@ -314,6 +314,21 @@ impl OpenAi {
         (self.learned.dialect(), self.learned.current())
     }
 
+    /// After a call asked with `forcing` failed with `error`: the next form to ask with when
+    /// the upstream refused this one (a `400` naming its parameter), else the error.
+    fn after_failure(
+        &self,
+        forcing: Forcing,
+        error: ProviderError,
+    ) -> Result<Forcing, ProviderError> {
+        if !dialect::Learned::refused(forcing, &error) {
+            return Err(error);
+        }
+        self.learned
+            .give_up(forcing, &format!("it refused it: {error}"))
+            .ok_or(error)
+    }
+
     /// The body of `request` with the call forced as `forcing` and the dialect's default
     /// temperature.
     fn body(&self, request: &ChatRequest, forcing: Forcing) -> serde_json::Value {
@@ -477,19 +492,10 @@ impl Provider for OpenAi {
                 .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
             let response = match self.with_retries(estimate, || self.try_once(&body)).await {
                 Ok(r) => r,
-                Err(e) if dialect::Learned::refused(forcing, &e) => {
-                    match self
-                        .learned
-                        .give_up(forcing, &format!("it refused it: {e}"))
-                    {
-                        Some(next) => {
-                            forcing = next;
-                            continue;
-                        }
-                        None => return Err(e),
-                    }
+                Err(e) => {
+                    forcing = self.after_failure(forcing, e)?;
+                    continue;
                 }
-                Err(e) => return Err(e),
             };
             if let Some(a) = &self.config.admission {
                 a.settle(estimate, response.usage.total_tokens());
@@ -521,16 +527,7 @@ impl Provider for OpenAi {
                 .await
             {
                 Ok(r) => break r,
-                Err(e) if dialect::Learned::refused(forcing, &e) => {
-                    match self
-                        .learned
-                        .give_up(forcing, &format!("it refused it: {e}"))
-                    {
-                        Some(next) => forcing = next,
-                        None => return Err(e),
-                    }
-                }
-                Err(e) => return Err(e),
+                Err(e) => forcing = self.after_failure(forcing, e)?,
             }
         };
         let learned = self.learned.clone();

@@ -10,7 +10,6 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{Value, json};
 use sift_core::grounding::{Policy, Sources, describes};
-use sift_core::json_stream::PathSegment;
 use sift_core::{Message, Schema};
 
 use crate::AppState;
@@ -180,16 +179,15 @@ fn adhoc_examples(
                             .with_policies(grounding);
                         for u in sources.ground(o, schema.value()).ungrounded {
                             let mut loc = at("output");
-                            loc.extend(sift_core::pointer_segments(&u.pointer, o).into_iter().map(
-                                |s| match s {
-                                    PathSegment::Key(k) => LocItem::Key(k),
-                                    PathSegment::Index(i) => LocItem::Index(i),
-                                },
-                            ));
+                            loc.extend(
+                                sift_core::pointer_segments(&u.pointer, o)
+                                    .into_iter()
+                                    .map(LocItem::from),
+                            );
                             errors.push(ErrorDetail::new(
                                 "ungrounded",
                                 loc,
-                                u.message().replace("the text", "the example's text"),
+                                u.message_for("the example's text"),
                                 u.value.clone(),
                             ));
                         }

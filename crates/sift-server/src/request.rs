@@ -22,6 +22,15 @@ pub enum LocItem {
     Index(usize),
 }
 
+impl From<sift_core::json_stream::PathSegment> for LocItem {
+    fn from(segment: sift_core::json_stream::PathSegment) -> Self {
+        match segment {
+            sift_core::json_stream::PathSegment::Key(k) => LocItem::Key(k),
+            sift_core::json_stream::PathSegment::Index(i) => LocItem::Index(i),
+        }
+    }
+}
+
 /// One request error, in FastAPI's (pydantic's) shape.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ErrorDetail {

@@ -112,17 +112,28 @@ pub struct Ungrounded {
 impl Ungrounded {
     /// A message the model can act on.
     pub fn message(&self) -> String {
+        self.message_for("the text")
+    }
+
+    /// The message for a value that should come from `source` (`the text`, `the example's
+    /// text`).
+    pub fn message_for(&self, source: &str) -> String {
+        format!(
+            "{}; copy the value from {source} or leave the field out",
+            self.finding(source)
+        )
+    }
+
+    /// What is wrong, without advice: `'Lisle' does not appear in {source}`, or for a
+    /// normalized value `33 is not written in {source} (in any spelling)`.
+    pub fn finding(&self, source: &str) -> String {
         let shown = match &self.value {
             Value::String(s) => format!("'{s}'"),
             other => other.to_string(),
         };
         match self.policy {
-            Policy::Normalized => format!(
-                "{shown} is not written in the text (in any spelling); copy the value from the text or leave the field out"
-            ),
-            _ => format!(
-                "{shown} does not appear in the text; copy the value from the text or leave the field out"
-            ),
+            Policy::Normalized => format!("{shown} is not written in {source} (in any spelling)"),
+            _ => format!("{shown} does not appear in {source}"),
         }
     }
 }

@@ -410,11 +410,7 @@ impl<'a> Gen<'a> {
         let Some(p) = schema.get("pattern").and_then(Value::as_str) else {
             return true;
         };
-        let p = p.strip_prefix('^').unwrap_or(p);
-        let p = p
-            .strip_suffix('$')
-            .filter(|r| !r.ends_with('\\'))
-            .unwrap_or(p);
+        let (_, p, _) = unanchored(p);
         let Ok(re) = regex::RegexBuilder::new(p).size_limit(1 << 20).build() else {
             return true;
         };
@@ -570,6 +566,19 @@ fn number_literal(x: f64, integer: bool) -> Option<String> {
     serde_json::Number::from_f64(x).map(|n| n.to_string())
 }
 
+/// A `pattern` without its anchors: whether it had `^`, the rest, and whether it had an
+/// (unescaped) `$`.
+fn unanchored(p: &str) -> (bool, &str, bool) {
+    let (start, p) = match p.strip_prefix('^') {
+        Some(rest) => (true, rest),
+        None => (false, p),
+    };
+    match p.strip_suffix('$').filter(|r| !r.ends_with('\\')) {
+        Some(rest) => (start, rest, true),
+        None => (start, p, false),
+    }
+}
+
 /// The regular expressions a string of `schema` must match beyond being text (as Lark
 /// regexes joined by `&`), from its
 /// `pattern` (a search, so unanchored ends may hold anything) and its length bounds; `None`
@@ -578,15 +587,9 @@ fn number_literal(x: f64, integer: bool) -> Option<String> {
 fn string_regex(schema: &Value) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
-        let (start, p) = match p.strip_prefix('^') {
-            Some(rest) => ("", rest),
-            None => (".*", p),
-        };
-        let (p, end) = match p.strip_suffix('$').filter(|r| !r.ends_with('\\')) {
-            Some(rest) => (rest, ""),
-            None => (p, ".*"),
-        };
-        parts.push(format!("{start}({p}){end}"));
+        let (start, p, end) = unanchored(p);
+        let open = |anchored: bool| if anchored { "" } else { ".*" };
+        parts.push(format!("{}({p}){}", open(start), open(end)));
     }
     let min = schema.get("minLength").and_then(Value::as_u64);
     let max = schema.get("maxLength").and_then(Value::as_u64);
