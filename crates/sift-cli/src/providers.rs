@@ -73,7 +73,7 @@ fn parse_dialect(s: &str) -> Result<sift_openai::Dialect, String> {
 }
 
 impl ProviderArgs {
-    fn kind(&self) -> ProviderKind {
+    pub(crate) fn kind(&self) -> ProviderKind {
         self.provider.unwrap_or_else(default_kind)
     }
 
@@ -295,7 +295,11 @@ impl<'a> Clients<'a> {
     }
 
     /// The client of the config's provider `name`, built once per settings.
-    async fn configured(&mut self, file: &Config, name: &str) -> anyhow::Result<Client> {
+    pub(crate) async fn configured(
+        &mut self,
+        file: &Config,
+        name: &str,
+    ) -> anyhow::Result<Client> {
         let provider = file
             .providers
             .get(name)

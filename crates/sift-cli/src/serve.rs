@@ -102,6 +102,31 @@ async fn extractors(
     Ok(out)
 }
 
+/// The models `/v1/chat/completions` answers with: the default client's, listed by its
+/// model's name (`PROVIDER/MODEL` as `default/...`), then each configured provider's, listed
+/// as `NAME/MODEL`. `NAME/OTHER` names any model of an OpenAI-compatible provider.
+async fn models(
+    file: Option<&sift_config::Config>,
+    default: &Client,
+    default_remote: bool,
+    clients: &mut Clients<'_>,
+) -> anyhow::Result<Vec<sift_server::ModelRoute>> {
+    let mut out = vec![
+        sift_server::ModelRoute::new(default.model(), "default", default.clone())
+            .any_model(default_remote),
+    ];
+    for (name, spec) in file.map(|f| &f.providers).into_iter().flatten() {
+        let Some(file) = file else { break };
+        let client = clients.configured(file, name).await?;
+        let remote = matches!(spec, sift_config::ProviderSpec::OpenAi { .. });
+        out.push(
+            sift_server::ModelRoute::new(format!("{name}/{}", client.model()), name, client)
+                .any_model(remote),
+        );
+    }
+    Ok(out)
+}
+
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let telemetry =
@@ -136,6 +161,15 @@ async fn serve(args: &ServeArgs, telemetry: &providers::Observed) -> anyhow::Res
         .body_memory(args.body_memory)
         .adhoc_cache(args.adhoc_cache_bytes, args.schema_compiles)
         .metrics(telemetry.metrics_renderer());
+    config = config.models(
+        models(
+            file.as_ref(),
+            &client,
+            args.providers.kind() == providers::ProviderKind::Openai,
+            &mut clients,
+        )
+        .await?,
+    );
     if let Some(file) = &file {
         let extractors = extractors(file, &client, &mut clients).await?;
         tracing::info!(

@@ -41,7 +41,7 @@ pub(crate) fn run<T: Send + 'static>(
             let request = machine.request();
             let call = trace::Call {
                 provider: provider.name(),
-                mode: machine.mode(),
+                mode: Some(machine.mode()),
                 attempt: machine.attempt(),
                 stream: delivery != Delivery::Whole,
                 extractor: extractor.as_deref(),

@@ -160,6 +160,7 @@ impl Client {
             max_retries: self.max_retries,
             temperature: None,
             max_tokens: None,
+            seed: None,
             validators: Vec::new(),
             schema,
             extractor: None,
@@ -187,6 +188,7 @@ pub struct ExtractBuilder<T> {
     pub(crate) max_retries: u32,
     pub(crate) temperature: Option<f32>,
     pub(crate) max_tokens: Option<u32>,
+    pub(crate) seed: Option<u64>,
     pub(crate) validators: Vec<ValidatorFn<T>>,
     /// The schema given as data; `T`'s own when `None`.
     pub(crate) schema: Option<Schema>,
@@ -250,6 +252,12 @@ impl<T: 'static> ExtractBuilder<T> {
     /// Limit on generated tokens per attempt.
     pub fn max_tokens(mut self, max_tokens: u32) -> Self {
         self.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Sampling seed, for providers that can repeat a sampled answer.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
         self
     }
 
@@ -359,6 +367,7 @@ impl<T: 'static> ExtractBuilder<T> {
             output,
             temperature: self.temperature,
             max_tokens: self.max_tokens,
+            seed: self.seed,
             // Only a provider that enforces the schema itself reads it (and the copy is then
             // worth its cost).
             structured: constrained.then(|| {

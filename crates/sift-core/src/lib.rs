@@ -27,6 +27,7 @@
 //! ```
 
 mod attempts;
+mod chat;
 mod example;
 mod extract;
 pub mod files;

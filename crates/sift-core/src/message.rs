@@ -123,6 +123,9 @@ pub struct ChatRequest {
     pub temperature: Option<f32>,
     /// Limit on generated tokens.
     pub max_tokens: Option<u32>,
+    /// Sampling seed, for providers that can repeat a sampled answer (OpenAI's `seed`; the
+    /// embedded model's sampler when the temperature is above 0).
+    pub seed: Option<u64>,
     /// The structured answer asked for, as data, for providers that enforce a schema
     /// themselves ([`Capabilities::constrained`](crate::Capabilities::constrained)); `None`
     /// for free text, and for other providers (they go by [`output`](Self::output) alone).
@@ -263,7 +266,7 @@ impl std::iter::Sum for Usage {
 }
 
 /// A model's answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChatResponse {
     /// The provider's id for this completion.
     pub id: Option<String>,

@@ -168,7 +168,8 @@ pub(crate) fn record_extract_end(span: &Span, attempts: usize, outcome: &str, us
 /// What a model call is, for its span.
 pub(crate) struct Call<'a> {
     pub(crate) provider: &'a str,
-    pub(crate) mode: Mode,
+    /// How the answer is asked for; `None` for a plain chat call (free text).
+    pub(crate) mode: Option<Mode>,
     pub(crate) attempt: u32,
     pub(crate) stream: bool,
     pub(crate) extractor: Option<&'a str>,
@@ -203,8 +204,8 @@ pub(crate) fn chat_span(
         // recorded) rather than recorded after: each `record` goes through every layer.
         gen_ai.request.temperature = request.temperature.map(f64::from),
         gen_ai.request.max_tokens = request.max_tokens.map(int),
-        gen_ai.output.type = "json",
-        sift.mode = %mode,
+        gen_ai.output.type = if mode.is_some() { "json" } else { "text" },
+        sift.mode = mode.map(Mode::as_str),
         sift.attempt = int(attempt),
         sift.stream = stream,
         // On the call too, so the GenAI metrics read off this span are labelled with it.

@@ -130,6 +130,7 @@ async fn sift() {
         output: OutputFormat::Text,
         temperature: None,
         max_tokens: Some(DECODE_TOKENS + 1),
+        seed: None,
         structured: None,
     };
     let (mut decoded, mut wall) = (0u64, 0.0);

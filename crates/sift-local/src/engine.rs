@@ -26,6 +26,8 @@ pub(crate) struct Job {
     pub(crate) constraint: Option<crate::grammar::Constraint>,
     pub(crate) max_tokens: u32,
     pub(crate) temperature: f32,
+    /// The sampler's seed when `temperature` is above 0 (else the clock's).
+    pub(crate) seed: Option<u64>,
     /// Where pieces go; closing the receiver cancels the generation. Its capacity must hold
     /// every piece of the generation (`max_tokens` + 2), so the model thread never waits on
     /// a slow reader.

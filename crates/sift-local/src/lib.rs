@@ -468,6 +468,7 @@ impl Provider for LocalProvider {
             constraint: schema.map(|s| self.grammars.constraint(s, grounding.as_deref())),
             max_tokens,
             temperature: request.temperature.unwrap_or(0.0),
+            seed: request.seed,
             out: tx,
             ticket,
         };

@@ -228,7 +228,7 @@ impl<'m> Scheduler<'m> {
         if tokens.is_empty() {
             return failed(&job, Piece::Failed("the prompt is empty".into()));
         }
-        match self.sampler(job.constraint.as_ref(), job.temperature) {
+        match self.sampler(job.constraint.as_ref(), job.temperature, job.seed) {
             Ok(sampler) => Some(Prepared {
                 job,
                 tokens,
@@ -262,6 +262,7 @@ impl<'m> Scheduler<'m> {
         &self,
         constraint: Option<&Constraint>,
         temperature: f32,
+        seed: Option<u64>,
     ) -> Result<LlamaSampler, sift_core::SchemaError> {
         let mut chain = Vec::new();
         if let Some(constraint) = constraint {
@@ -287,7 +288,9 @@ impl<'m> Scheduler<'m> {
         }
         if temperature > 0.0 {
             chain.push(LlamaSampler::temp(temperature));
-            chain.push(LlamaSampler::dist(seed()));
+            // The request's seed, folded to the 32 bits llama.cpp takes; else the clock's.
+            let seed = seed.map_or_else(clock_seed, |s| (s ^ (s >> 32)) as u32);
+            chain.push(LlamaSampler::dist(seed));
         } else {
             chain.push(LlamaSampler::greedy());
         }
@@ -557,7 +560,7 @@ impl<'m> Scheduler<'m> {
     }
 }
 
-fn seed() -> u32 {
+fn clock_seed() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())

@@ -59,6 +59,9 @@ pub(crate) fn request_body(request: &ChatRequest) -> Value {
     if let Some(n) = request.max_tokens {
         body.insert("max_tokens".into(), json!(n));
     }
+    if let Some(seed) = request.seed {
+        body.insert("seed".into(), json!(seed));
+    }
     Value::Object(body)
 }
 

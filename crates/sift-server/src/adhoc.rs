@@ -263,7 +263,7 @@ async fn adhoc_body(state: &AppState, body: &Value) -> Result<Adhoc, ApiError> {
         // model's grammar cannot take is refused here, naming the keyword and where it is.
         Some(s) => match state
             .schema_cache
-            .get(s, {
+            .get("Output", state.client.provider().name(), s, {
                 let client = state.client.clone();
                 move |schema| client.provider().check_schema(schema.constrained_schema())
             })

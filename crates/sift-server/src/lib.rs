@@ -16,6 +16,7 @@
 mod adhoc;
 mod auth;
 mod batch;
+mod chat;
 mod deadline;
 pub mod error;
 pub mod extractors;
@@ -36,6 +37,7 @@ use axum::routing::{get, post};
 use sift_core::Client;
 use utoipa_swagger_ui::SwaggerUi;
 
+pub use chat::ModelRoute;
 pub use extractors::{Extractor, Registry};
 pub use handlers::{Health, ItemError, StreamDone, user_prompt};
 pub use listen::{Listen, serve};
@@ -83,6 +85,9 @@ pub struct ServerConfig {
     /// The time a client has to send a request's whole body (default 30 s); past it the
     /// request answers `408`.
     pub body_timeout: std::time::Duration,
+    /// The models `/v1/chat/completions` answers with, the first the default; none: the
+    /// service's client alone, listed by its model's name.
+    pub models: Vec<ModelRoute>,
 }
 
 /// A function of each request's span and headers (`sift-telemetry` gives one that continues
@@ -128,6 +133,7 @@ impl Default for ServerConfig {
             model_queue: 1024,
             request_deadline: Some(std::time::Duration::from_secs(300)),
             body_timeout: std::time::Duration::from_secs(30),
+            models: Vec::new(),
         }
     }
 }
@@ -221,6 +227,13 @@ impl ServerConfig {
         self
     }
 
+    /// Answers `/v1/chat/completions` with `models` (the first is the default).
+    #[must_use]
+    pub fn models(mut self, models: Vec<ModelRoute>) -> Self {
+        self.models = models;
+        self
+    }
+
     /// Serves `GET /metrics` from `render`.
     #[must_use]
     pub fn metrics(mut self, render: Arc<dyn Fn() -> String + Send + Sync>) -> Self {
@@ -238,6 +251,8 @@ pub(crate) struct AppState {
     served: RwLock<Arc<Served>>,
     pub(crate) adhoc_enabled: bool,
     pub(crate) schema_cache: schema_cache::SchemaCache,
+    /// The models of the OpenAI-compatible gateway.
+    pub(crate) models: chat::Models,
 }
 
 /// The extractors served and the OpenAPI document describing them, swapped together.
@@ -334,6 +349,20 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
         budget: Arc::new(request::BodyBudget::new(config.body_memory)),
     };
     let gate = Arc::new(gate::Gate::new(config.max_model_calls, config.model_queue));
+    let mut routes = std::mem::take(&mut config.models);
+    if routes.is_empty() {
+        routes.push(ModelRoute::new(client.model(), "default", client.clone()));
+    }
+    // Every route's calls count against the one bound too.
+    let models = chat::Models(
+        routes
+            .into_iter()
+            .map(|mut r| {
+                r.client = gate::gated(&r.client, &gate);
+                r
+            })
+            .collect(),
+    );
     let state = Arc::new(AppState {
         client: gate::gated(&client, &gate),
         gate,
@@ -348,6 +377,7 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
             compiles: config.schema_compiles,
         }),
         config,
+        models,
     });
     state.serve(extractors);
     let mut protected = Router::new()
@@ -361,6 +391,9 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
         .route("/v1/extractors/{name}/stream", post(v1::run_stream))
         .route("/v1/extract", post(adhoc::adhoc))
         .route("/v1/extract/stream", post(adhoc::adhoc_stream))
+        .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/models", get(chat::models))
+        .route("/v1/models/{*id}", get(chat::model))
         .route("/openapi.json", get(handlers::openapi_json))
         .with_state(state.clone())
         // The UI reads the document from `/openapi.json`, so it shows what is served now.
@@ -382,7 +415,9 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
                 body,
             },
             http_trace::http_span,
-        ));
+        ))
+        // Outermost: the gateway's errors in OpenAI's shape, whoever made them.
+        .layer(axum::middleware::from_fn(chat::openai_errors));
     (router, Reload(state))
 }
 

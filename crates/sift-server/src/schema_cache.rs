@@ -79,17 +79,27 @@ impl SchemaCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The compiled form of `schema`, once `accept` (the provider's check) has taken it: run
-    /// on a miss only, off the async workers, so a schema sent again is neither compiled nor
-    /// checked again.
+    /// The compiled form of `schema`, named `name` (unless it has a `title`), once `accept`
+    /// (the check of the provider called `checker`) has taken it: run on a miss only, off
+    /// the async workers, so a schema sent again is neither compiled nor checked again. The
+    /// name and the checker are part of the key: a schema one provider takes may be refused
+    /// by another.
     pub(crate) async fn get(
         &self,
+        name: &str,
+        checker: &str,
         schema: &Value,
         accept: impl FnOnce(&Schema) -> Result<(), SchemaError> + Send + 'static,
     ) -> Result<Schema, SchemaError> {
         let (key, size) = {
             let text = schema.to_string();
-            let key: Key = Sha256::digest(text.as_bytes()).into();
+            let mut digest = Sha256::new();
+            for part in [name, checker] {
+                digest.update((part.len() as u64).to_le_bytes());
+                digest.update(part.as_bytes());
+            }
+            digest.update(text.as_bytes());
+            let key: Key = digest.finalize().into();
             (key, text.len().saturating_mul(COMPILED_PER_TEXT_BYTE))
         };
         if let Some(hit) = self.lookup(&key) {
@@ -107,10 +117,10 @@ impl SchemaCache {
         if let Some(hit) = self.lookup(&key) {
             return hit;
         }
-        let owned = schema.clone();
+        let (owned, name) = (schema.clone(), name.to_owned());
         let outcome = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let compiled = Schema::compile("Output", owned)?;
+            let compiled = Schema::compile(&name, owned)?;
             accept(&compiled)?;
             Ok(compiled)
         })
@@ -190,7 +200,7 @@ mod tests {
     async fn the_cache_is_bounded_by_count_and_keeps_the_recent() {
         let cache = SchemaCache::new(limits(2, usize::MAX));
         for n in [1, 2, 1, 3] {
-            cache.get(&titled(n), |_| Ok(())).await.unwrap();
+            cache.get("Output", "test", &titled(n), |_| Ok(())).await.unwrap();
         }
         assert_eq!(cache.kept().0, 2);
         // S2 was the least recently used: asked again, it is compiled (and checked) again.
@@ -198,7 +208,7 @@ mod tests {
         for n in [1, 3, 2] {
             let c = checks.clone();
             cache
-                .get(&titled(n), move |_| {
+                .get("Output", "test", &titled(n), move |_| {
                     c.fetch_add(1, Ordering::SeqCst);
                     Ok(())
                 })
@@ -213,7 +223,7 @@ mod tests {
         let one = titled(10).to_string().len() * COMPILED_PER_TEXT_BYTE;
         let cache = SchemaCache::new(limits(100, one * 3));
         for n in 1..=10 {
-            cache.get(&titled(n), |_| Ok(())).await.unwrap();
+            cache.get("Output", "test", &titled(n), |_| Ok(())).await.unwrap();
         }
         let (count, bytes) = cache.kept();
         assert_eq!(count, 3);
@@ -221,7 +231,7 @@ mod tests {
         // A schema larger than the whole budget is compiled for its request, not kept.
         let big =
             json!({"type": "string", "enum": (0..2000).map(|i| i.to_string()).collect::<Vec<_>>()});
-        let compiled = cache.get(&big, |_| Ok(())).await.unwrap();
+        let compiled = cache.get("Output", "test", &big, |_| Ok(())).await.unwrap();
         assert!(compiled.errors(&json!("1999")).is_empty());
         assert!(!compiled.errors(&json!("2000")).is_empty());
         assert_eq!(cache.kept().0, 3);
@@ -234,7 +244,7 @@ mod tests {
         for _ in 0..3 {
             let c = checks.clone();
             let e = cache
-                .get(&titled(7), move |_| {
+                .get("Output", "test", &titled(7), move |_| {
                     c.fetch_add(1, Ordering::SeqCst);
                     Err(SchemaError::Shape("refused".into()))
                 })

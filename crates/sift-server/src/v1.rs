@@ -262,16 +262,20 @@ pub(crate) fn answer(out: Extraction<Value>, query: &AnswerQuery) -> Response {
     } else {
         Json(out.value).into_response()
     };
-    let headers = response.headers_mut();
+    usage_headers(response.headers_mut(), out.attempts.len(), out.usage);
+    response
+}
+
+/// The attempts made and the tokens they used, as the `sift-*` headers.
+pub(crate) fn usage_headers(headers: &mut HeaderMap, attempts: usize, usage: sift_core::Usage) {
     for (name, n) in [
-        ("sift-attempts", out.attempts.len() as u64),
-        ("sift-input-tokens", out.usage.input_tokens),
-        ("sift-output-tokens", out.usage.output_tokens),
-        ("sift-cached-input-tokens", out.usage.cached_input_tokens),
+        ("sift-attempts", attempts as u64),
+        ("sift-input-tokens", usage.input_tokens),
+        ("sift-output-tokens", usage.output_tokens),
+        ("sift-cached-input-tokens", usage.cached_input_tokens),
     ] {
         headers.insert(HeaderName::from_static(name), HeaderValue::from(n));
     }
-    response
 }
 
 /// The extractor called `name`, once `input` fits its input schema.

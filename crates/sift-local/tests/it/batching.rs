@@ -125,6 +125,7 @@ fn long_request(p: &LocalProvider) -> ChatRequest {
         },
         temperature: None,
         max_tokens: Some(300),
+        seed: None,
         structured: None,
     }
 }

@@ -218,6 +218,7 @@ async fn dropping_a_stream_stops_its_generation() {
         output: sift_core_schema_for_long_list(),
         temperature: None,
         max_tokens: Some(400),
+        seed: None,
         structured: None,
     };
     let before = p.stats();
