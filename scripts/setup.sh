@@ -29,3 +29,24 @@ if ! python3 -c 'import requests, openapi_spec_validator, openapi_python_client,
   echo "setup: installing the Python packages requests, openapi-spec-validator, openapi-python-client, jsonschema, schemathesis"
   python3 -m pip install --quiet requests openapi-spec-validator openapi-python-client jsonschema schemathesis
 fi
+
+# The OpenAI-compatible gateway's tests run real clients against `sift serve`, each set in a
+# virtualenv of its own: instructor's pins of openai and jiter exclude the openai that
+# pydantic-ai needs. Versions are pinned so a new release cannot change what is tested; a
+# virtualenv is rebuilt when its list changes.
+clients="${SIFT_CLIENTS_DIR:-$HOME/.cache/sift/clients}"
+client_venv() {
+  local name="$1"
+  shift
+  local stamp
+  stamp="$clients/$name/.sift-$(printf '%s\n' "$@" | sha256sum | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
+  echo "setup: making the $name client virtualenv ($*)"
+  rm -rf "${clients:?}/$name"
+  mkdir -p "$clients"
+  python3 -m venv "$clients/$name"
+  "$clients/$name/bin/pip" install --quiet --disable-pip-version-check "$@"
+  touch "$stamp"
+}
+client_venv sdk "openai==3.63.0" "pydantic-ai-slim[openai]==2.78.0" "langchain-openai==1.8.1"
+client_venv instructor "instructor==1.17.0" "openai==3.3.0"

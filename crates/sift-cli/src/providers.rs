@@ -295,11 +295,7 @@ impl<'a> Clients<'a> {
     }
 
     /// The client of the config's provider `name`, built once per settings.
-    pub(crate) async fn configured(
-        &mut self,
-        file: &Config,
-        name: &str,
-    ) -> anyhow::Result<Client> {
+    pub(crate) async fn configured(&mut self, file: &Config, name: &str) -> anyhow::Result<Client> {
         let provider = file
             .providers
             .get(name)

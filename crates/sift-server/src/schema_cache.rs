@@ -200,7 +200,10 @@ mod tests {
     async fn the_cache_is_bounded_by_count_and_keeps_the_recent() {
         let cache = SchemaCache::new(limits(2, usize::MAX));
         for n in [1, 2, 1, 3] {
-            cache.get("Output", "test", &titled(n), |_| Ok(())).await.unwrap();
+            cache
+                .get("Output", "test", &titled(n), |_| Ok(()))
+                .await
+                .unwrap();
         }
         assert_eq!(cache.kept().0, 2);
         // S2 was the least recently used: asked again, it is compiled (and checked) again.
@@ -223,7 +226,10 @@ mod tests {
         let one = titled(10).to_string().len() * COMPILED_PER_TEXT_BYTE;
         let cache = SchemaCache::new(limits(100, one * 3));
         for n in 1..=10 {
-            cache.get("Output", "test", &titled(n), |_| Ok(())).await.unwrap();
+            cache
+                .get("Output", "test", &titled(n), |_| Ok(()))
+                .await
+                .unwrap();
         }
         let (count, bytes) = cache.kept();
         assert_eq!(count, 3);

@@ -13,6 +13,7 @@ mod config;
 mod eval;
 mod extract;
 mod faults;
+mod gateway;
 mod openai_batch;
 mod schemathesis;
 mod telemetry;

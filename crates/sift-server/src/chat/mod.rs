@@ -90,9 +90,10 @@ impl Models {
             return Ok((route.client.clone(), route.id.clone()));
         }
         if let Some((provider, model)) = asked.split_once('/')
-            && let Some(route) = self.0.iter().find(|r| {
-                r.provider == provider && (r.any_model || r.client.model() == model)
-            })
+            && let Some(route) = self
+                .0
+                .iter()
+                .find(|r| r.provider == provider && (r.any_model || r.client.model() == model))
             && !model.is_empty()
         {
             return Ok((route.client.clone().with_model(model), asked.to_owned()));
@@ -120,10 +121,7 @@ pub(crate) async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 /// `GET /v1/models/{id}`.
-pub(crate) async fn model(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Response {
+pub(crate) async fn model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     match state.models.0.iter().find(|r| r.id == id) {
         Some(route) => Json(model_object(route)).into_response(),
         None => state.models.not_found(&id).into_response(),
@@ -386,7 +384,8 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// of a request they got wrong).
 pub(crate) async fn openai_errors(req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    let gateway = path.starts_with("/v1/chat/") || path == "/v1/models" || path.starts_with("/v1/models/");
+    let gateway =
+        path.starts_with("/v1/chat/") || path == "/v1/models" || path.starts_with("/v1/models/");
     let response = next.run(req).await;
     let status = response.status();
     if !gateway

@@ -47,7 +47,12 @@ impl Answer {
                 name,
                 description,
                 schema,
-            } => (name, description, schema, "response_format.json_schema.schema"),
+            } => (
+                name,
+                description,
+                schema,
+                "response_format.json_schema.schema",
+            ),
             Answer::Tool {
                 name,
                 description,
@@ -287,7 +292,10 @@ fn count(obj: &Map<String, Value>, key: &str) -> Result<Option<u32>, ChatError> 
 fn messages(given: Option<&Value>) -> Result<Vec<Message>, ChatError> {
     let list = match given {
         Some(Value::Array(list)) if list.is_empty() => {
-            return Err(invalid("messages", "`messages` must hold at least one message"));
+            return Err(invalid(
+                "messages",
+                "`messages` must hold at least one message",
+            ));
         }
         Some(Value::Array(list)) if list.len() > MAX_MESSAGES => {
             return Err(invalid(
@@ -341,7 +349,9 @@ fn message(i: usize, m: &Value) -> Result<Message, ChatError> {
         tool_call_id: None,
     };
     match role {
-        Role::Assistant => message.tool_calls = tool_calls(obj.get("tool_calls"), &at("tool_calls"))?,
+        Role::Assistant => {
+            message.tool_calls = tool_calls(obj.get("tool_calls"), &at("tool_calls"))?
+        }
         Role::Tool => match obj.get("tool_call_id") {
             Some(Value::String(id)) => message.tool_call_id = Some(id.clone()),
             _ => {
@@ -399,7 +409,10 @@ fn content(given: Option<&Value>, param: &str) -> Result<Option<String>, ChatErr
             }
             Ok(Some(text))
         }
-        Some(_) => Err(invalid(param, "content must be a string or a list of parts")),
+        Some(_) => Err(invalid(
+            param,
+            "content must be a string or a list of parts",
+        )),
     }
 }
 
@@ -515,8 +528,7 @@ fn checked_name(given: Option<&Value>, param: &str) -> Result<String, ChatError>
     match given.and_then(Value::as_str) {
         Some(n)
             if (1..=64).contains(&n.len())
-                && n
-                    .bytes()
+                && n.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
         {
             Ok(n.to_owned())
@@ -600,9 +612,7 @@ fn forced_tool(obj: &Map<String, Value>) -> Result<Option<Answer>, ChatError> {
     match obj.get("tool_choice") {
         Some(Value::String(s)) if s == "none" => Ok(None),
         None | Some(Value::Null) if declared.is_empty() => Ok(None),
-        Some(Value::String(s)) if s == "required" && declared.len() == 1 => {
-            Ok(declared.pop())
-        }
+        Some(Value::String(s)) if s == "required" && declared.len() == 1 => Ok(declared.pop()),
         Some(Value::Object(choice)) => {
             let name = choice
                 .get("function")

@@ -66,7 +66,6 @@ pub(crate) fn error_type(status: StatusCode) -> &'static str {
     match status.as_u16() {
         401 => "authentication_error",
         403 => "permission_error",
-        404 => "not_found_error",
         429 => "rate_limit_error",
         500..=599 => "server_error",
         _ => "invalid_request_error",
@@ -284,7 +283,9 @@ pub(crate) const DONE: &str = "data: [DONE]\n\n";
 
 /// An error in a stream already under way, as OpenAI sends one (the SDKs raise it).
 pub(crate) fn stream_error(message: String, code: &str) -> String {
-    event(&json!({"error": {"message": message, "type": "server_error", "param": null, "code": code}}))
+    event(
+        &json!({"error": {"message": message, "type": "server_error", "param": null, "code": code}}),
+    )
 }
 
 /// The pieces a text is streamed in: about `size` bytes each, cut at character boundaries.
@@ -323,6 +324,10 @@ mod tests {
         let a = Completion::new("m");
         let b = Completion::new("m");
         assert_ne!(a.id, b.id);
-        assert!(a.id.starts_with("chatcmpl-") && a.id.len() == 9 + 24, "{}", a.id);
+        assert!(
+            a.id.starts_with("chatcmpl-") && a.id.len() == 9 + 24,
+            "{}",
+            a.id
+        );
     }
 }
