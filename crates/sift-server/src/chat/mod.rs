@@ -32,6 +32,7 @@ use crate::deadline::{Deadline, next_before};
 use crate::request::Body;
 use crate::v1::{RawJson, usage_headers};
 use request::{Answer, ChatCall};
+pub(crate) use request::{MAX_MESSAGES, MAX_TOOLS};
 pub(crate) use wire::OpenAiShaped;
 use wire::{ChatError, Completion, Said};
 

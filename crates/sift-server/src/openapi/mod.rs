@@ -2,6 +2,7 @@
 //! `/v1` with every extractor served as operations of its own, typed by its input and output
 //! schemas (see [`document`]).
 
+mod chat;
 mod schemas;
 
 use serde_json::{Value, json};
@@ -35,6 +36,7 @@ use crate::request::{ErrorDetail, LocItem};
         (name = "extraction", description = "The seed's endpoints"),
         (name = "service", description = "Operations"),
         (name = "extractors", description = "The extractors of the config, each with its own operations"),
+        (name = "openai", description = "OpenAI's Chat Completions API: existing clients pointed at sift get validated answers"),
     )
 )]
 struct ApiDoc;
@@ -111,6 +113,7 @@ pub fn document(extractors: &Registry, adhoc: bool) -> Value {
     if adhoc {
         adhoc_operations(&mut paths);
     }
+    chat::add(&mut paths, &mut components);
     // The seed's stream, as the extractors' are described.
     if let Some(content) = doc.pointer_mut("/paths/~1extract/post/responses/200/content") {
         *content = stream_content(
