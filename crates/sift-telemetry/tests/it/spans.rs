@@ -499,6 +499,62 @@ async fn metrics_are_read_off_the_spans() {
     assert_eq!(adhoc_output, Some(5.0), "{text}");
 }
 
+#[tokio::test]
+async fn the_openai_gateway_is_traced_and_measured_as_chat() {
+    let h = harness(Options::default()).await;
+    h.upstream
+        .push(Reply::tool_call("UserDetail", DANIEL).usage(40, 10))
+        .push(Reply::content("Hello.").usage(7, 2));
+    let structured = r#"{"messages": [{"role": "user", "content": "Daniel is 24"}], "response_format": {"type": "json_schema", "json_schema": {"name": "UserDetail", "schema": {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}, "required": ["name", "age"]}}}}"#;
+    let (status, _) = h.call("POST", "/v1/chat/completions", structured).await;
+    assert_eq!(status, 200);
+    let plain = r#"{"messages": [{"role": "user", "content": "Say hello"}]}"#;
+    let (status, _) = h.call("POST", "/v1/chat/completions", plain).await;
+    assert_eq!(status, 200);
+    let (_, text) = h.call("GET", "/metrics", "").await;
+    let sum = |needles: &[&str]| -> Option<f64> {
+        text.lines()
+            .find(|l| {
+                l.starts_with("gen_ai_client_token_usage_sum")
+                    && needles.iter().all(|n| l.contains(n))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    // Both calls, structured and plain, labelled `chat`.
+    assert_eq!(
+        sum(&["sift_extractor=\"chat\"", "gen_ai_token_type=\"input\""]),
+        Some(47.0),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("http_server_request_duration_seconds_count")
+                && l.contains("http_route=\"/v1/chat/completions\"")
+        ),
+        "{text}"
+    );
+    let spans = h.finished();
+    let calls: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name.starts_with("chat "))
+        .collect();
+    assert_eq!(calls.len(), 2, "{spans:#?}");
+    let kinds: Vec<Option<String>> = calls
+        .iter()
+        .map(|s| attr(s, "gen_ai.output.type"))
+        .collect();
+    assert!(
+        kinds.contains(&Some("json".into())) && kinds.contains(&Some("text".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .all(|s| attr(s, "sift.extractor").as_deref() == Some("chat"))
+    );
+}
+
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[allow(dead_code)]
 struct Person {
