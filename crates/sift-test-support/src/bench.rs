@@ -87,6 +87,46 @@ impl SiftProcess {
     }
 }
 
+/// User and system CPU time so far of process `root` and every process below it (a proxy
+/// that runs workers as child processes), from /proc.
+///
+/// # Panics
+/// If `/proc/root/stat` cannot be read.
+pub fn tree_cpu_times(root: u32) -> (Duration, Duration) {
+    let read = |pid: &str| -> Option<(u32, Duration, Duration)> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after_name = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| -> Option<Duration> {
+            Some(Duration::from_millis(
+                fields.get(i)?.parse::<u64>().ok()? * 10,
+            ))
+        };
+        Some((fields.get(1)?.parse().ok()?, ticks(11)?, ticks(12)?))
+    };
+    let mut procs = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let (Ok(pid), Some(stat)) = (name.parse::<u32>(), read(&name)) {
+            procs.insert(pid, stat);
+        }
+    }
+    assert!(procs.contains_key(&root), "no process {root}");
+    let below = |mut pid: u32| {
+        while pid != root {
+            match procs.get(&pid) {
+                Some((parent, _, _)) if *parent != 0 => pid = *parent,
+                _ => return false,
+            }
+        }
+        true
+    };
+    procs.iter().filter(|(pid, _)| below(**pid)).fold(
+        (Duration::ZERO, Duration::ZERO),
+        |(u, s), (_, (_, pu, ps))| (u + *pu, s + *ps),
+    )
+}
+
 impl Drop for SiftProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

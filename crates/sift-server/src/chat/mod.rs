@@ -147,7 +147,7 @@ async fn complete(
     body: &Value,
     deadline: Option<Deadline>,
 ) -> Result<Response, ChatError> {
-    let call = request::read(body)?;
+    let mut call = request::read(body)?;
     let (client, model) = state.models.resolve(call.model.as_deref())?;
     let completion = Completion::new(&model);
     let Some((name, schema, param)) = call.answer.schema() else {
@@ -156,7 +156,7 @@ async fn complete(
     let schema = compile(state, &client, &name, &schema, param).await?;
     let mut extraction = client
         .extract_value(&schema)
-        .messages(call.messages.iter().cloned())
+        .messages(std::mem::take(&mut call.messages))
         .extractor("chat");
     if let Some(t) = call.temperature {
         extraction = extraction.temperature(t);

@@ -572,3 +572,39 @@ async fn an_upstream_failure_keeps_its_status() {
     assert_eq!(error["type"], "server_error");
     assert_eq!(error["code"], "provider_error");
 }
+
+#[tokio::test]
+async fn the_deadline_and_a_stream_broken_midway_are_reported_in_openai_shape() {
+    let upstream = ScriptedServer::start().await;
+    upstream.push(Reply::hang());
+    let app = app(
+        &upstream,
+        ServerConfig::default().request_deadline(Some(std::time::Duration::from_millis(300))),
+    );
+    let (status, _, text) = send(&app, &with_schema(json!({}))).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{text}");
+    let error = error_of(&text);
+    assert_eq!(error["type"], "server_error");
+    assert!(
+        error["message"].as_str().unwrap().contains("deadline"),
+        "{text}"
+    );
+
+    let upstream = ScriptedServer::start().await;
+    upstream.push(
+        Reply::stream_content(split_chars("Hello, streamed.", 3)).stream_error_after(2, "boom"),
+    );
+    let app = app(&upstream, ServerConfig::default());
+    let body = json!({"messages": [{"role": "user", "content": "hi"}], "stream": true});
+    let (status, _, text) = send(&app, &body).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let events = events(&text);
+    // What came before the break, then the error the SDKs raise; no `[DONE]`.
+    assert!(
+        events.iter().any(|e| e.contains("\"content\":\"Hel\"")),
+        "{text}"
+    );
+    let last = json(events.last().unwrap());
+    assert!(last["error"]["message"].is_string(), "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
+}
