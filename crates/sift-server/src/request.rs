@@ -231,6 +231,12 @@ fn is_json(content_type: &[u8]) -> bool {
 pub trait FromBody: Sized {
     /// Reads the parsed body.
     fn from_body(body: &Value) -> Result<Self, Vec<ErrorDetail>>;
+
+    /// Reads the parsed body, given whole: a type that keeps the body as it is takes it
+    /// without a copy.
+    fn from_value(body: Value) -> Result<Self, Vec<ErrorDetail>> {
+        Self::from_body(&body)
+    }
 }
 
 /// An extractor for a [`FromBody`] type. Malformed JSON, a missing body, wrong types and
@@ -285,13 +291,15 @@ impl<S: Send + Sync, T: FromBody> FromRequest<S> for Body<T> {
             detail.ctx = Some(json!({"error": e.to_string()}));
             ApiError::Validation(vec![detail])
         })?;
-        let parsed = T::from_body(&value).map_err(ApiError::Validation)?;
         // Logfire's FastAPI integration records the validated arguments at debug level; they
-        // are the caller's content, logged only where content is allowed.
-        if log_content {
+        // are the caller's content, logged only where content is allowed. Otherwise the body
+        // is handed over whole, not copied.
+        if log_content && tracing::enabled!(tracing::Level::DEBUG) {
+            let parsed = T::from_body(&value).map_err(ApiError::Validation)?;
             tracing::debug!(fastapi.arguments.values = %value, "request arguments");
+            return Ok(Body(parsed));
         }
-        Ok(Body(parsed))
+        T::from_value(value).map(Body).map_err(ApiError::Validation)
     }
 }
 

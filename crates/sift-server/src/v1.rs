@@ -31,6 +31,10 @@ impl FromBody for RawJson {
     fn from_body(body: &Value) -> Result<Self, Vec<ErrorDetail>> {
         Ok(Self(body.clone()))
     }
+
+    fn from_value(body: Value) -> Result<Self, Vec<ErrorDetail>> {
+        Ok(Self(body))
+    }
 }
 
 /// What `GET /v1/extractors` lists.

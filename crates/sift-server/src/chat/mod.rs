@@ -136,7 +136,7 @@ pub(crate) async fn completions(
     Body(RawJson(body)): Body<RawJson>,
 ) -> Response {
     let deadline = deadline.map(|Extension(d)| d);
-    match complete(&state, &body, deadline).await {
+    match complete(&state, body, deadline).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -144,7 +144,7 @@ pub(crate) async fn completions(
 
 async fn complete(
     state: &AppState,
-    body: &Value,
+    body: Value,
     deadline: Option<Deadline>,
 ) -> Result<Response, ChatError> {
     let mut call = request::read(body)?;
@@ -153,7 +153,7 @@ async fn complete(
     let Some((name, schema, param)) = call.answer.schema() else {
         return plain(&client, call, completion, deadline).await;
     };
-    let schema = compile(state, &client, &name, &schema, param).await?;
+    let schema = compile(state, &client, name, &schema, param).await?;
     let mut extraction = client
         .extract_value(&schema)
         .messages(std::mem::take(&mut call.messages))

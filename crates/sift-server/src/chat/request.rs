@@ -4,6 +4,8 @@
 //! parameter sift cannot honour is refused, one that changes nothing sift promises is
 //! listed as ignored (the `sift-ignored-params` header), never dropped unsaid.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 use sift_core::{Message, Role, ToolCall};
 
@@ -32,14 +34,17 @@ pub(crate) enum Answer {
 
 impl Answer {
     /// The schema the answer is validated against, named, with the description the client
-    /// gave added when the schema has none; `None` for free text.
-    pub(crate) fn schema(&self) -> Option<(String, Value, &'static str)> {
+    /// gave added when the schema has none (the only case it is copied); `None` for free
+    /// text. Also the parameter that carried it.
+    pub(crate) fn schema(&self) -> Option<(&str, Cow<'_, Value>, &'static str)> {
+        static ANY_OBJECT: std::sync::LazyLock<Value> =
+            std::sync::LazyLock::new(|| serde_json::json!({"type": "object"}));
         let (name, description, schema, param) = match self {
             Answer::Text => return None,
             Answer::JsonObject => {
                 return Some((
-                    "json_object".into(),
-                    serde_json::json!({"type": "object"}),
+                    "json_object",
+                    Cow::Borrowed(&*ANY_OBJECT),
                     "response_format",
                 ));
             }
@@ -59,12 +64,15 @@ impl Answer {
                 parameters,
             } => (name, description, parameters, "tools.function.parameters"),
         };
-        let mut schema = schema.clone();
-        if let (Some(d), Some(obj)) = (description, schema.as_object_mut()) {
-            obj.entry("description")
-                .or_insert_with(|| Value::String(d.clone()));
-        }
-        Some((name.clone(), schema, param))
+        let schema = match (description, schema.as_object()) {
+            (Some(d), Some(obj)) if !obj.contains_key("description") => {
+                let mut with = obj.clone();
+                with.insert("description".into(), Value::String(d.clone()));
+                Cow::Owned(Value::Object(with))
+            }
+            _ => Cow::Borrowed(schema),
+        };
+        Some((name, schema, param))
     }
 }
 
@@ -122,9 +130,9 @@ fn invalid(param: impl Into<String>, message: impl Into<String>) -> ChatError {
     }
 }
 
-/// Reads `body`, or says what in it is wrong.
-pub(crate) fn read(body: &Value) -> Result<ChatCall, ChatError> {
-    let Some(obj) = body.as_object() else {
+/// Reads `body` (its schemas are moved out, not copied), or says what in it is wrong.
+pub(crate) fn read(mut body: Value) -> Result<ChatCall, ChatError> {
+    let Some(obj) = body.as_object_mut() else {
         return Err(ChatError::Invalid {
             message: "the request body must be a JSON object".into(),
             param: None,
@@ -139,6 +147,7 @@ pub(crate) fn read(body: &Value) -> Result<ChatCall, ChatError> {
     let messages = messages(obj.get("messages"))?;
     refuse_unsupported(obj)?;
     let answer = answer(obj)?;
+    let obj = &*obj;
     let temperature = match number(obj, "temperature")? {
         None => None,
         Some(t) if (0.0..=2.0).contains(&t) => Some(t as f32),
@@ -453,8 +462,8 @@ fn tool_calls(given: Option<&Value>, param: &str) -> Result<Vec<ToolCall>, ChatE
 }
 
 /// The answer's shape: a forced tool, a response format, or free text.
-fn answer(obj: &Map<String, Value>) -> Result<Answer, ChatError> {
-    let format = response_format(obj.get("response_format"))?;
+fn answer(obj: &mut Map<String, Value>) -> Result<Answer, ChatError> {
+    let format = response_format(obj.get_mut("response_format"))?;
     let tool = forced_tool(obj)?;
     match (tool, format) {
         (Some(_), Some(Answer::JsonSchema { .. } | Answer::JsonObject)) => Err(invalid(
@@ -468,7 +477,7 @@ fn answer(obj: &Map<String, Value>) -> Result<Answer, ChatError> {
     }
 }
 
-fn response_format(given: Option<&Value>) -> Result<Option<Answer>, ChatError> {
+fn response_format(given: Option<&mut Value>) -> Result<Option<Answer>, ChatError> {
     let Some(format) = given.filter(|v| !v.is_null()) else {
         return Ok(None);
     };
@@ -476,7 +485,7 @@ fn response_format(given: Option<&Value>) -> Result<Option<Answer>, ChatError> {
         Some("text") => Ok(None),
         Some("json_object") => Ok(Some(Answer::JsonObject)),
         Some("json_schema") => {
-            let Some(spec) = format.get("json_schema").and_then(Value::as_object) else {
+            let Some(spec) = format.get_mut("json_schema").and_then(Value::as_object_mut) else {
                 return Err(invalid(
                     "response_format.json_schema",
                     "`response_format.json_schema` must be an object with `name` and `schema`",
@@ -484,8 +493,8 @@ fn response_format(given: Option<&Value>) -> Result<Option<Answer>, ChatError> {
             };
             let name = checked_name(spec.get("name"), "response_format.json_schema.name")?;
             strict_flag(spec.get("strict"), "response_format.json_schema.strict")?;
-            let schema = match spec.get("schema") {
-                Some(s @ (Value::Object(_) | Value::Bool(_))) => s.clone(),
+            let schema = match spec.remove("schema") {
+                Some(s @ (Value::Object(_) | Value::Bool(_))) => s,
                 // OpenAI takes a missing schema as "any JSON object".
                 None | Some(Value::Null) => serde_json::json!({"type": "object"}),
                 Some(_) => {
@@ -547,9 +556,10 @@ fn checked_name(given: Option<&Value>, param: &str) -> Result<String, ChatError>
 /// The tool the request forces, if it forces one: `tool_choice` naming a function, or
 /// `"required"` with one tool declared. Tools the model may choose among are refused: sift
 /// answers with one validated call.
-fn forced_tool(obj: &Map<String, Value>) -> Result<Option<Answer>, ChatError> {
-    let tools = match obj.get("tools") {
-        None | Some(Value::Null) => &Vec::new(),
+fn forced_tool(obj: &mut Map<String, Value>) -> Result<Option<Answer>, ChatError> {
+    let mut none = Vec::new();
+    let tools = match obj.get_mut("tools") {
+        None | Some(Value::Null) => &mut none,
         Some(Value::Array(t)) if t.len() <= MAX_TOOLS => t,
         Some(_) => {
             return Err(invalid(
@@ -559,14 +569,14 @@ fn forced_tool(obj: &Map<String, Value>) -> Result<Option<Answer>, ChatError> {
         }
     };
     let mut declared = Vec::with_capacity(tools.len());
-    for (i, tool) in tools.iter().enumerate() {
+    for (i, tool) in tools.iter_mut().enumerate() {
         if tool.get("type").and_then(Value::as_str) != Some("function") {
             return Err(invalid(
                 format!("tools[{i}].type"),
                 "sift takes tools of type `function` only",
             ));
         }
-        let Some(function) = tool.get("function").and_then(Value::as_object) else {
+        let Some(function) = tool.get_mut("function").and_then(Value::as_object_mut) else {
             return Err(invalid(
                 format!("tools[{i}].function"),
                 "a tool needs a `function` object",
@@ -577,8 +587,8 @@ fn forced_tool(obj: &Map<String, Value>) -> Result<Option<Answer>, ChatError> {
             function.get("strict"),
             &format!("tools[{i}].function.strict"),
         )?;
-        let parameters = match function.get("parameters") {
-            Some(p @ Value::Object(_)) => p.clone(),
+        let parameters = match function.remove("parameters") {
+            Some(p @ Value::Object(_)) => p,
             // OpenAI's default: a function without parameters takes an empty object.
             None | Some(Value::Null) => serde_json::json!({"type": "object", "properties": {}}),
             Some(_) => {

@@ -577,11 +577,11 @@ async fn an_upstream_failure_keeps_its_status() {
 async fn the_deadline_and_a_stream_broken_midway_are_reported_in_openai_shape() {
     let upstream = ScriptedServer::start().await;
     upstream.push(Reply::hang());
-    let app = app(
+    let timed = app(
         &upstream,
         ServerConfig::default().request_deadline(Some(std::time::Duration::from_millis(300))),
     );
-    let (status, _, text) = send(&app, &with_schema(json!({}))).await;
+    let (status, _, text) = send(&timed, &with_schema(json!({}))).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{text}");
     let error = error_of(&text);
     assert_eq!(error["type"], "server_error");

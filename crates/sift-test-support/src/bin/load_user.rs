@@ -224,7 +224,10 @@ impl Server {
             .env("LITELLM_LOG", "ERROR")
             // As sift is run: no service key (so none is checked), and offline (the bundled
             // cost map, not a download).
-            .env("LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY", "true")
+            .env(
+                "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY",
+                "true",
+            )
             .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
