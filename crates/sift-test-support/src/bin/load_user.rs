@@ -233,13 +233,15 @@ impl Server {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("could not run {bin}: {e}"));
+        // Killed and waited for when dropped, a failed start included.
+        let server = Server::LiteLlm(child);
         let url = format!("http://127.0.0.1:{port}");
         let client = http_client();
         for _ in 0..600 {
             if let Ok(r) = client.get(format!("{url}/health/liveliness")).send().await
                 && r.status().is_success()
             {
-                return (Server::LiteLlm(child), url);
+                return (server, url);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
