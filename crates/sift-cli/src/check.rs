@@ -141,6 +141,13 @@ fn extractor(out: &mut String, config: &Config, e: &ExtractorSpec) {
         let _ = writeln!(out, "  {}", e.description);
     }
     let _ = writeln!(out, "  provider: {provider}; mode: {mode}");
+    if !e.fallbacks.is_empty() {
+        let _ = writeln!(
+            out,
+            "  then, when it fails in a way its retries cannot fix: {}",
+            e.fallbacks.join(", then ")
+        );
+    }
     let stream = if e.output.is_array() {
         "elements as they close"
     } else {

@@ -343,8 +343,13 @@ fn failed(e: ExtractError, recording: &Recording) -> Failed {
 
 fn show_attempts(attempts: &[Attempt]) {
     for a in attempts {
+        let by = a
+            .model
+            .as_deref()
+            .map(|m| format!(" by {m}"))
+            .unwrap_or_default();
         eprintln!(
-            "attempt {}: {} in {} ms, {} tokens in, {} out",
+            "attempt {}: {}{by} in {} ms, {} tokens in, {} out",
             a.number,
             a.outcome.as_str(),
             a.duration.as_millis(),

@@ -274,10 +274,30 @@ impl<'a> Clients<'a> {
         default: &Client,
     ) -> anyhow::Result<Client> {
         let client = match (&spec.provider, file) {
-            (Some(name), Some(file)) => self.configured(file, name).await?,
+            (Some(name), Some(file)) => self.chain(file, name, &spec.fallbacks).await?,
             _ => default.clone(),
         };
         Ok(spec.client(client))
+    }
+
+    /// The client of provider `first`, or with `fallbacks`, of the chain asking them in
+    /// order (its mode, re-asks and recording the first's).
+    async fn chain(
+        &mut self,
+        file: &Config,
+        first: &str,
+        fallbacks: &[String],
+    ) -> anyhow::Result<Client> {
+        let head = self.configured(file, first).await?;
+        if fallbacks.is_empty() {
+            return Ok(head);
+        }
+        let mut members = vec![head.clone()];
+        for name in fallbacks {
+            members.push(self.configured(file, name).await?);
+        }
+        let chain = sift_core::Fallback::of(&members).context("an empty fallback chain")?;
+        Ok(head.with_provider(Arc::new(chain)))
     }
 
     /// The client of `spec` alone (`extract`, `batch`): the default one is built only when
@@ -288,7 +308,7 @@ impl<'a> Clients<'a> {
         spec: &ExtractorSpec,
     ) -> anyhow::Result<Client> {
         let client = match (&spec.provider, file) {
-            (Some(name), Some(file)) => self.configured(file, name).await?,
+            (Some(name), Some(file)) => self.chain(file, name, &spec.fallbacks).await?,
             _ => self.default_client().await?,
         };
         Ok(spec.client(client))

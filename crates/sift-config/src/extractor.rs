@@ -39,6 +39,9 @@ pub struct ExtractorSpec {
     pub prompt: String,
     /// The provider's name in `[providers]` (`None`: the default provider).
     pub provider: Option<String>,
+    /// The providers asked, in order, when `provider` fails in a way its retries cannot fix
+    /// (`provider = ["main", "backup"]`; see `sift_core::Fallback`). Empty: none.
+    pub fallbacks: Vec<String>,
     /// The model asked.
     pub model: Option<String>,
     /// How structured output is asked for.
@@ -212,6 +215,7 @@ impl ExtractorSpec {
             system,
             prompt: prompt.into(),
             provider: None,
+            fallbacks: Vec::new(),
             model: None,
             mode: None,
             max_retries: None,
@@ -321,6 +325,7 @@ impl ExtractorSpec {
             "system": self.system,
             "prompt": self.prompt,
             "provider": self.provider,
+            "fallbacks": self.fallbacks,
             "model": self.model,
             "mode": self.mode.map(Mode::as_str),
             "max_retries": self.max_retries,
@@ -442,24 +447,7 @@ pub(crate) fn read(
     }
     let system = s.string("system", problems).map(Spanned::into_inner);
     let prompt = s.string("prompt", problems);
-    let provider = s.string("provider", problems);
-    if let Some(p) = &provider
-        && !providers.contains_key(p.get_ref())
-    {
-        let known: Vec<&str> = providers.keys().map(String::as_str).collect();
-        problems.at(
-            p.span(),
-            format!(
-                "`{path}.provider` names `{}`, which is not in [providers] (declared: {})",
-                p.get_ref(),
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            ),
-        );
-    }
+    let (provider, fallbacks) = providers_of(&mut s, &path, providers, problems);
     let model = s.string("model", problems).map(Spanned::into_inner);
     let mode = s
         .string("mode", problems)
@@ -641,7 +629,8 @@ pub(crate) fn read(
         input: input?,
         system,
         prompt: prompt_text,
-        provider: provider.map(Spanned::into_inner),
+        provider,
+        fallbacks,
         model,
         mode,
         max_retries,
@@ -726,4 +715,76 @@ fn schema_at(
             None
         }
     }
+}
+
+/// `provider`: one name, or a list (the first, then its fallbacks), each in `[providers]`. A
+/// chain takes OpenAI-compatible providers only: the embedded model is asked differently
+/// (a grammar holds it to the schema), so one request cannot go to either.
+fn providers_of(
+    s: &mut Section<'_, '_>,
+    path: &str,
+    providers: &BTreeMap<String, ProviderSpec>,
+    problems: &mut Problems,
+) -> (Option<String>, Vec<String>) {
+    let Some(v) = s.value("provider") else {
+        return (None, Vec::new());
+    };
+    let names: Vec<(String, std::ops::Range<usize>)> = match v.get_ref() {
+        DeValue::String(name) => vec![(name.to_string(), v.span())],
+        DeValue::Array(items) if !items.is_empty() => {
+            let mut names = Vec::new();
+            for item in items {
+                match item.get_ref() {
+                    DeValue::String(name) => names.push((name.to_string(), item.span())),
+                    _ => problems.at(
+                        item.span(),
+                        format!("`{path}.provider` lists provider names: strings"),
+                    ),
+                }
+            }
+            names
+        }
+        _ => {
+            problems.at(
+                v.span(),
+                format!(
+                    "`{path}.provider` must be a provider's name, or a list of them (the first asked first)"
+                ),
+            );
+            return (None, Vec::new());
+        }
+    };
+    let known: Vec<&str> = providers.keys().map(String::as_str).collect();
+    let chain = names.len() > 1;
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, span) in &names {
+        match providers.get(name) {
+            None => problems.at(
+                span.clone(),
+                format!(
+                    "`{path}.provider` names `{name}`, which is not in [providers] (declared: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ),
+            Some(ProviderSpec::Local { .. }) if chain => problems.at(
+                span.clone(),
+                format!(
+                    "`{path}.provider`: `{name}` is the embedded model, which cannot be part of a fallback chain (list OpenAI-compatible providers only)"
+                ),
+            ),
+            Some(_) => {}
+        }
+        if !seen.insert(name.as_str()) {
+            problems.at(
+                span.clone(),
+                format!("`{path}.provider` lists `{name}` twice"),
+            );
+        }
+    }
+    let mut names = names.into_iter().map(|(n, _)| n);
+    (names.next(), names.collect())
 }

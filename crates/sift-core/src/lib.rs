@@ -30,6 +30,7 @@ mod attempts;
 mod chat;
 mod example;
 mod extract;
+mod fallback;
 pub mod files;
 pub mod grounding;
 pub mod json_stream;
@@ -49,6 +50,7 @@ mod validate;
 
 pub use example::Example;
 pub use extract::{Client, DEFAULT_MAX_RETRIES, ExtractBuilder};
+pub use fallback::{Fallback, falls_back};
 pub use message::{
     ChatDelta, ChatRequest, ChatResponse, ChatStream, FinishReason, MIN_DERIVED_MAX_TOKENS,
     Message, OutputFormat, Role, Structured, ToolCall, Usage,

@@ -251,6 +251,7 @@ impl<T> Machine<T> {
             outcome,
             errors,
             output: answer.output.clone(),
+            model: response.model.clone(),
         };
         // A streamed list may end with nothing left to judge: its elements were the answer.
         let verdict =

@@ -92,6 +92,10 @@ pub struct Attempt {
     /// The JSON text the model produced, when there was one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// The model that answered, as the provider named it (in a fallback chain, the one that
+    /// took the call); `None` when the call failed or the provider did not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 impl Attempt {
@@ -108,6 +112,7 @@ impl Attempt {
             outcome: AttemptOutcome::ProviderError,
             errors: vec![FieldError::new("", source.to_string())],
             output: None,
+            model: None,
         }
     }
 }
@@ -413,6 +418,7 @@ mod tests {
             outcome: AttemptOutcome::Truncated,
             errors: Vec::new(),
             output: None,
+            model: None,
         }]
     }
 

@@ -346,3 +346,108 @@ fn each_example_extractor_runs_on_the_embedded_model() {
         assert_eq!(compiled.errors(&value), [], "{name}: {value}");
     }
 }
+
+#[tokio::test]
+async fn a_fallback_chain_asks_the_next_provider_when_the_first_is_down() {
+    let main = ScriptedServer::start().await;
+    main.fallback(|_| Reply::error(503, "overloaded"));
+    let backup = ScriptedServer::start().await;
+    // The scripted server names the model it was asked for in its answer.
+    backup.fallback(|_| Reply::tool_call("Person", r#"{"name": "Ada", "age": 36}"#).usage(10, 5));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sift.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[providers.main]
+kind = "openai"
+base_url = "{}"
+model = "main-model"
+
+[providers.backup]
+kind = "openai"
+base_url = "{}"
+model = "backup-model"
+
+[extractors.person]
+provider = ["main", "backup"]
+schema = {{ type = "object", title = "Person", properties = {{ name = {{ type = "string" }}, age = {{ type = "integer" }} }}, required = ["name", "age"] }}
+"#,
+            main.base_url(),
+            backup.base_url()
+        ),
+    )
+    .unwrap();
+    let out = extract(
+        &main,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "person",
+            "-",
+            "--verbose",
+        ],
+        "Ada is 36",
+    )
+    .await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let value: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value, json!({"name": "Ada", "age": 36}));
+    // The first was tried (with its own retries), then the backup with its own model.
+    assert!(!main.requests().is_empty());
+    assert_eq!(main.requests()[0].body["model"], "main-model");
+    assert_eq!(backup.requests().len(), 1);
+    assert_eq!(backup.requests()[0].body["model"], "backup-model");
+    assert!(
+        stderr.contains("attempt 1: success by backup-model"),
+        "{stderr}"
+    );
+
+    // A request the first refuses (a 400) is not a reason to ask another.
+    let refusing = ScriptedServer::start().await;
+    refusing.fallback(|_| Reply::error(400, "bad request"));
+    let config_text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&main.base_url(), &refusing.base_url());
+    std::fs::write(&config, config_text).unwrap();
+    let out = extract(
+        &main,
+        &["--config", config.to_str().unwrap(), "person", "Ada is 36"],
+        "",
+    )
+    .await;
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(
+        backup.requests().len(),
+        1,
+        "the backup was asked after a 400"
+    );
+}
+
+#[tokio::test]
+async fn a_chain_with_the_embedded_model_or_an_unknown_provider_is_refused_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sift.toml");
+    std::fs::write(
+        &config,
+        "[providers.box]\nkind = \"local\"\n\n[providers.api]\nkind = \"openai\"\n\n[extractors.x]\nschema = { type = \"object\" }\nprovider = [\"api\", \"box\", \"nope\", \"api\"]\n",
+    )
+    .unwrap();
+    let out = sift()
+        .args(["check", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("sift.toml:9:20: `extractors.x.provider`: `box` is the embedded model"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sift.toml:9:27: `extractors.x.provider` names `nope`"),
+        "{err}"
+    );
+    assert!(err.contains("lists `api` twice"), "{err}");
+}
