@@ -188,11 +188,11 @@ impl OpenAi {
             .timeout(self.config.timeout)
             .send()
             .await
-            .map_err(|e| self.transport_error(e))?;
+            .map_err(|e| self.transport.transport_error(e))?;
         let status = response.status();
-        let retry_after = crate::retry_after(response.headers());
-        let location = crate::location(status, response.headers());
-        let bytes = self.bounded_body(response).await?;
+        let retry_after = sift_http::retry_after(response.headers());
+        let location = sift_http::location(status, response.headers());
+        let bytes = self.transport.bounded_body(response).await?;
         if !status.is_success() {
             return Err(self.status_error(status, retry_after, location, &bytes));
         }
@@ -204,7 +204,10 @@ impl OpenAi {
         what: &str,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<T, ProviderError> {
-        let bytes = self.with_retries(0, || self.call(request())).await?;
+        let bytes = self
+            .transport
+            .with_retries(0, || self.call(request()))
+            .await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| ProviderError::InvalidResponse(format!("{what}: {e}")))
     }
@@ -266,20 +269,21 @@ impl OpenAi {
     ) -> Result<u64, ProviderError> {
         let url = self.url(&format!("/files/{id}/content"));
         let response = self
+            .transport
             .with_retries(0, || async {
                 let response = self
                     .http
                     .get(&url)
                     .send()
                     .await
-                    .map_err(|e| self.transport_error(e))?;
+                    .map_err(|e| self.transport.transport_error(e))?;
                 let status = response.status();
                 if status.is_success() {
                     return Ok(response);
                 }
-                let retry_after = crate::retry_after(response.headers());
-                let location = crate::location(status, response.headers());
-                let bytes = self.read_body(response).await?;
+                let retry_after = sift_http::retry_after(response.headers());
+                let location = sift_http::location(status, response.headers());
+                let bytes = self.transport.read_body(response).await?;
                 Err(self.status_error(status, retry_after, location, &bytes))
             })
             .await?;
@@ -292,7 +296,7 @@ impl OpenAi {
         while let Some(chunk) = tokio::time::timeout(self.config.timeout, response.chunk())
             .await
             .map_err(|_| ProviderError::Timeout(self.config.timeout))?
-            .map_err(|e| self.transport_error(e))?
+            .map_err(|e| self.transport.transport_error(e))?
         {
             written += chunk.len() as u64;
             if written > limit {

@@ -26,7 +26,6 @@
 
 pub mod batch;
 mod dialect;
-mod sse;
 mod stream;
 mod wire;
 
@@ -35,7 +34,7 @@ pub use dialect::{Dialect, Forcing};
 pub use stream::read_chunks;
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use sift_core::{
@@ -253,6 +252,8 @@ pub struct OpenAi {
     http: reqwest::Client,
     config: OpenAiConfig,
     endpoint: String,
+    /// Retries, bounded bodies and error kinds, as every HTTP provider has them.
+    transport: sift_http::Transport,
     /// How this upstream is made to call the function, learned from its answers.
     learned: dialect::Learned,
 }
@@ -296,10 +297,19 @@ impl OpenAi {
             .map_err(BuildError::Http)?;
         let endpoint = format!("{}/chat/completions", config.base_url);
         let learned = dialect::Learned::new(config.dialect.resolve(&config.base_url));
+        let mut settings = sift_http::Settings::new(endpoint.clone());
+        settings.timeout = config.timeout;
+        settings.max_body = config.max_body;
+        settings.max_transport_retries = config.max_transport_retries;
+        settings.backoff_base = config.backoff_base;
+        settings.backoff_max = config.backoff_max;
+        settings.max_retry_after = config.max_retry_after;
+        settings.admission = config.admission.clone();
         Ok(Self {
             http,
             config,
             endpoint,
+            transport: sift_http::Transport::new(settings),
             learned,
         })
     }
@@ -367,44 +377,15 @@ impl OpenAi {
             .timeout(self.config.timeout)
             .send()
             .await
-            .map_err(|e| self.transport_error(e))?;
+            .map_err(|e| self.transport.transport_error(e))?;
         let status = response.status();
-        let retry_after = retry_after(response.headers());
-        let location = location(status, response.headers());
-        let bytes = self.bounded_body(response).await?;
+        let retry_after = sift_http::retry_after(response.headers());
+        let location = sift_http::location(status, response.headers());
+        let bytes = self.transport.bounded_body(response).await?;
         if !status.is_success() {
             return Err(self.status_error(status, retry_after, location, &bytes));
         }
         wire::parse_completion(&bytes)
-    }
-
-    /// The whole body, refused (and released) once it passes `max_body`: a declared length
-    /// over it before reading, or the bytes as they arrive.
-    async fn bounded_body(
-        &self,
-        mut response: reqwest::Response,
-    ) -> Result<bytes::Bytes, ProviderError> {
-        let limit = self.config.max_body;
-        let too_big = || {
-            ProviderError::InvalidResponse(format!(
-                "the upstream's answer is larger than the limit of {limit} bytes"
-            ))
-        };
-        if response.content_length().is_some_and(|n| n > limit as u64) {
-            return Err(too_big());
-        }
-        let mut body = bytes::BytesMut::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(e))?
-        {
-            if body.len() + chunk.len() > limit {
-                return Err(too_big());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body.freeze())
     }
 
     /// An error status with the upstream's own message, the keys this provider sends masked
@@ -437,35 +418,6 @@ impl OpenAi {
             retry_after,
         }
     }
-
-    /// Reads a whole response body within the per-attempt timeout.
-    async fn read_body(&self, response: reqwest::Response) -> Result<bytes::Bytes, ProviderError> {
-        tokio::time::timeout(self.config.timeout, self.bounded_body(response))
-            .await
-            .map_err(|_| ProviderError::Timeout(self.config.timeout))?
-    }
-
-    fn transport_error(&self, e: reqwest::Error) -> ProviderError {
-        if e.is_timeout() {
-            ProviderError::Timeout(self.config.timeout)
-        } else if e.is_connect() {
-            ProviderError::Connect {
-                url: self.endpoint.clone(),
-                source: Box::new(e.without_url()),
-            }
-        } else {
-            ProviderError::Transport(Box::new(e.without_url()))
-        }
-    }
-
-    fn backoff(&self, retry: u32) -> Duration {
-        let exp = self
-            .config
-            .backoff_base
-            .saturating_mul(2u32.saturating_pow(retry))
-            .min(self.config.backoff_max);
-        exp.mul_f64(0.5 + fastrand::f64() * 0.5)
-    }
 }
 
 #[async_trait]
@@ -490,7 +442,11 @@ impl Provider for OpenAi {
         loop {
             let body = serde_json::to_vec(&self.body(request, forcing))
                 .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
-            let response = match self.with_retries(estimate, || self.try_once(&body)).await {
+            let response = match self
+                .transport
+                .with_retries(estimate, || self.try_once(&body))
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     forcing = self.after_failure(forcing, e)?;
@@ -523,6 +479,7 @@ impl Provider for OpenAi {
             let body = serde_json::to_vec(&body)
                 .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
             match self
+                .transport
                 .with_retries(estimate, || self.open_stream(&body))
                 .await
             {
@@ -545,7 +502,7 @@ impl Provider for OpenAi {
             Some(ct) if ct.starts_with("application/json") => {
                 // Some servers ignore `stream: true` and answer whole; read it as one delta
                 // run.
-                let bytes = self.read_body(response).await?;
+                let bytes = self.transport.read_body(response).await?;
                 let whole = wire::parse_completion(&bytes)?;
                 return Ok(stream::from_whole(dialect::as_call(
                     request, forcing, whole,
@@ -557,7 +514,7 @@ impl Provider for OpenAi {
             Some(ct) => {
                 // An HTML error page from a proxy, plain text...: never an event stream.
                 let ct = ct.chars().take(60).collect::<String>();
-                let bytes = self.read_body(response).await?;
+                let bytes = self.transport.read_body(response).await?;
                 let ProviderError::InvalidResponse(why) = wire::not_json(&bytes, "") else {
                     return Err(ProviderError::InvalidResponse(format!(
                         "the upstream answered `{ct}` where an event stream was expected"
@@ -581,70 +538,6 @@ impl Provider for OpenAi {
 }
 
 impl OpenAi {
-    /// Runs `call` with transport retries: backoff with jitter, `Retry-After` honoured. With
-    /// an [`Admission`], each try waits to be admitted (counted as `estimate` tokens), and a
-    /// rate-limit wait is passed on to it (the caller settles a success).
-    async fn with_retries<F, Fut, T>(&self, estimate: u64, mut call: F) -> Result<T, ProviderError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, ProviderError>>,
-    {
-        let admission = self.config.admission.as_deref();
-        let mut retry = 0;
-        // How each failed try failed, for the summary of a call that never succeeds.
-        let mut earlier: Vec<String> = Vec::new();
-        loop {
-            if let Some(a) = admission {
-                a.admit(estimate).await;
-            }
-            let err = match call().await {
-                Ok(r) => return Ok(r),
-                Err(e) => e,
-            };
-            let rate_limited = matches!(
-                err,
-                ProviderError::Status { status: 429, .. } | ProviderError::Busy { .. }
-            );
-            let wait = err.retry_after().unwrap_or_else(|| self.backoff(retry));
-            if let Some(a) = admission {
-                a.settle(estimate, 0);
-                if rate_limited {
-                    a.back_off(wait.min(self.config.max_retry_after));
-                }
-            }
-            let give_up = !err.is_retryable()
-                || retry >= self.config.max_transport_retries
-                || err
-                    .retry_after()
-                    .is_some_and(|asked| asked > self.config.max_retry_after);
-            if give_up {
-                // A failure after retries says how often it was tried ("no answer within 120s"
-                // alone reads as if it was tried once).
-                return Err(match retry {
-                    0 => err,
-                    n => ProviderError::Retried {
-                        tries: n + 1,
-                        last: Box::new(err),
-                        earlier,
-                    },
-                });
-            }
-            retry += 1;
-            let reason = err.to_string();
-            // The reason in the message itself: the console shows it at the default level.
-            tracing::warn!(
-                error = %reason,
-                retry,
-                wait_ms = wait.as_millis() as u64,
-                "upstream call failed ({}); retrying in {} ms",
-                bounded(&reason),
-                wait.as_millis()
-            );
-            earlier.push(bounded(&reason));
-            tokio::time::sleep(wait).await;
-        }
-    }
-
     /// Opens a streamed completion: the status line and headers must arrive within the
     /// per-attempt timeout; the body is then read with the same limit between chunks.
     async fn open_stream(&self, body: &[u8]) -> Result<reqwest::Response, ProviderError> {
@@ -655,119 +548,21 @@ impl OpenAi {
         let response = tokio::time::timeout(self.config.timeout, send)
             .await
             .map_err(|_| ProviderError::Timeout(self.config.timeout))?
-            .map_err(|e| self.transport_error(e))?;
+            .map_err(|e| self.transport.transport_error(e))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
-        let retry_after = retry_after(response.headers());
-        let location = location(status, response.headers());
-        let bytes = self.read_body(response).await?;
+        let retry_after = sift_http::retry_after(response.headers());
+        let location = sift_http::location(status, response.headers());
+        let bytes = self.transport.read_body(response).await?;
         Err(self.status_error(status, retry_after, location, &bytes))
     }
 }
 
-/// `reason` cut to 200 characters, for summaries and log lines.
-fn bounded(reason: &str) -> String {
-    let mut cut: String = reason.chars().take(200).collect();
-    if cut.len() < reason.len() {
-        cut.push('…');
-    }
-    cut
-}
-
-/// Where a redirect points (its `Location`, bounded and printable), for a 3xx only.
-pub(crate) fn location(status: reqwest::StatusCode, headers: &HeaderMap) -> Option<String> {
-    if !status.is_redirection() {
-        return None;
-    }
-    let to = headers
-        .get(reqwest::header::LOCATION)
-        .map(|v| {
-            String::from_utf8_lossy(v.as_bytes())
-                .chars()
-                .take(200)
-                .collect()
-        })
-        .unwrap_or_else(|| "an address it did not name".to_owned());
-    Some(to)
-}
-
-/// `Retry-After` (seconds or an HTTP date) or `retry-after-ms`. Upstream bytes are hostile: a
-/// wait too large to be a `Duration` (`1e20`, `18446744073709551615`) is read as "longer than
-/// anyone waits" (a day), never a panic; the caller's `max_retry_after` then refuses it.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds = |s: f64| {
-        (s.is_finite() && s >= 0.0).then(|| {
-            Duration::try_from_secs_f64(s.min(LONGEST_WAIT))
-                .unwrap_or(Duration::from_secs_f64(LONGEST_WAIT))
-        })
-    };
-    if let Some(wait) = headers
-        .get("retry-after-ms")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .and_then(|ms| seconds(ms / 1000.0))
-    {
-        return Some(wait);
-    }
-    let value = headers
-        .get(http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        return seconds(secs);
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO)
-            .min(Duration::from_secs_f64(LONGEST_WAIT)),
-    )
-}
-
-/// The longest wait an upstream's `Retry-After` is read as, in seconds (a day).
-const LONGEST_WAIT: f64 = 86_400.0;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_reads_seconds_dates_and_millis() {
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("2"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert("retry-after-ms", HeaderValue::from_static("150"));
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
-        let mut h = HeaderMap::new();
-        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(5));
-        h.insert("retry-after", HeaderValue::from_str(&past).unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::ZERO));
-        h.insert("retry-after", HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&h), None);
-    }
-
-    #[test]
-    fn absurd_waits_are_a_day_not_a_panic() {
-        let day = Some(Duration::from_secs(86_400));
-        for (name, value) in [
-            ("retry-after", "1e20"),
-            ("retry-after", "18446744073709551615"),
-            ("retry-after-ms", "1e25"),
-            ("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"),
-        ] {
-            let mut h = HeaderMap::new();
-            h.insert(name, HeaderValue::from_static(value));
-            assert_eq!(retry_after(&h), day, "{name}: {value}");
-        }
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("-3"));
-        assert_eq!(retry_after(&h), None);
-        h.insert("retry-after", HeaderValue::from_static("NaN"));
-        assert_eq!(retry_after(&h), None);
-    }
 
     #[test]
     fn debug_hides_the_key() {

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use sift_core::{ChatDelta, ChatResponse, ChatStream, ProviderError, Usage};
 
-use crate::sse::{SseDecoder, SseEvent, TooLong};
 use crate::wire;
+use sift_http::sse::{SseDecoder, SseEvent, TooLong};
 
 /// The deltas of `response`'s event stream. Each event must arrive within `idle`; a line or
 /// an event over `max_event` bytes ends it with an error.

@@ -8,16 +8,16 @@
 
 /// One event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct SseEvent {
+pub struct SseEvent {
     /// The `event:` field (empty when absent, which means `message`).
-    pub(crate) event: String,
+    pub event: String,
     /// The `data:` lines, joined with `\n`.
-    pub(crate) data: String,
+    pub data: String,
 }
 
 /// Incremental decoder: feed bytes as they arrive, take complete events.
 #[derive(Debug)]
-pub(crate) struct SseDecoder {
+pub struct SseDecoder {
     buf: Vec<u8>,
     /// How much of `buf` is known to hold no line end: a line that never ends is not searched
     /// again from its start on every read.
@@ -30,11 +30,11 @@ pub(crate) struct SseDecoder {
 
 /// A line or an event longer than the decoder's limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TooLong(pub(crate) usize);
+pub struct TooLong(pub usize);
 
 impl SseDecoder {
     /// A decoder that refuses lines and events over `limit` bytes.
-    pub(crate) fn new(limit: usize) -> Self {
+    pub fn new(limit: usize) -> Self {
         Self {
             buf: Vec::new(),
             scanned: 0,
@@ -46,7 +46,7 @@ impl SseDecoder {
 
     /// Adds `bytes`; complete events are appended to `out`. Fails, releasing what it holds,
     /// once a line or an event passes the limit.
-    pub(crate) fn push(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), TooLong> {
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), TooLong> {
         self.buf.extend_from_slice(bytes);
         let mut start = 0;
         let mut from = self.scanned;
