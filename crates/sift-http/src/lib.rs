@@ -6,9 +6,14 @@
 //!   a limit, reqwest's errors mapped onto [`ProviderError`]'s kinds;
 //! - [`retry_after`] and [`location`]: an upstream's headers read as hostile (absurd waits
 //!   bounded, redirect targets cut and printable);
+//! - [`error_message`], [`not_json`], [`input_too_long`], [`redact`]: what an upstream says
+//!   when it fails, read and made safe to show;
 //! - [`sse`]: the server-sent-events decoder streamed answers are read with.
 
+mod errors;
 pub mod sse;
+
+pub use errors::{error_message, input_too_long, not_json, redact};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
