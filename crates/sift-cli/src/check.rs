@@ -127,6 +127,10 @@ fn extractor(out: &mut String, config: &Config, e: &ExtractorSpec) {
                 dialect.first_forcing().describe()
             )
         }
+        Some((name, ProviderSpec::Anthropic { .. })) => format!(
+            "{name} (anthropic: a forced tool call in tools mode, native structured output in \
+             json_schema mode)"
+        ),
         Some((name, _)) => format!("{name} (openai-compatible)"),
         None => "default (the provider sift serve picks)".to_owned(),
     };
@@ -162,6 +166,11 @@ fn extractor(out: &mut String, config: &Config, e: &ExtractorSpec) {
     };
     let constraint = match kind {
         Some(ProviderSpec::Local { .. }) => local(),
+        Some(ProviderSpec::Anthropic { .. }) => {
+            "Anthropic's structured outputs in json_schema mode (types, required fields, enums, \
+             closed objects; no numeric or length bounds); a forced tool call in tools mode"
+                .to_owned()
+        }
         Some(_) if e.output.is_strict() => {
             "OpenAI strict mode: types, required fields, enums, closed objects".to_owned()
         }

@@ -18,6 +18,8 @@ use sift_telemetry::{Telemetry, TelemetryConfig};
 pub enum ProviderKind {
     /// Any OpenAI-compatible server (`OPENAI_BASE_URL`, `OPENAI_API_KEY`).
     Openai,
+    /// Anthropic's Messages API (`ANTHROPIC_BASE_URL`, `ANTHROPIC_API_KEY`).
+    Anthropic,
     /// The embedded GGUF model, in-process.
     Local,
 }
@@ -25,7 +27,8 @@ pub enum ProviderKind {
 /// The flags that choose the model and how it is asked; each also reads its variable.
 #[derive(Debug, Clone, Args)]
 pub struct ProviderArgs {
-    /// Model backend [default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else local].
+    /// Model backend [default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else
+    /// anthropic when ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL is, else local].
     #[arg(long, env = "SIFT_PROVIDER", value_enum)]
     pub(crate) provider: Option<ProviderKind>,
     /// Model name sent upstream [default: the provider's, gpt-4o-mini for openai].
@@ -84,11 +87,14 @@ impl ProviderArgs {
 }
 
 /// The provider used when none is named: OpenAI-compatible when `OPENAI_API_KEY` or
-/// `OPENAI_BASE_URL` is set, else the embedded model.
+/// `OPENAI_BASE_URL` is set, else Anthropic when `ANTHROPIC_API_KEY` or `ANTHROPIC_BASE_URL`
+/// is, else the embedded model.
 pub(crate) fn default_kind() -> ProviderKind {
     let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty());
     if set("OPENAI_API_KEY") || set("OPENAI_BASE_URL") {
         ProviderKind::Openai
+    } else if set("ANTHROPIC_API_KEY") || set("ANTHROPIC_BASE_URL") {
+        ProviderKind::Anthropic
     } else {
         ProviderKind::Local
     }
@@ -184,8 +190,8 @@ pub(crate) async fn finish(
     }
 }
 
-/// The keys sift holds besides `OPENAI_API_KEY` (which telemetry already masks): the
-/// config's providers' keys and the service keys, so that none is ever shown.
+/// The keys sift holds besides `OPENAI_API_KEY` (which telemetry already masks): Anthropic's,
+/// the config's providers' keys and the service keys, so that none is ever shown.
 fn secrets(args: &ProviderArgs) -> Vec<String> {
     // Whatever a list holds, so that none is shown (a blank entry is refused by `serve`).
     let listed = |var: &str| -> Vec<String> {
@@ -200,15 +206,18 @@ fn secrets(args: &ProviderArgs) -> Vec<String> {
             .unwrap_or_default()
     };
     let mut out = listed("SIFT_API_KEYS");
+    out.extend(listed("ANTHROPIC_API_KEY"));
     // A config that does not load is reported by the command itself.
     if let Ok(Some(file)) = args.config_file() {
         out.extend(file.server.api_keys.iter().cloned());
         out.extend(listed(&file.server.api_keys_env));
         for provider in file.providers.values() {
-            if let ProviderSpec::OpenAi {
-                api_key_env: Some(var),
-                ..
-            } = provider
+            let var = match provider {
+                ProviderSpec::OpenAi { api_key_env, .. }
+                | ProviderSpec::Anthropic { api_key_env, .. } => api_key_env.as_deref(),
+                _ => None,
+            };
+            if let Some(var) = var
                 && let Ok(key) = std::env::var(var)
                 && !key.is_empty()
             {
@@ -253,10 +262,18 @@ impl<'a> Clients<'a> {
                 tracing::info!(base_url = config.base_url(), "provider: openai-compatible");
                 Client::new(OpenAi::new(config).context("could not set up the OpenAI provider")?)
             }
+            ProviderKind::Anthropic => {
+                let config = self.anthropic(sift_anthropic::AnthropicConfig::from_env())?;
+                tracing::info!(base_url = config.base_url(), "provider: anthropic");
+                Client::new(
+                    sift_anthropic::Anthropic::new(config)
+                        .context("could not set up the Anthropic provider")?,
+                )
+            }
             ProviderKind::Local => local_client(args.model_path.as_deref(), args).await?,
         };
         let client = match (&args.model, args.kind()) {
-            (Some(m), ProviderKind::Openai) => client.with_model(m),
+            (Some(m), ProviderKind::Openai | ProviderKind::Anthropic) => client.with_model(m),
             _ => client,
         };
         Ok(client
@@ -346,6 +363,22 @@ impl<'a> Clients<'a> {
         if let Some(hook) = self.telemetry.trace_propagation() {
             config = config.header_hook(hook);
         }
+        if let Some(a) = &self.admission {
+            config = config.admission(a.clone());
+        }
+        Ok(config)
+    }
+
+    /// The flags' timeout, body limit and token ceiling and the admission, over an Anthropic
+    /// `config`.
+    fn anthropic(
+        &self,
+        config: sift_anthropic::AnthropicConfig,
+    ) -> anyhow::Result<sift_anthropic::AnthropicConfig> {
+        let mut config = config
+            .timeout(upstream_timeout(self.args.timeout)?)
+            .max_body(self.args.max_upstream_body)
+            .max_answer_tokens(self.args.max_answer_tokens);
         if let Some(a) = &self.admission {
             config = config.admission(a.clone());
         }
@@ -465,6 +498,39 @@ impl<'a> Clients<'a> {
                 );
                 let client = Client::new(
                     OpenAi::new(config)
+                        .with_context(|| format!("could not set up provider `{name}`"))?,
+                );
+                Ok(match model {
+                    Some(m) => client.with_model(m),
+                    None => client,
+                })
+            }
+            ProviderSpec::Anthropic {
+                base_url,
+                api_key_env,
+                model,
+                ..
+            } => {
+                let mut config = match base_url {
+                    Some(url) => sift_anthropic::AnthropicConfig::new(url.clone()),
+                    None => sift_anthropic::AnthropicConfig::from_env(),
+                };
+                let var = api_key_env.as_deref().unwrap_or("ANTHROPIC_API_KEY");
+                match std::env::var(var) {
+                    Ok(key) if !key.is_empty() => config = config.api_key(key),
+                    _ if api_key_env.is_some() => {
+                        bail!("provider `{name}` reads its key from {var}, which is not set")
+                    }
+                    _ => {}
+                }
+                let config = self.anthropic(config)?;
+                tracing::info!(
+                    provider = name,
+                    base_url = config.base_url(),
+                    "provider: anthropic"
+                );
+                let client = Client::new(
+                    sift_anthropic::Anthropic::new(config)
                         .with_context(|| format!("could not set up provider `{name}`"))?,
                 );
                 Ok(match model {

@@ -118,7 +118,7 @@ async fn models(
     for (name, spec) in file.map(|f| &f.providers).into_iter().flatten() {
         let Some(file) = file else { break };
         let client = clients.configured(file, name).await?;
-        let remote = matches!(spec, sift_config::ProviderSpec::OpenAi { .. });
+        let remote = !matches!(spec, sift_config::ProviderSpec::Local { .. });
         out.push(
             sift_server::ModelRoute::new(format!("{name}/{}", client.model()), name, client)
                 .any_model(remote),
@@ -165,7 +165,7 @@ async fn serve(args: &ServeArgs, telemetry: &providers::Observed) -> anyhow::Res
         models(
             file.as_ref(),
             &client,
-            args.providers.kind() == providers::ProviderKind::Openai,
+            args.providers.kind() != providers::ProviderKind::Local,
             &mut clients,
         )
         .await?,

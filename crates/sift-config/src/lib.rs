@@ -136,6 +136,16 @@ pub enum ProviderSpec {
         /// A GGUF file (default: the embedded default model).
         model_path: Option<PathBuf>,
     },
+    /// Anthropic's Messages API.
+    Anthropic {
+        /// Base URL without `/v1`, as Anthropic's SDKs take it (default:
+        /// `ANTHROPIC_BASE_URL`, else `https://api.anthropic.com`).
+        base_url: Option<String>,
+        /// The environment variable holding the key (default `ANTHROPIC_API_KEY`).
+        api_key_env: Option<String>,
+        /// The model asked when an extractor names none.
+        model: Option<String>,
+    },
 }
 
 /// Prices of a model, in USD per million tokens.
@@ -315,6 +325,13 @@ impl Config {
                             }
                         }),
                     }),
+                    Some("anthropic") => Some(ProviderSpec::Anthropic {
+                        base_url: s.string("base_url", &mut problems).map(Spanned::into_inner),
+                        api_key_env: s
+                            .string("api_key_env", &mut problems)
+                            .map(Spanned::into_inner),
+                        model: s.string("model", &mut problems).map(Spanned::into_inner),
+                    }),
                     Some("local") => Some(ProviderSpec::Local {
                         model_path: s
                             .string("model_path", &mut problems)
@@ -325,7 +342,7 @@ impl Config {
                             problems.at(
                                 k.span(),
                                 format!(
-                                    "`{}.kind` is `{other}`: expected `openai` or `local`",
+                                    "`{}.kind` is `{other}`: expected `openai`, `anthropic` or `local`",
                                     s.path
                                 ),
                             );
@@ -335,7 +352,10 @@ impl Config {
                     None => {
                         problems.at(
                             name.span(),
-                            format!("`{}` needs a `kind` (`openai` or `local`)", s.path),
+                            format!(
+                                "`{}` needs a `kind` (`openai`, `anthropic` or `local`)",
+                                s.path
+                            ),
                         );
                         None
                     }

@@ -42,6 +42,10 @@ pub struct Message {
     /// For a tool message: the id of the call it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// For a tool message: whether it reports the call as failed (a re-ask's errors), for
+    /// providers whose tool results say so (Anthropic's `is_error`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_error: bool,
 }
 
 impl Message {
@@ -51,6 +55,7 @@ impl Message {
             content: Some(content.into()),
             tool_calls: Vec::new(),
             tool_call_id: None,
+            is_error: false,
         }
     }
 
@@ -76,6 +81,15 @@ impl Message {
             content: Some(content.into()),
             tool_calls: Vec::new(),
             tool_call_id: Some(tool_call_id.into()),
+            is_error: false,
+        }
+    }
+
+    /// A tool message reporting the call `tool_call_id` as failed, with why (a re-ask).
+    pub fn tool_error(tool_call_id: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            is_error: true,
+            ..Self::tool(tool_call_id, content)
         }
     }
 }
@@ -340,6 +354,7 @@ impl ChatResponse {
             content: self.content.clone(),
             tool_calls: self.tool_calls.clone(),
             tool_call_id: None,
+            is_error: false,
         }
     }
 }

@@ -218,6 +218,7 @@ impl Mode {
                         arguments: answer,
                     }],
                     tool_call_id: None,
+                    is_error: false,
                 });
                 // A call must be answered before the next user turn.
                 turns.push(Message::tool(id, "Correct."));
@@ -244,7 +245,11 @@ impl Mode {
                     schema.name
                 );
                 // Every call must be answered before the next user turn.
-                messages.extend(calls.iter().map(|c| Message::tool(c.id.clone(), text.clone())));
+                messages.extend(
+                    calls
+                        .iter()
+                        .map(|c| Message::tool_error(c.id.clone(), text.clone())),
+                );
             }
             (Mode::Tools, _) => messages.push(Message::user(format!(
                 "Errors: {listed}\nYou must call the function `{}` with arguments that match its schema.",

@@ -15,6 +15,7 @@
 //! # }
 //! ```
 
+mod anthropic;
 mod batch_api;
 pub mod bench;
 pub mod faults;
@@ -508,7 +509,28 @@ fn take_reply(shared: &Shared, parsed: &Value, headers: HeaderMap) -> (Reply, us
     (reply, n)
 }
 
+/// The wire format a request came in (by its path), and its answer goes out in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// `POST /v1/chat/completions`.
+    OpenAi,
+    /// `POST /v1/messages` (Anthropic's Messages API).
+    Anthropic,
+}
+
 async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    answer(shared, headers, body, Wire::OpenAi).await
+}
+
+async fn handle_anthropic(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer(shared, headers, body, Wire::Anthropic).await
+}
+
+async fn answer(shared: Arc<Shared>, headers: HeaderMap, body: Bytes, wire: Wire) -> Response {
     let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let _guard = InFlight(shared.clone());
@@ -522,7 +544,10 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         .unwrap_or("scripted-model")
         .to_owned();
     if let ReplyBody::Stream(script) = &reply.body {
-        let mut events = stream_events(script, n, &model);
+        let mut events = match wire {
+            Wire::OpenAi => stream_events(script, n, &model),
+            Wire::Anthropic => anthropic::stream_events(script, n, &model),
+        };
         if script.burst {
             events = vec![events.concat()];
         }
@@ -564,7 +589,13 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             ]);
             (status, axum::body::Body::from_stream(body)).into_response()
         }
-        _ => (status, reply.render(n, &model)).into_response(),
+        _ => {
+            let text = match wire {
+                Wire::OpenAi => reply.render(n, &model),
+                Wire::Anthropic => anthropic::render(&reply, n, &model),
+            };
+            (status, text).into_response()
+        }
     };
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -591,6 +622,9 @@ impl ScriptedServer {
         let shared = Arc::new(Shared::default());
         let app = Router::new()
             .route("/v1/chat/completions", post(handle))
+            // Anthropic's Messages API, at its base URL `http://127.0.0.1:PORT` (see
+            // [`anthropic_base_url`](Self::anthropic_base_url)).
+            .route("/v1/messages", post(handle_anthropic))
             .route("/v1/files", post(batch_api::upload))
             .route(
                 "/v1/files/{id}/content",
@@ -606,6 +640,12 @@ impl ScriptedServer {
     /// `http://127.0.0.1:PORT/v1`.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT`: the base URL Anthropic's clients take (they add
+    /// `/v1/messages`). The same scripted replies answer in Anthropic's format there.
+    pub fn anthropic_base_url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// The address bound.

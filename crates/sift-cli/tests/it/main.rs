@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sift_test_support::{Reply, ScriptedServer};
 
+mod anthropic;
 mod batch;
 mod config;
 mod eval;
@@ -35,6 +36,8 @@ pub(crate) fn sift() -> Command {
     for var in [
         "OPENAI_API_KEY",
         "OPENAI_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
         "SIFT_PROVIDER",
         "SIFT_PORT",
         "SIFT_HOST",

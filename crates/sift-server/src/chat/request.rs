@@ -356,6 +356,7 @@ fn message(i: usize, m: &Value) -> Result<Message, ChatError> {
         content,
         tool_calls: Vec::new(),
         tool_call_id: None,
+        is_error: false,
     };
     match role {
         Role::Assistant => {

@@ -1,0 +1,365 @@
+//! Anthropic's Messages API as a sift provider.
+//!
+//! `POST {base_url}/v1/messages` with the key in `x-api-key` and `anthropic-version`. sift's
+//! modes map onto forced tool use (`tools`, the default) and native structured outputs
+//! (`json_schema`); see [`wire`](crate) for the mapping and the schema subset. Streams are
+//! read from Anthropic's events. Transport failures (connect errors, timeouts, `429`,
+//! `529` overloaded, other `5xx`) are retried with backoff as for every HTTP provider
+//! (`sift-http`), `Retry-After` honoured; an upstream's error message reaches the caller
+//! with the key masked.
+//!
+//! ```no_run
+//! use sift_anthropic::{Anthropic, AnthropicConfig};
+//! let provider = Anthropic::new(AnthropicConfig::new("https://api.anthropic.com").api_key("sk-ant-..."))
+//!     .expect("valid configuration");
+//! let client = sift_core::Client::new(provider);
+//! ```
+
+mod stream;
+mod wire;
+
+pub use wire::subset;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue};
+use sift_core::{
+    Admission, Capabilities, ChatRequest, ChatResponse, ChatStream, Provider, ProviderError,
+    async_trait,
+};
+
+/// The default base URL.
+pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+/// The default model.
+pub const DEFAULT_MODEL: &str = "claude-haiku-4-5";
+/// The API version sent in `anthropic-version`.
+pub const API_VERSION: &str = "2023-06-01";
+/// The token limit sent when a request sets none (Anthropic requires one): at least
+/// sift's least derived limit, at most this.
+pub const DEFAULT_MAX_ANSWER_TOKENS: u32 = 8192;
+
+/// Settings for [`Anthropic`]. The key is never printed by `Debug`.
+#[derive(Clone)]
+#[must_use]
+pub struct AnthropicConfig {
+    base_url: String,
+    api_key: Option<String>,
+    default_model: String,
+    version: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    max_transport_retries: u32,
+    backoff: (Duration, Duration),
+    max_retry_after: Duration,
+    max_body: usize,
+    max_answer_tokens: u32,
+    admission: Option<Arc<dyn Admission>>,
+}
+
+impl fmt::Debug for AnthropicConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnthropicConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("default_model", &self.default_model)
+            .field("version", &self.version)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AnthropicConfig {
+    /// Settings for the API at `base_url` (without `/v1`, as Anthropic's SDKs take it).
+    pub fn new(base_url: impl Into<String>) -> Self {
+        let defaults = sift_http::Settings::new("");
+        Self {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            api_key: None,
+            default_model: DEFAULT_MODEL.into(),
+            version: API_VERSION.into(),
+            timeout: defaults.timeout,
+            connect_timeout: Duration::from_secs(10),
+            max_transport_retries: defaults.max_transport_retries,
+            backoff: (defaults.backoff_base, defaults.backoff_max),
+            max_retry_after: defaults.max_retry_after,
+            max_body: defaults.max_body,
+            max_answer_tokens: DEFAULT_MAX_ANSWER_TOKENS,
+            admission: None,
+        }
+    }
+
+    /// Settings from the environment: `ANTHROPIC_BASE_URL` (default Anthropic's) and
+    /// `ANTHROPIC_API_KEY`.
+    pub fn from_env() -> Self {
+        let base = std::env::var("ANTHROPIC_BASE_URL")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| ANTHROPIC_BASE_URL.into());
+        let config = Self::new(base);
+        match std::env::var("ANTHROPIC_API_KEY") {
+            Ok(key) if !key.is_empty() => config.api_key(key),
+            _ => config,
+        }
+    }
+
+    /// The key, sent as `x-api-key`.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// The model asked when a request names none.
+    pub fn default_model(mut self, model: impl Into<String>) -> Self {
+        self.default_model = model.into();
+        self
+    }
+
+    /// The `anthropic-version` sent.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// The time one try is given.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Transport retries after the first try.
+    pub fn max_transport_retries(mut self, n: u32) -> Self {
+        self.max_transport_retries = n;
+        self
+    }
+
+    /// The first and the longest backoff between tries.
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.backoff = (base, max);
+        self
+    }
+
+    /// The largest answer read (a whole body, or one event of a stream).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// The most tokens asked for when a request sets no limit.
+    pub fn max_answer_tokens(mut self, n: u32) -> Self {
+        self.max_answer_tokens = n;
+        self
+    }
+
+    /// Paces calls through `admission` (rate limits shared across callers).
+    pub fn admission(mut self, admission: Arc<dyn Admission>) -> Self {
+        self.admission = Some(admission);
+        self
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+}
+
+/// Why the provider could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A key or header that cannot be sent as a header value.
+    InvalidHeader(&'static str),
+    /// The HTTP client could not be built.
+    Http(reqwest::Error),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::InvalidHeader(name) => write!(f, "`{name}` is not a valid header value"),
+            BuildError::Http(e) => write!(f, "the HTTP client could not be built: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Anthropic's Messages API.
+#[derive(Debug, Clone)]
+pub struct Anthropic {
+    http: reqwest::Client,
+    config: AnthropicConfig,
+    endpoint: String,
+    transport: sift_http::Transport,
+}
+
+impl Anthropic {
+    /// Builds the provider and its connection pool.
+    pub fn new(config: AnthropicConfig) -> Result<Self, BuildError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &config.api_key {
+            let mut value =
+                HeaderValue::from_str(key).map_err(|_| BuildError::InvalidHeader("x-api-key"))?;
+            value.set_sensitive(true);
+            headers.insert("x-api-key", value);
+        }
+        headers.insert(
+            "anthropic-version",
+            HeaderValue::from_str(&config.version)
+                .map_err(|_| BuildError::InvalidHeader("anthropic-version"))?,
+        );
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            // A model call is never sent elsewhere than the base URL.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.connect_timeout)
+            .user_agent(concat!("sift/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(BuildError::Http)?;
+        let endpoint = format!("{}/v1/messages", config.base_url);
+        let mut settings = sift_http::Settings::new(endpoint.clone());
+        settings.timeout = config.timeout;
+        settings.max_body = config.max_body;
+        settings.max_transport_retries = config.max_transport_retries;
+        (settings.backoff_base, settings.backoff_max) = config.backoff;
+        settings.max_retry_after = config.max_retry_after;
+        settings.admission = config.admission.clone();
+        Ok(Self {
+            http,
+            config,
+            endpoint,
+            transport: sift_http::Transport::new(settings),
+        })
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &AnthropicConfig {
+        &self.config
+    }
+
+    fn body(&self, request: &ChatRequest, stream: bool) -> Result<Vec<u8>, ProviderError> {
+        let limit = request.derived_max_tokens(self.config.max_answer_tokens);
+        let mut body = wire::request_body(request, limit);
+        if stream {
+            body["stream"] = serde_json::Value::Bool(true);
+        }
+        serde_json::to_vec(&body).map_err(|e| ProviderError::InvalidResponse(e.to_string()))
+    }
+
+    async fn send(&self, body: &[u8], stream: bool) -> Result<reqwest::Response, ProviderError> {
+        let mut request = self
+            .http
+            .post(&self.endpoint)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.to_vec());
+        if stream {
+            request = request.header(http::header::ACCEPT, "text/event-stream");
+        }
+        let response = tokio::time::timeout(self.config.timeout, request.send())
+            .await
+            .map_err(|_| ProviderError::Timeout(self.config.timeout))?
+            .map_err(|e| self.transport.transport_error(e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = sift_http::retry_after(response.headers());
+        let location = sift_http::location(status, response.headers());
+        let bytes = self.transport.read_body(response).await?;
+        Err(self.status_error(status, retry_after, location, &bytes))
+    }
+
+    /// An error status with Anthropic's own message, the key masked: `529`
+    /// (`overloaded_error`) is the model being busy, a too-long prompt is
+    /// [`ProviderError::InputTooLong`], the rest keep their status.
+    fn status_error(
+        &self,
+        status: reqwest::StatusCode,
+        retry_after: Option<Duration>,
+        location: Option<String>,
+        body: &[u8],
+    ) -> ProviderError {
+        let message = match location {
+            Some(to) if status.is_redirection() => format!(
+                "the upstream redirected to {to}; redirects are not followed for model calls \
+                 (set the base URL to where the server is)"
+            ),
+            _ => sift_http::redact(&sift_http::error_message(body), self.config.api_key.iter()),
+        };
+        if status.as_u16() == 400 && sift_http::input_too_long(body) {
+            return ProviderError::InputTooLong(message);
+        }
+        ProviderError::Status {
+            status: status.as_u16(),
+            message,
+            retry_after,
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for Anthropic {
+    fn name(&self) -> &str {
+        // As the OpenTelemetry GenAI conventions spell it.
+        "anthropic"
+    }
+
+    fn default_model(&self) -> &str {
+        &self.config.default_model
+    }
+
+    fn default_max_tokens(&self, request: &ChatRequest) -> Option<u32> {
+        Some(request.derived_max_tokens(self.config.max_answer_tokens))
+    }
+
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let estimate = request.estimated_tokens();
+        let body = self.body(request, false)?;
+        let response = self
+            .transport
+            .with_retries(estimate, || async {
+                let response = self.send(&body, false).await?;
+                let bytes = self.transport.read_body(response).await?;
+                wire::parse_message(&bytes)
+            })
+            .await?;
+        if let Some(a) = &self.config.admission {
+            a.settle(estimate, response.usage.total_tokens());
+        }
+        Ok(response)
+    }
+
+    async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, ProviderError> {
+        let estimate = request.estimated_tokens();
+        let body = self.body(request, true)?;
+        let response = self
+            .transport
+            .with_retries(estimate, || self.send(&body, true))
+            .await?;
+        if let Some(a) = &self.config.admission {
+            a.settle(estimate, estimate);
+        }
+        Ok(stream::deltas(
+            response,
+            self.config.timeout,
+            self.config.max_body,
+        ))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default().with_streaming(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_key() {
+        let c = AnthropicConfig::new("http://x").api_key("sk-ant-very-secret");
+        assert!(!format!("{c:?}").contains("very-secret"));
+    }
+}
