@@ -271,9 +271,8 @@ impl Anthropic {
         Err(self.status_error(status, retry_after, location, &bytes))
     }
 
-    /// An error status with Anthropic's own message, the key masked: `529`
-    /// (`overloaded_error`) is the model being busy, a too-long prompt is
-    /// [`ProviderError::InputTooLong`], the rest keep their status.
+    /// An error status with Anthropic's own message, the key masked (`529`, overloaded, is a
+    /// 5xx and retried; a too-long prompt is [`ProviderError::InputTooLong`]).
     fn status_error(
         &self,
         status: reqwest::StatusCode,
@@ -281,21 +280,13 @@ impl Anthropic {
         location: Option<String>,
         body: &[u8],
     ) -> ProviderError {
-        let message = match location {
-            Some(to) if status.is_redirection() => format!(
-                "the upstream redirected to {to}; redirects are not followed for model calls \
-                 (set the base URL to where the server is)"
-            ),
-            _ => sift_http::redact(&sift_http::error_message(body), self.config.api_key.iter()),
-        };
-        if status.as_u16() == 400 && sift_http::input_too_long(body) {
-            return ProviderError::InputTooLong(message);
-        }
-        ProviderError::Status {
-            status: status.as_u16(),
-            message,
+        sift_http::status_error(
+            status,
             retry_after,
-        }
+            location,
+            body,
+            self.config.api_key.iter(),
+        )
     }
 }
 

@@ -134,6 +134,34 @@ pub fn redact<'a>(message: &str, secrets: impl Iterator<Item = &'a String>) -> S
     out
 }
 
+/// An upstream's error status as a provider error: a redirect named (never followed for a
+/// model call), else the upstream's own message with `secrets` masked; a `400`/`413` saying
+/// the input is too long is [`ProviderError::InputTooLong`] (the caller's to fix, not the
+/// upstream's fault), the rest keep their status and the wait `Retry-After` asked.
+pub fn status_error<'a>(
+    status: http::StatusCode,
+    retry_after: Option<std::time::Duration>,
+    location: Option<String>,
+    body: &[u8],
+    secrets: impl Iterator<Item = &'a String>,
+) -> ProviderError {
+    let message = match location {
+        Some(to) if status.is_redirection() => format!(
+            "the upstream redirected to {to}; redirects are not followed for model calls \
+             (set the base URL to where the server is)"
+        ),
+        _ => redact(&error_message(body), secrets),
+    };
+    if matches!(status.as_u16(), 400 | 413) && input_too_long(body) {
+        return ProviderError::InputTooLong(message);
+    }
+    ProviderError::Status {
+        status: status.as_u16(),
+        message,
+        retry_after,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

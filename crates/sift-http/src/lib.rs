@@ -13,7 +13,7 @@
 mod errors;
 pub mod sse;
 
-pub use errors::{error_message, input_too_long, not_json, redact};
+pub use errors::{error_message, input_too_long, not_json, redact, status_error};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -402,21 +402,7 @@ impl OpenAi {
             .api_key
             .iter()
             .chain(self.config.headers.iter().map(|(_, v)| v));
-        let message = match location {
-            Some(to) if status.is_redirection() => format!(
-                "the upstream redirected to {to}; redirects are not followed for model calls \
-                 (set the base URL to where the server is)"
-            ),
-            _ => wire::redact(&wire::error_message(body), secrets),
-        };
-        if matches!(status.as_u16(), 400 | 413) && wire::input_too_long(body) {
-            return ProviderError::InputTooLong(message);
-        }
-        ProviderError::Status {
-            status: status.as_u16(),
-            message,
-            retry_after,
-        }
+        sift_http::status_error(status, retry_after, location, body, secrets)
     }
 }
 

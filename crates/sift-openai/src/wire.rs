@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 use sift_core::{ChatRequest, ChatResponse, Message, OutputFormat, ProviderError, ToolCall, Usage};
-pub(crate) use sift_http::{error_message, input_too_long, not_json, redact};
+pub(crate) use sift_http::{error_message, input_too_long, not_json};
 
 /// The JSON body of a `POST /chat/completions`.
 pub(crate) fn request_body(request: &ChatRequest) -> Value {
