@@ -48,14 +48,11 @@ pub struct AnthropicConfig {
     api_key: Option<String>,
     default_model: String,
     version: String,
-    timeout: Duration,
     connect_timeout: Duration,
-    max_transport_retries: u32,
-    backoff: (Duration, Duration),
-    max_retry_after: Duration,
-    max_body: usize,
     max_answer_tokens: u32,
-    admission: Option<Arc<dyn Admission>>,
+    /// Timeouts, retries, body limit and admission, as every HTTP provider has them (its
+    /// endpoint set when the provider is built).
+    transport: sift_http::Settings,
 }
 
 impl fmt::Debug for AnthropicConfig {
@@ -65,7 +62,7 @@ impl fmt::Debug for AnthropicConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
             .field("default_model", &self.default_model)
             .field("version", &self.version)
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.transport.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -73,20 +70,14 @@ impl fmt::Debug for AnthropicConfig {
 impl AnthropicConfig {
     /// Settings for the API at `base_url` (without `/v1`, as Anthropic's SDKs take it).
     pub fn new(base_url: impl Into<String>) -> Self {
-        let defaults = sift_http::Settings::new("");
         Self {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             api_key: None,
             default_model: DEFAULT_MODEL.into(),
             version: API_VERSION.into(),
-            timeout: defaults.timeout,
             connect_timeout: Duration::from_secs(10),
-            max_transport_retries: defaults.max_transport_retries,
-            backoff: (defaults.backoff_base, defaults.backoff_max),
-            max_retry_after: defaults.max_retry_after,
-            max_body: defaults.max_body,
             max_answer_tokens: DEFAULT_MAX_ANSWER_TOKENS,
-            admission: None,
+            transport: sift_http::Settings::new(""),
         }
     }
 
@@ -124,25 +115,25 @@ impl AnthropicConfig {
 
     /// The time one try is given.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.transport.timeout = timeout;
         self
     }
 
     /// Transport retries after the first try.
     pub fn max_transport_retries(mut self, n: u32) -> Self {
-        self.max_transport_retries = n;
+        self.transport.max_transport_retries = n;
         self
     }
 
     /// The first and the longest backoff between tries.
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
-        self.backoff = (base, max);
+        (self.transport.backoff_base, self.transport.backoff_max) = (base, max);
         self
     }
 
     /// The largest answer read (a whole body, or one event of a stream).
     pub fn max_body(mut self, bytes: usize) -> Self {
-        self.max_body = bytes;
+        self.transport.max_body = bytes;
         self
     }
 
@@ -154,7 +145,7 @@ impl AnthropicConfig {
 
     /// Paces calls through `admission` (rate limits shared across callers).
     pub fn admission(mut self, admission: Arc<dyn Admission>) -> Self {
-        self.admission = Some(admission);
+        self.transport.admission = Some(admission);
         self
     }
 
@@ -219,13 +210,8 @@ impl Anthropic {
             .build()
             .map_err(BuildError::Http)?;
         let endpoint = format!("{}/v1/messages", config.base_url);
-        let mut settings = sift_http::Settings::new(endpoint.clone());
-        settings.timeout = config.timeout;
-        settings.max_body = config.max_body;
-        settings.max_transport_retries = config.max_transport_retries;
-        (settings.backoff_base, settings.backoff_max) = config.backoff;
-        settings.max_retry_after = config.max_retry_after;
-        settings.admission = config.admission.clone();
+        let mut settings = config.transport.clone();
+        settings.endpoint = endpoint.clone();
         Ok(Self {
             http,
             config,
@@ -248,6 +234,7 @@ impl Anthropic {
         serde_json::to_vec(&body).map_err(|e| ProviderError::InvalidResponse(e.to_string()))
     }
 
+    /// Posts `body`; the response's body unread (see `Transport::open`).
     async fn send(&self, body: &[u8], stream: bool) -> Result<reqwest::Response, ProviderError> {
         let mut request = self
             .http
@@ -257,36 +244,9 @@ impl Anthropic {
         if stream {
             request = request.header(http::header::ACCEPT, "text/event-stream");
         }
-        let response = tokio::time::timeout(self.config.timeout, request.send())
+        self.transport
+            .open(request, self.config.api_key.iter())
             .await
-            .map_err(|_| ProviderError::Timeout(self.config.timeout))?
-            .map_err(|e| self.transport.transport_error(e))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let retry_after = sift_http::retry_after(response.headers());
-        let location = sift_http::location(status, response.headers());
-        let bytes = self.transport.read_body(response).await?;
-        Err(self.status_error(status, retry_after, location, &bytes))
-    }
-
-    /// An error status with Anthropic's own message, the key masked (`529`, overloaded, is a
-    /// 5xx and retried; a too-long prompt is [`ProviderError::InputTooLong`]).
-    fn status_error(
-        &self,
-        status: reqwest::StatusCode,
-        retry_after: Option<Duration>,
-        location: Option<String>,
-        body: &[u8],
-    ) -> ProviderError {
-        sift_http::status_error(
-            status,
-            retry_after,
-            location,
-            body,
-            self.config.api_key.iter(),
-        )
     }
 }
 
@@ -316,7 +276,7 @@ impl Provider for Anthropic {
                 wire::parse_message(&bytes)
             })
             .await?;
-        if let Some(a) = &self.config.admission {
+        if let Some(a) = &self.transport.settings().admission {
             a.settle(estimate, response.usage.total_tokens());
         }
         Ok(response)
@@ -329,13 +289,13 @@ impl Provider for Anthropic {
             .transport
             .with_retries(estimate, || self.send(&body, true))
             .await?;
-        if let Some(a) = &self.config.admission {
+        if let Some(a) = &self.transport.settings().admission {
             a.settle(estimate, estimate);
         }
         Ok(stream::deltas(
             response,
-            self.config.timeout,
-            self.config.max_body,
+            self.transport.settings().timeout,
+            self.transport.settings().max_body,
         ))
     }
 

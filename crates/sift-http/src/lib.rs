@@ -147,6 +147,30 @@ impl Transport {
         }
     }
 
+    /// Sends `request`: its status line and headers must arrive within the per-try timeout.
+    /// A success is handed back with its body unread (a stream, or a whole answer the caller
+    /// reads with [`read_body`](Self::read_body)); an error status becomes its
+    /// [`status_error`], the body read within the limits and `secrets` masked out of it.
+    pub async fn open<'a>(
+        &self,
+        request: reqwest::RequestBuilder,
+        secrets: impl Iterator<Item = &'a String>,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let timeout = self.settings.timeout;
+        let response = tokio::time::timeout(timeout, request.send())
+            .await
+            .map_err(|_| ProviderError::Timeout(timeout))?
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = retry_after(response.headers());
+        let location = location(status, response.headers());
+        let bytes = self.read_body(response).await?;
+        Err(status_error(status, retry_after, location, &bytes, secrets))
+    }
+
     /// The backoff before retry `retry` (0 for the first): doubling from the base, capped,
     /// jittered between half and all of it.
     pub fn backoff(&self, retry: u32) -> Duration {

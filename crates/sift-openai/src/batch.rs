@@ -270,21 +270,8 @@ impl OpenAi {
         let url = self.url(&format!("/files/{id}/content"));
         let response = self
             .transport
-            .with_retries(0, || async {
-                let response = self
-                    .http
-                    .get(&url)
-                    .send()
-                    .await
-                    .map_err(|e| self.transport.transport_error(e))?;
-                let status = response.status();
-                if status.is_success() {
-                    return Ok(response);
-                }
-                let retry_after = sift_http::retry_after(response.headers());
-                let location = sift_http::location(status, response.headers());
-                let bytes = self.transport.read_body(response).await?;
-                Err(self.status_error(status, retry_after, location, &bytes))
+            .with_retries(0, || {
+                self.transport.open(self.http.get(&url), self.secrets())
             })
             .await?;
         let local = |e: std::io::Error| {

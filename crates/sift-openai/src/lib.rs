@@ -388,8 +388,16 @@ impl OpenAi {
         wire::parse_completion(&bytes)
     }
 
-    /// An error status with the upstream's own message, the keys this provider sends masked
-    /// (an upstream 401 often echoes the key it was given) and its length bounded.
+    /// The keys this provider sends, masked out of what an upstream says (an upstream 401
+    /// often echoes the key it was given).
+    fn secrets(&self) -> impl Iterator<Item = &String> {
+        self.config
+            .api_key
+            .iter()
+            .chain(self.config.headers.iter().map(|(_, v)| v))
+    }
+
+    /// An error status with the upstream's own message, the keys masked.
     fn status_error(
         &self,
         status: reqwest::StatusCode,
@@ -397,12 +405,7 @@ impl OpenAi {
         location: Option<String>,
         body: &[u8],
     ) -> ProviderError {
-        let secrets = self
-            .config
-            .api_key
-            .iter()
-            .chain(self.config.headers.iter().map(|(_, v)| v));
-        sift_http::status_error(status, retry_after, location, body, secrets)
+        sift_http::status_error(status, retry_after, location, body, self.secrets())
     }
 }
 
@@ -527,22 +530,10 @@ impl OpenAi {
     /// Opens a streamed completion: the status line and headers must arrive within the
     /// per-attempt timeout; the body is then read with the same limit between chunks.
     async fn open_stream(&self, body: &[u8]) -> Result<reqwest::Response, ProviderError> {
-        let send = self
+        let request = self
             .post(body)
-            .header(http::header::ACCEPT, "text/event-stream")
-            .send();
-        let response = tokio::time::timeout(self.config.timeout, send)
-            .await
-            .map_err(|_| ProviderError::Timeout(self.config.timeout))?
-            .map_err(|e| self.transport.transport_error(e))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let retry_after = sift_http::retry_after(response.headers());
-        let location = sift_http::location(status, response.headers());
-        let bytes = self.transport.read_body(response).await?;
-        Err(self.status_error(status, retry_after, location, &bytes))
+            .header(http::header::ACCEPT, "text/event-stream");
+        self.transport.open(request, self.secrets()).await
     }
 }
 
