@@ -10,7 +10,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::machine::{Answer, Delivery, Job, Machine, Step};
-use crate::message::{ChatDelta, ChatResponse};
+use crate::message::{ChatDelta, ChatResponse, FinishReason};
 use crate::mode::ReadError;
 use crate::outcome::{Event, ExtractError, StreamStats};
 use crate::reader::{AnswerReader, Purpose};
@@ -183,7 +183,14 @@ impl Reading {
     ) -> Vec<Event<T>> {
         match delta {
             ChatDelta::Usage(u) => self.answer.usage = u,
-            ChatDelta::Finish(r) => self.finish = Some(r),
+            ChatDelta::Finish(r) => {
+                if FinishReason::parse(&r) == FinishReason::ContentFilter {
+                    // Read as a refusal, as a whole answer's is (`ChatResponse::refusal`).
+                    let refusal = ChatDelta::Refusal(crate::message::FILTERED.into());
+                    let _ = self.reader.push(refusal, &mut self.closed);
+                }
+                self.finish = Some(r);
+            }
             delta => {
                 if !self.seen_token && !matches!(delta, ChatDelta::Meta { .. }) {
                     self.seen_token = true;

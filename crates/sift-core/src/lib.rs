@@ -52,8 +52,8 @@ pub use example::Example;
 pub use extract::{Client, DEFAULT_MAX_RETRIES, ExtractBuilder};
 pub use fallback::{Fallback, falls_back};
 pub use message::{
-    ChatDelta, ChatRequest, ChatResponse, ChatStream, FinishReason, MIN_DERIVED_MAX_TOKENS,
-    Message, OutputFormat, Role, Structured, ToolCall, Usage,
+    ChatDelta, ChatRequest, ChatResponse, ChatStream, FILTERED, FinishReason,
+    MIN_DERIVED_MAX_TOKENS, Message, OutputFormat, Role, Structured, ToolCall, Usage,
 };
 pub use mode::Mode;
 pub use outcome::{Attempt, AttemptOutcome, Event, ExtractError, Extraction, StreamStats};

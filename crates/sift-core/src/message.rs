@@ -298,6 +298,10 @@ pub struct ChatResponse {
     pub raw: Value,
 }
 
+/// What a refusal says when the provider gave no words of its own, only the finish reason
+/// `content_filter`.
+pub const FILTERED: &str = "the provider withheld the answer (finish reason `content_filter`: a safety filter, or the model declined)";
+
 /// Why a model stopped, as the providers' `finish_reason` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -339,12 +343,15 @@ impl ChatResponse {
         self.finish() == Some(FinishReason::Length)
     }
 
-    /// The model's refusal to answer, when it gave one (OpenAI's `message.refusal`).
+    /// The model's refusal to answer, when it gave one: OpenAI's `message.refusal`, or
+    /// [`FILTERED`] when the answer stopped for `content_filter` (Anthropic's `refusal`,
+    /// Gemini's safety stops).
     pub fn refusal(&self) -> Option<&str> {
         self.raw
             .pointer("/choices/0/message/refusal")
             .and_then(Value::as_str)
             .filter(|r| !r.trim().is_empty())
+            .or_else(|| (self.finish() == Some(FinishReason::ContentFilter)).then_some(FILTERED))
     }
 
     /// The assistant turn to echo back in a re-ask.

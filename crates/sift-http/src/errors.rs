@@ -93,6 +93,8 @@ pub fn input_too_long(body: &[u8]) -> bool {
         "maximum context length",
         "exceeds the context",
         "prompt is too long",
+        // Gemini's.
+        "exceeds the maximum number of tokens",
     ]
     .iter()
     .any(|needle| text.contains(needle))
@@ -158,8 +160,20 @@ pub fn status_error<'a>(
     ProviderError::Status {
         status: status.as_u16(),
         message,
-        retry_after,
+        retry_after: retry_after.or_else(|| retry_delay(body)),
     }
+}
+
+/// The wait a Google API asks for in its body rather than a header: a `RetryInfo` detail's
+/// `retryDelay` (`"37s"`, `"1.5s"`).
+fn retry_delay(body: &[u8]) -> Option<std::time::Duration> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let details = v.pointer("/error/details")?.as_array()?;
+    details.iter().find_map(|d| {
+        let text = d.get("retryDelay")?.as_str()?.strip_suffix('s')?;
+        let secs: f64 = text.parse().ok()?;
+        (secs.is_finite() && secs >= 0.0).then(|| std::time::Duration::from_secs_f64(secs.min(1e9)))
+    })
 }
 
 #[cfg(test)]
@@ -188,6 +202,28 @@ mod tests {
         assert_eq!(other, "bad key [redacted]");
         let long = redact(&"x".repeat(10_000), std::iter::empty());
         assert_eq!(long.len(), MESSAGE_CHARS + 3);
+    }
+
+    #[test]
+    fn a_google_retry_delay_is_read_from_the_body() {
+        let body = br#"{"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "Quota exceeded",
+            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}]}}"#;
+        let e = status_error(
+            http::StatusCode::TOO_MANY_REQUESTS,
+            None,
+            None,
+            body,
+            std::iter::empty(),
+        );
+        assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(37)));
+        assert_eq!(
+            retry_delay(br#"{"error": {"details": [{"retryDelay": "-1s"}]}}"#),
+            None
+        );
+        assert_eq!(
+            retry_delay(br#"{"error": {"details": [{"retryDelay": "1e400s"}]}}"#),
+            None
+        );
     }
 
     #[test]

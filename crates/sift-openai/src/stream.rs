@@ -18,6 +18,9 @@ pub(crate) fn deltas(response: reqwest::Response, idle: Duration, max_event: usi
     let mut body = response.bytes_stream();
     Box::pin(async_stream::stream! {
         let mut told_meta = false;
+        // A finish reason arrived: a stream that then closes without `[DONE]` (some
+        // compatible servers send none) is whole; one that closes before either was cut.
+        let mut finished = false;
         let mut decoder = SseDecoder::new(max_event);
         let mut pending: std::collections::VecDeque<SseEvent> = Default::default();
         let mut batch = Vec::new();
@@ -29,7 +32,14 @@ pub(crate) fn deltas(response: reqwest::Response, idle: Duration, max_event: usi
                         yield Err(ProviderError::Timeout(idle));
                         return;
                     }
-                    Ok(None) => return,
+                    Ok(None) => {
+                        if !finished {
+                            yield Err(ProviderError::Stream(
+                                "the stream ended before a `finish_reason` or `[DONE]`".into(),
+                            ));
+                        }
+                        return;
+                    }
                     Ok(Some(Err(e))) => {
                         yield Err(ProviderError::Stream(e.without_url().to_string()));
                         return;
@@ -50,6 +60,7 @@ pub(crate) fn deltas(response: reqwest::Response, idle: Duration, max_event: usi
                 Read::Done => return,
                 Read::Deltas(list) => {
                     for delta in list {
+                        finished |= matches!(delta, ChatDelta::Finish(_));
                         yield Ok(delta);
                     }
                 }

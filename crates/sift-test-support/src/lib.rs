@@ -18,7 +18,10 @@
 mod anthropic;
 mod batch_api;
 pub mod bench;
+pub mod conformance;
 pub mod faults;
+mod gemini;
+mod openai;
 pub mod otlp;
 
 pub use batch_api::BatchEnd;
@@ -285,87 +288,8 @@ impl Reply {
     }
 
     fn render(&self, n: usize, model: &str) -> String {
-        match &self.body {
-            ReplyBody::Completion {
-                content,
-                tool_calls,
-                finish_reason,
-                usage,
-            } => {
-                let calls: Vec<Value> = tool_calls
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (name, args))| {
-                        json!({"id": format!("call_{n}_{i}"), "type": "function",
-                               "function": {"name": name, "arguments": args}})
-                    })
-                    .collect();
-                let mut message = json!({"role": "assistant", "content": content});
-                if !calls.is_empty() {
-                    message["tool_calls"] = Value::Array(calls);
-                }
-                json!({
-                    "id": format!("chatcmpl-{n}"),
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": model,
-                    "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
-                    "usage": {"prompt_tokens": usage.0, "completion_tokens": usage.1,
-                              "total_tokens": usage.0 + usage.1,
-                              "prompt_tokens_details": {"cached_tokens": usage.2}}
-                })
-                .to_string()
-            }
-            ReplyBody::Json(v) => v.to_string(),
-            ReplyBody::Raw(s) => s.clone(),
-            ReplyBody::Stream(_) | ReplyBody::Stalled | ReplyBody::Broken(_) => String::new(),
-        }
+        openai::render(self, n, model)
     }
-}
-
-/// The SSE events of a scripted stream, one string each.
-fn stream_events(script: &StreamScript, n: usize, model: &str) -> Vec<String> {
-    let id = format!("chatcmpl-{n}");
-    let chunk = |delta: Value, finish: Option<&str>| {
-        format!(
-            "data: {}\n\n",
-            json!({"id": id, "object": "chat.completion.chunk", "created": 0, "model": model,
-                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-        )
-    };
-    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
-    for (i, (index, name, text)) in script.pieces.iter().enumerate() {
-        if let Some((after, message)) = &script.error_after
-            && *after == i
-        {
-            events.push(format!(
-                "data: {}\n\n",
-                json!({"error": {"message": message, "type": "scripted"}})
-            ));
-            return events;
-        }
-        let delta = match (index, name) {
-            (None, _) => json!({"content": text}),
-            (Some(ix), Some(name)) => {
-                json!({"tool_calls": [{"index": ix, "id": format!("call_{n}_{ix}"),
-                "type": "function", "function": {"name": name, "arguments": text}}]})
-            }
-            (Some(ix), None) => {
-                json!({"tool_calls": [{"index": ix, "function": {"arguments": text}}]})
-            }
-        };
-        events.push(chunk(delta, None));
-    }
-    events.push(chunk(json!({}), Some(&script.finish_reason)));
-    events.push(format!(
-        "data: {}\n\n",
-        json!({"id": id, "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [],
-               "usage": {"prompt_tokens": script.usage.0, "completion_tokens": script.usage.1,
-                         "total_tokens": script.usage.0 + script.usage.1,
-                         "prompt_tokens_details": {"cached_tokens": script.usage.2}}})
-    ));
-    events.push("data: [DONE]\n\n".into());
-    events
 }
 
 /// Counts a stream as disconnected if it is dropped before its last event.
@@ -511,11 +435,13 @@ fn take_reply(shared: &Shared, parsed: &Value, headers: HeaderMap) -> (Reply, us
 
 /// The wire format a request came in (by its path), and its answer goes out in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wire {
+pub enum Wire {
     /// `POST /v1/chat/completions`.
     OpenAi,
     /// `POST /v1/messages` (Anthropic's Messages API).
     Anthropic,
+    /// `POST /v1beta/models/{model}:generateContent` (Gemini), streamed or not.
+    Gemini,
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -528,6 +454,34 @@ async fn handle_anthropic(
     body: Bytes,
 ) -> Response {
     answer(shared, headers, body, Wire::Anthropic).await
+}
+
+/// Gemini's `POST /v1beta/models/{model}:{method}`: the model is in the path; the recorded
+/// body gets it as `model` (and the method as `method`) so tests read it as for the others.
+async fn handle_gemini(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(target): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (model, method) = target.rsplit_once(':').unwrap_or((target.as_str(), ""));
+    match method {
+        "generateContent" | "streamGenerateContent" => {}
+        other => {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("scripted server: no Gemini method `{other}`"),
+            )
+                .into_response();
+        }
+    }
+    let mut parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut parsed {
+        map.insert("model".into(), json!(model));
+        map.insert("method".into(), json!(method));
+    }
+    let body = Bytes::from(parsed.to_string());
+    answer(shared, headers, body, Wire::Gemini).await
 }
 
 async fn answer(shared: Arc<Shared>, headers: HeaderMap, body: Bytes, wire: Wire) -> Response {
@@ -545,8 +499,9 @@ async fn answer(shared: Arc<Shared>, headers: HeaderMap, body: Bytes, wire: Wire
         .to_owned();
     if let ReplyBody::Stream(script) = &reply.body {
         let mut events = match wire {
-            Wire::OpenAi => stream_events(script, n, &model),
+            Wire::OpenAi => openai::stream_events(script, n, &model),
             Wire::Anthropic => anthropic::stream_events(script, n, &model),
+            Wire::Gemini => gemini::stream_events(script, n, &model),
         };
         if script.burst {
             events = vec![events.concat()];
@@ -593,6 +548,7 @@ async fn answer(shared: Arc<Shared>, headers: HeaderMap, body: Bytes, wire: Wire
             let text = match wire {
                 Wire::OpenAi => reply.render(n, &model),
                 Wire::Anthropic => anthropic::render(&reply, n, &model),
+                Wire::Gemini => gemini::render(&reply, n, &model),
             };
             (status, text).into_response()
         }
@@ -625,6 +581,8 @@ impl ScriptedServer {
             // Anthropic's Messages API, at its base URL `http://127.0.0.1:PORT` (see
             // [`anthropic_base_url`](Self::anthropic_base_url)).
             .route("/v1/messages", post(handle_anthropic))
+            // Gemini's API, at its base URL `http://127.0.0.1:PORT`.
+            .route("/v1beta/models/{target}", post(handle_gemini))
             .route("/v1/files", post(batch_api::upload))
             .route(
                 "/v1/files/{id}/content",
@@ -645,6 +603,13 @@ impl ScriptedServer {
     /// `http://127.0.0.1:PORT`: the base URL Anthropic's clients take (they add
     /// `/v1/messages`). The same scripted replies answer in Anthropic's format there.
     pub fn anthropic_base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT`: the base URL Google's Gemini clients take (they add
+    /// `/v1beta/models/{model}:generateContent`). The same scripted replies answer in
+    /// Gemini's format there.
+    pub fn gemini_base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 

@@ -3,6 +3,8 @@
 //! `is_error`, usage with the cache's share, truncation, and each error kind.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod conformance;
+
 use std::time::Duration;
 
 use futures::StreamExt;

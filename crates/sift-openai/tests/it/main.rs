@@ -2,6 +2,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod answers;
+mod conformance;
 mod dialects;
 mod dynamic;
 mod examples;

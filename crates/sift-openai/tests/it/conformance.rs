@@ -1,0 +1,28 @@
+//! The conformance suite every provider passes (`sift_test_support::conformance`), against
+//! the scripted server speaking OpenAI's chat completions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sift_core::Provider;
+use sift_openai::{OpenAi, OpenAiConfig};
+use sift_test_support::conformance::{Knobs, Subject};
+use sift_test_support::{ScriptedServer, Wire};
+
+fn build(server: &ScriptedServer, knobs: Knobs) -> Arc<dyn Provider> {
+    let config = OpenAiConfig::new(server.base_url())
+        .api_key(knobs.key)
+        .timeout(knobs.timeout)
+        .max_body(knobs.max_body)
+        .backoff(Duration::from_millis(5), Duration::from_millis(20));
+    Arc::new(OpenAi::new(config).expect("provider"))
+}
+
+fn subject() -> Subject {
+    Subject {
+        wire: Wire::OpenAi,
+        build,
+    }
+}
+
+sift_test_support::conformance_suite!(subject);
