@@ -15,6 +15,7 @@
 //! let client = sift_core::Client::new(provider);
 //! ```
 
+pub mod batch;
 mod stream;
 mod wire;
 
@@ -36,6 +37,9 @@ pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 pub const DEFAULT_MODEL: &str = "claude-haiku-4-5";
 /// The API version sent in `anthropic-version`.
 pub const API_VERSION: &str = "2023-06-01";
+/// The beta that carries structured outputs as `output_format`, for deployments without the
+/// generally available `output_config.format`.
+pub const STRUCTURED_OUTPUTS_BETA: &str = "structured-outputs-2025-11-13";
 /// The token limit sent when a request sets none (Anthropic requires one): at least
 /// sift's least derived limit, at most this.
 pub const DEFAULT_MAX_ANSWER_TOKENS: u32 = 8192;
@@ -48,6 +52,7 @@ pub struct AnthropicConfig {
     api_key: Option<String>,
     default_model: String,
     version: String,
+    beta_output_format: bool,
     connect_timeout: Duration,
     max_answer_tokens: u32,
     /// Timeouts, retries, body limit and admission, as every HTTP provider has them (its
@@ -75,6 +80,7 @@ impl AnthropicConfig {
             api_key: None,
             default_model: DEFAULT_MODEL.into(),
             version: API_VERSION.into(),
+            beta_output_format: false,
             connect_timeout: Duration::from_secs(10),
             max_answer_tokens: DEFAULT_MAX_ANSWER_TOKENS,
             transport: sift_http::Settings::new(""),
@@ -110,6 +116,14 @@ impl AnthropicConfig {
     /// The `anthropic-version` sent.
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.version = version.into();
+        self
+    }
+
+    /// Native structured outputs as the beta asks them (`output_format`, with the
+    /// `anthropic-beta: structured-outputs-2025-11-13` header) rather than the generally
+    /// available `output_config.format`: for models and deployments that take only the beta.
+    pub fn beta_output_format(mut self, on: bool) -> Self {
+        self.beta_output_format = on;
         self
     }
 
@@ -225,9 +239,23 @@ impl Anthropic {
         &self.config
     }
 
-    fn body(&self, request: &ChatRequest, stream: bool) -> Result<Vec<u8>, ProviderError> {
+    /// The JSON body `request` is sent as (for batch jobs, which send it inline).
+    pub fn request_body(&self, request: &ChatRequest) -> serde_json::Value {
         let limit = request.derived_max_tokens(self.config.max_answer_tokens);
         let mut body = wire::request_body(request, limit);
+        if self.config.beta_output_format
+            && let Some(format) = body
+                .as_object_mut()
+                .and_then(|b| b.remove("output_config"))
+                .and_then(|mut c| c.get_mut("format").map(serde_json::Value::take))
+        {
+            body["output_format"] = format;
+        }
+        body
+    }
+
+    fn body(&self, request: &ChatRequest, stream: bool) -> Result<Vec<u8>, ProviderError> {
+        let mut body = self.request_body(request);
         if stream {
             body["stream"] = serde_json::Value::Bool(true);
         }
@@ -243,6 +271,9 @@ impl Anthropic {
             .body(body.to_vec());
         if stream {
             request = request.header(http::header::ACCEPT, "text/event-stream");
+        }
+        if self.config.beta_output_format {
+            request = request.header("anthropic-beta", STRUCTURED_OUTPUTS_BETA);
         }
         self.transport
             .open(request, self.config.api_key.iter())

@@ -1,8 +1,10 @@
-//! `sift batch --via openai-batch`: the same job through OpenAI's Batch API.
+//! `sift batch --via openai-batch|anthropic-batch|gemini-batch`: the same job through a
+//! provider's batch API ([`BatchApi`]: OpenAI's Batch API, Anthropic's Message Batches,
+//! Gemini's batch mode), one driver for all three.
 //!
-//! Each round writes the pending items' requests (the body sift would send itself) as the
-//! API's JSONL, split within its per-file limits, uploads and creates a batch per part, polls
-//! them to their end, downloads their output and error files, and judges every answer with
+//! Each round makes the pending items' requests (the body sift would send itself) into the
+//! API's batch lines, split within its limits, creates a batch per part, polls them to their
+//! end, collects their answers as JSONL files, and judges every answer with
 //! [`Turns`] (the attempt loop's rules): valid answers and failures are written to the output;
 //! answers that fail validation are asked again, the conversation extended by the errors, in
 //! the next round, until the re-asks are spent.
@@ -22,9 +24,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sift_config::{ExtractorSpec, Prices};
+use sift_core::batch::{BatchApi, BatchState};
 use sift_core::{ChatResponse, Client, ProviderError, Turn, Turns, Usage};
-use sift_openai::OpenAi;
-use sift_openai::batch::{self as api, BatchStatus};
 
 use crate::output::Output;
 use crate::progress::{Display, Stopped, Summary, Tally};
@@ -33,15 +34,15 @@ use crate::{BatchError, Interrupts, Pricing, conversation, prepare, record};
 /// The Batch API's discount on every token (half the price).
 pub const BATCH_PRICE_FACTOR: f64 = 0.5;
 
-/// A job run through OpenAI's Batch API.
+/// A job run through a provider's batch API.
 #[derive(Debug)]
 pub struct RemoteJob {
     /// What each item is extracted with.
     pub extractor: ExtractorSpec,
     /// Whose mode, model and re-asks shape the requests.
     pub client: Client,
-    /// The OpenAI-compatible provider whose Batch API runs them.
-    pub api: OpenAi,
+    /// The provider's batch API that runs them.
+    pub api: std::sync::Arc<dyn BatchApi>,
     /// The input: JSONL, plain text lines, or a folder of `.txt` files.
     pub input: PathBuf,
     /// The input file's format (`None`: the one its name says).
@@ -56,9 +57,9 @@ pub struct RemoteJob {
     pub display: Display,
     /// Time between polls of a batch.
     pub poll_every: Duration,
-    /// Most requests in one batch (at most the API's 50,000).
+    /// Most requests in one batch (at most the API's own limit).
     pub max_requests: usize,
-    /// Largest batch input file, in bytes (at most the API's 200 MB).
+    /// Most bytes of one batch's requests (at most the API's own limit).
     pub max_bytes: usize,
     /// Largest output or error file downloaded, in bytes.
     pub max_download: u64,
@@ -87,6 +88,8 @@ struct Part {
     requests: usize,
     /// The items asked, in order.
     ids: Vec<String>,
+    /// The input file, for APIs that take one.
+    #[serde(default)]
     input_file_id: String,
     batch_id: String,
     status: String,
@@ -95,6 +98,9 @@ struct Part {
     errors: Option<String>,
     /// Why the batch ended without answering all (failed, expired, cancelled).
     ended_because: Option<String>,
+    /// It ended having run every request, and its answers are collected.
+    #[serde(default)]
+    done: bool,
 }
 
 struct Paths {
@@ -213,6 +219,7 @@ pub async fn run_remote(job: RemoteJob, mut interrupts: Interrupts) -> Result<Su
     }
 
     let mut judge = Judge {
+        api: job.api.as_ref(),
         pending,
         output: &mut output,
         tally: &mut tally,
@@ -251,12 +258,13 @@ pub async fn run_remote(job: RemoteJob, mut interrupts: Interrupts) -> Result<Su
             let parts = state.rounds[current].parts.len();
             for i in 0..parts {
                 let part = &mut state.rounds[current].parts[i];
-                if part.ended_because.is_some() || part.status == "completed" {
+                // (`completed`: a state file of an older sift, whose parts have no `done`.)
+                if part.ended_because.is_some() || part.done || part.status == "completed" {
                     continue;
                 }
                 let status = job
                     .api
-                    .batch(&part.batch_id)
+                    .state(&part.batch_id)
                     .await
                     .map_err(|e| provider(e, &format!("polling batch {}", part.batch_id)))?;
                 if status.status != part.status && job.display != Display::Off {
@@ -266,12 +274,12 @@ pub async fn run_remote(job: RemoteJob, mut interrupts: Interrupts) -> Result<Su
                         i + 1,
                         part.requests,
                         status.status,
-                        status.request_counts.completed,
-                        status.request_counts.failed
+                        status.succeeded,
+                        status.failed
                     );
                 }
                 part.status = status.status.clone();
-                if status.is_terminal() {
+                if status.terminal {
                     collect(&job, part, &status, &paths.downloads, number, i + 1).await?;
                 } else {
                     open += 1;
@@ -304,38 +312,45 @@ pub async fn run_remote(job: RemoteJob, mut interrupts: Interrupts) -> Result<Su
     Ok(tally.finish(stopped, 0))
 }
 
-/// Writes the requests of `pending` as batch input files (within the limits), uploads each
-/// and creates its batch: the parts, in order, as they are created.
+/// Makes the requests of `pending` into batch lines, split within the limits, and creates a
+/// batch of each part: the parts, in order, as they are created.
 async fn submit(
     job: &RemoteJob,
     pending: &BTreeMap<String, Turns<Value>>,
     round: usize,
 ) -> Result<Vec<Result<Part, BatchError>>, BatchError> {
-    let max_requests = job.max_requests.clamp(1, api::MAX_REQUESTS_PER_BATCH);
-    let max_bytes = job.max_bytes.clamp(1024, api::MAX_BATCH_FILE_BYTES);
-    let mut files: Vec<(Vec<String>, Vec<u8>)> = Vec::new();
-    let mut current: (Vec<String>, Vec<u8>) = (Vec::new(), Vec::new());
+    let (api_requests, api_bytes) = job.api.limits();
+    let max_requests = job.max_requests.clamp(1, api_requests);
+    let max_bytes = job.max_bytes.clamp(1024, api_bytes);
+    // Each part: its items, their lines, and the lines' size (one newline each, as a JSONL
+    // file holds them).
+    let mut files: Vec<(Vec<String>, Vec<Value>, usize)> = Vec::new();
+    let mut current: (Vec<String>, Vec<Value>, usize) = (Vec::new(), Vec::new(), 0);
     for (id, turns) in pending {
-        let mut line =
-            serde_json::to_vec(&api::request_line(id, turns.request())).map_err(|error| {
-                BatchError::Encode {
-                    what: "a request",
-                    error,
-                }
-            })?;
-        line.push(b'\n');
-        if line.len() > max_bytes {
+        let line = job
+            .api
+            .request_line(id, turns.request())
+            .map_err(|e| provider(e, &format!("making the request of {id}")))?;
+        let size = serde_json::to_vec(&line)
+            .map_err(|error| BatchError::Encode {
+                what: "a request",
+                error,
+            })?
+            .len()
+            + 1;
+        if size > max_bytes {
             return Err(BatchError::RequestTooLarge {
                 id: id.clone(),
-                bytes: line.len(),
+                bytes: size,
                 max: max_bytes,
             });
         }
-        if current.0.len() == max_requests || current.1.len() + line.len() > max_bytes {
+        if current.0.len() == max_requests || current.2 + size > max_bytes {
             files.push(std::mem::take(&mut current));
         }
         current.0.push(id.clone());
-        current.1.extend_from_slice(&line);
+        current.1.push(line);
+        current.2 += size;
     }
     if !current.0.is_empty() {
         files.push(current);
@@ -347,15 +362,10 @@ async fn submit(
         .unwrap_or_default();
     let mut parts = Vec::new();
     let count = files.len();
-    for (i, (ids, bytes)) in files.into_iter().enumerate() {
+    for (i, (ids, lines, _)) in files.into_iter().enumerate() {
         let requests = ids.len();
         let name = format!("sift-{output_name}-round{round}-part{}.jsonl", i + 1);
         let result = async {
-            let file = job
-                .api
-                .upload_batch_file(&name, bytes)
-                .await
-                .map_err(|e| provider(e, &format!("uploading {name}")))?;
             let metadata = json!({
                 "sift_output": output_name,
                 "sift_round": round.to_string(),
@@ -363,7 +373,7 @@ async fn submit(
             });
             let batch = job
                 .api
-                .create_batch(&file, &metadata)
+                .create(&name, lines, &metadata)
                 .await
                 .map_err(|e| provider(e, &format!("creating the batch of {name}")))?;
             if job.display != Display::Off {
@@ -376,7 +386,7 @@ async fn submit(
             Ok(Part {
                 requests,
                 ids,
-                input_file_id: file,
+                input_file_id: batch.input_file_id.unwrap_or_default(),
                 batch_id: batch.id,
                 status: batch.status,
                 ..Part::default()
@@ -392,39 +402,38 @@ async fn submit(
     Ok(parts)
 }
 
-/// Downloads the files of an ended batch and notes why it ended short, if it did.
+/// Collects the answers of an ended batch and notes why it ended short, if it did.
 async fn collect(
     job: &RemoteJob,
     part: &mut Part,
-    status: &BatchStatus,
+    status: &BatchState,
     downloads: &Path,
     round: usize,
     index: usize,
 ) -> Result<(), BatchError> {
-    for (file_id, kind) in [
-        (&status.output_file_id, "output"),
-        (&status.error_file_id, "errors"),
-    ] {
-        let Some(file_id) = file_id else { continue };
-        let name = format!("round{round}-part{index}.{kind}.jsonl");
-        job.api
-            .download_file(file_id, &downloads.join(&name), job.max_download)
-            .await
-            .map_err(|e| provider(e, &format!("downloading {kind} file {file_id}")))?;
-        if kind == "output" {
-            part.output = Some(name);
-        } else {
-            part.errors = Some(name);
-        }
-    }
-    if status.status != "completed" {
-        part.ended_because = Some(format!("batch {}: {}", status.id, status.error_text()));
+    let files = job
+        .api
+        .collect(
+            status,
+            downloads,
+            &format!("round{round}-part{index}"),
+            job.max_download,
+        )
+        .await
+        .map_err(|e| provider(e, &format!("collecting the answers of batch {}", status.id)))?;
+    part.output = files.output;
+    part.errors = files.errors;
+    if status.complete {
+        part.done = true;
+    } else {
+        part.ended_because = Some(format!("batch {}: {}", status.id, status.why));
     }
     Ok(())
 }
 
 /// Applies a round's answers to the pending conversations.
 struct Judge<'a> {
+    api: &'a dyn BatchApi,
     pending: BTreeMap<String, Turns<Value>>,
     output: &'a mut Output,
     tally: &'a mut Tally,
@@ -449,7 +458,7 @@ impl Judge<'_> {
                     if line.trim().is_empty() {
                         continue;
                     }
-                    match api::answer_line(&line) {
+                    match self.api.answer_line(&line) {
                         Ok((id, answer)) => {
                             answers.insert(id, answer);
                         }
@@ -476,7 +485,7 @@ impl Judge<'_> {
             let Some(mut turns) = self.pending.remove(id) else {
                 continue;
             };
-            let result = match answers.remove(id) {
+            let result = match answers.remove(&self.api.line_id(id)) {
                 Some(Ok(response)) => match turns.answer(response, Duration::ZERO) {
                     Turn::Done(out) => Ok(out),
                     Turn::Failed(e) => Err(e),

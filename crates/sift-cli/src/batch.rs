@@ -21,6 +21,10 @@ pub enum Via {
     /// OpenAI's Batch API: uploaded, run by the provider within a day at half the price,
     /// polled, validated, re-asked in further batches.
     OpenaiBatch,
+    /// Anthropic's Message Batches, the same way.
+    AnthropicBatch,
+    /// Gemini's batch mode (inline requests), the same way.
+    GeminiBatch,
 }
 
 /// Flags of `sift batch`.
@@ -70,15 +74,17 @@ pub struct BatchArgs {
     /// How the calls are made.
     #[arg(long, value_enum, default_value = "direct")]
     via: Via,
-    /// With `--via openai-batch`: seconds between polls of a batch.
+    /// With `--via *-batch`: seconds between polls of a batch.
     #[arg(long, default_value_t = 30.0)]
     poll_every: f64,
-    /// With `--via openai-batch`: most requests per batch (the API allows 50,000).
-    #[arg(long, default_value_t = sift_openai::batch::MAX_REQUESTS_PER_BATCH)]
-    batch_max_requests: usize,
-    /// With `--via openai-batch`: largest batch input file in bytes (the API allows 200 MB).
-    #[arg(long, default_value_t = sift_openai::batch::MAX_BATCH_FILE_BYTES)]
-    batch_max_bytes: usize,
+    /// With `--via *-batch`: most requests per batch [default: the API's limit: 50,000 for
+    /// OpenAI, 100,000 for Anthropic and Gemini].
+    #[arg(long)]
+    batch_max_requests: Option<usize>,
+    /// With `--via *-batch`: most bytes of one batch's requests [default: the API's limit:
+    /// 200 MB for OpenAI, 256 MB for Anthropic, 20 MB for Gemini].
+    #[arg(long)]
+    batch_max_bytes: Option<usize>,
     /// Show the model calls on stderr.
     #[arg(short, long)]
     verbose: bool,
@@ -175,7 +181,7 @@ async fn batch(args: BatchArgs, telemetry: &providers::Observed) -> Result<ExitC
             };
             sift_batch::run(job, interrupts()).await?
         }
-        Via::OpenaiBatch => {
+        Via::OpenaiBatch | Via::AnthropicBatch | Via::GeminiBatch => {
             if args.max_cost.is_some() || args.rpm.is_some() || args.tpm.is_some() {
                 return Err(anyhow::anyhow!(
                     "--max-cost, --rpm and --tpm apply to direct calls; the Batch API paces and \
@@ -190,7 +196,7 @@ async fn batch(args: BatchArgs, telemetry: &providers::Observed) -> Result<ExitC
             }
             let clients = Clients::new(&args.providers, telemetry, None);
             let (api, client) = clients
-                .openai_for(file.as_ref(), &spec)
+                .batch_api_for(file.as_ref(), &spec, args.via)
                 .map_err(Failed::provider)?;
             let job = sift_batch::RemoteJob {
                 extractor: spec,
@@ -204,8 +210,8 @@ async fn batch(args: BatchArgs, telemetry: &providers::Observed) -> Result<ExitC
                 display,
                 spans: args.spans,
                 poll_every: Duration::from_secs_f64(args.poll_every.min(86_400.0)),
-                max_requests: args.batch_max_requests,
-                max_bytes: args.batch_max_bytes,
+                max_requests: args.batch_max_requests.unwrap_or(usize::MAX),
+                max_bytes: args.batch_max_bytes.unwrap_or(usize::MAX),
                 max_download: 4 * 1024 * 1024 * 1024,
             };
             sift_batch::run_remote(job, interrupts()).await?

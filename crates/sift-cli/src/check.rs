@@ -131,6 +131,10 @@ fn extractor(out: &mut String, config: &Config, e: &ExtractorSpec) {
             "{name} (anthropic: a forced tool call in tools mode, native structured output in \
              json_schema mode)"
         ),
+        Some((name, ProviderSpec::Gemini { .. })) => format!(
+            "{name} (gemini: a forced function call in tools mode, native JSON output in \
+             json_schema and json modes)"
+        ),
         Some((name, _)) => format!("{name} (openai-compatible)"),
         None => "default (the provider sift serve picks)".to_owned(),
     };
@@ -169,6 +173,12 @@ fn extractor(out: &mut String, config: &Config, e: &ExtractorSpec) {
         Some(ProviderSpec::Anthropic { .. }) => {
             "Anthropic's structured outputs in json_schema mode (types, required fields, enums, \
              closed objects; no numeric or length bounds); a forced tool call in tools mode"
+                .to_owned()
+        }
+        Some(ProviderSpec::Gemini { .. }) => {
+            "Gemini's controlled generation in json_schema and tools modes (types, required \
+             fields, enums; bounds and patterns as the model takes them); the whole schema \
+             validated after"
                 .to_owned()
         }
         Some(_) if e.output.is_strict() => {

@@ -20,6 +20,8 @@ pub enum ProviderKind {
     Openai,
     /// Anthropic's Messages API (`ANTHROPIC_BASE_URL`, `ANTHROPIC_API_KEY`).
     Anthropic,
+    /// Google's Gemini API (`GEMINI_BASE_URL`, `GEMINI_API_KEY`).
+    Gemini,
     /// The embedded GGUF model, in-process.
     Local,
 }
@@ -28,7 +30,8 @@ pub enum ProviderKind {
 #[derive(Debug, Clone, Args)]
 pub struct ProviderArgs {
     /// Model backend [default: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else
-    /// anthropic when ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL is, else local].
+    /// anthropic when ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL is, else gemini when
+    /// GEMINI_API_KEY or GEMINI_BASE_URL is, else local].
     #[arg(long, env = "SIFT_PROVIDER", value_enum)]
     pub(crate) provider: Option<ProviderKind>,
     /// Model name sent upstream [default: the provider's, gpt-4o-mini for openai].
@@ -88,13 +91,15 @@ impl ProviderArgs {
 
 /// The provider used when none is named: OpenAI-compatible when `OPENAI_API_KEY` or
 /// `OPENAI_BASE_URL` is set, else Anthropic when `ANTHROPIC_API_KEY` or `ANTHROPIC_BASE_URL`
-/// is, else the embedded model.
+/// is, else Gemini when `GEMINI_API_KEY` or `GEMINI_BASE_URL` is, else the embedded model.
 pub(crate) fn default_kind() -> ProviderKind {
     let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty());
     if set("OPENAI_API_KEY") || set("OPENAI_BASE_URL") {
         ProviderKind::Openai
     } else if set("ANTHROPIC_API_KEY") || set("ANTHROPIC_BASE_URL") {
         ProviderKind::Anthropic
+    } else if set("GEMINI_API_KEY") || set("GEMINI_BASE_URL") {
+        ProviderKind::Gemini
     } else {
         ProviderKind::Local
     }
@@ -190,7 +195,8 @@ pub(crate) async fn finish(
     }
 }
 
-/// The keys sift holds besides `OPENAI_API_KEY` (which telemetry already masks): Anthropic's,
+/// The keys sift holds besides `OPENAI_API_KEY` (which telemetry already masks): Anthropic's
+/// and Gemini's,
 /// the config's providers' keys and the service keys, so that none is ever shown.
 fn secrets(args: &ProviderArgs) -> Vec<String> {
     // Whatever a list holds, so that none is shown (a blank entry is refused by `serve`).
@@ -207,6 +213,7 @@ fn secrets(args: &ProviderArgs) -> Vec<String> {
     };
     let mut out = listed("SIFT_API_KEYS");
     out.extend(listed("ANTHROPIC_API_KEY"));
+    out.extend(listed("GEMINI_API_KEY"));
     // A config that does not load is reported by the command itself.
     if let Ok(Some(file)) = args.config_file() {
         out.extend(file.server.api_keys.iter().cloned());
@@ -214,7 +221,8 @@ fn secrets(args: &ProviderArgs) -> Vec<String> {
         for provider in file.providers.values() {
             let var = match provider {
                 ProviderSpec::OpenAi { api_key_env, .. }
-                | ProviderSpec::Anthropic { api_key_env, .. } => api_key_env.as_deref(),
+                | ProviderSpec::Anthropic { api_key_env, .. }
+                | ProviderSpec::Gemini { api_key_env, .. } => api_key_env.as_deref(),
                 _ => None,
             };
             if let Some(var) = var
@@ -256,24 +264,14 @@ impl<'a> Clients<'a> {
     /// The client used when an extractor names no provider: from the flags and variables.
     pub(crate) async fn default_client(&self) -> anyhow::Result<Client> {
         let args = self.args;
-        let client = match args.kind() {
-            ProviderKind::Openai => {
-                let config = self.openai(OpenAiConfig::from_env())?;
-                tracing::info!(base_url = config.base_url(), "provider: openai-compatible");
-                Client::new(OpenAi::new(config).context("could not set up the OpenAI provider")?)
-            }
-            ProviderKind::Anthropic => {
-                let config = self.anthropic(sift_anthropic::AnthropicConfig::from_env())?;
-                tracing::info!(base_url = config.base_url(), "provider: anthropic");
-                Client::new(
-                    sift_anthropic::Anthropic::new(config)
-                        .context("could not set up the Anthropic provider")?,
-                )
-            }
-            ProviderKind::Local => local_client(args.model_path.as_deref(), args).await?,
+        let client = match self.remote_default()? {
+            Some(remote) => remote.client(),
+            None => local_client(args.model_path.as_deref(), args).await?,
         };
         let client = match (&args.model, args.kind()) {
-            (Some(m), ProviderKind::Openai | ProviderKind::Anthropic) => client.with_model(m),
+            (Some(m), ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Gemini) => {
+                client.with_model(m)
+            }
             _ => client,
         };
         Ok(client
@@ -385,6 +383,22 @@ impl<'a> Clients<'a> {
         Ok(config)
     }
 
+    /// The flags' timeout, body limit and token ceiling and the admission, over a Gemini
+    /// `config`.
+    fn gemini(
+        &self,
+        config: sift_gemini::GeminiConfig,
+    ) -> anyhow::Result<sift_gemini::GeminiConfig> {
+        let mut config = config
+            .timeout(upstream_timeout(self.args.timeout)?)
+            .max_body(self.args.max_upstream_body)
+            .max_answer_tokens(self.args.max_answer_tokens);
+        if let Some(a) = &self.admission {
+            config = config.admission(a.clone());
+        }
+        Ok(config)
+    }
+
     /// The settings of an OpenAI-compatible provider: the config's `name` (`base_url`,
     /// `api_key_env`), or the environment's.
     fn openai_settings(
@@ -420,53 +434,67 @@ impl<'a> Clients<'a> {
         Ok(config)
     }
 
-    /// The OpenAI-compatible provider that answers `spec` (for its Batch API), and the client
-    /// made of it with the model, mode and re-asks the direct path would use: the config's
-    /// provider it names, or the environment's; refused for the embedded model.
-    pub(crate) fn openai_for(
+    /// The provider whose batch API `via` names that answers `spec`, and the client made of
+    /// it with the model, mode and re-asks the direct path would use: the config's provider
+    /// the extractor names (which must be of that kind), or the environment's.
+    pub(crate) fn batch_api_for(
         &self,
         file: Option<&Config>,
         spec: &ExtractorSpec,
-    ) -> anyhow::Result<(OpenAi, Client)> {
-        let (config, model) = match (&spec.provider, file) {
-            (Some(name), Some(file)) => match file.providers.get(name) {
-                Some(ProviderSpec::OpenAi {
-                    base_url,
-                    api_key_env,
-                    model,
-                    dialect,
-                    ..
-                }) => (
-                    self.openai_settings(
-                        name,
-                        base_url.as_ref(),
-                        api_key_env.as_ref(),
-                        dialect.as_ref(),
-                    )?,
-                    model.clone(),
-                ),
-                Some(_) => bail!(
-                    "--via openai-batch needs an OpenAI-compatible provider, and extractor `{}` \
-                     uses `{name}`, which is not one",
-                    spec.name
-                ),
-                None => bail!("no provider `{name}`"),
-            },
-            _ => {
-                if self.args.kind() != ProviderKind::Openai {
+        via: crate::batch::Via,
+    ) -> anyhow::Result<(Arc<dyn sift_core::batch::BatchApi>, Client)> {
+        use crate::batch::Via;
+        let (kind, flag) = match via {
+            Via::AnthropicBatch => (ProviderKind::Anthropic, "anthropic-batch"),
+            Via::GeminiBatch => (ProviderKind::Gemini, "gemini-batch"),
+            _ => (ProviderKind::Openai, "openai-batch"),
+        };
+        let wanted = match kind {
+            ProviderKind::Anthropic => "an Anthropic provider",
+            ProviderKind::Gemini => "a Gemini provider",
+            _ => "an OpenAI-compatible provider",
+        };
+        let (remote, model) = match (&spec.provider, file) {
+            (Some(name), Some(file)) => {
+                let Some(provider) = file.providers.get(name) else {
+                    bail!("no provider `{name}`");
+                };
+                let fits = matches!(
+                    (provider, kind),
+                    (ProviderSpec::OpenAi { .. }, ProviderKind::Openai)
+                        | (ProviderSpec::Anthropic { .. }, ProviderKind::Anthropic)
+                        | (ProviderSpec::Gemini { .. }, ProviderKind::Gemini)
+                );
+                if !fits {
                     bail!(
-                        "--via openai-batch needs an OpenAI-compatible provider: set \
-                         OPENAI_API_KEY (and OPENAI_BASE_URL for another server than OpenAI's)"
+                        "--via {flag} needs {wanted}, and extractor `{}` uses `{name}`, which is \
+                         not one",
+                        spec.name
                     );
                 }
-                (
-                    self.openai(OpenAiConfig::from_env())?,
-                    self.args.model.clone(),
-                )
+                self.remote(name, provider)?
+                    .ok_or_else(|| anyhow::anyhow!("provider `{name}` is not remote"))?
+            }
+            _ => {
+                if self.args.kind() != kind {
+                    let vars = match kind {
+                        ProviderKind::Anthropic => "ANTHROPIC_API_KEY (or --provider anthropic)",
+                        ProviderKind::Gemini => "GEMINI_API_KEY (or --provider gemini)",
+                        _ => {
+                            "OPENAI_API_KEY (and OPENAI_BASE_URL for another server than OpenAI's)"
+                        }
+                    };
+                    bail!("--via {flag} needs {wanted}: set {vars}");
+                }
+                let remote = self
+                    .remote_default()?
+                    .ok_or_else(|| anyhow::anyhow!("--via {flag} needs {wanted}"))?;
+                (remote, self.args.model.clone())
             }
         };
-        let api = OpenAi::new(config).context("could not set up the OpenAI provider")?;
-        let mut client = Client::new(api.clone())
+        let api = remote.batch_api();
+        let mut client = remote
+            .client()
             .with_mode(self.args.mode)
             .with_max_retries(self.args.max_retries)
             .with_recording(self.telemetry.recording.clone());
@@ -476,8 +504,14 @@ impl<'a> Clients<'a> {
         Ok((api, spec.client(client)))
     }
 
-    async fn named(&self, name: &str, spec: &ProviderSpec) -> anyhow::Result<Client> {
-        match spec {
+    /// The remote provider the config's `name` declares (`None` for the embedded model), and
+    /// its model.
+    fn remote(
+        &self,
+        name: &str,
+        spec: &ProviderSpec,
+    ) -> anyhow::Result<Option<(Remote, Option<String>)>> {
+        let built = match spec {
             ProviderSpec::OpenAi {
                 base_url,
                 api_key_env,
@@ -496,48 +530,120 @@ impl<'a> Clients<'a> {
                     base_url = config.base_url(),
                     "provider: openai-compatible"
                 );
-                let client = Client::new(
-                    OpenAi::new(config)
-                        .with_context(|| format!("could not set up provider `{name}`"))?,
-                );
-                Ok(match model {
-                    Some(m) => client.with_model(m),
-                    None => client,
-                })
+                let api = OpenAi::new(config)
+                    .with_context(|| format!("could not set up provider `{name}`"))?;
+                (Remote::OpenAi(Arc::new(api)), model.clone())
             }
             ProviderSpec::Anthropic {
                 base_url,
                 api_key_env,
                 model,
+                version,
+                beta_output_format,
                 ..
             } => {
                 let mut config = match base_url {
                     Some(url) => sift_anthropic::AnthropicConfig::new(url.clone()),
                     None => sift_anthropic::AnthropicConfig::from_env(),
                 };
-                let var = api_key_env.as_deref().unwrap_or("ANTHROPIC_API_KEY");
-                match std::env::var(var) {
-                    Ok(key) if !key.is_empty() => config = config.api_key(key),
-                    _ if api_key_env.is_some() => {
-                        bail!("provider `{name}` reads its key from {var}, which is not set")
-                    }
-                    _ => {}
+                if let Some(key) = provider_key(name, api_key_env.as_deref(), "ANTHROPIC_API_KEY")?
+                {
+                    config = config.api_key(key);
                 }
-                let config = self.anthropic(config)?;
+                if let Some(v) = version {
+                    config = config.version(v.clone());
+                }
+                let config = self.anthropic(config.beta_output_format(*beta_output_format))?;
                 tracing::info!(
                     provider = name,
                     base_url = config.base_url(),
                     "provider: anthropic"
                 );
-                let client = Client::new(
-                    sift_anthropic::Anthropic::new(config)
-                        .with_context(|| format!("could not set up provider `{name}`"))?,
-                );
-                Ok(match model {
-                    Some(m) => client.with_model(m),
-                    None => client,
-                })
+                let api = sift_anthropic::Anthropic::new(config)
+                    .with_context(|| format!("could not set up provider `{name}`"))?;
+                (Remote::Anthropic(Arc::new(api)), model.clone())
             }
+            ProviderSpec::Gemini {
+                base_url,
+                api_key_env,
+                model,
+                version,
+                schema_dialect,
+                ..
+            } => {
+                let mut config = match base_url {
+                    Some(url) => sift_gemini::GeminiConfig::new(url.clone()),
+                    None => sift_gemini::GeminiConfig::from_env(),
+                };
+                if let Some(key) = provider_key(name, api_key_env.as_deref(), "GEMINI_API_KEY")? {
+                    config = config.api_key(key);
+                }
+                if let Some(v) = version {
+                    config = config.version(v.clone());
+                }
+                match schema_dialect.as_deref() {
+                    Some("openapi") => {
+                        config = config.schema_dialect(sift_gemini::SchemaDialect::OpenApi);
+                    }
+                    Some("json_schema") => {
+                        config = config.schema_dialect(sift_gemini::SchemaDialect::JsonSchema);
+                    }
+                    _ => {}
+                }
+                let config = self.gemini(config)?;
+                tracing::info!(
+                    provider = name,
+                    base_url = config.base_url(),
+                    "provider: gemini"
+                );
+                let api = sift_gemini::Gemini::new(config)
+                    .with_context(|| format!("could not set up provider `{name}`"))?;
+                (Remote::Gemini(Arc::new(api)), model.clone())
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(built))
+    }
+
+    /// The remote provider the flags and variables choose (`None` for the embedded model).
+    fn remote_default(&self) -> anyhow::Result<Option<Remote>> {
+        Ok(Some(match self.args.kind() {
+            ProviderKind::Openai => {
+                let config = self.openai(OpenAiConfig::from_env())?;
+                tracing::info!(base_url = config.base_url(), "provider: openai-compatible");
+                Remote::OpenAi(Arc::new(
+                    OpenAi::new(config).context("could not set up the OpenAI provider")?,
+                ))
+            }
+            ProviderKind::Anthropic => {
+                let config = self.anthropic(sift_anthropic::AnthropicConfig::from_env())?;
+                tracing::info!(base_url = config.base_url(), "provider: anthropic");
+                Remote::Anthropic(Arc::new(
+                    sift_anthropic::Anthropic::new(config)
+                        .context("could not set up the Anthropic provider")?,
+                ))
+            }
+            ProviderKind::Gemini => {
+                let config = self.gemini(sift_gemini::GeminiConfig::from_env())?;
+                tracing::info!(base_url = config.base_url(), "provider: gemini");
+                Remote::Gemini(Arc::new(
+                    sift_gemini::Gemini::new(config)
+                        .context("could not set up the Gemini provider")?,
+                ))
+            }
+            ProviderKind::Local => return Ok(None),
+        }))
+    }
+
+    async fn named(&self, name: &str, spec: &ProviderSpec) -> anyhow::Result<Client> {
+        if let Some((remote, model)) = self.remote(name, spec)? {
+            let client = remote.client();
+            return Ok(match model {
+                Some(m) => client.with_model(m),
+                None => client,
+            });
+        }
+        match spec {
             ProviderSpec::Local { model_path } => {
                 local_client(
                     model_path.as_deref().or(self.args.model_path.as_deref()),
@@ -547,6 +653,49 @@ impl<'a> Clients<'a> {
             }
             _ => bail!("provider `{name}`: this kind is not supported by this sift"),
         }
+    }
+}
+
+/// A remote provider, kept as its type as well as a client's: its batch API is used too.
+#[derive(Debug, Clone)]
+enum Remote {
+    OpenAi(Arc<OpenAi>),
+    Anthropic(Arc<sift_anthropic::Anthropic>),
+    Gemini(Arc<sift_gemini::Gemini>),
+}
+
+impl Remote {
+    fn client(&self) -> Client {
+        match self {
+            Remote::OpenAi(p) => Client::from_arc(p.clone()),
+            Remote::Anthropic(p) => Client::from_arc(p.clone()),
+            Remote::Gemini(p) => Client::from_arc(p.clone()),
+        }
+    }
+
+    fn batch_api(&self) -> Arc<dyn sift_core::batch::BatchApi> {
+        match self {
+            Remote::OpenAi(p) => p.clone(),
+            Remote::Anthropic(p) => p.clone(),
+            Remote::Gemini(p) => p.clone(),
+        }
+    }
+}
+
+/// The key of provider `name`: from its `api_key_env` (which must then be set), else from
+/// the vendor's variable `default_var` when set.
+fn provider_key(
+    name: &str,
+    api_key_env: Option<&str>,
+    default_var: &str,
+) -> anyhow::Result<Option<String>> {
+    let var = api_key_env.unwrap_or(default_var);
+    match std::env::var(var) {
+        Ok(key) if !key.is_empty() => Ok(Some(key)),
+        _ if api_key_env.is_some() => {
+            bail!("provider `{name}` reads its key from {var}, which is not set")
+        }
+        _ => Ok(None),
     }
 }
 

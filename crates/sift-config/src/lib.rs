@@ -145,6 +145,26 @@ pub enum ProviderSpec {
         api_key_env: Option<String>,
         /// The model asked when an extractor names none.
         model: Option<String>,
+        /// The `anthropic-version` header (default `2023-06-01`).
+        version: Option<String>,
+        /// Structured outputs as the beta asks them (`output_format` and its
+        /// `anthropic-beta` header), for deployments without `output_config.format`.
+        beta_output_format: bool,
+    },
+    /// Google's Gemini API (the Generative Language API).
+    Gemini {
+        /// Base URL without the version, as Google's SDKs take it (default:
+        /// `GEMINI_BASE_URL`, else `https://generativelanguage.googleapis.com`).
+        base_url: Option<String>,
+        /// The environment variable holding the key (default `GEMINI_API_KEY`).
+        api_key_env: Option<String>,
+        /// The model asked when an extractor names none.
+        model: Option<String>,
+        /// The API version in the path (default `v1beta`).
+        version: Option<String>,
+        /// The form schemas are sent in: `json_schema` (`responseJsonSchema`) or `openapi`
+        /// (`responseSchema`, the subset models before 2.5 take); default by model.
+        schema_dialect: Option<String>,
     },
 }
 
@@ -331,6 +351,33 @@ impl Config {
                             .string("api_key_env", &mut problems)
                             .map(Spanned::into_inner),
                         model: s.string("model", &mut problems).map(Spanned::into_inner),
+                        version: s.string("version", &mut problems).map(Spanned::into_inner),
+                        beta_output_format: s
+                            .boolean("beta_output_format", &mut problems)
+                            .unwrap_or(false),
+                    }),
+                    Some("gemini") => Some(ProviderSpec::Gemini {
+                        base_url: s.string("base_url", &mut problems).map(Spanned::into_inner),
+                        api_key_env: s
+                            .string("api_key_env", &mut problems)
+                            .map(Spanned::into_inner),
+                        model: s.string("model", &mut problems).map(Spanned::into_inner),
+                        version: s.string("version", &mut problems).map(Spanned::into_inner),
+                        schema_dialect: s.string("schema_dialect", &mut problems).and_then(|d| {
+                            if ["json_schema", "openapi"].contains(&d.get_ref().as_str()) {
+                                Some(d.into_inner())
+                            } else {
+                                problems.at(
+                                    d.span(),
+                                    format!(
+                                        "`{}.schema_dialect` is `{}`: expected json_schema or openapi",
+                                        s.path,
+                                        d.get_ref()
+                                    ),
+                                );
+                                None
+                            }
+                        }),
                     }),
                     Some("local") => Some(ProviderSpec::Local {
                         model_path: s
@@ -342,7 +389,7 @@ impl Config {
                             problems.at(
                                 k.span(),
                                 format!(
-                                    "`{}.kind` is `{other}`: expected `openai`, `anthropic` or `local`",
+                                    "`{}.kind` is `{other}`: expected `openai`, `anthropic`, `gemini` or `local`",
                                     s.path
                                 ),
                             );
@@ -353,7 +400,7 @@ impl Config {
                         problems.at(
                             name.span(),
                             format!(
-                                "`{}` needs a `kind` (`openai`, `anthropic` or `local`)",
+                                "`{}` needs a `kind` (`openai`, `anthropic`, `gemini` or `local`)",
                                 s.path
                             ),
                         );

@@ -27,6 +27,7 @@
 //! ```
 
 mod attempts;
+pub mod batch;
 mod chat;
 mod example;
 mod extract;

@@ -15,6 +15,7 @@
 //! let client = sift_core::Client::new(provider);
 //! ```
 
+pub mod batch;
 pub mod openapi;
 mod stream;
 mod wire;

@@ -165,16 +165,83 @@ pub fn answer_line(line: &str) -> Result<(String, Result<ChatResponse, ProviderE
     Ok((id, wire::parse_completion(bytes.as_bytes())))
 }
 
-fn bounded(mut message: String) -> String {
-    if message.len() > 500 {
-        let mut cut = 500;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
-        message.push('…');
+use sift_core::batch::bounded_message as bounded;
+
+#[sift_core::async_trait]
+impl sift_core::batch::BatchApi for OpenAi {
+    fn via(&self) -> &'static str {
+        "openai-batch"
     }
-    message
+
+    fn limits(&self) -> (usize, usize) {
+        (MAX_REQUESTS_PER_BATCH, MAX_BATCH_FILE_BYTES)
+    }
+
+    fn request_line(&self, id: &str, request: &ChatRequest) -> Result<Value, ProviderError> {
+        Ok(request_line(id, request))
+    }
+
+    async fn create(
+        &self,
+        name: &str,
+        lines: Vec<Value>,
+        metadata: &Value,
+    ) -> Result<sift_core::batch::CreatedBatch, ProviderError> {
+        let mut bytes = Vec::new();
+        for line in &lines {
+            bytes.extend_from_slice(line.to_string().as_bytes());
+            bytes.push(b'\n');
+        }
+        let file = self.upload_batch_file(name, bytes).await?;
+        let batch = self.create_batch(&file, metadata).await?;
+        let mut created = sift_core::batch::CreatedBatch::new(batch.id, batch.status);
+        created.input_file_id = Some(file);
+        Ok(created)
+    }
+
+    async fn state(&self, id: &str) -> Result<sift_core::batch::BatchState, ProviderError> {
+        let url = self.url(&format!("/batches/{id}"));
+        let raw: Value = self.call_json("the batch", || self.http.get(&url)).await?;
+        let status: BatchStatus = serde_json::from_value(raw.clone())
+            .map_err(|e| ProviderError::InvalidResponse(format!("the batch: {e}")))?;
+        Ok(sift_core::batch::BatchState {
+            terminal: status.is_terminal(),
+            complete: status.status == "completed",
+            succeeded: status.request_counts.completed,
+            failed: status.request_counts.failed,
+            why: status.error_text(),
+            id: status.id,
+            status: status.status,
+            raw,
+        })
+    }
+
+    async fn collect(
+        &self,
+        batch: &sift_core::batch::BatchState,
+        dir: &Path,
+        stem: &str,
+        limit: u64,
+    ) -> Result<sift_core::batch::Collected, ProviderError> {
+        let mut out = sift_core::batch::Collected::default();
+        for (key, kind) in [("output_file_id", "output"), ("error_file_id", "errors")] {
+            let Some(file_id) = batch.raw.get(key).and_then(Value::as_str) else {
+                continue;
+            };
+            let name = format!("{stem}.{kind}.jsonl");
+            self.download_file(file_id, &dir.join(&name), limit).await?;
+            if kind == "output" {
+                out.output = Some(name);
+            } else {
+                out.errors = Some(name);
+            }
+        }
+        Ok(out)
+    }
+
+    fn answer_line(&self, line: &str) -> sift_core::batch::AnswerLine {
+        answer_line(line)
+    }
 }
 
 impl OpenAi {

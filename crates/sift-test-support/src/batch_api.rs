@@ -1,6 +1,11 @@
-//! The scripted server's Files and Batches endpoints, enough of OpenAI's Batch API for sift's
-//! `--via openai-batch`: upload (`POST /v1/files`, multipart), create (`POST /v1/batches`),
-//! retrieve (`GET /v1/batches/{id}`), download (`GET /v1/files/{id}/content`).
+//! The scripted server's batch APIs, enough of each for sift's `--via ...-batch`:
+//! - OpenAI's Files and Batches: upload (`POST /v1/files`, multipart), create
+//!   (`POST /v1/batches`), retrieve (`GET /v1/batches/{id}`), download
+//!   (`GET /v1/files/{id}/content`);
+//! - Anthropic's Message Batches: create (`POST /v1/messages/batches`), retrieve
+//!   (`GET /v1/messages/batches/{id}`), results (`GET /v1/messages/batches/{id}/results`);
+//! - Gemini's batch mode: create (`POST /v1beta/models/{model}:batchGenerateContent`, inline
+//!   requests), retrieve the operation (`GET /v1beta/batches/{id}`), responses inline.
 //!
 //! A batch moves one status per retrieve: `validating` → `in_progress` → `finalizing` →
 //! `completed`, or ends as the test scripted ([`BatchEnd`]): `failed` (input refused, no
@@ -18,7 +23,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::{Shared, take_reply};
+use crate::{Shared, Wire, take_reply};
 
 /// How a scripted batch ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +40,14 @@ pub enum BatchEnd {
 
 #[derive(Debug)]
 struct Job {
+    /// Whose API made it (OpenAI's jobs read their requests from the input file).
+    wire: Wire,
+    /// Inline requests (Anthropic's and Gemini's).
+    inline: Vec<Value>,
+    /// Gemini's model, from the create URL.
+    model: String,
+    /// Anthropic's results, Gemini's responses, once ended.
+    answers: Option<Vec<Value>>,
     input_file_id: String,
     end: BatchEnd,
     /// Statuses shown so far.
@@ -134,6 +147,10 @@ pub(crate) async fn create(State(shared): State<Arc<Shared>>, Json(body): Json<V
     s.batches.insert(
         id.clone(),
         Job {
+            wire: Wire::OpenAi,
+            inline: Vec::new(),
+            model: String::new(),
+            answers: None,
             input_file_id: input,
             end,
             step: 0,
@@ -265,6 +282,281 @@ pub(crate) async fn content(State(shared): State<Arc<Shared>>, Path(id): Path<St
             .into_response(),
         None => error(StatusCode::NOT_FOUND, "no such file"),
     }
+}
+
+/// Registers an inline job of `wire` (ending as the next scripted end); its id.
+fn create_inline(
+    shared: &Shared,
+    wire: Wire,
+    inline: Vec<Value>,
+    model: &str,
+    body: Value,
+) -> String {
+    let mut s = state(shared);
+    s.created.push(body.clone());
+    let id = match wire {
+        Wire::Gemini => s.id("batches/gb"),
+        _ => s.id("msgbatch"),
+    };
+    let end = s.ends.pop_front().unwrap_or(BatchEnd::Completed);
+    s.batches.insert(
+        id.clone(),
+        Job {
+            wire,
+            inline,
+            model: model.to_owned(),
+            answers: None,
+            input_file_id: String::new(),
+            end,
+            step: 0,
+            status: String::new(),
+            output_file_id: None,
+            error_file_id: None,
+            counts: (0, 0, 0),
+            metadata: body,
+        },
+    );
+    id
+}
+
+/// Moves an inline job one status on; at its end, answers the share of its requests the
+/// end allows, each like a chat request in the job's wire format.
+fn advance_inline(shared: &Shared, id: &str) -> Option<()> {
+    let (wire, inline, model, end) = {
+        let mut s = state(shared);
+        s.polls += 1;
+        let job = s.batches.get_mut(id)?;
+        job.step += 1;
+        let path: &[&str] = match (job.wire, &job.end) {
+            (Wire::Gemini, BatchEnd::Completed) => &[
+                "BATCH_STATE_PENDING",
+                "BATCH_STATE_RUNNING",
+                "BATCH_STATE_SUCCEEDED",
+            ],
+            (Wire::Gemini, BatchEnd::Failed(_)) => &["BATCH_STATE_PENDING", "BATCH_STATE_FAILED"],
+            (Wire::Gemini, BatchEnd::Expired) => &[
+                "BATCH_STATE_PENDING",
+                "BATCH_STATE_RUNNING",
+                "BATCH_STATE_EXPIRED",
+            ],
+            (Wire::Gemini, BatchEnd::Cancelled) => &[
+                "BATCH_STATE_PENDING",
+                "BATCH_STATE_RUNNING",
+                "BATCH_STATE_CANCELLED",
+            ],
+            (_, BatchEnd::Cancelled) => &["in_progress", "in_progress", "canceling", "ended"],
+            _ => &["in_progress", "in_progress", "ended"],
+        };
+        let before = job.status.clone();
+        job.status = path[job.step.min(path.len() - 1)].to_owned();
+        let ended = job.step >= path.len() - 1;
+        if !ended || before == job.status {
+            return Some(());
+        }
+        (
+            job.wire,
+            job.inline.clone(),
+            job.model.clone(),
+            job.end.clone(),
+        )
+    };
+    let answered = match (&end, wire) {
+        (BatchEnd::Completed, _) => inline.len(),
+        (BatchEnd::Expired, Wire::Anthropic) => inline.len() / 2,
+        (BatchEnd::Cancelled, Wire::Anthropic) => inline.len() / 3,
+        _ => 0,
+    };
+    let mut answers = Vec::new();
+    let mut failed = 0;
+    for (i, line) in inline.iter().enumerate() {
+        let entry = match wire {
+            Wire::Anthropic => {
+                let id = line["custom_id"].clone();
+                if i >= answered {
+                    let result = match &end {
+                        BatchEnd::Failed(message) => {
+                            json!({"type": "errored", "error": {"type": "error", "error": {"type": "invalid_request_error", "message": message}}})
+                        }
+                        BatchEnd::Cancelled => json!({"type": "canceled"}),
+                        _ => json!({"type": "expired"}),
+                    };
+                    failed += 1;
+                    json!({"custom_id": id, "result": result})
+                } else {
+                    let params = &line["params"];
+                    let (reply, n) = take_reply(shared, params, HeaderMap::new());
+                    let model = params["model"].as_str().unwrap_or("scripted-model");
+                    let rendered: Value =
+                        serde_json::from_str(&crate::anthropic::render(&reply, n, model))
+                            .unwrap_or(Value::Null);
+                    if reply.status < 300 {
+                        json!({"custom_id": id, "result": {"type": "succeeded", "message": rendered}})
+                    } else {
+                        failed += 1;
+                        json!({"custom_id": id, "result": {"type": "errored", "error": {"type": "error", "error": rendered["error"]}}})
+                    }
+                }
+            }
+            _ => {
+                if i >= answered {
+                    continue;
+                }
+                let mut request = line["request"].clone();
+                request["model"] = json!(model);
+                let (reply, n) = take_reply(shared, &request, HeaderMap::new());
+                let rendered: Value =
+                    serde_json::from_str(&crate::gemini::render(&reply, n, &model))
+                        .unwrap_or(Value::Null);
+                if reply.status < 300 {
+                    json!({"response": rendered, "metadata": line["metadata"]})
+                } else {
+                    failed += 1;
+                    json!({"error": {"code": reply.status, "message": rendered["error"]["message"]}, "metadata": line["metadata"]})
+                }
+            }
+        };
+        answers.push(entry);
+    }
+    let mut s = state(shared);
+    let job = s.batches.get_mut(id)?;
+    job.counts = (
+        inline.len(),
+        answered.min(inline.len()) - failed.min(answered),
+        failed,
+    );
+    job.answers = Some(answers);
+    Some(())
+}
+
+/// An Anthropic Message Batch as the API describes it.
+fn describe_anthropic(id: &str, job: &Job, host: &str) -> Value {
+    let ended = job.status == "ended";
+    json!({
+        "id": id,
+        "type": "message_batch",
+        "processing_status": job.status,
+        "request_counts": {"processing": if ended { 0 } else { job.inline.len() },
+            "succeeded": job.counts.1, "errored": job.counts.2, "canceled": 0, "expired": 0},
+        "results_url": if ended { json!(format!("http://{host}/v1/messages/batches/{id}/results")) } else { Value::Null },
+    })
+}
+
+/// A Gemini batch operation as the API describes it.
+fn describe_gemini(id: &str, job: &Job) -> Value {
+    let done = job.answers.is_some();
+    let mut op = json!({
+        "name": id,
+        "metadata": {"@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "model": format!("models/{}", job.model), "state": job.status,
+            "batchStats": {"requestCount": job.inline.len().to_string(),
+                "successfulRequestCount": job.counts.1.to_string(), "failedRequestCount": job.counts.2.to_string()}},
+        "done": done,
+    });
+    if done {
+        match &job.end {
+            BatchEnd::Failed(message) => op["error"] = json!({"code": 3, "message": message}),
+            _ if job.status == "BATCH_STATE_SUCCEEDED" => {
+                op["response"] = json!({"@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput",
+                    "inlinedResponses": {"inlinedResponses": job.answers}});
+            }
+            _ => {}
+        }
+    }
+    op
+}
+
+pub(crate) async fn anthropic_create(
+    State(shared): State<Arc<Shared>>,
+    Json(body): Json<Value>,
+) -> Response {
+    let Some(requests) = body["requests"].as_array().cloned() else {
+        return error(StatusCode::BAD_REQUEST, "no `requests`");
+    };
+    let bad = requests.iter().any(|r| {
+        let id = r["custom_id"].as_str().unwrap_or("");
+        id.is_empty()
+            || id.len() > 64
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    });
+    if bad {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "each custom_id must match ^[a-zA-Z0-9_-]{1,64}$",
+        );
+    }
+    let id = create_inline(&shared, Wire::Anthropic, requests, "", body);
+    let s = state(&shared);
+    Json(describe_anthropic(&id, &s.batches[&id], "")).into_response()
+}
+
+pub(crate) async fn anthropic_retrieve(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if advance_inline(&shared, &id).is_none() {
+        return error(StatusCode::NOT_FOUND, "no such batch");
+    }
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let s = state(&shared);
+    Json(describe_anthropic(&id, &s.batches[&id], host)).into_response()
+}
+
+pub(crate) async fn anthropic_results(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+) -> Response {
+    let s = state(&shared);
+    match s.batches.get(&id).and_then(|j| j.answers.as_ref()) {
+        Some(answers) => {
+            let mut text = String::new();
+            for a in answers {
+                text.push_str(&a.to_string());
+                text.push('\n');
+            }
+            ([(http::header::CONTENT_TYPE, "application/binary")], text).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, "no results for this batch (yet)"),
+    }
+}
+
+pub(crate) fn gemini_create(shared: &Shared, model: &str, body: &[u8]) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(body) else {
+        return error(StatusCode::BAD_REQUEST, "not JSON");
+    };
+    let Some(requests) = body
+        .pointer("/batch/input_config/requests/requests")
+        .and_then(Value::as_array)
+        .cloned()
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "no `batch.input_config.requests.requests`",
+        );
+    };
+    let id = create_inline(shared, Wire::Gemini, requests, model, body);
+    let mut s = state(shared);
+    if let Some(job) = s.batches.get_mut(&id) {
+        job.status = "BATCH_STATE_PENDING".into();
+    }
+    Json(describe_gemini(&id, &s.batches[&id])).into_response()
+}
+
+pub(crate) async fn gemini_retrieve(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+) -> Response {
+    let id = format!("batches/{id}");
+    if advance_inline(&shared, &id).is_none() {
+        return error(StatusCode::NOT_FOUND, "no such batch");
+    }
+    let s = state(&shared);
+    Json(describe_gemini(&id, &s.batches[&id])).into_response()
 }
 
 impl crate::ScriptedServer {

@@ -467,6 +467,7 @@ async fn handle_gemini(
     let (model, method) = target.rsplit_once(':').unwrap_or((target.as_str(), ""));
     match method {
         "generateContent" | "streamGenerateContent" => {}
+        "batchGenerateContent" => return batch_api::gemini_create(&shared, model, &body),
         other => {
             return (
                 StatusCode::NOT_FOUND,
@@ -583,6 +584,19 @@ impl ScriptedServer {
             .route("/v1/messages", post(handle_anthropic))
             // Gemini's API, at its base URL `http://127.0.0.1:PORT`.
             .route("/v1beta/models/{target}", post(handle_gemini))
+            .route(
+                "/v1beta/batches/{id}",
+                axum::routing::get(batch_api::gemini_retrieve),
+            )
+            .route("/v1/messages/batches", post(batch_api::anthropic_create))
+            .route(
+                "/v1/messages/batches/{id}",
+                axum::routing::get(batch_api::anthropic_retrieve),
+            )
+            .route(
+                "/v1/messages/batches/{id}/results",
+                axum::routing::get(batch_api::anthropic_results),
+            )
             .route("/v1/files", post(batch_api::upload))
             .route(
                 "/v1/files/{id}/content",

@@ -283,3 +283,33 @@ async fn each_modes_requests_match_the_golden_files() {
     }
     insta::assert_snapshot!(shown);
 }
+
+/// Deployments that take structured outputs only as the beta get `output_format` and the
+/// beta header; the answer is read and validated the same way.
+#[tokio::test]
+async fn the_beta_output_format_is_sent_with_its_header_when_asked() {
+    let server = ScriptedServer::start().await;
+    server.push(Reply::content(r#"{"name": "Ada", "age": 36}"#));
+    let provider = Anthropic::new(
+        AnthropicConfig::new(server.anthropic_base_url())
+            .api_key(KEY)
+            .beta_output_format(true),
+    )
+    .unwrap();
+    let out = Client::new(provider)
+        .extract::<Person>()
+        .mode(Mode::JsonSchema)
+        .user("Ada is 36")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.value.age, 36);
+    let sent = &server.requests()[0];
+    assert_eq!(
+        sent.headers["anthropic-beta"],
+        sift_anthropic::STRUCTURED_OUTPUTS_BETA
+    );
+    assert!(sent.body.get("output_config").is_none(), "{}", sent.body);
+    assert_eq!(sent.body["output_format"]["type"], "json_schema");
+    assert!(sent.body["output_format"]["schema"]["properties"]["age"].is_object());
+}

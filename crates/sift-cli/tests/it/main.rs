@@ -15,9 +15,11 @@ mod eval;
 mod extract;
 mod faults;
 mod gateway;
+mod gemini;
 mod openai_batch;
 mod schemathesis;
 mod telemetry;
+mod vendor_batch;
 
 pub(crate) struct Running {
     pub(crate) child: Child,
@@ -38,6 +40,8 @@ pub(crate) fn sift() -> Command {
         "OPENAI_BASE_URL",
         "ANTHROPIC_API_KEY",
         "ANTHROPIC_BASE_URL",
+        "GEMINI_API_KEY",
+        "GEMINI_BASE_URL",
         "SIFT_PROVIDER",
         "SIFT_PORT",
         "SIFT_HOST",
