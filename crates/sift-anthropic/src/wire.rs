@@ -49,7 +49,10 @@ pub(crate) fn request_body(request: &ChatRequest, default_max_tokens: u32) -> Va
         } => {
             body.insert(
                 "tools".into(),
-                json!([{"name": name, "description": description, "input_schema": parameters}]),
+                // Marked for the cache: the tool (with its schema) is the first part of the
+                // prefix every request of an extractor shares.
+                json!([{"name": name, "description": description, "input_schema": parameters,
+                        "cache_control": {"type": "ephemeral"}}]),
             );
             body.insert("tool_choice".into(), json!({"type": "tool", "name": name}));
         }
@@ -104,6 +107,17 @@ fn messages(list: &[Message]) -> Vec<Value> {
             Some((last, previous)) if *last == role => previous.extend(blocks),
             _ => out.push((role, blocks)),
         }
+    }
+    // A second cache breakpoint at the end of the turn before the last: what this request
+    // shares with the next ones (the extractor's few-shot examples on a first ask; the
+    // conversation so far on a re-ask) is read from the cache by later requests. Anthropic
+    // allows four breakpoints; sift uses two (this and the system prompt).
+    let turns = out.len();
+    if turns >= 2
+        && let Some(block) = out[turns - 2].1.last_mut()
+        && let Some(map) = block.as_object_mut()
+    {
+        map.insert("cache_control".into(), json!({"type": "ephemeral"}));
     }
     out.into_iter()
         .map(|(role, content)| json!({"role": role, "content": content}))
@@ -325,6 +339,10 @@ mod tests {
         let turns = messages(&list);
         assert_eq!(turns.len(), 3, "{turns:#?}");
         assert_eq!(turns[1]["content"][0]["input"], json!({"age": 250}));
+        // The prefix later requests share ends with a cache breakpoint; nothing else has one.
+        assert_eq!(turns[1]["content"][0]["cache_control"]["type"], "ephemeral");
+        assert!(turns[0]["content"][0].get("cache_control").is_none());
+        assert!(turns[2]["content"][1].get("cache_control").is_none());
         let result = &turns[2]["content"][0];
         assert_eq!(result["type"], "tool_result");
         assert_eq!(result["is_error"], true);
