@@ -718,7 +718,7 @@ fn schema_at(
 }
 
 /// `provider`: one name, or a list (the first, then its fallbacks), each in `[providers]`. A
-/// chain takes OpenAI-compatible providers only: the embedded model is asked differently
+/// chain takes remote providers only: the embedded model is asked differently
 /// (a grammar holds it to the schema), so one request cannot go to either.
 fn providers_of(
     s: &mut Section<'_, '_>,
@@ -773,7 +773,7 @@ fn providers_of(
             Some(ProviderSpec::Local { .. }) if chain => problems.at(
                 span.clone(),
                 format!(
-                    "`{path}.provider`: `{name}` is the embedded model, which cannot be part of a fallback chain (list OpenAI-compatible providers only)"
+                    "`{path}.provider`: `{name}` is the embedded model, which cannot be part of a fallback chain (list remote providers only: openai, anthropic or gemini)"
                 ),
             ),
             Some(_) => {}
