@@ -14,7 +14,6 @@ use sift_core::batch::{
     AnswerLine, BatchApi, BatchState, Collected, CreatedBatch, bounded_message,
 };
 use sift_core::{ChatRequest, ProviderError};
-use tokio::io::AsyncWriteExt;
 
 use crate::{Anthropic, wire};
 
@@ -46,26 +45,6 @@ impl Anthropic {
     fn batches_url(&self, rest: &str) -> String {
         format!("{}/v1/messages/batches{rest}", self.config.base_url)
     }
-
-    /// GETs or POSTs `url` with retries; the whole (bounded) body as JSON.
-    async fn call_json(
-        &self,
-        what: &str,
-        request: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<Value, ProviderError> {
-        let bytes = self
-            .transport
-            .with_retries(0, || async {
-                let response = self
-                    .transport
-                    .open(request(), self.config.api_key.iter())
-                    .await?;
-                self.transport.read_body(response).await
-            })
-            .await?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ProviderError::InvalidResponse(format!("{what}: {e}")))
-    }
 }
 
 #[sift_core::async_trait]
@@ -96,18 +75,23 @@ impl BatchApi for Anthropic {
             .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
         let url = self.batches_url("");
         let created = self
-            .call_json("the created batch", || {
-                let request = self
-                    .http
-                    .post(&url)
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(body.clone());
-                if self.config.beta_output_format {
-                    request.header("anthropic-beta", crate::STRUCTURED_OUTPUTS_BETA)
-                } else {
-                    request
-                }
-            })
+            .transport
+            .json(
+                "the created batch",
+                || {
+                    let request = self
+                        .http
+                        .post(&url)
+                        .header(http::header::CONTENT_TYPE, "application/json")
+                        .body(body.clone());
+                    if self.config.beta_output_format {
+                        request.header("anthropic-beta", crate::STRUCTURED_OUTPUTS_BETA)
+                    } else {
+                        request
+                    }
+                },
+                self.config.api_key.iter(),
+            )
             .await?;
         let state = read_state(created)?;
         Ok(CreatedBatch::new(state.id, state.status))
@@ -115,7 +99,15 @@ impl BatchApi for Anthropic {
 
     async fn state(&self, id: &str) -> Result<BatchState, ProviderError> {
         let url = self.batches_url(&format!("/{}", path_segment(id)));
-        read_state(self.call_json("the batch", || self.http.get(&url)).await?)
+        read_state(
+            self.transport
+                .json(
+                    "the batch",
+                    || self.http.get(&url),
+                    self.config.api_key.iter(),
+                )
+                .await?,
+        )
     }
 
     async fn collect(
@@ -135,7 +127,7 @@ impl BatchApi for Anthropic {
                     .open(self.http.get(&url), self.config.api_key.iter())
             })
             .await?;
-        download(&self.transport, response, &to, limit).await?;
+        self.transport.download(response, &to, limit).await?;
         Ok(Collected {
             output: Some(name),
             errors: None,
@@ -225,37 +217,6 @@ fn read_state(v: Value) -> Result<BatchState, ProviderError> {
         status,
         raw: v,
     })
-}
-
-/// Streams `response`'s body into the file `to` (never whole in memory), refused past
-/// `limit` bytes; each chunk within the transport's timeout.
-pub(crate) async fn download(
-    transport: &sift_http::Transport,
-    mut response: reqwest::Response,
-    to: &Path,
-    limit: u64,
-) -> Result<u64, ProviderError> {
-    let timeout = transport.settings().timeout;
-    let local = |e: std::io::Error| {
-        ProviderError::Transport(format!("writing {}: {e}", to.display()).into())
-    };
-    let mut file = tokio::fs::File::create(to).await.map_err(local)?;
-    let mut written = 0u64;
-    while let Some(chunk) = tokio::time::timeout(timeout, response.chunk())
-        .await
-        .map_err(|_| ProviderError::Timeout(timeout))?
-        .map_err(|e| transport.transport_error(e))?
-    {
-        written += chunk.len() as u64;
-        if written > limit {
-            return Err(ProviderError::InvalidResponse(format!(
-                "the batch's results are larger than the limit of {limit} bytes"
-            )));
-        }
-        file.write_all(&chunk).await.map_err(local)?;
-    }
-    file.flush().await.map_err(local)?;
-    Ok(written)
 }
 
 #[cfg(test)]

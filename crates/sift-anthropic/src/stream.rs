@@ -6,63 +6,17 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::Value;
 use sift_core::{ChatDelta, ChatStream, ProviderError, Usage};
-use sift_http::sse::{SseDecoder, SseEvent, TooLong};
+#[cfg(test)]
+use sift_http::sse::SseDecoder;
+use sift_http::sse::{EventReader, SseEvent};
 
 use crate::wire;
 
-/// The deltas of `response`'s event stream. Each chunk must arrive within `idle`; a line or
-/// an event over `max_event` bytes ends it with an error.
+/// The deltas of `response`'s event stream (see `sift_http::sse::deltas`).
 pub(crate) fn deltas(response: reqwest::Response, idle: Duration, max_event: usize) -> ChatStream {
-    let mut body = response.bytes_stream();
-    Box::pin(async_stream::stream! {
-        let mut decoder = SseDecoder::new(max_event);
-        let mut reader = Reader::default();
-        let mut events = Vec::new();
-        loop {
-            let bytes = match tokio::time::timeout(idle, body.next()).await {
-                Err(_) => {
-                    yield Err(ProviderError::Timeout(idle));
-                    return;
-                }
-                Ok(None) => {
-                    if !reader.stopped {
-                        yield Err(ProviderError::Stream("the stream ended before `message_stop`".into()));
-                    }
-                    return;
-                }
-                Ok(Some(Err(e))) => {
-                    yield Err(ProviderError::Stream(e.without_url().to_string()));
-                    return;
-                }
-                Ok(Some(Ok(bytes))) => bytes,
-            };
-            if let Err(TooLong(limit)) = decoder.push(&bytes, &mut events) {
-                yield Err(ProviderError::InvalidResponse(format!(
-                    "the upstream's stream has a line or event larger than the limit of {limit} bytes"
-                )));
-                return;
-            }
-            for event in events.drain(..) {
-                match reader.read(&event) {
-                    Ok(deltas) => {
-                        for d in deltas {
-                            yield Ok(d);
-                        }
-                    }
-                    Err(e) => {
-                        yield Err(e);
-                        return;
-                    }
-                }
-                if reader.stopped {
-                    return;
-                }
-            }
-        }
-    })
+    sift_http::sse::deltas(response, idle, max_event, Reader::default())
 }
 
 /// The state of one streamed answer.
@@ -78,7 +32,19 @@ struct Reader {
 /// not an allocation.
 const MAX_BLOCKS: u64 = 128;
 
-impl Reader {
+impl EventReader for Reader {
+    fn whole(&self) -> bool {
+        self.stopped
+    }
+
+    fn done(&self) -> bool {
+        self.stopped
+    }
+
+    fn end_marker(&self) -> &'static str {
+        "`message_stop`"
+    }
+
     /// The deltas one event carries.
     fn read(&mut self, event: &SseEvent) -> Result<Vec<ChatDelta>, ProviderError> {
         let data = event.data.trim();

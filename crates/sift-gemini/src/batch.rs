@@ -22,27 +22,6 @@ pub const MAX_REQUESTS_PER_BATCH: usize = 100_000;
 /// The most bytes of one batch's inline requests (the API's limit: 20 MB).
 pub const MAX_BATCH_BYTES: usize = 20 * 1000 * 1000;
 
-impl Gemini {
-    async fn call_json(
-        &self,
-        what: &str,
-        request: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<Value, ProviderError> {
-        let bytes = self
-            .transport
-            .with_retries(0, || async {
-                let response = self
-                    .transport
-                    .open(request(), self.config.api_key.iter())
-                    .await?;
-                self.transport.read_body(response).await
-            })
-            .await?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ProviderError::InvalidResponse(format!("{what}: {e}")))
-    }
-}
-
 /// A batch's name (`batches/abc123`) as a path: `batches/` and one segment.
 fn batch_path(id: &str) -> Result<String, ProviderError> {
     let rest = id.strip_prefix("batches/").unwrap_or(id);
@@ -94,12 +73,17 @@ impl BatchApi for Gemini {
         .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
         let url = self.url(&model, "batchGenerateContent");
         let operation = self
-            .call_json("the created batch", || {
-                self.http
-                    .post(&url)
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(body.clone())
-            })
+            .transport
+            .json(
+                "the created batch",
+                || {
+                    self.http
+                        .post(&url)
+                        .header(http::header::CONTENT_TYPE, "application/json")
+                        .body(body.clone())
+                },
+                self.config.api_key.iter(),
+            )
             .await?;
         let state = read_state(operation)?;
         Ok(CreatedBatch::new(state.id, state.status))
@@ -112,7 +96,15 @@ impl BatchApi for Gemini {
             self.config.version,
             batch_path(id)?
         );
-        read_state(self.call_json("the batch", || self.http.get(&url)).await?)
+        read_state(
+            self.transport
+                .json(
+                    "the batch",
+                    || self.http.get(&url),
+                    self.config.api_key.iter(),
+                )
+                .await?,
+        )
     }
 
     async fn collect(

@@ -21,13 +21,12 @@ mod stream;
 mod wire;
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 use sift_core::{
-    Admission, Capabilities, ChatRequest, ChatResponse, ChatStream, Provider, ProviderError,
-    SchemaError, async_trait,
+    Capabilities, ChatRequest, ChatResponse, ChatStream, Provider, ProviderError, SchemaError,
+    async_trait,
 };
 
 /// The default base URL.
@@ -143,39 +142,11 @@ impl GeminiConfig {
         self
     }
 
-    /// The time one try is given.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.transport.timeout = timeout;
-        self
-    }
-
-    /// Transport retries after the first try.
-    pub fn max_transport_retries(mut self, n: u32) -> Self {
-        self.transport.max_transport_retries = n;
-        self
-    }
-
-    /// The first and the longest backoff between tries.
-    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
-        (self.transport.backoff_base, self.transport.backoff_max) = (base, max);
-        self
-    }
-
-    /// The largest answer read (a whole body, or one event of a stream).
-    pub fn max_body(mut self, bytes: usize) -> Self {
-        self.transport.max_body = bytes;
-        self
-    }
+    sift_http::transport_setters!();
 
     /// The most tokens asked for when a request sets no limit.
     pub fn max_answer_tokens(mut self, n: u32) -> Self {
         self.max_answer_tokens = n;
-        self
-    }
-
-    /// Paces calls through `admission` (rate limits shared across callers).
-    pub fn admission(mut self, admission: Arc<dyn Admission>) -> Self {
-        self.transport.admission = Some(admission);
         self
     }
 

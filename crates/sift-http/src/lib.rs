@@ -8,7 +8,11 @@
 //!   bounded, redirect targets cut and printable);
 //! - [`error_message`], [`not_json`], [`input_too_long`], [`redact`]: what an upstream says
 //!   when it fails, read and made safe to show;
-//! - [`sse`]: the server-sent-events decoder streamed answers are read with.
+//! - [`sse`]: the server-sent-events decoder streamed answers are read with, and the loop
+//!   that turns a response's events into a [`ChatStream`](sift_core::ChatStream) through a
+//!   provider's own [`EventReader`](sse::EventReader);
+//! - [`Transport::json`] and [`Transport::download`]: the calls of the providers' batch APIs;
+//! - [`transport_setters!`]: the settings every provider's config offers, written once.
 
 mod errors;
 pub mod sse;
@@ -221,6 +225,56 @@ impl Transport {
             .map_err(|_| ProviderError::Timeout(self.settings.timeout))?
     }
 
+    /// Sends the request `request` makes, with retries, and reads the whole (bounded) answer
+    /// as JSON; `what` names it in an error. `secrets` are masked out of error messages.
+    pub async fn json<'a>(
+        &self,
+        what: &str,
+        request: impl Fn() -> reqwest::RequestBuilder,
+        secrets: impl Iterator<Item = &'a String> + Clone,
+    ) -> Result<serde_json::Value, ProviderError> {
+        let bytes = self
+            .with_retries(0, || async {
+                let response = self.open(request(), secrets.clone()).await?;
+                self.read_body(response).await
+            })
+            .await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ProviderError::InvalidResponse(format!("{what}: {e}")))
+    }
+
+    /// Streams `response`'s body into the file `to` (never whole in memory), refused past
+    /// `limit` bytes, each chunk within the per-try timeout; the bytes written.
+    pub async fn download(
+        &self,
+        mut response: reqwest::Response,
+        to: &std::path::Path,
+        limit: u64,
+    ) -> Result<u64, ProviderError> {
+        use tokio::io::AsyncWriteExt;
+        let timeout = self.settings.timeout;
+        let local = |e: std::io::Error| {
+            ProviderError::Transport(format!("writing {}: {e}", to.display()).into())
+        };
+        let mut file = tokio::fs::File::create(to).await.map_err(local)?;
+        let mut written = 0u64;
+        while let Some(chunk) = tokio::time::timeout(timeout, response.chunk())
+            .await
+            .map_err(|_| ProviderError::Timeout(timeout))?
+            .map_err(|e| self.transport_error(e))?
+        {
+            written += chunk.len() as u64;
+            if written > limit {
+                return Err(ProviderError::InvalidResponse(format!(
+                    "the upstream's file is larger than the limit of {limit} bytes"
+                )));
+            }
+            file.write_all(&chunk).await.map_err(local)?;
+        }
+        file.flush().await.map_err(local)?;
+        Ok(written)
+    }
+
     /// reqwest's error as a provider error of the right kind (its URL left out: it may
     /// carry a key in its query).
     pub fn transport_error(&self, e: reqwest::Error) -> ProviderError {
@@ -299,6 +353,44 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// The longest wait an upstream's `Retry-After` is read as, in seconds (a day).
 const LONGEST_WAIT: f64 = 86_400.0;
+
+/// The settings every HTTP provider's config offers, as builder methods over its
+/// `transport: Settings` field: `timeout`, `max_transport_retries`, `backoff`, `max_body`,
+/// `admission`. Used inside the config's `impl` block.
+#[macro_export]
+macro_rules! transport_setters {
+    () => {
+        /// The time one try is given.
+        pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.transport.timeout = timeout;
+            self
+        }
+
+        /// Transport retries after the first try.
+        pub fn max_transport_retries(mut self, n: u32) -> Self {
+            self.transport.max_transport_retries = n;
+            self
+        }
+
+        /// The first and the longest backoff between tries.
+        pub fn backoff(mut self, base: std::time::Duration, max: std::time::Duration) -> Self {
+            (self.transport.backoff_base, self.transport.backoff_max) = (base, max);
+            self
+        }
+
+        /// The largest answer read (a whole body, or one event of a stream).
+        pub fn max_body(mut self, bytes: usize) -> Self {
+            self.transport.max_body = bytes;
+            self
+        }
+
+        /// Paces calls through `admission` (rate limits shared across callers).
+        pub fn admission(mut self, admission: std::sync::Arc<dyn sift_core::Admission>) -> Self {
+            self.transport.admission = Some(admission);
+            self
+        }
+    };
+}
 
 #[cfg(test)]
 mod tests {

@@ -102,6 +102,89 @@ impl SseDecoder {
     }
 }
 
+/// A provider's reading of its own stream's events.
+pub trait EventReader: Send + 'static {
+    /// The deltas one event carries, or the error it reports.
+    fn read(
+        &mut self,
+        event: &SseEvent,
+    ) -> Result<Vec<sift_core::ChatDelta>, sift_core::ProviderError>;
+
+    /// The answer is whole: a stream that closes now has ended well.
+    fn whole(&self) -> bool;
+
+    /// Stop reading now (the format's end marker arrived).
+    fn done(&self) -> bool {
+        false
+    }
+
+    /// What the stream lacks when it closes before it is whole, for the error (for
+    /// Anthropic's: `` `message_stop` ``).
+    fn end_marker(&self) -> &'static str;
+}
+
+/// The deltas of `response`'s event stream, read by `reader`. Each chunk must arrive within
+/// `idle`; a line or an event over `max_event` bytes ends it with an error, as does a close
+/// before the answer is whole.
+pub fn deltas<R: EventReader>(
+    response: reqwest::Response,
+    idle: std::time::Duration,
+    max_event: usize,
+    mut reader: R,
+) -> sift_core::ChatStream {
+    use futures::StreamExt;
+    use sift_core::ProviderError;
+    let mut body = response.bytes_stream();
+    Box::pin(async_stream::stream! {
+        let mut decoder = SseDecoder::new(max_event);
+        let mut events = Vec::new();
+        loop {
+            let bytes = match tokio::time::timeout(idle, body.next()).await {
+                Err(_) => {
+                    yield Err(ProviderError::Timeout(idle));
+                    return;
+                }
+                Ok(None) => {
+                    if !reader.whole() {
+                        yield Err(ProviderError::Stream(format!(
+                            "the stream ended before {}",
+                            reader.end_marker()
+                        )));
+                    }
+                    return;
+                }
+                Ok(Some(Err(e))) => {
+                    yield Err(ProviderError::Stream(e.without_url().to_string()));
+                    return;
+                }
+                Ok(Some(Ok(bytes))) => bytes,
+            };
+            if let Err(TooLong(limit)) = decoder.push(&bytes, &mut events) {
+                yield Err(ProviderError::InvalidResponse(format!(
+                    "the upstream's stream has a line or event larger than the limit of {limit} bytes"
+                )));
+                return;
+            }
+            for event in events.drain(..) {
+                match reader.read(&event) {
+                    Ok(deltas) => {
+                        for d in deltas {
+                            yield Ok(d);
+                        }
+                    }
+                    Err(e) => {
+                        yield Err(e);
+                        return;
+                    }
+                }
+                if reader.done() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

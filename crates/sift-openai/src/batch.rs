@@ -12,7 +12,6 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sift_core::{ChatRequest, ChatResponse, ProviderError};
-use tokio::io::AsyncWriteExt;
 
 use crate::{OpenAi, wire};
 
@@ -341,26 +340,6 @@ impl OpenAi {
                 self.transport.open(self.http.get(&url), self.secrets())
             })
             .await?;
-        let local = |e: std::io::Error| {
-            ProviderError::Transport(format!("writing {}: {e}", to.display()).into())
-        };
-        let mut file = tokio::fs::File::create(to).await.map_err(local)?;
-        let mut response = response;
-        let mut written = 0u64;
-        while let Some(chunk) = tokio::time::timeout(self.config.timeout, response.chunk())
-            .await
-            .map_err(|_| ProviderError::Timeout(self.config.timeout))?
-            .map_err(|e| self.transport.transport_error(e))?
-        {
-            written += chunk.len() as u64;
-            if written > limit {
-                return Err(ProviderError::InvalidResponse(format!(
-                    "file {id} is larger than the limit of {limit} bytes"
-                )));
-            }
-            file.write_all(&chunk).await.map_err(local)?;
-        }
-        file.flush().await.map_err(local)?;
-        Ok(written)
+        self.transport.download(response, to, limit).await
     }
 }

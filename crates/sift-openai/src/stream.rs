@@ -4,73 +4,57 @@ use std::time::Duration;
 
 use std::borrow::Cow;
 
-use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
 use sift_core::{ChatDelta, ChatResponse, ChatStream, ProviderError, Usage};
 
 use crate::wire;
-use sift_http::sse::{SseDecoder, SseEvent, TooLong};
+use sift_http::sse::{EventReader, SseDecoder, SseEvent, TooLong};
 
 /// The deltas of `response`'s event stream. Each event must arrive within `idle`; a line or
-/// an event over `max_event` bytes ends it with an error.
+/// an event over `max_event` bytes ends it with an error (see `sift_http::sse::deltas`).
 pub(crate) fn deltas(response: reqwest::Response, idle: Duration, max_event: usize) -> ChatStream {
-    let mut body = response.bytes_stream();
-    Box::pin(async_stream::stream! {
-        let mut told_meta = false;
-        // A finish reason arrived: a stream that then closes without `[DONE]` (some
-        // compatible servers send none) is whole; one that closes before either was cut.
-        let mut finished = false;
-        let mut decoder = SseDecoder::new(max_event);
-        let mut pending: std::collections::VecDeque<SseEvent> = Default::default();
-        let mut batch = Vec::new();
-        loop {
-            let event = match pending.pop_front() {
-                Some(e) => e,
-                None => match tokio::time::timeout(idle, body.next()).await {
-                    Err(_) => {
-                        yield Err(ProviderError::Timeout(idle));
-                        return;
-                    }
-                    Ok(None) => {
-                        if !finished {
-                            yield Err(ProviderError::Stream(
-                                "the stream ended before a `finish_reason` or `[DONE]`".into(),
-                            ));
-                        }
-                        return;
-                    }
-                    Ok(Some(Err(e))) => {
-                        yield Err(ProviderError::Stream(e.without_url().to_string()));
-                        return;
-                    }
-                    Ok(Some(Ok(bytes))) => {
-                        if let Err(TooLong(limit)) = decoder.push(&bytes, &mut batch) {
-                            yield Err(ProviderError::InvalidResponse(format!(
-                                "the upstream's stream has a line or event larger than the limit of {limit} bytes"
-                            )));
-                            return;
-                        }
-                        pending.extend(batch.drain(..));
-                        continue;
-                    }
-                },
-            };
-            match read_event(&event, &mut told_meta) {
-                Read::Done => return,
-                Read::Deltas(list) => {
-                    for delta in list {
-                        finished |= matches!(delta, ChatDelta::Finish(_));
-                        yield Ok(delta);
-                    }
-                }
-                Read::Failed(e) => {
-                    yield Err(e);
-                    return;
-                }
+    sift_http::sse::deltas(response, idle, max_event, Reader::default())
+}
+
+/// The state of one streamed completion.
+#[derive(Debug, Default)]
+struct Reader {
+    /// The first chunk's id and model were passed on.
+    told_meta: bool,
+    /// A finish reason arrived: a stream that then closes without `[DONE]` (some compatible
+    /// servers send none) is whole; one that closes before either was cut.
+    finished: bool,
+    /// `[DONE]` arrived.
+    done: bool,
+}
+
+impl EventReader for Reader {
+    fn read(&mut self, event: &SseEvent) -> Result<Vec<ChatDelta>, ProviderError> {
+        match read_event(event, &mut self.told_meta) {
+            Read::Done => {
+                self.done = true;
+                Ok(Vec::new())
             }
+            Read::Deltas(list) => {
+                self.finished |= list.iter().any(|d| matches!(d, ChatDelta::Finish(_)));
+                Ok(list)
+            }
+            Read::Failed(e) => Err(e),
         }
-    })
+    }
+
+    fn whole(&self) -> bool {
+        self.finished || self.done
+    }
+
+    fn done(&self) -> bool {
+        self.done
+    }
+
+    fn end_marker(&self) -> &'static str {
+        "a `finish_reason` or `[DONE]`"
+    }
 }
 
 /// What one event of the stream says.
