@@ -686,6 +686,12 @@ pub async fn hostile_answers(subject: &Subject) {
             wire.empty(),
             &["invalid_response", "none"],
         ),
+        // A redirect is never followed (the key would go with it), and says where it led.
+        (
+            "a redirect",
+            Reply::error(307, "moved").header("location", "http://elsewhere.example/v1"),
+            &["3xx"],
+        ),
     ];
     for (what, reply, kinds) in cases {
         let (err, _) = failing(subject, t, reply).await;
@@ -696,6 +702,9 @@ pub async fn hostile_answers(subject: &Subject) {
             report(&err)
         );
         let text = report(&err);
+        if what == "a redirect" {
+            assert!(text.contains("redirects are not followed"), "{text}");
+        }
         assert!(
             text.len() < 2000,
             "{what}: the error is bounded: {} bytes",

@@ -217,3 +217,49 @@ async fn batches_that_end_short_fail_their_unanswered_items_with_the_reason() {
         );
     }
 }
+
+/// The direct path (`sift batch` without `--via`) with each native provider: every item
+/// asked by sift itself, re-asks in the provider's own turns.
+#[tokio::test]
+async fn direct_batches_run_with_each_native_provider() {
+    for wire in [Wire::Anthropic, Wire::Gemini] {
+        let scratch = Scratch::new(0);
+        odd_ids(&scratch, 12);
+        let server = ScriptedServer::start().await;
+        server.fallback(move |body| answer(wire, body));
+        let cmd = command(&scratch, &server, wire);
+        // The same command without `--via ...-batch` and its poll interval: the direct path.
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let cut = args.iter().position(|a| a == "--via").unwrap();
+        let mut direct = sift();
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                direct.env(k, v);
+            }
+        }
+        direct.args(&args[..cut]).args(["--progress-every", "0"]);
+        let out = wait_for(spawn(direct)).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{wire:?}: item 7 failed: {stderr}"
+        );
+        let records = scratch.records();
+        assert_eq!(records.len(), 12, "{wire:?}: {records:?}");
+        let reasked = records.iter().find(|r| r["id"] == "p10").unwrap();
+        assert_eq!(reasked["value"]["age"], 10, "{wire:?}: {reasked}");
+        assert_eq!(reasked["attempts"], 2, "{wire:?}: {reasked}");
+        // Every call went to the provider's own endpoint, none to a batch.
+        assert!(server.batches_created().is_empty(), "{wire:?}");
+        let sent = server.requests();
+        assert!(sent.len() > 12, "{wire:?}: {}", sent.len());
+        match wire {
+            Wire::Gemini => assert!(sent.iter().all(|r| r.body["method"] == "generateContent")),
+            _ => assert!(sent.iter().all(|r| r.body["tool_choice"]["type"] == "tool")),
+        }
+    }
+}
