@@ -6,6 +6,7 @@ mod conformance;
 mod dialects;
 mod dynamic;
 mod examples;
+mod golden;
 mod grounded;
 mod old;
 mod reask;
