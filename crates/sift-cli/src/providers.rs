@@ -114,7 +114,19 @@ pub(crate) fn telemetry(
     quiet: bool,
     record_content: bool,
 ) -> anyhow::Result<Observed> {
+    telemetry_keeping(args, verbose, quiet, record_content, None)
+}
+
+/// [`telemetry`], keeping the recent traces within `keep_traces` (`sift serve`).
+pub(crate) fn telemetry_keeping(
+    args: &ProviderArgs,
+    verbose: bool,
+    quiet: bool,
+    record_content: bool,
+    keep_traces: Option<sift_telemetry::traces::TraceLimits>,
+) -> anyhow::Result<Observed> {
     let mut config = TelemetryConfig::from_env();
+    config.keep_traces = keep_traces;
     config.scrub.secrets.extend(secrets(args));
     let filter_set = ["SIFT_LOG", "RUST_LOG"]
         .iter()
@@ -141,12 +153,18 @@ pub(crate) fn telemetry(
     }
     let allowed = record_content && !standard_off;
     // What every client built from this telemetry records: content where it is allowed, on
-    // spans only where something shows it (an exporter or the verbose console); and what
+    // spans only where something shows it (an exporter, the kept traces or the verbose
+    // console); and what
     // clients are shown (error bodies, batch output) scrubbed as the logs are.
     let scrubber = telemetry.scrubber();
     let recording = Recording::default()
         .with_log_content(allowed)
-        .with_span_content(allowed && (console_verbose || telemetry.is_exporting()))
+        .with_span_content(
+            allowed
+                && (console_verbose
+                    || telemetry.is_exporting()
+                    || telemetry.trace_store().is_some()),
+        )
         .with_scrubber(Arc::new(move |text: &str| scrubber.scrub_text(text)));
     Ok(Observed {
         telemetry,

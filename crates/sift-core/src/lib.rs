@@ -46,6 +46,7 @@ pub mod report;
 mod schema;
 pub mod stream;
 pub mod trace;
+pub mod traces;
 mod turns;
 mod validate;
 

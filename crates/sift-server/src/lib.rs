@@ -28,6 +28,7 @@ pub mod models;
 mod openapi;
 pub mod request;
 mod schema_cache;
+mod traces;
 mod v1;
 
 use std::sync::{Arc, RwLock};
@@ -88,6 +89,9 @@ pub struct ServerConfig {
     /// The models `/v1/chat/completions` answers with, the first the default; none: the
     /// service's client alone, listed by its model's name.
     pub models: Vec<ModelRoute>,
+    /// The recent traces `GET /v1/traces` shows (`sift-telemetry` keeps them); without it,
+    /// those endpoints answer 404.
+    pub traces: Option<Arc<dyn sift_core::traces::TraceSource>>,
 }
 
 /// A function of each request's span and headers (`sift-telemetry` gives one that continues
@@ -133,6 +137,7 @@ impl Default for ServerConfig {
             model_queue: 1024,
             request_deadline: Some(std::time::Duration::from_secs(300)),
             body_timeout: std::time::Duration::from_secs(30),
+            traces: None,
             models: Vec::new(),
         }
     }
@@ -395,6 +400,8 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
         .route("/v1/models", get(chat::models))
         .route("/v1/models/{*id}", get(chat::model))
         .route("/openapi.json", get(handlers::openapi_json))
+        .route("/v1/traces", get(traces::list))
+        .route("/v1/traces/{id}", get(traces::show))
         .with_state(state.clone())
         // The UI reads the document from `/openapi.json`, so it shows what is served now.
         .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::new(["/openapi.json"])));

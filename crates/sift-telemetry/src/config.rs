@@ -25,6 +25,9 @@ pub struct TelemetryConfig {
     pub service_name: String,
     /// Scrubbing rules.
     pub scrub: ScrubOptions,
+    /// Keep the recent traces in process ([`TraceStore`](crate::traces::TraceStore)) within
+    /// these limits (`sift serve`'s trace viewer); `None`: keep none.
+    pub keep_traces: Option<crate::traces::TraceLimits>,
 }
 
 impl Default for TelemetryConfig {
@@ -38,6 +41,7 @@ impl Default for TelemetryConfig {
             logfire_base_url: None,
             service_name: "sift".into(),
             scrub: ScrubOptions::default(),
+            keep_traces: None,
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod console;
 mod export;
 pub mod metrics;
 pub mod scrub;
+pub mod traces;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -116,6 +117,7 @@ pub struct TelemetryBuilder {
     console_writer: Option<ConsoleWriter>,
     tracer: opentelemetry_sdk::trace::TracerProviderBuilder,
     exporting: Vec<String>,
+    traces: Option<traces::TraceStore>,
     metric_readers: Vec<
         Box<
             dyn FnOnce(
@@ -147,6 +149,7 @@ impl TelemetryBuilder {
             console_writer: None,
             tracer: SdkTracerProvider::builder(),
             exporting: Vec::new(),
+            traces: None,
             metric_readers: Vec::new(),
         }
     }
@@ -293,8 +296,31 @@ impl TelemetryBuilder {
         Ok(self)
     }
 
+    /// Keeps the recent traces in a [`TraceStore`](traces::TraceStore) within `limits`, after
+    /// the same processing as every exporter's (exported every 200 ms, off the requests).
+    pub fn keep_traces(mut self, limits: traces::TraceLimits) -> Result<Self, TelemetryError> {
+        let store = traces::TraceStore::new(limits);
+        let processed = Processed::new(store.clone(), self.scrubber()?, "the trace viewer");
+        self.tracer = self.tracer.with_span_processor(
+            BatchSpanProcessor::builder(processed)
+                .with_batch_config(
+                    opentelemetry_sdk::trace::BatchConfigBuilder::default()
+                        .with_scheduled_delay(Duration::from_millis(200))
+                        .build(),
+                )
+                .build(),
+        );
+        self.traces = Some(store);
+        Ok(self)
+    }
+
     /// Builds the subscriber (not yet installed).
     pub fn build(mut self) -> Result<Telemetry, TelemetryError> {
+        if let Some(limits) = self.config.keep_traces.take()
+            && self.traces.is_none()
+        {
+            self = self.keep_traces(limits)?;
+        }
         let scrubber = self.scrubber()?;
         let filter = |var: &'static str, value: &str| {
             EnvFilter::try_new(value).map_err(|e| TelemetryError::Filter {
@@ -319,7 +345,7 @@ impl TelemetryBuilder {
                     .boxed(),
             );
         }
-        let tracer_provider = if self.exporting.is_empty() {
+        let tracer_provider = if self.exporting.is_empty() && self.traces.is_none() {
             None
         } else {
             let provider = self.tracer.with_resource(resource.clone()).build();
@@ -375,6 +401,7 @@ impl TelemetryBuilder {
             meter_provider,
             registry,
             exporting: self.exporting,
+            traces: self.traces,
             scrubber,
         })
     }
@@ -545,6 +572,7 @@ pub struct Telemetry {
     meter_provider: SdkMeterProvider,
     registry: prometheus::Registry,
     exporting: Vec<String>,
+    traces: Option<traces::TraceStore>,
     scrubber: Arc<Scrubber>,
 }
 
@@ -564,6 +592,11 @@ impl Telemetry {
         tracing::dispatcher::set_global_default(telemetry.dispatch.clone())
             .map_err(|_| TelemetryError::AlreadyInstalled)?;
         Ok(telemetry)
+    }
+
+    /// The recent traces, when they are kept ([`TelemetryConfig::keep_traces`]).
+    pub fn trace_store(&self) -> Option<&traces::TraceStore> {
+        self.traces.as_ref()
     }
 
     /// The subscriber, to install globally or for a scope (`tracing::dispatcher::set_default`).

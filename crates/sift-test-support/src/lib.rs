@@ -25,6 +25,8 @@ mod openai;
 pub mod otlp;
 
 pub use batch_api::BatchEnd;
+/// The HTTP client tests talk to servers with (see [`http_client`]).
+pub use reqwest;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

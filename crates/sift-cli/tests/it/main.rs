@@ -19,6 +19,7 @@ mod gemini;
 mod openai_batch;
 mod schemathesis;
 mod telemetry;
+mod traces;
 mod vendor_batch;
 
 pub(crate) struct Running {
@@ -59,6 +60,8 @@ pub(crate) fn sift() -> Command {
         "SIFT_API_KEYS",
         "SIFT_MAX_UPSTREAM_BODY",
         "SIFT_SHUTDOWN_GRACE",
+        "SIFT_TRACES",
+        "SIFT_RECORD_CONTENT",
     ] {
         cmd.env_remove(var);
     }

@@ -1,0 +1,59 @@
+//! `GET /v1/traces` and `GET /v1/traces/{id}`: the recent traces the telemetry keeps, as
+//! JSON (the same spans the OTLP export sends). Behind the service keys like every endpoint;
+//! what they show of content is what the spans hold (nothing when content recording is off).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// `?limit=N`: the newest N (default and at most every trace kept).
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    limit: Option<usize>,
+}
+
+fn off() -> ApiError {
+    ApiError::NotFound("traces are not kept (sift serve --traces 0)".into())
+}
+
+/// Whether a trace is the trace viewer's own request (left out of the list).
+fn own(endpoint: Option<&str>) -> bool {
+    endpoint.is_some_and(|e| e.starts_with("/v1/traces"))
+}
+
+pub(crate) async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    let Some(source) = &state.config.traces else {
+        return off().into_response();
+    };
+    let traces: Vec<_> = source
+        .list()
+        .into_iter()
+        .filter(|t| !own(t.endpoint.as_deref()))
+        .take(query.limit.unwrap_or(usize::MAX))
+        .collect();
+    Json(json!({ "traces": traces })).into_response()
+}
+
+pub(crate) async fn show(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let Some(source) = &state.config.traces else {
+        return off().into_response();
+    };
+    match source.trace(&id) {
+        Some(trace) => Json(trace).into_response(),
+        None => ApiError::NotFound(format!(
+            "no trace `{}` is kept (only the most recent are)",
+            id.chars().take(64).collect::<String>()
+        ))
+        .into_response(),
+    }
+}
