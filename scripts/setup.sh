@@ -6,6 +6,9 @@ set -euo pipefail
 # libclang for its bindings.
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
+# The pages' tests drive a real browser: Debian's headless Chromium and its WebDriver.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 if command -v dpkg >/dev/null 2>&1; then
   dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
@@ -50,3 +53,5 @@ client_venv() {
 }
 client_venv sdk "openai==3.63.0" "pydantic-ai-slim[openai]==2.78.0" "langchain-openai==1.8.1"
 client_venv instructor "instructor==1.17.0" "openai==3.3.0"
+# Selenium, which drives Chromium for the pages' tests (crates/sift-cli/tests/browser).
+client_venv browser "selenium==4.38.0"

@@ -413,6 +413,7 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
     }
     let router = Router::new()
         .route("/healthz", get(handlers::healthz))
+        .route("/traces", get(traces::page))
         .with_state(state.clone())
         .merge(protected)
         .route_layer(axum::middleware::from_fn_with_state(

@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::AppState;
 use crate::error::ApiError;
 
-/// `?limit=N`: the newest N (default and at most every trace kept).
+/// `?limit=N`: the newest N (default and at most every request kept).
 #[derive(Debug, Deserialize)]
 pub(crate) struct ListQuery {
     limit: Option<usize>,
@@ -23,9 +23,10 @@ fn off() -> ApiError {
     ApiError::NotFound("traces are not kept (sift serve --traces 0)".into())
 }
 
-/// Whether a trace is the trace viewer's own request (left out of the list).
-fn own(endpoint: Option<&str>) -> bool {
-    endpoint.is_some_and(|e| e.starts_with("/v1/traces"))
+/// Whether a trace belongs in the list: a request (it has a route), not the trace viewer's
+/// own (its page and its JSON). Traces of no request (a log at start-up) are left out.
+fn listed(endpoint: Option<&str>) -> bool {
+    endpoint.is_some_and(|e| !e.starts_with("/v1/traces") && e != "/traces")
 }
 
 pub(crate) async fn list(
@@ -38,7 +39,7 @@ pub(crate) async fn list(
     let traces: Vec<_> = source
         .list()
         .into_iter()
-        .filter(|t| !own(t.endpoint.as_deref()))
+        .filter(|t| listed(t.endpoint.as_deref()))
         .take(query.limit.unwrap_or(usize::MAX))
         .collect();
     Json(json!({ "traces": traces })).into_response()
@@ -56,4 +57,21 @@ pub(crate) async fn show(State(state): State<Arc<AppState>>, Path(id): Path<Stri
         ))
         .into_response(),
     }
+}
+
+/// `GET /traces`: the page that shows them (`web/traces.html`). It holds no data, so it is
+/// served without a key; the JSON it reads needs one like every endpoint.
+pub(crate) async fn page() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // Everything it loads is its own: nothing leaves for another origin.
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
+        ],
+        include_str!("../web/traces.html"),
+    )
+        .into_response()
 }

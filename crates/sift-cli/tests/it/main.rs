@@ -10,6 +10,7 @@ use sift_test_support::{Reply, ScriptedServer};
 
 mod anthropic;
 mod batch;
+mod browser;
 mod config;
 mod eval;
 mod extract;
