@@ -77,6 +77,9 @@ pub struct ServeArgs {
     /// default: the span pipeline costs about 0.1 ms of CPU per request.
     #[arg(long, env = "SIFT_TRACES", default_value_t = 0)]
     traces: usize,
+    /// Serve the playground at GET / (a page to try the extractors in a browser).
+    #[arg(long, env = "SIFT_PLAYGROUND", default_value_t = true, action = clap::ArgAction::Set)]
+    playground: bool,
 }
 
 /// The config's extractors, each with the client of its provider (the default one when it
@@ -202,6 +205,7 @@ async fn serve(args: &ServeArgs, telemetry: &providers::Observed) -> anyhow::Res
         Some(hook) => config.request_hook(hook),
         None => config,
     };
+    config.playground = args.playground;
     if let Some(store) = telemetry.trace_store() {
         config.traces = Some(std::sync::Arc::new(store.clone()));
     }

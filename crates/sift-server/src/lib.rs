@@ -26,6 +26,7 @@ mod http_trace;
 mod listen;
 pub mod models;
 mod openapi;
+mod pages;
 pub mod request;
 mod schema_cache;
 mod traces;
@@ -92,6 +93,8 @@ pub struct ServerConfig {
     /// The recent traces `GET /v1/traces` shows (`sift-telemetry` keeps them); without it,
     /// those endpoints answer 404.
     pub traces: Option<Arc<dyn sift_core::traces::TraceSource>>,
+    /// Whether `GET /` serves the playground (default true).
+    pub playground: bool,
 }
 
 /// A function of each request's span and headers (`sift-telemetry` gives one that continues
@@ -138,6 +141,7 @@ impl Default for ServerConfig {
             request_deadline: Some(std::time::Duration::from_secs(300)),
             body_timeout: std::time::Duration::from_secs(30),
             traces: None,
+            playground: true,
             models: Vec::new(),
         }
     }
@@ -413,7 +417,8 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
     }
     let router = Router::new()
         .route("/healthz", get(handlers::healthz))
-        .route("/traces", get(traces::page))
+        .route("/traces", get(pages::traces))
+        .route("/", get(pages::playground))
         .with_state(state.clone())
         .merge(protected)
         .route_layer(axum::middleware::from_fn_with_state(

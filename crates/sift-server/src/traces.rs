@@ -58,20 +58,3 @@ pub(crate) async fn show(State(state): State<Arc<AppState>>, Path(id): Path<Stri
         .into_response(),
     }
 }
-
-/// `GET /traces`: the page that shows them (`web/traces.html`). It holds no data, so it is
-/// served without a key; the JSON it reads needs one like every endpoint.
-pub(crate) async fn page() -> Response {
-    (
-        [
-            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            // Everything it loads is its own: nothing leaves for another origin.
-            (
-                axum::http::header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
-            ),
-        ],
-        include_str!("../web/traces.html"),
-    )
-        .into_response()
-}

@@ -153,3 +153,157 @@ async fn with_service_keys_the_page_asks_for_one_and_uses_it() {
         .unwrap();
     assert_eq!(refused.status(), 401);
 }
+
+/// The playground of `cmd`'s `sift serve`, driven through one run: what the page showed.
+async fn play(
+    cmd: Command,
+    shots: &str,
+    extractor: &str,
+    field: &str,
+    text: &str,
+    stream: bool,
+) -> Value {
+    let running = serve(cmd);
+    let mut args = vec![
+        running.url.clone(),
+        screenshots(shots),
+        extractor.into(),
+        field.into(),
+        text.into(),
+    ];
+    if stream {
+        args.push("stream".into());
+    }
+    let seen = drive("playground.py", args).await;
+    assert_eq!(
+        seen["external"],
+        json!([]),
+        "nothing leaves the server: {seen}"
+    );
+    eprintln!(
+        "playground ({shots}): {} bytes, interactive after {} ms",
+        seen["page_bytes"], seen["interactive_ms"]
+    );
+    seen
+}
+
+const SEED: &str = "Daniel is a 24 year man living in New York City";
+
+#[tokio::test]
+async fn the_playground_runs_the_seed_query_and_marks_where_each_value_was_found() {
+    let upstream = ScriptedServer::start().await;
+    upstream.fallback(|_| Reply::tool_call("UserDetail", r#"{"name": "Daniel", "age": 24}"#));
+    let mut cmd = sift();
+    cmd.env("OPENAI_BASE_URL", upstream.base_url());
+    let seen = play(cmd, "playground-seed", "user", "query", SEED, false).await;
+    assert_eq!(seen["extractors"], json!(["user"]), "{seen}");
+    let result: Value = serde_json::from_str(seen["result"].as_str().unwrap()).unwrap();
+    assert_eq!(result, json!({"name": "Daniel", "age": 24}), "{seen}");
+    assert_eq!(seen["attempts"].as_array().unwrap().len(), 1, "{seen}");
+    // "Daniel" is marked in the text as /name; hovering it lights up its row.
+    let spans = seen["spans"].as_array().unwrap();
+    assert!(
+        spans.contains(&json!({"text": "Daniel", "pointer": "/name"})),
+        "{seen}"
+    );
+    assert!(seen["hovered_row"].to_string().contains("Daniel"), "{seen}");
+}
+
+#[tokio::test]
+async fn a_failed_attempt_then_a_fixed_one_both_show_with_the_errors() {
+    let upstream = ScriptedServer::start().await;
+    upstream
+        .push(Reply::stream_tool_call(
+            "UserDetail",
+            sift_test_support::split_chars(r#"{"name": "Daniel", "age": 240}"#, 6),
+        ))
+        .push(Reply::stream_tool_call(
+            "UserDetail",
+            sift_test_support::split_chars(r#"{"name": "Daniel", "age": 24}"#, 6),
+        ));
+    let mut cmd = sift();
+    cmd.env("OPENAI_BASE_URL", upstream.base_url());
+    let seen = play(cmd, "playground-reask", "user", "query", SEED, true).await;
+    let attempts: Vec<&str> = seen["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(attempts.len(), 2, "{seen}");
+    assert!(
+        attempts[0].contains("re-asked") && attempts[0].contains("150"),
+        "the first attempt's error: {attempts:?}"
+    );
+    assert!(attempts[1].contains("success"), "{attempts:?}");
+    let result: Value = serde_json::from_str(seen["result"].as_str().unwrap()).unwrap();
+    assert_eq!(result["age"], 24, "{seen}");
+}
+
+#[tokio::test]
+async fn a_streamed_list_shows_its_elements_one_by_one() {
+    let upstream = ScriptedServer::start().await;
+    upstream.fallback(|body| {
+        let name = body["tools"][0]["function"]["name"]
+            .as_str()
+            .unwrap_or("Array_of_Event")
+            .to_owned();
+        let answer = r#"{"value": [{"what": "kick off", "when": "3 March"}, {"what": "review", "when": "9 April"}, {"what": "launch", "when": "1 June"}]}"#;
+        Reply::stream_tool_call(&name, sift_test_support::split_chars(answer, 12))
+            .chunk_delay(std::time::Duration::from_millis(120))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sift.toml");
+    std::fs::write(
+        &config,
+        r#"
+[extractors.events]
+description = "Every event in a text, in order"
+schema = { type = "array", items = { type = "object", title = "Event", properties = { what = { type = "string" }, when = { type = "string" } }, required = ["what", "when"] } }
+prompt = "List the events: {{ text }}"
+"#,
+    )
+    .unwrap();
+    let mut cmd = sift();
+    cmd.env("OPENAI_BASE_URL", upstream.base_url())
+        .env("SIFT_CONFIG", &config);
+    let seen = play(
+        cmd,
+        "playground-events",
+        "events",
+        "text",
+        "We kick off on 3 March, review on 9 April and launch on 1 June.",
+        true,
+    )
+    .await;
+    // Seen with one, then two, then three elements: each shown as it closed.
+    let counts = seen["element_counts"].as_array().unwrap();
+    for n in 1..=3 {
+        assert!(counts.contains(&json!(n)), "{seen}");
+    }
+    let result: Value = serde_json::from_str(seen["result"].as_str().unwrap()).unwrap();
+    assert_eq!(result.as_array().map(Vec::len), Some(3), "{seen}");
+}
+
+#[tokio::test]
+async fn the_playground_runs_the_seed_query_on_the_embedded_model() {
+    let seen = play(sift(), "playground-embedded", "user", "query", SEED, false).await;
+    let result: Value = serde_json::from_str(seen["result"].as_str().unwrap())
+        .unwrap_or_else(|e| panic!("no JSON result ({e}): {seen}"));
+    assert_eq!(result, json!({"name": "Daniel", "age": 24}), "{seen}");
+}
+
+#[tokio::test]
+async fn the_playground_can_be_turned_off() {
+    let upstream = ScriptedServer::start().await;
+    let mut cmd = sift();
+    cmd.env("OPENAI_BASE_URL", upstream.base_url())
+        .env("SIFT_PLAYGROUND", "false");
+    let running = serve(cmd);
+    let page = sift_test_support::http_client()
+        .get(format!("{}/", running.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 404);
+}

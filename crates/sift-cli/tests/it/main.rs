@@ -62,6 +62,7 @@ pub(crate) fn sift() -> Command {
         "SIFT_MAX_UPSTREAM_BODY",
         "SIFT_SHUTDOWN_GRACE",
         "SIFT_TRACES",
+        "SIFT_PLAYGROUND",
         "SIFT_RECORD_CONTENT",
     ] {
         cmd.env_remove(var);

@@ -1,0 +1,72 @@
+"""Drives the playground (`GET /`) of a running `sift serve` in headless Chromium and prints
+what it saw as one JSON line.
+
+    python playground.py BASE_URL SCREENSHOT_DIR EXTRACTOR FIELD TEXT [stream]
+
+The extractor is picked, TEXT typed into the input field FIELD, the streamed toggle set when
+asked, and the run button pressed. While it runs, the number of streamed elements shown is
+sampled; once it is done the result, the attempts and the marked spans are read. Screenshots
+of each step go to SCREENSHOT_DIR.
+"""
+import json
+import os
+import sys
+import time
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+base, shots, extractor, field, text = sys.argv[1:6]
+stream = len(sys.argv) > 6 and sys.argv[6] == "stream"
+os.makedirs(shots, exist_ok=True)
+options = webdriver.ChromeOptions()
+for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900",
+             "--no-proxy-server", "--disable-background-networking", "--disable-component-update"]:
+    options.add_argument(flag)
+options.binary_location = "/usr/bin/chromium"
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+by_id = lambda name: (By.CSS_SELECTOR, f"[data-testid='{name}']")
+out = {}
+try:
+    started = time.monotonic()
+    driver.get(base + "/")
+    picker = WebDriverWait(driver, 10).until(
+        lambda d: d.find_element(*by_id("extractor")) if d.find_elements(By.CSS_SELECTOR, "[data-testid=extractor] option") else None)
+    out["interactive_ms"] = round((time.monotonic() - started) * 1000)
+    out["extractors"] = [o.get_attribute("value") for o in picker.find_elements(By.TAG_NAME, "option")]
+    Select(picker).select_by_value(extractor)
+    box = WebDriverWait(driver, 5).until(lambda d: d.find_element(*by_id("input-" + field)))
+    box.clear()
+    box.send_keys(text)
+    toggle = driver.find_element(*by_id("stream"))
+    if toggle.is_selected() != stream:
+        toggle.click()
+    driver.save_screenshot(os.path.join(shots, "1-form.png"))
+    driver.find_element(*by_id("run")).click()
+    counts = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        counts.append(len(driver.find_elements(By.CSS_SELECTOR, "[data-testid=element]")))
+        state = driver.find_element(By.ID, "state").text
+        if state and not state.startswith("running"):
+            break
+        time.sleep(0.03)
+    out["state"] = driver.find_element(By.ID, "state").text
+    out["element_counts"] = sorted(set(counts))
+    out["result"] = driver.find_element(*by_id("result")).text
+    out["attempts"] = [a.text for a in driver.find_elements(*by_id("attempt"))]
+    marks = driver.find_elements(*by_id("span"))
+    out["spans"] = [{"text": m.text, "pointer": m.get_attribute("data-pointer")} for m in marks]
+    if marks:
+        webdriver.ActionChains(driver).move_to_element(marks[0]).perform()
+        out["hovered_row"] = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#fields tr.hot")]
+    driver.save_screenshot(os.path.join(shots, "2-result.png"))
+    resources = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    out["external"] = [r for r in resources if not r.startswith(base)]
+    out["page_bytes"] = driver.execute_script(
+        "return performance.getEntriesByType('navigation')[0].transferSize")
+finally:
+    driver.quit()
+print(json.dumps(out))
