@@ -11,8 +11,13 @@ use sift_test_support::{Reply, ScriptedServer};
 
 use crate::{serve, sift};
 
+/// One browser at a time: each Chromium takes most of a small machine's cores, and the other
+/// tests of this binary run beside them.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs `script` with `args` in the browser virtualenv; the JSON line it prints.
 async fn drive(script: &str, args: Vec<String>) -> Value {
+    let _one = ONE_BROWSER.lock().await;
     let root = std::env::var_os("SIFT_CLIENTS_DIR").map_or_else(
         || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/sift/clients"),
         PathBuf::from,
