@@ -24,6 +24,10 @@ pub struct EvalArgs {
     /// Write the report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Write the report as one HTML page to this file (scores, deltas against --baseline,
+    /// failures and every miss).
+    #[arg(long, value_name = "FILE")]
+    report_html: Option<PathBuf>,
     /// An earlier report (`--report`) to compare with: per-field deltas.
     #[arg(long, value_name = "FILE")]
     baseline: Option<PathBuf>,
@@ -90,6 +94,10 @@ async fn eval(args: EvalArgs, telemetry: &providers::Observed) -> Result<ExitCod
         .map_err(Failed::provider)?;
     let report = sift_eval::evaluate(&spec, &client, &examples, args.concurrency).await;
     print!("{}", report.table(baseline.as_ref(), args.misses));
+    if let Some(path) = &args.report_html {
+        std::fs::write(path, report.html(baseline.as_ref()))
+            .with_context(|| format!("could not write the HTML report to {}", path.display()))?;
+    }
     if let Some(path) = &args.report {
         let json = serde_json::to_string_pretty(&report).context("encoding the report")?;
         std::fs::write(path, json + "\n")

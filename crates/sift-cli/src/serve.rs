@@ -80,6 +80,13 @@ pub struct ServeArgs {
     /// Serve the playground at GET / (a page to try the extractors in a browser).
     #[arg(long, env = "SIFT_PLAYGROUND", default_value_t = true, action = clap::ArgAction::Set)]
     playground: bool,
+    /// An evaluation report (`sift eval --report FILE`) to show at GET /evals, read anew for
+    /// each request (and compared with --eval-baseline when given).
+    #[arg(long, env = "SIFT_EVAL_REPORT", value_name = "FILE")]
+    eval_report: Option<std::path::PathBuf>,
+    /// An earlier report to show the deltas against on GET /evals.
+    #[arg(long, env = "SIFT_EVAL_BASELINE", value_name = "FILE")]
+    eval_baseline: Option<std::path::PathBuf>,
 }
 
 /// The config's extractors, each with the client of its provider (the default one when it
@@ -206,6 +213,24 @@ async fn serve(args: &ServeArgs, telemetry: &providers::Observed) -> anyhow::Res
         None => config,
     };
     config.playground = args.playground;
+    if let Some(report) = args.eval_report.clone() {
+        let baseline = args.eval_baseline.clone();
+        config.evals = Some(sift_server::EvalsPage(std::sync::Arc::new(move || {
+            let read = |path: &std::path::Path| -> Result<sift_eval::Report, String> {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| format!("could not read {}: {e}", path.display()))?;
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    format!(
+                        "{} is not a report of sift eval --report: {e}",
+                        path.display()
+                    )
+                })
+            };
+            let now = read(&report)?;
+            let then = baseline.as_deref().map(read).transpose()?;
+            Ok(now.html(then.as_ref()))
+        })));
+    }
     if let Some(store) = telemetry.trace_store() {
         config.traces = Some(std::sync::Arc::new(store.clone()));
     }

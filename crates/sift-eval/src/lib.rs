@@ -6,6 +6,7 @@
 //! expected ([`score`]): per-field precision, recall and F1, exact match per example, and
 //! every miss ([`Report`]).
 
+pub mod html;
 pub mod report;
 pub mod score;
 

@@ -95,6 +95,19 @@ pub struct ServerConfig {
     pub traces: Option<Arc<dyn sift_core::traces::TraceSource>>,
     /// Whether `GET /` serves the playground (default true).
     pub playground: bool,
+    /// What `GET /evals` shows (an evaluation report as HTML, made anew for each request);
+    /// without it, `/evals` answers 404.
+    pub evals: Option<EvalsPage>,
+}
+
+/// Renders the evaluation page, or says why it cannot (`sift serve --eval-report` gives one).
+#[derive(Clone)]
+pub struct EvalsPage(pub Arc<dyn Fn() -> Result<String, String> + Send + Sync>);
+
+impl std::fmt::Debug for EvalsPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EvalsPage")
+    }
 }
 
 /// A function of each request's span and headers (`sift-telemetry` gives one that continues
@@ -142,6 +155,7 @@ impl Default for ServerConfig {
             body_timeout: std::time::Duration::from_secs(30),
             traces: None,
             playground: true,
+            evals: None,
             models: Vec::new(),
         }
     }
@@ -405,6 +419,7 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
         .route("/v1/models/{*id}", get(chat::model))
         .route("/openapi.json", get(handlers::openapi_json))
         .route("/v1/traces", get(traces::list))
+        .route("/evals", get(pages::evals))
         .route("/v1/traces/{id}", get(traces::show))
         .with_state(state.clone())
         // The UI reads the document from `/openapi.json`, so it shows what is served now.

@@ -38,3 +38,36 @@ pub(crate) async fn playground(State(state): State<Arc<AppState>>) -> Response {
     }
     html(include_str!("../web/playground.html"))
 }
+
+/// `GET /evals`: the configured evaluation report as a page. It holds data, so it needs the
+/// service key like the JSON endpoints.
+pub(crate) async fn evals(State(state): State<Arc<AppState>>) -> Response {
+    let Some(page) = &state.config.evals else {
+        return ApiError::NotFound(
+            "no evaluation report is served (sift serve --eval-report FILE)".into(),
+        )
+        .into_response();
+    };
+    match (page.0)() {
+        Ok(text) => html_owned(text),
+        Err(why) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"detail": why})),
+        )
+            .into_response(),
+    }
+}
+
+fn html_owned(page: String) -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+        ],
+        page,
+    )
+        .into_response()
+}

@@ -101,12 +101,66 @@ async fn a_known_score_its_report_its_floor_and_its_baseline() {
     baseline["fields"]["name"]["f1"] = json!(0.5);
     let earlier = dir.path().join("earlier.json");
     std::fs::write(&earlier, baseline.to_string()).unwrap();
-    let out = eval(&server, args(&["--baseline", earlier.to_str().unwrap()])).await;
+    let page = dir.path().join("report.html");
+    let out = eval(
+        &server,
+        args(&[
+            "--baseline",
+            earlier.to_str().unwrap(),
+            "--report-html",
+            page.to_str().unwrap(),
+        ]),
+    )
+    .await;
     let table = text(&out.stdout);
     assert!(table.contains("(75.0%) +0.250"), "{table}");
     assert!(table.contains("+0.250"), "{table}");
     let name_row = table.lines().find(|l| l.starts_with("name")).unwrap();
     assert!(name_row.ends_with("+0.250"), "{name_row}");
+    // The same as one page: the scores with their deltas, and the miss with both values.
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("exact match 3/4 (<b>75.0%</b>) <span class=\"up\">+0.250</span>"),
+        "{html}"
+    );
+    assert_eq!(
+        html.matches("data-testid=\"eval-field\"").count(),
+        3,
+        "name, age, all"
+    );
+    assert!(
+        html.contains("<td>c</td><td>name</td><td>mismatch</td><td><code>&quot;Cy Lee&quot;</code></td><td><code>&quot;Dr. Cy Lee&quot;</code></td>"),
+        "{html}"
+    );
+
+    // Served at /evals by `sift serve --eval-report`, behind the service key.
+    let mut cmd = sift();
+    cmd.env("OPENAI_BASE_URL", server.base_url())
+        .env("SIFT_API_KEYS", "eval-key")
+        .env("SIFT_EVAL_REPORT", &report)
+        .env("SIFT_EVAL_BASELINE", &earlier);
+    let running = crate::serve(cmd);
+    let http = sift_test_support::http_client();
+    let refused = http
+        .get(format!("{}/evals", running.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let served = http
+        .get(format!("{}/evals", running.url))
+        .bearer_auth("eval-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert!(
+        served.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(served.text().await.unwrap(), html, "the same page");
 
     // A gold line that does not fit is refused with its place.
     std::fs::write(

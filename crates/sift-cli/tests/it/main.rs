@@ -63,6 +63,8 @@ pub(crate) fn sift() -> Command {
         "SIFT_SHUTDOWN_GRACE",
         "SIFT_TRACES",
         "SIFT_PLAYGROUND",
+        "SIFT_EVAL_REPORT",
+        "SIFT_EVAL_BASELINE",
         "SIFT_RECORD_CONTENT",
     ] {
         cmd.env_remove(var);
