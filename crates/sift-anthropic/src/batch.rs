@@ -10,9 +10,7 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
-use sift_core::batch::{
-    AnswerLine, BatchApi, BatchState, Collected, CreatedBatch, bounded_message,
-};
+use sift_core::batch::{AnswerLine, BatchApi, BatchState, Collected, CreatedBatch};
 use sift_core::{ChatRequest, ProviderError};
 
 use crate::{Anthropic, wire};
@@ -152,12 +150,7 @@ impl BatchApi for Anthropic {
                     .get("error")
                     .map(Value::to_string)
                     .unwrap_or_default();
-                let message = bounded_message(sift_http::error_message(text.as_bytes()));
-                Err(if sift_http::input_too_long(text.as_bytes()) {
-                    ProviderError::InputTooLong(message)
-                } else {
-                    ProviderError::Batch(message)
-                })
+                Err(sift_http::batch_request_error(text.as_bytes()))
             }
             Some("canceled") => Err(ProviderError::Batch(
                 "the batch was cancelled before this request ran".into(),

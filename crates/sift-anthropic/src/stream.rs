@@ -47,16 +47,9 @@ impl EventReader for Reader {
 
     /// The deltas one event carries.
     fn read(&mut self, event: &SseEvent) -> Result<Vec<ChatDelta>, ProviderError> {
-        let data = event.data.trim();
-        if data.is_empty() {
+        let Some(v) = event.json()? else {
             return Ok(Vec::new());
-        }
-        let v: Value = serde_json::from_str(data).map_err(|e| {
-            ProviderError::Stream(format!(
-                "an event is not JSON ({e}): {}",
-                data.chars().take(200).collect::<String>()
-            ))
-        })?;
+        };
         let kind = v
             .get("type")
             .and_then(Value::as_str)
@@ -136,7 +129,7 @@ impl EventReader for Reader {
                 Vec::new()
             }
             "error" => {
-                let message = sift_http::error_message(data.as_bytes());
+                let message = sift_http::error_message(event.data.trim().as_bytes());
                 let overloaded =
                     v.pointer("/error/type").and_then(Value::as_str) == Some("overloaded_error");
                 return Err(if overloaded {

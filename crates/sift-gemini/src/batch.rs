@@ -9,9 +9,7 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
-use sift_core::batch::{
-    AnswerLine, BatchApi, BatchState, Collected, CreatedBatch, bounded_message,
-};
+use sift_core::batch::{AnswerLine, BatchApi, BatchState, Collected, CreatedBatch};
 use sift_core::{ChatRequest, ProviderError};
 use tokio::io::AsyncWriteExt;
 
@@ -163,15 +161,7 @@ impl BatchApi for Gemini {
             .to_owned();
         if let Some(error) = v.get("error").filter(|e| !e.is_null()) {
             let text = json!({"error": error}).to_string();
-            let message = bounded_message(sift_http::error_message(text.as_bytes()));
-            return Ok((
-                id,
-                Err(if sift_http::input_too_long(text.as_bytes()) {
-                    ProviderError::InputTooLong(message)
-                } else {
-                    ProviderError::Batch(message)
-                }),
-            ));
+            return Ok((id, Err(sift_http::batch_request_error(text.as_bytes()))));
         }
         let response = v.get("response").ok_or("neither `response` nor `error`")?;
         Ok((id, wire::parse_response(response.to_string().as_bytes())))

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
 use sift_core::{ChatDelta, ChatStream, ProviderError};
 #[cfg(test)]
 use sift_http::sse::SseDecoder;
@@ -41,16 +40,9 @@ impl EventReader for Reader {
 
     /// The deltas one event carries.
     fn read(&mut self, event: &SseEvent) -> Result<Vec<ChatDelta>, ProviderError> {
-        let data = event.data.trim();
-        if data.is_empty() {
+        let Some(v) = event.json()? else {
             return Ok(Vec::new());
-        }
-        let v: Value = serde_json::from_str(data).map_err(|e| {
-            ProviderError::Stream(format!(
-                "an event is not JSON ({e}): {}",
-                data.chars().take(200).collect::<String>()
-            ))
-        })?;
+        };
         let piece = wire::read_piece(&v, self.calls)?;
         let mut out = Vec::new();
         if !self.met && (piece.id.is_some() || piece.model.is_some()) {

@@ -100,6 +100,18 @@ pub fn input_too_long(body: &[u8]) -> bool {
     .any(|needle| text.contains(needle))
 }
 
+/// The error a provider's batch reports for one of its requests (`body`, as the provider
+/// wrote it): a prompt too long for the model as such, any other as a batch failure, each
+/// with the upstream's message, bounded.
+pub fn batch_request_error(body: &[u8]) -> ProviderError {
+    let message = sift_core::batch::bounded_message(error_message(body));
+    if input_too_long(body) {
+        ProviderError::InputTooLong(message)
+    } else {
+        ProviderError::Batch(message)
+    }
+}
+
 /// The longest upstream error message kept, in characters.
 const MESSAGE_CHARS: usize = 500;
 

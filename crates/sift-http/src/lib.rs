@@ -17,7 +17,9 @@
 mod errors;
 pub mod sse;
 
-pub use errors::{error_message, input_too_long, not_json, redact, status_error};
+pub use errors::{
+    batch_request_error, error_message, input_too_long, not_json, redact, status_error,
+};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

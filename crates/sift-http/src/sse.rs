@@ -15,6 +15,23 @@ pub struct SseEvent {
     pub data: String,
 }
 
+impl SseEvent {
+    /// Its data as JSON: `None` for an empty event, a stream error (quoting the start of the
+    /// data) for one that is not JSON.
+    pub fn json(&self) -> Result<Option<serde_json::Value>, sift_core::ProviderError> {
+        let data = self.data.trim();
+        if data.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_str(data).map(Some).map_err(|e| {
+            sift_core::ProviderError::Stream(format!(
+                "an event is not JSON ({e}): {}",
+                data.chars().take(200).collect::<String>()
+            ))
+        })
+    }
+}
+
 /// Incremental decoder: feed bytes as they arrive, take complete events.
 #[derive(Debug)]
 pub struct SseDecoder {

@@ -248,33 +248,15 @@ impl OpenAi {
         format!("{}{path}", self.config.base_url)
     }
 
-    /// Sends `request`, reads the whole (bounded) body, maps an error status.
-    async fn call(&self, request: reqwest::RequestBuilder) -> Result<bytes::Bytes, ProviderError> {
-        let response = request
-            .timeout(self.config.timeout)
-            .send()
-            .await
-            .map_err(|e| self.transport.transport_error(e))?;
-        let status = response.status();
-        let retry_after = sift_http::retry_after(response.headers());
-        let location = sift_http::location(status, response.headers());
-        let bytes = self.transport.bounded_body(response).await?;
-        if !status.is_success() {
-            return Err(self.status_error(status, retry_after, location, &bytes));
-        }
-        Ok(bytes)
-    }
-
+    /// Sends the request `request` makes, with the transport's retries; the whole (bounded)
+    /// answer read as a `T`.
     async fn call_json<T: serde::de::DeserializeOwned>(
         &self,
         what: &str,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<T, ProviderError> {
-        let bytes = self
-            .transport
-            .with_retries(0, || self.call(request()))
-            .await?;
-        serde_json::from_slice(&bytes)
+        let value = self.transport.json(what, request, self.secrets()).await?;
+        serde_json::from_value(value)
             .map_err(|e| ProviderError::InvalidResponse(format!("{what}: {e}")))
     }
 

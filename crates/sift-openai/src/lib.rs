@@ -390,7 +390,7 @@ impl OpenAi {
 
     /// The keys this provider sends, masked out of what an upstream says (an upstream 401
     /// often echoes the key it was given).
-    fn secrets(&self) -> impl Iterator<Item = &String> {
+    fn secrets(&self) -> impl Iterator<Item = &String> + Clone {
         self.config
             .api_key
             .iter()
