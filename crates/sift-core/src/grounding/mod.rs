@@ -96,6 +96,9 @@ pub struct Span {
     pub start: usize,
     /// One past the last character.
     pub end: usize,
+    /// The page it starts on (from 1), for a value found in a paged document (a PDF).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<usize>,
 }
 
 /// A value that should be grounded and is not.
@@ -375,6 +378,7 @@ fn ground_with(
                 field: text.field.to_owned(),
                 start: m.start,
                 end: m.end,
+                page: None,
             };
             for x in &m.numbers {
                 by_number.entry(key(*x)).or_default().push(span.clone());
@@ -772,6 +776,7 @@ impl<'a> Normalized<'a> {
             field: self.field.to_owned(),
             start: first,
             end: last.min(self.chars),
+            page: None,
         }
     }
 }
