@@ -64,6 +64,8 @@ pub struct ExtractorSpec {
     /// Worked examples from `[[extractors.NAME.examples]]`, their prompts rendered, shown
     /// to the model before each request.
     pub examples: Vec<Example>,
+    /// How documents go through it, from `[extractors.NAME.document]`.
+    pub document: crate::DocumentSpec,
     template: Arc<minijinja::Environment<'static>>,
 }
 
@@ -225,6 +227,7 @@ impl ExtractorSpec {
             eval: BTreeMap::new(),
             grounding: BTreeMap::new(),
             examples: Vec::new(),
+            document: crate::DocumentSpec::default(),
             template: Arc::new(template),
         };
         spec.version = spec.hash();
@@ -286,11 +289,7 @@ impl ExtractorSpec {
     ) -> ExtractBuilder<Value> {
         // An example answers with one output; a list of outputs asked for shows it as a
         // list of one.
-        // (The output itself is passed by reference: the value comparison is left for
-        // the other schemas.)
-        let listed = !self.examples.is_empty()
-            && !std::ptr::eq(schema, &self.output)
-            && schema.value() != self.output.value();
+        let listed = !self.examples.is_empty() && schema.is_array() && !self.output.is_array();
         let examples = self.examples.iter().map(|e| {
             let mut e = e.clone();
             if listed {
@@ -333,6 +332,7 @@ impl ExtractorSpec {
             "max_tokens": self.max_tokens,
             "grounding": self.grounding,
             "examples": self.examples,
+            "document": [&self.document.field, self.document.chunk_tokens, self.document.overlap_tokens],
         });
         let digest = Sha256::digest(shape.to_string().as_bytes());
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
@@ -537,6 +537,7 @@ pub(crate) fn read(
             }
         }
     }
+    let document = crate::document::read(&mut s, &path, input.as_ref(), problems);
     let s_examples = s.value("examples");
     s.finish(problems);
 
@@ -640,6 +641,7 @@ pub(crate) fn read(
         eval,
         grounding,
         examples,
+        document,
         template: Arc::new(template?),
     };
     spec.version = spec.hash();

@@ -18,6 +18,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod document;
 mod examples;
 mod extractor;
 mod toml_walk;
@@ -29,6 +30,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::de::DeTable;
 
+pub use document::{DocumentSpec, NoDocumentField, REMOTE_CHUNK_TOKENS};
 pub use extractor::{ExtractorSpec, FieldRule, Matching, RenderError, TEXT_INPUT};
 
 use crate::toml_walk::{LineIndex, Problems, Section};

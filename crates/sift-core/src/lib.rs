@@ -60,7 +60,7 @@ pub use message::{
 pub use mode::Mode;
 pub use outcome::{Attempt, AttemptOutcome, Event, ExtractError, Extraction, StreamStats};
 pub use partial::{Partial, PartialObject};
-pub use provider::{Admission, Capabilities, Provider, ProviderError};
+pub use provider::{Admission, Capabilities, Provider, ProviderError, Window};
 pub use schema::{
     ResponseSchema, Schema, SchemaError, WRAPPER_FIELD, decode_fragment, escape_pointer_token,
 };

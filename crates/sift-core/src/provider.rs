@@ -20,6 +20,20 @@ pub struct Capabilities {
     /// read from [`ChatRequest::structured`](crate::ChatRequest::structured): such a provider
     /// is given the schema as it is and answers the bare value, so nothing is wrapped.
     pub constrained: bool,
+    /// What one request may hold, when the provider knows its model's window (the embedded
+    /// model): long documents are split to fit it.
+    pub window: Option<Window>,
+}
+
+/// A model's window: the tokens one request may hold, and how many run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Prompt and answer together, in tokens.
+    pub context_tokens: u32,
+    /// The answer's default limit, in tokens (part of the context).
+    pub answer_tokens: u32,
+    /// Generations run at once.
+    pub parallel: usize,
 }
 
 impl Capabilities {
@@ -36,6 +50,13 @@ impl Capabilities {
         self.constrained = on;
         self
     }
+
+    /// With the model's window known.
+    #[must_use]
+    pub fn with_window(mut self, window: Window) -> Self {
+        self.window = Some(window);
+        self
+    }
 }
 
 impl Default for Capabilities {
@@ -45,6 +66,7 @@ impl Default for Capabilities {
             json_schema: true,
             streaming: false,
             constrained: false,
+            window: None,
         }
     }
 }

@@ -43,7 +43,7 @@ impl Plan {
     /// Chunks of about `tokens` tokens of text (with a tenth of that shared between
     /// neighbours), `concurrency` at once.
     pub fn for_tokens(tokens: usize, concurrency: usize) -> Self {
-        let chunk_chars = tokens.max(64) * CHARS_PER_TOKEN;
+        let chunk_chars = tokens.max(8) * CHARS_PER_TOKEN;
         Self {
             chunk_chars,
             overlap_chars: chunk_chars / 10,
@@ -51,6 +51,10 @@ impl Plan {
         }
     }
 }
+
+/// A chunk's extraction running.
+pub type ChunkFuture =
+    Pin<Box<dyn Future<Output = Result<Extraction<Value>, ExtractError>> + Send>>;
 
 /// One chunk's extraction, as the caller runs it: the input (the document's field set to
 /// the chunk's text) and the schema to extract.

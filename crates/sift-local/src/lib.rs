@@ -193,6 +193,7 @@ pub struct LocalProvider {
     model: String,
     model_path: PathBuf,
     max_tokens: u32,
+    window: sift_core::Window,
 }
 
 /// What the model thread has done so far.
@@ -260,6 +261,11 @@ impl LocalProvider {
             model: loaded.name,
             model_path,
             max_tokens: config.max_tokens,
+            window: sift_core::Window {
+                context_tokens: loaded.n_ctx,
+                answer_tokens: config.max_tokens,
+                parallel: config.parallel,
+            },
         })
     }
 
@@ -389,6 +395,7 @@ impl Provider for LocalProvider {
         Capabilities::default()
             .with_streaming(true)
             .with_constrained(true)
+            .with_window(self.window)
     }
 
     fn check_schema(&self, schema: &Value) -> Result<(), SchemaError> {

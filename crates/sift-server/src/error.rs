@@ -125,6 +125,14 @@ pub enum ApiError {
     BodyTimeout(std::time::Duration),
     /// `503`: the bodies still arriving hold all the memory set aside for them.
     BodyMemory,
+    /// A document that could not be read: `413` over the limits, `415` of a type not read,
+    /// `422` encrypted, scanned (no text), malformed or empty.
+    Document(sift_documents::ReadError),
+    /// A document's extraction failed (see [`crate::documents::failure_status`]).
+    DocumentFailed(
+        Box<sift_documents::extract::DocumentError>,
+        sift_core::trace::Recording,
+    ),
 }
 
 impl ApiError {
@@ -256,6 +264,31 @@ impl IntoResponse for ApiError {
                 }),
             )
                 .into_response(),
+            ApiError::Document(e) => {
+                let status = if e.is_too_large() {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else if e.kind() == "unsupported" {
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE
+                } else {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                };
+                tracing::warn!(status = status.as_u16(), kind = e.kind(), error = %e, "document refused");
+                (
+                    status,
+                    Json(json!({"detail": e.to_string(), "type": e.kind()})),
+                )
+                    .into_response()
+            }
+            ApiError::DocumentFailed(e, recording) => {
+                let status = crate::documents::failure_status(&e);
+                let detail = crate::documents::failure_detail(&e, &recording);
+                tracing::error!(
+                    status = status.as_u16(),
+                    kind = e.kind(),
+                    "document extraction failed"
+                );
+                (status, Json(json!({"detail": detail}))).into_response()
+            }
             ApiError::Many(detail, status) => {
                 tracing::error!(status = status.as_u16(), error = %detail.message, "many failed");
                 let mut response = (status, Json(json!({"detail": detail}))).into_response();

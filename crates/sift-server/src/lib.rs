@@ -18,6 +18,7 @@ mod auth;
 mod batch;
 mod chat;
 mod deadline;
+mod documents;
 pub mod error;
 pub mod extractors;
 mod gate;
@@ -95,6 +96,9 @@ pub struct ServerConfig {
     pub traces: Option<Arc<dyn sift_core::traces::TraceSource>>,
     /// Whether `GET /` serves the playground (default true).
     pub playground: bool,
+    /// The largest document and the most PDF pages `/document` reads (default 50 MiB and
+    /// 500 pages; `413` beyond).
+    pub document_limits: sift_documents::Limits,
     /// What `GET /evals` shows (an evaluation report as HTML, made anew for each request);
     /// without it, `/evals` answers 404.
     pub evals: Option<EvalsPage>,
@@ -156,6 +160,7 @@ impl Default for ServerConfig {
             traces: None,
             playground: true,
             evals: None,
+            document_limits: sift_documents::Limits::default(),
             models: Vec::new(),
         }
     }
@@ -194,6 +199,13 @@ impl ServerConfig {
     #[must_use]
     pub fn request_hook(mut self, hook: Arc<RequestHookFn>) -> Self {
         self.request_hook = Some(RequestHook(hook));
+        self
+    }
+
+    /// The largest document and the most PDF pages `/document` reads.
+    #[must_use]
+    pub fn document_limits(mut self, limits: sift_documents::Limits) -> Self {
+        self.document_limits = limits;
         self
     }
 
@@ -412,6 +424,14 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
         .route("/v1/extractors/{name}", get(v1::show).post(v1::run_one))
         .route("/v1/extractors/{name}/many", post(v1::run_many))
         .route("/v1/extractors/{name}/stream", post(v1::run_stream))
+        .route(
+            "/v1/extractors/{name}/document",
+            post(documents::run_document),
+        )
+        .route(
+            "/v1/extractors/{name}/document/stream",
+            post(documents::stream_document),
+        )
         .route("/v1/extract", post(adhoc::adhoc))
         .route("/v1/extract/stream", post(adhoc::adhoc_stream))
         .route("/v1/chat/completions", post(chat::completions))

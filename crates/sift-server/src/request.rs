@@ -215,6 +215,26 @@ async fn read_body(body: axum::body::Body, rules: &BodyRules) -> Result<Vec<u8>,
     Ok(buffer)
 }
 
+/// The raw body of `req`, at most `limit` bytes (a larger one is `PayloadTooLarge`), read
+/// under the router's timeout and memory budget as JSON bodies are.
+pub(crate) async fn read_raw(req: Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    if declared_length(req.headers()).is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    match req.extensions().get::<BodyRules>().cloned() {
+        Some(mut rules) => {
+            rules.limit = limit;
+            tokio::time::timeout(rules.timeout, read_body(req.into_body(), &rules))
+                .await
+                .map_err(|_| ApiError::BodyTimeout(rules.timeout))?
+        }
+        None => axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|_| ApiError::PayloadTooLarge),
+    }
+}
+
 /// Whether a `Content-Type` declares JSON: `application/json` or `application/*+json`, any
 /// parameters (`charset`) and case. A body sent without one is read as JSON too, as FastAPI
 /// does.

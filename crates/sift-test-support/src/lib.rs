@@ -23,6 +23,7 @@ pub mod faults;
 mod gemini;
 mod openai;
 pub mod otlp;
+pub mod pdf;
 
 pub use batch_api::BatchEnd;
 /// The HTTP client tests talk to servers with (see [`http_client`]).

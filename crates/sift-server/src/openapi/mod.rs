@@ -3,6 +3,7 @@
 //! schemas (see [`document`]).
 
 mod chat;
+mod documents;
 mod schemas;
 
 use serde_json::{Value, json};
@@ -382,6 +383,7 @@ fn operations(
         "requestBody": {"required": true, "content": {"application/json": {"schema": input_ref}}},
         "responses": stream
     }}));
+    documents::operations(e, &id, &output_ref, error_responses(false), paths);
 }
 
 fn adhoc_operations(paths: &mut serde_json::Map<String, Value>) {

@@ -3,6 +3,7 @@
 
 mod chat;
 mod clients;
+mod documents;
 mod endpoints;
 mod examples;
 mod extract_stream;
