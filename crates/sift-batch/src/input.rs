@@ -1,5 +1,6 @@
 //! A job's input: a JSONL file (objects with an `id` and the extractor's input fields), a
-//! file of plain text lines, or a folder of `.txt` files.
+//! file of plain text lines, or a folder of documents (PDF, HTML, Markdown and text files,
+//! each one item named by its file name).
 //!
 //! The input is read twice: once up front, to count it and refuse duplicate ids (resuming
 //! goes by id, so each must name one item), then item by item as the job runs, so a large
@@ -21,6 +22,9 @@ pub struct Item {
     pub id: String,
     /// The extractor's input, or why the line is not one.
     pub input: Result<Value, String>,
+    /// For a folder's file: the document to read (its text goes into the input's text
+    /// field, split into chunks when long).
+    pub document: Option<PathBuf>,
 }
 
 /// Where the input comes from.
@@ -172,24 +176,24 @@ impl Source {
                 for entry in std::fs::read_dir(&path).map_err(|e| BatchError::io(&path, e))? {
                     let entry = entry.map_err(|e| BatchError::io(&path, e))?;
                     let p = entry.path();
-                    if p.extension().is_some_and(|e| e == "txt") && p.is_file() {
+                    if sift_documents::Kind::from_path(&p).is_some() && p.is_file() {
                         files.push(p);
                     }
                 }
                 files.sort();
-                let field = self.text_field.clone().unwrap_or_default();
                 Ok(Box::new(files.into_iter().enumerate().map(
                     move |(i, p)| {
                         let id = p
                             .file_name()
                             .map(|n| n.to_string_lossy().into_owned())
                             .unwrap_or_default();
-                        // A file that cannot be read as text is its item's error.
-                        let input =
-                            sift_core::files::read_text(&p, sift_core::files::MAX_DATA_FILE)
-                                .map(|text| single(&field, text))
-                                .map_err(|e| format!("{id}: {}", e.reason()));
-                        let item = Ok(Item { id, input });
+                        // The file is read as a document when its item runs (a bad one is
+                        // that item's error).
+                        let item = Ok(Item {
+                            id,
+                            input: Ok(Value::Object(Map::new())),
+                            document: Some(p),
+                        });
                         (i + 1, item)
                     },
                 )))
@@ -221,11 +225,13 @@ impl Source {
                             (Err(why), _) => Item {
                                 id: n.to_string(),
                                 input: Err(why),
+                                document: None,
                             },
                             (Ok(line), Kind::Jsonl) => jsonl_item(&line, n),
                             (Ok(line), _) => Item {
                                 id: n.to_string(),
                                 input: Ok(single(&field, line)),
+                                document: None,
                             },
                         };
                         return Some((n, Ok(item)));
@@ -304,6 +310,19 @@ impl<R: BufRead> Lines<R> {
     }
 }
 
+impl Item {
+    /// A document item with the document's whole text read into `field` (for a provider's
+    /// batch API, which takes each item as one request); other items as they are.
+    pub fn with_document_text(mut self, field: &str) -> Self {
+        if let Some(path) = self.document.take() {
+            self.input = sift_documents::read_path(&path, &sift_documents::Limits::default())
+                .map(|d| single(field, d.text))
+                .map_err(|e| format!("{}: {e}", self.id));
+        }
+        self
+    }
+}
+
 fn single(field: &str, text: String) -> Value {
     let mut m = Map::new();
     m.insert(field.to_owned(), Value::String(text));
@@ -322,12 +341,14 @@ fn jsonl_item(line: &str, n: usize) -> Item {
                     "line {n}: expected a JSON object with an `id` and the input's fields, got {}",
                     kind_of(&other)
                 )),
+                document: None,
             };
         }
         Err(e) => {
             return Item {
                 id: n.to_string(),
                 input: Err(format!("line {n}: not valid JSON: {e}")),
+                document: None,
             };
         }
     };
@@ -345,10 +366,12 @@ fn jsonl_item(line: &str, n: usize) -> Item {
         Ok(id) => Item {
             id,
             input: Ok(Value::Object(object)),
+            document: None,
         },
         Err(message) => Item {
             id: n.to_string(),
             input: Err(message),
+            document: None,
         },
     }
 }
@@ -485,12 +508,16 @@ mod tests {
         std::fs::create_dir(&folder).unwrap();
         std::fs::write(folder.join("b.txt"), "second").unwrap();
         std::fs::write(folder.join("a.txt"), "first").unwrap();
-        std::fs::write(folder.join("notes.md"), "skipped").unwrap();
+        std::fs::write(folder.join("notes.md"), "# Notes").unwrap();
+        std::fs::write(folder.join("photo.png"), "skipped").unwrap();
         let source = Source::open(&folder, &text_schema(), None).unwrap();
         let items = collect(&source);
-        assert_eq!(items.len(), 2);
-        assert_eq!(items[0].id, "a.txt");
-        assert_eq!(items[0].input, Ok(json!({"text": "first"})));
+        let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["a.txt", "b.txt", "notes.md"]);
+        assert_eq!(
+            items[0].document.as_deref(),
+            Some(folder.join("a.txt").as_path())
+        );
 
         let two = json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}, "required": ["a", "b"]});
         let err = Source::open(&path, &two, None).unwrap_err().to_string();

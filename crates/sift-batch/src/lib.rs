@@ -275,6 +275,7 @@ pub async fn run(job: Job, mut interrupts: Interrupts) -> Result<Summary, BatchE
         client: job.client,
         prices: Pricing(job.prices),
         spans: job.spans,
+        chunks_at_once: concurrency,
     });
     let pauses = || job.limiter.as_ref().map_or(0, |l| l.pauses());
     let mut in_flight = FuturesUnordered::new();
@@ -367,6 +368,8 @@ struct Ctx {
     client: Client,
     prices: Pricing,
     spans: bool,
+    /// A document's chunks extracted at once.
+    chunks_at_once: usize,
 }
 
 /// Prices by model name.
@@ -463,6 +466,7 @@ pub(crate) fn record(
                 attempts: out.attempts.len(),
                 model,
                 spans: if spans { out.spans } else { None },
+                document: None,
             };
             (record, out.usage)
         }
@@ -476,6 +480,7 @@ pub(crate) fn record(
                 attempts: e.attempts().len(),
                 model: asked.to_owned(),
                 spans: None,
+                document: None,
             };
             (record, usage)
         }
@@ -485,6 +490,11 @@ pub(crate) fn record(
 /// One item: checked against the input schema, rendered, extracted; always a record.
 async fn process(ctx: Arc<Ctx>, item: Item) -> (Record, Usage, Option<f64>) {
     let asked = ctx.client.model().to_owned();
+    if let Some(path) = item.document.clone() {
+        let (record, usage) = document(&ctx, item.id, &path, &asked).await;
+        let cost = ctx.prices.cost(&asked, &record.model, &usage, 1.0);
+        return (record, usage, cost);
+    }
     let (id, input, messages) = match conversation(&ctx.extractor, &asked, item) {
         Ok(c) => c,
         Err(record) => return (*record, Usage::default(), Some(0.0)),
@@ -497,6 +507,85 @@ async fn process(ctx: Arc<Ctx>, item: Item) -> (Record, Usage, Option<f64>) {
     let (record, usage) = record(id, &asked, result, ctx.client.recording(), ctx.spans);
     let cost = ctx.prices.cost(&asked, &record.model, &usage, 1.0);
     (record, usage, cost)
+}
+
+/// A folder's file: read as a document (on the blocking pool), split, extracted and merged
+/// as the service does; always a record.
+async fn document(ctx: &Ctx, id: String, path: &Path, asked: &str) -> (Record, Usage) {
+    let owned = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || {
+        sift_documents::read_path(&owned, &sift_documents::Limits::default())
+    })
+    .await;
+    let document = match read {
+        Ok(Ok(d)) => Arc::new(d),
+        Ok(Err(e)) => {
+            let kind = match &e {
+                sift_documents::ReadFileError::Read(r) => r.kind(),
+                sift_documents::ReadFileError::Io(_) => "io",
+            };
+            return (failure(id, asked, kind, e.to_string()), Usage::default());
+        }
+        Err(e) => return (failure(id, asked, "io", e.to_string()), Usage::default()),
+    };
+    let input = Value::Object(serde_json::Map::new());
+    let result = ctx
+        .extractor
+        .extract_document(&ctx.client, document.clone(), input, ctx.chunks_at_once)
+        .await;
+    let recording = ctx.client.recording();
+    match result {
+        Err(e) => (
+            failure(id, asked, "invalid_input", e.to_string()),
+            Usage::default(),
+        ),
+        Ok(Ok(out)) => {
+            let usage = out.usage;
+            let attempts = out.attempts.len();
+            let model = out
+                .attempts
+                .iter()
+                .rev()
+                .find_map(|a| a.model.clone())
+                .unwrap_or_else(|| asked.to_owned());
+            // With spans, the text they index goes in the line too (a PDF's or a page's text
+            // is not the file's bytes).
+            let answer = out.answer(&document, ctx.spans);
+            let record = Record {
+                id,
+                value: Some(answer.value),
+                error: None,
+                usage: usage.into(),
+                attempts,
+                model,
+                spans: answer.spans,
+                document: Some(serde_json::json!({
+                    "document": answer.document,
+                    "conflicts": answer.conflicts,
+                    "failed_chunks": answer.failed_chunks,
+                    "text": answer.text,
+                })),
+            };
+            (record, usage)
+        }
+        Ok(Err(sift_documents::extract::DocumentError::Extraction(e))) => {
+            let (mut record, usage) = record(id, asked, Err(e), recording, false);
+            record.document = Some(
+                serde_json::json!({"document": sift_documents::DocumentInfo::of(&document, Vec::new())}),
+            );
+            (record, usage)
+        }
+        Ok(Err(e)) => {
+            let usage = e.usage();
+            let mut record = failure(id, asked, e.kind(), recording.scrub(e.to_string()));
+            record.usage = usage.into();
+            record.attempts = e.attempts().len();
+            if let sift_documents::extract::DocumentError::AllChunksFailed { failed, .. } = &e {
+                record.document = Some(serde_json::json!({"failed_chunks": failed}));
+            }
+            (record, usage)
+        }
+    }
 }
 
 /// The record of an item that failed before any model call.
@@ -515,5 +604,6 @@ fn failure(id: String, model: &str, kind: &str, message: String) -> Record {
         attempts: 0,
         model: model.to_owned(),
         spans: None,
+        document: None,
     }
 }

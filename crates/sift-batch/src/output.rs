@@ -33,6 +33,10 @@ pub struct Record {
     /// Where each grounded value was found, by JSON pointer into `value` (with `--spans`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spans: Option<sift_core::grounding::Spans>,
+    /// For a document: what was read (kind, pages, chunks), the fields where chunks
+    /// disagreed and the chunks that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<Value>,
 }
 
 /// What an existing output already holds.
@@ -236,6 +240,7 @@ mod tests {
             attempts: 1,
             model: "m".into(),
             spans: None,
+            document: None,
         }
     }
 

@@ -196,7 +196,8 @@ pub async fn run_remote(job: RemoteJob, mut interrupts: Interrupts) -> Result<Su
         if done.ids.contains(&item.id) {
             continue;
         }
-        match conversation(&job.extractor, &asked, item) {
+        let field = job.extractor.document_field().unwrap_or_default();
+        match conversation(&job.extractor, &asked, item.with_document_text(&field)) {
             Err(record) => {
                 output.write(&record)?;
                 tally.add(false, Usage::default(), Some(0.0));

@@ -34,7 +34,9 @@ pub struct BatchArgs {
     name: Option<String>,
     #[command(flatten)]
     adhoc: AdhocArgs,
-    /// The input: JSONL (`{"id", ...input}` per line), plain text lines, or a folder of .txt.
+    /// The input: JSONL (`{"id", ...input}` per line), plain text lines, or a folder of
+    /// documents (PDF, HTML, Markdown and text files; each file one item, named by its file
+    /// name, long ones split into chunks and merged).
     #[arg(short, long, value_name = "IN")]
     input: PathBuf,
     /// The input file's format, `jsonl` or `lines` (default: the one its name says,

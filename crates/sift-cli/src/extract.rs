@@ -24,7 +24,9 @@ pub struct ExtractArgs {
     positional: Vec<String>,
     #[command(flatten)]
     adhoc: AdhocArgs,
-    /// Read the text from this file.
+    /// Read this document (PDF, HTML, Markdown or text, by its extension or content): a
+    /// long one is split into chunks, extracted and merged. With `--json`, the file holds
+    /// the input object instead.
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
     /// The text is the extractor's input as a JSON object (for inputs of several fields).
@@ -266,6 +268,24 @@ async fn extract(args: ExtractArgs, telemetry: &providers::Observed) -> Result<(
         )
         .into());
     }
+    if let (Some(path), false) = (args.file.as_deref(), args.json) {
+        if text_arg.is_some() {
+            return Err(
+                anyhow::anyhow!("give the text as an argument or with --file, not both").into(),
+            );
+        }
+        let document = crate::document::read(path)?;
+        let client = Clients::new(&args.providers, telemetry, None)
+            .only_for(file.as_ref(), &spec)
+            .await
+            .map_err(Failed::provider)?;
+        let how = crate::document::Printing {
+            spans: args.spans,
+            stream: args.stream,
+            verbose: args.verbose,
+        };
+        return crate::document::extract(&spec, &client, document, how).await;
+    }
     let text = read_text(text_arg, args.file.as_deref())?;
     let input = input_for(&spec, text, args.json)?;
     let messages = spec.messages(&input)?;
@@ -320,14 +340,14 @@ async fn extract(args: ExtractArgs, telemetry: &providers::Observed) -> Result<(
 }
 
 /// `value` on a line of its own, flushed (a stream's reader sees it at once).
-fn line(out: &mut impl Write, value: &Value) -> anyhow::Result<()> {
+pub(crate) fn line(out: &mut impl Write, value: &Value) -> anyhow::Result<()> {
     writeln!(out, "{value}")
         .and_then(|()| out.flush())
         .context("could not write to stdout")
 }
 
 /// A failed extraction: every attempt shown, and the exit code of its kind.
-fn failed(e: ExtractError, recording: &Recording) -> Failed {
+pub(crate) fn failed(e: ExtractError, recording: &Recording) -> Failed {
     show_attempts(e.attempts());
     let code = match &e {
         ExtractError::Schema(_) => EXIT_INPUT,
@@ -341,7 +361,7 @@ fn failed(e: ExtractError, recording: &Recording) -> Failed {
     }
 }
 
-fn show_attempts(attempts: &[Attempt]) {
+pub(crate) fn show_attempts(attempts: &[Attempt]) {
     for a in attempts {
         let by = a
             .model

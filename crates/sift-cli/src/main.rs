@@ -2,6 +2,7 @@
 
 mod batch;
 mod check;
+mod document;
 mod eval;
 mod extract;
 mod providers;

@@ -29,6 +29,12 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, env = "SIFT_BODY_LIMIT", default_value_t = 1024 * 1024)]
     body_limit: usize,
+    /// Largest document `/v1/extractors/{name}/document` reads, in bytes (413 beyond).
+    #[arg(long, env = "SIFT_MAX_DOCUMENT_BYTES", default_value_t = sift_documents::DEFAULT_MAX_BYTES)]
+    max_document_bytes: usize,
+    /// Most pages of a PDF `/v1/extractors/{name}/document` reads (413 beyond).
+    #[arg(long, env = "SIFT_MAX_DOCUMENT_PAGES", default_value_t = sift_documents::DEFAULT_MAX_PAGES)]
+    max_document_pages: usize,
     /// Bytes all request bodies still arriving may hold at once; a body past it is refused
     /// with 503 and Retry-After.
     #[arg(long, env = "SIFT_BODY_MEMORY", default_value_t = 128 * 1024 * 1024)]
@@ -182,6 +188,10 @@ async fn serve(args: &ServeArgs, telemetry: &providers::Observed) -> anyhow::Res
         .max_queries(args.max_queries)
         .body_limit(args.body_limit)
         .body_memory(args.body_memory)
+        .document_limits(sift_documents::Limits {
+            max_bytes: args.max_document_bytes,
+            max_pages: args.max_document_pages,
+        })
         .adhoc_cache(args.adhoc_cache_bytes, args.schema_compiles)
         .metrics(telemetry.metrics_renderer());
     config = config.models(

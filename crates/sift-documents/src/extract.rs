@@ -119,6 +119,71 @@ pub struct DocumentExtraction {
     pub attempts: Vec<Attempt>,
 }
 
+/// What was read of a document, for an answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DocumentInfo {
+    /// `pdf`, `html`, `markdown` or `text`.
+    pub kind: crate::Kind,
+    /// Its pages (1 for anything but a PDF).
+    pub pages: usize,
+    /// Its text's length in characters.
+    pub chars: usize,
+    /// The chunks it was split into.
+    pub chunks: Vec<ChunkInfo>,
+    /// What could not be read (a PDF page), named.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl DocumentInfo {
+    /// What was read of `document`, split into `chunks`.
+    pub fn of(document: &Document, chunks: Vec<ChunkInfo>) -> Self {
+        Self {
+            kind: document.kind,
+            pages: document.page_count(),
+            chars: document.chars(),
+            chunks,
+            warnings: document.warnings.clone(),
+        }
+    }
+}
+
+/// A document's answer, as the service sends it and `sift extract --file` prints it:
+/// `{"value", "document", "conflicts", "failed_chunks"}`, and with spans asked for, the
+/// spans in document offsets and the text they index.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    /// The merged value, valid against the output schema.
+    pub value: Value,
+    /// The document read.
+    pub document: DocumentInfo,
+    /// Fields where chunks grounded different values (the first taken).
+    pub conflicts: Vec<Conflict>,
+    /// Chunks whose extraction failed (the value merges the others).
+    pub failed_chunks: Vec<ChunkFailure>,
+    /// Where each grounded value was found, in document offsets (when asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spans: Option<Spans>,
+    /// The document's text, which the spans index (when spans are asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+impl DocumentExtraction {
+    /// The answer for `document` (read into this extraction), with spans and text when
+    /// `spans`.
+    pub fn answer(self, document: &Document, spans: bool) -> Answer {
+        Answer {
+            value: self.value,
+            document: DocumentInfo::of(document, self.chunks),
+            conflicts: self.conflicts,
+            failed_chunks: self.failed,
+            spans: spans.then_some(self.spans),
+            text: spans.then(|| document.text.clone()),
+        }
+    }
+}
+
 /// Why a document's extraction failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

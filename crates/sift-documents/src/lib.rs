@@ -16,7 +16,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-pub use extract::{ChunkFailure, DocumentExtraction, DocumentRun, Plan};
+pub use extract::{Answer, ChunkFailure, DocumentExtraction, DocumentInfo, DocumentRun, Plan};
 pub use merge::{Conflict, Merged};
 
 /// What kind of document a file is.

@@ -14,10 +14,9 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::{Map, Value, json};
-use sift_documents::extract::{ChunkFailure, ChunkInfo, DocumentError, DocumentEvent};
-use sift_documents::{Conflict, Document, DocumentExtraction, Kind, ReadError};
+use sift_documents::extract::{ChunkFailure, DocumentError, DocumentEvent};
+use sift_documents::{Document, DocumentExtraction, Kind, ReadError};
 
 use crate::AppState;
 use crate::deadline::{Deadline, next_before};
@@ -26,41 +25,6 @@ use crate::extractors::Extractor;
 use crate::handlers::{StreamDone, frame, stream_body, wants_sse};
 use crate::request::{ErrorDetail, LocItem, read_raw};
 use crate::v1::{AnswerQuery, answer_query, body_loc, check_input, find, usage_headers};
-
-/// What was read of the document.
-#[derive(Debug, Serialize)]
-pub(crate) struct DocumentInfo {
-    /// `pdf`, `html`, `markdown` or `text`.
-    kind: Kind,
-    /// Its pages (1 for anything but a PDF).
-    pages: usize,
-    /// Its text's length in characters.
-    chars: usize,
-    /// The chunks it was split into.
-    chunks: Vec<ChunkInfo>,
-    /// What could not be read (a PDF page), named.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    warnings: Vec<String>,
-}
-
-/// The answer of `/document`.
-#[derive(Debug, Serialize)]
-pub(crate) struct DocumentAnswer {
-    /// The merged value, valid against the output schema.
-    value: Value,
-    /// The document read.
-    document: DocumentInfo,
-    /// Fields where chunks grounded different values (the first taken).
-    conflicts: Vec<Conflict>,
-    /// Chunks whose extraction failed (the value merges the others).
-    failed_chunks: Vec<ChunkFailure>,
-    /// With `?spans=true`: where each grounded value was found, in document offsets.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    spans: Option<sift_core::grounding::Spans>,
-    /// With `?spans=true`: the document's text, which the spans index.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    text: Option<String>,
-}
 
 /// A document and the rest of the input, read from the request.
 struct Upload {
@@ -237,28 +201,10 @@ pub(crate) async fn run_document(
     Ok(answer(out, &document, &query))
 }
 
-fn info(document: &Document, chunks: Vec<ChunkInfo>) -> DocumentInfo {
-    DocumentInfo {
-        kind: document.kind,
-        pages: document.page_count(),
-        chars: document.chars(),
-        chunks,
-        warnings: document.warnings.clone(),
-    }
-}
-
 fn answer(out: DocumentExtraction, document: &Document, query: &AnswerQuery) -> Response {
     let attempts = out.attempts.len();
     let usage = out.usage;
-    let body = DocumentAnswer {
-        value: out.value,
-        document: info(document, out.chunks),
-        conflicts: out.conflicts,
-        failed_chunks: out.failed,
-        spans: query.spans.then_some(out.spans),
-        text: query.spans.then(|| document.text.clone()),
-    };
-    let mut response = Json(body).into_response();
+    let mut response = Json(out.answer(document, query.spans)).into_response();
     usage_headers(response.headers_mut(), attempts, usage);
     response
 }
@@ -312,14 +258,7 @@ pub(crate) async fn stream_document(
                     match *done {
                         Ok(out) => {
                             let usage = out.usage;
-                            let body = DocumentAnswer {
-                                value: out.value,
-                                document: info(&document, out.chunks),
-                                conflicts: out.conflicts,
-                                failed_chunks: out.failed,
-                                spans: None,
-                                text: None,
-                            };
+                            let body = out.answer(&document, false);
                             yield Ok(frame(sse, Some("document"), Some("document"), &serde_json::to_string(&body).unwrap_or_default()));
                             if sse {
                                 let done = StreamDone { usage: usage.into() };

@@ -12,6 +12,7 @@ mod anthropic;
 mod batch;
 mod browser;
 mod config;
+mod documents;
 mod eval;
 mod extract;
 mod faults;
@@ -63,6 +64,8 @@ pub(crate) fn sift() -> Command {
         "SIFT_SHUTDOWN_GRACE",
         "SIFT_TRACES",
         "SIFT_PLAYGROUND",
+        "SIFT_MAX_DOCUMENT_BYTES",
+        "SIFT_MAX_DOCUMENT_PAGES",
         "SIFT_EVAL_REPORT",
         "SIFT_EVAL_BASELINE",
         "SIFT_RECORD_CONTENT",

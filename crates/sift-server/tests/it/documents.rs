@@ -46,11 +46,12 @@ fn reader(body: &Value) -> Reply {
         .as_str()
         .unwrap_or("f")
         .to_owned();
+    let people = text.starts_with("People:");
     let words: Vec<&str> = text
-        .split(|c: char| c.is_whitespace())
-        .filter(|w| !w.is_empty())
+        .trim_start_matches("People:")
+        .split_whitespace()
         .collect();
-    if text.starts_with("People:") {
+    if people {
         let mut people = Vec::new();
         for w in words.windows(4) {
             if w[1] == "lives" && w[2] == "in" && w[3].ends_with('.') {
