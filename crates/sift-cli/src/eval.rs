@@ -16,7 +16,9 @@ pub const EXIT_BELOW: u8 = 6;
 /// Flags of `sift eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// The extractor's name in the config (without `--schema`), then the gold file.
+    /// The extractor's name in the config (with `--schema`: a name for the report, or none),
+    /// then the gold: a JSONL file, or a folder of documents with their gold (`X.pdf` and
+    /// `X.gold.json`).
     #[arg(num_args = 1..=2, value_name = "NAME GOLD")]
     positional: Vec<String>,
     #[command(flatten)]
@@ -55,11 +57,15 @@ pub async fn run(args: EvalArgs) -> ExitCode {
 }
 
 async fn eval(args: EvalArgs, telemetry: &providers::Observed) -> Result<ExitCode, Failed> {
-    let (name, gold) = match (&args.adhoc.schema, args.positional.as_slice()) {
-        (Some(_), [gold]) => (None, gold.clone()),
-        (None, [name, gold]) => (Some(name.as_str()), gold.clone()),
+    let (name, gold, label) = match (&args.adhoc.schema, args.positional.as_slice()) {
+        (Some(_), [gold]) => (None, gold.clone(), None),
+        (Some(_), [label, gold]) => (None, gold.clone(), Some(label.clone())),
+        (None, [name, gold]) => (Some(name.as_str()), gold.clone(), None),
         (Some(_), _) => {
-            return Err(anyhow::anyhow!("with --schema, give one argument: the gold file").into());
+            return Err(anyhow::anyhow!(
+                "with --schema, give the gold (a file or a folder), optionally after a name for the report"
+            )
+            .into());
         }
         (None, _) => {
             return Err(anyhow::anyhow!(
@@ -86,7 +92,10 @@ async fn eval(args: EvalArgs, telemetry: &providers::Observed) -> Result<ExitCod
         }
     };
     let file = args.providers.config_file()?;
-    let spec = args.adhoc.extractor(file.as_ref(), name)?;
+    let mut spec = args.adhoc.extractor(file.as_ref(), name)?;
+    if let Some(label) = label {
+        spec.name = label;
+    }
     let examples = sift_eval::read_gold(std::path::Path::new(&gold), &spec)?;
     let client = Clients::new(&args.providers, telemetry, None)
         .only_for(file.as_ref(), &spec)

@@ -1,7 +1,10 @@
 //! `sift eval`: an extractor run over labelled examples and scored field by field.
 //!
 //! A gold file is JSONL: each line an object with an `id`, the extractor's input fields and
-//! the `expected` value. Every example is extracted as the service would (same prompt, same
+//! the `expected` value, or a `file` (a document, relative to the gold file's folder) in
+//! place of the input. A folder of documents with their gold (`X.pdf` and `X.gold.json`,
+//! ExtractBench's layout) is read as a gold set too. Documents are read, split, extracted
+//! and merged as the service does. Every example is extracted as the service would (same prompt, same
 //! validation and re-asks), at most `concurrency` at once, and compared with what was
 //! expected ([`score`]): per-field precision, recall and F1, exact match per example, and
 //! every miss ([`Report`]).
@@ -10,7 +13,7 @@ pub mod html;
 pub mod report;
 pub mod score;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
 use serde_json::{Map, Value};
@@ -30,6 +33,8 @@ pub struct Example {
     pub input: Value,
     /// The value expected.
     pub expected: Value,
+    /// A document whose text is the input (PDF, HTML, Markdown or text).
+    pub document: Option<PathBuf>,
 }
 
 /// Why an evaluation could not run.
@@ -44,8 +49,12 @@ pub enum EvalError {
     Gold(String),
 }
 
-/// Reads a gold file: every problem with its line, all at once.
+/// Reads a gold file (or a folder of documents with their gold): every problem with its
+/// line (or file), all at once.
 pub fn read_gold(path: &Path, extractor: &ExtractorSpec) -> Result<Vec<Example>, EvalError> {
+    if path.is_dir() {
+        return read_gold_folder(path, extractor);
+    }
     let text = sift_core::files::read_text(path, sift_core::files::MAX_DATA_FILE)?;
     let mut examples = Vec::new();
     let mut problems = Vec::new();
@@ -74,7 +83,41 @@ pub fn read_gold(path: &Path, extractor: &ExtractorSpec) -> Result<Vec<Example>,
             problems.push(format!("line {n}: no `expected` value"));
             continue;
         };
+        let document = match object.remove("file") {
+            None => None,
+            Some(Value::String(f)) => {
+                let file = path.parent().unwrap_or(Path::new(".")).join(&f);
+                if !file.is_file() {
+                    problems.push(format!(
+                        "line {n}: `file` {f} is not a file (relative to the gold file's folder)"
+                    ));
+                    continue;
+                }
+                Some(file)
+            }
+            Some(_) => {
+                problems.push(format!("line {n}: `file` must be a path"));
+                continue;
+            }
+        };
         let input = Value::Object(object);
+        if document.is_some() {
+            if let Err(e) = extractor.document_field() {
+                problems.push(format!("line {n}: {e}"));
+                continue;
+            }
+            if let Some(errors) = check_expected(extractor, &expected) {
+                problems.push(format!("line {n}: {errors}"));
+                continue;
+            }
+            examples.push(Example {
+                id,
+                input,
+                expected,
+                document,
+            });
+            continue;
+        }
         let errors = extractor.input.errors(&input);
         if !errors.is_empty() {
             let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -98,8 +141,89 @@ pub fn read_gold(path: &Path, extractor: &ExtractorSpec) -> Result<Vec<Example>,
             id,
             input,
             expected,
+            document: None,
         });
     }
+    finish(path, examples, problems)
+}
+
+/// `expected`'s problems against the output schema, if any.
+fn check_expected(extractor: &ExtractorSpec, expected: &Value) -> Option<String> {
+    let errors = extractor.output.errors(expected);
+    (!errors.is_empty()).then(|| {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        format!(
+            "`expected` does not fit the output schema: {}",
+            list.join("; ")
+        )
+    })
+}
+
+/// A folder of documents and their gold: each `X.gold.json` with a document `X.pdf` (or
+/// `.html`, `.md`, `.txt`, ...) beside it. A gold without its document, or a document without
+/// its gold, is a problem named by file.
+fn read_gold_folder(folder: &Path, extractor: &ExtractorSpec) -> Result<Vec<Example>, EvalError> {
+    let io = |e: std::io::Error| EvalError::Gold(format!("{}: {e}", folder.display()));
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(folder)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    entries.sort();
+    if let Err(e) = extractor.document_field() {
+        return Err(EvalError::Gold(e.to_string()));
+    }
+    let mut examples = Vec::new();
+    let mut problems = Vec::new();
+    for gold in entries
+        .iter()
+        .filter(|p| p.to_string_lossy().ends_with(".gold.json"))
+    {
+        let name = gold
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let id = name.trim_end_matches(".gold.json").to_owned();
+        let document = entries.iter().find(|p| {
+            p.file_stem().is_some_and(|s| s.to_string_lossy() == id)
+                && sift_documents::Kind::from_path(p).is_some()
+        });
+        let Some(document) = document else {
+            problems.push(format!(
+                "{name}: no document `{id}.pdf` (or .html, .md, .txt) beside it"
+            ));
+            continue;
+        };
+        let expected: Value =
+            match sift_core::files::read_text(gold, sift_core::files::MAX_DATA_FILE)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str(&t).map_err(|e| format!("not JSON: {e}")))
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    problems.push(format!("{name}: {e}"));
+                    continue;
+                }
+            };
+        if let Some(errors) = check_expected(extractor, &expected) {
+            problems.push(format!("{name}: {errors}"));
+            continue;
+        }
+        examples.push(Example {
+            id,
+            input: Value::Object(Map::new()),
+            expected,
+            document: Some(document.clone()),
+        });
+    }
+    finish(folder, examples, problems)
+}
+
+fn finish(
+    path: &Path,
+    examples: Vec<Example>,
+    problems: Vec<String>,
+) -> Result<Vec<Example>, EvalError> {
     if problems.is_empty() && examples.is_empty() {
         // Scoring nothing would report a perfect score.
         Err(EvalError::Gold(format!(
@@ -132,34 +256,38 @@ pub async fn evaluate(
             async move {
                 // Of the answer's values that grounding checks: those found, those checked.
                 let mut tally = (0, 0);
-                let got = match extractor.messages(&example.input) {
-                    Ok(messages) => {
-                        let result = extractor
-                            .request(client, &example.input, messages)
-                            .send()
-                            .await;
-                        match result {
-                            Ok(out) => {
-                                // The attempt loop grounded it: every checked value was found.
-                                let n = out.spans.as_ref().map_or(0, |s| s.len());
-                                tally = (n, n);
-                                Ok(out.value)
-                            }
-                            Err(e) => {
-                                // An answer that fitted the schema but not the text still
-                                // counts in the grounded share.
-                                if let ExtractError::Ungrounded { value, .. } = &e {
-                                    let g = extractor
-                                        .sources(&example.input)
-                                        .ground(value, extractor.output.value());
-                                    tally = (g.spans.len(), g.spans.len() + g.ungrounded.len());
+                let got = if let Some(path) = &example.document {
+                    document(extractor, client, path, &example.input, &mut tally).await
+                } else {
+                    match extractor.messages(&example.input) {
+                        Ok(messages) => {
+                            let result = extractor
+                                .request(client, &example.input, messages)
+                                .send()
+                                .await;
+                            match result {
+                                Ok(out) => {
+                                    // The attempt loop grounded it: every checked value was found.
+                                    let n = out.spans.as_ref().map_or(0, |s| s.len());
+                                    tally = (n, n);
+                                    Ok(out.value)
                                 }
-                                let f = ExtractionFailure::from_error(&e, client.recording());
-                                Err((f.kind, f.message))
+                                Err(e) => {
+                                    // An answer that fitted the schema but not the text still
+                                    // counts in the grounded share.
+                                    if let ExtractError::Ungrounded { value, .. } = &e {
+                                        let g = extractor
+                                            .sources(&example.input)
+                                            .ground(value, extractor.output.value());
+                                        tally = (g.spans.len(), g.spans.len() + g.ungrounded.len());
+                                    }
+                                    let f = ExtractionFailure::from_error(&e, client.recording());
+                                    Err((f.kind, f.message))
+                                }
                             }
                         }
+                        Err(e) => Err(("template".to_owned(), e.to_string())),
                     }
-                    Err(e) => Err(("template".to_owned(), e.to_string())),
                 };
                 let (value, failure) = match got {
                     Ok(v) => (Some(v), None),
@@ -185,4 +313,40 @@ pub async fn evaluate(
         .collect()
         .await;
     Report::new(&extractor.name, client.model(), outcomes)
+}
+
+/// A document example: read (on the blocking pool), extracted and merged as the service
+/// does; `tally` gets the merged value's grounded spans.
+async fn document(
+    extractor: &ExtractorSpec,
+    client: &Client,
+    path: &Path,
+    input: &Value,
+    tally: &mut (usize, usize),
+) -> Result<Value, (String, String)> {
+    let owned = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || {
+        sift_documents::read_path(&owned, &sift_documents::Limits::default())
+    })
+    .await
+    .map_err(|e| ("io".to_owned(), e.to_string()))?;
+    let document = read.map_err(|e| {
+        let kind = match &e {
+            sift_documents::ReadFileError::Read(r) => r.kind(),
+            sift_documents::ReadFileError::Io(_) => "io",
+        };
+        (kind.to_owned(), e.to_string())
+    })?;
+    let out = extractor
+        .extract_document(client, std::sync::Arc::new(document), input.clone(), 4)
+        .await
+        .map_err(|e| ("invalid_input".to_owned(), e.to_string()))?;
+    match out {
+        Ok(out) => {
+            let n = out.spans.len();
+            *tally = (n, n);
+            Ok(out.value)
+        }
+        Err(e) => Err((e.kind().to_owned(), client.recording().scrub(e.to_string()))),
+    }
 }

@@ -259,3 +259,94 @@ async fn batch_over_a_folder_of_mixed_documents_resumes_by_file_name() {
     assert_eq!(names(&recs[5]["value"]), ["Lou"]);
     assert_eq!(server.requests().len(), asked + 1);
 }
+
+#[tokio::test]
+async fn eval_scores_a_folder_of_documents_and_gold_lines_naming_files() {
+    let scratch = Scratch::new();
+    let folder = scratch.path("gold");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("a.pdf"), two_pages()).unwrap();
+    let six = json!([
+        {"name": "Ann", "city": "Leeds"}, {"name": "Bob", "city": "York"}, {"name": "Cy", "city": "Bath"},
+        {"name": "Dee", "city": "Hull"}, {"name": "Eve", "city": "Ely"}, {"name": "Fay", "city": "Rye"}
+    ]);
+    std::fs::write(folder.join("a.gold.json"), six.to_string()).unwrap();
+    std::fs::write(
+        folder.join("b.md"),
+        "**Ida** lives in Hove.\n\n- Jo lives in Bude.",
+    )
+    .unwrap();
+    // One expected city is wrong: a miss the report must show.
+    std::fs::write(
+        folder.join("b.gold.json"),
+        json!([{"name": "Ida", "city": "Hove"}, {"name": "Jo", "city": "Truro"}]).to_string(),
+    )
+    .unwrap();
+    let server = ScriptedServer::start().await;
+    server.fallback(reader);
+    let report = scratch.path("report.json");
+    let out = run(scratch.command(
+        &server,
+        &[
+            "eval",
+            "people",
+            folder.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    ))
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["examples"], 2, "{report}");
+    assert_eq!(report["exact"], 1, "{report}");
+    assert!(
+        report["failures"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    let misses = report["misses"].as_array().unwrap();
+    assert!(
+        misses
+            .iter()
+            .any(|m| m["id"] == "b" && m.to_string().contains("Truro")),
+        "{report}"
+    );
+
+    // A JSONL gold naming the same files.
+    let lines = [
+        json!({"id": "pdf", "file": "a.pdf", "expected": six}),
+        json!({"id": "md", "file": "b.md", "expected": [{"name": "Ida", "city": "Hove"}, {"name": "Jo", "city": "Bude"}]}),
+    ];
+    let gold = folder.join("set.jsonl");
+    std::fs::write(
+        &gold,
+        lines
+            .iter()
+            .map(|l| l.to_string() + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    let out = run(scratch.command(
+        &server,
+        &["eval", "people", gold.to_str().unwrap(), "--min-score", "1"],
+    ))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A gold with no document beside it is named.
+    std::fs::write(folder.join("c.gold.json"), "[]").unwrap();
+    let out = run(scratch.command(&server, &["eval", "people", folder.to_str().unwrap()])).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("c.gold.json: no document"), "{stderr}");
+}
