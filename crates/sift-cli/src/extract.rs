@@ -158,8 +158,16 @@ pub(crate) fn extractor(
         (None, Some(path)) => {
             let text = sift_core::files::read_text(path, sift_core::files::MAX_CONFIG_FILE)
                 .with_context(|| format!("could not read the schema {}", path.display()))?;
-            let value: Value = serde_json::from_str(&text)
+            let mut value: Value = serde_json::from_str(&text)
                 .with_context(|| format!("{}: not valid JSON", path.display()))?;
+            // A schema published with its name and description around it (ExtractBench's
+            // `{"name", "description", "schema_definition": {...}}`): the schema inside.
+            if value.get("type").is_none()
+                && value.get("properties").is_none()
+                && let Some(inner) = value.get("schema_definition").filter(|v| v.is_object())
+            {
+                value = inner.clone();
+            }
             let name = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())

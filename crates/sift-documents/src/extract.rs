@@ -3,10 +3,11 @@
 //! extraction, and the answers merged ([`crate::merge`]) as they complete in document order.
 //!
 //! A document that fits one chunk is one ordinary extraction of the schema as written. A
-//! longer one is extracted chunk by chunk against the schema with its objects' `required`
-//! and arrays' `minItems` relaxed down from the root (a chunk need not hold every field: the
-//! parties of a contract are on its first page), and the merged value is validated against
-//! the schema as written. A chunk the model cannot take whole (input too long) is split in
+//! longer one is extracted chunk by chunk: the first against the schema as written (the
+//! beginning is where required facts usually are), the others against the schema with its
+//! objects' `required` and arrays' `minItems` relaxed down from the root (a chunk need not
+//! hold every field: the parties of a contract are on its first page), and the merged value
+//! is validated against the schema as written. A chunk the model cannot take whole (input too long) is split in
 //! two and retried, at most three times over. A chunk that fails is reported, never
 //! dropped silently; the others are still merged.
 
@@ -466,7 +467,19 @@ where
     let results = stream::iter(chunks)
         .map({
             let run = run.clone();
-            move |chunk| run_chunk(run.clone(), chunk, schema.clone(), extract.clone(), 0)
+            // The first chunk is asked for the schema as written: a document's beginning is
+            // where its required facts usually are (a resume's name, a contract's parties), and
+            // a model told they may be left out leaves them out (the embedded model answered
+            // `{}` for every chunk of a resume). The others may leave out what they lack.
+            let full = run.schema.clone();
+            move |chunk: Chunk| {
+                let schema = if chunk.index == 0 {
+                    full.clone()
+                } else {
+                    schema.clone()
+                };
+                run_chunk(run.clone(), chunk, schema, extract.clone(), 0)
+            }
         })
         .buffered(concurrency);
     let state = Merging {

@@ -160,8 +160,8 @@ fn check_expected(extractor: &ExtractorSpec, expected: &Value) -> Option<String>
 }
 
 /// A folder of documents and their gold: each `X.gold.json` with a document `X.pdf` (or
-/// `.html`, `.md`, `.txt`, ...) beside it. A gold without its document, or a document without
-/// its gold, is a problem named by file.
+/// `.html`, `.md`, `.txt`, ...) beside it. A gold without its document is a problem named by
+/// file.
 fn read_gold_folder(folder: &Path, extractor: &ExtractorSpec) -> Result<Vec<Example>, EvalError> {
     let io = |e: std::io::Error| EvalError::Gold(format!("{}: {e}", folder.display()));
     let mut entries: Vec<PathBuf> = std::fs::read_dir(folder)
@@ -205,10 +205,9 @@ fn read_gold_folder(folder: &Path, extractor: &ExtractorSpec) -> Result<Vec<Exam
                     continue;
                 }
             };
-        if let Some(errors) = check_expected(extractor, &expected) {
-            problems.push(format!("{name}: {errors}"));
-            continue;
-        }
+        // Not checked against the output schema: a published benchmark's gold need not fit
+        // its own schema exactly (one of ExtractBench's resumes does not), and the scores show
+        // any difference field by field.
         examples.push(Example {
             id,
             input: Value::Object(Map::new()),

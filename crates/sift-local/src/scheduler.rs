@@ -19,7 +19,8 @@
 //! tokens (0.74 in a logit) nor for a token whose cell comes before its prompt's, as happens once
 //! freed cells are reused (0.71); and a batch of 64 tokens or more is computed differently from
 //! a smaller one (0.54). Enough to change a greedy token. So the cache is split by sequence,
-//! each prompt chunk is decoded in a batch of its own, and chunks stay under 64 tokens.
+//! and every batch stays under 64 tokens: the prompts of several sequences are read together,
+//! beside the generated tokens, in the room that leaves.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -43,11 +44,15 @@ const DRY_BASE: f32 = 1.75;
 const DRY_ALLOWED: i32 = 4;
 const DRY_LAST_N: i32 = 512;
 
-/// Prompt tokens read per step. Under 64: llama.cpp's CPU kernels compute a batch of 64 tokens
-/// or more differently from a smaller one, so a prefix kept from a prompt read in one batch of
-/// 64 or more did not give the answer the same prompt read alone gives (measured in
-/// `examples/kv_layout.rs`); in chunks under 64, every prompt token's state is the same however
-/// the prompt was split or shared. Short, too, so the others' next token is not held up long.
+/// Tokens decoded in one step, prompt and generated alike. Under 64: llama.cpp's CPU kernels
+/// compute a batch of 64 tokens or more differently from a smaller one, so a prefix kept from a
+/// prompt read in one batch of 64 or more did not give the answer the same prompt read alone
+/// gives (measured in `examples/kv_layout.rs`); in batches under 64, every prompt token's state
+/// is the same however the prompt was split, shared or read beside others.
+const STEP_TOKENS: usize = 63;
+
+/// Prompt tokens read in a batch of their own, when generated tokens leave no room beside
+/// them (more than [`STEP_TOKENS`] sequences generating).
 const PREFILL_CHUNK: usize = 32;
 
 /// Sizes of the context.
@@ -73,7 +78,7 @@ impl Limits {
             .ok()
             .and_then(|p| n_ctx.checked_mul(p))
             .unwrap_or(u32::MAX / 2);
-        let batch = u32::try_from(parallel.max(PREFILL_CHUNK)).unwrap_or(256);
+        let batch = u32::try_from(parallel + STEP_TOKENS).unwrap_or(256);
         Self {
             n_ctx,
             parallel,
@@ -366,22 +371,42 @@ impl<'m> Scheduler<'m> {
         }
     }
 
-    /// One step: a chunk of the prompt of the first sequence still reading one, then the next
-    /// token of every generating sequence in one batch; a token is sampled for every sequence
-    /// whose logits the step produced.
+    /// One step: the next token of every generating sequence and, in the room left under
+    /// [`STEP_TOKENS`], the next prompt tokens of the sequences still reading one (those with
+    /// the least left first, so a short request is not held up behind a document), all in one
+    /// batch; a token is sampled for every sequence whose logits the step produced.
     ///
-    /// A prompt chunk is decoded in a batch of its own, so a prompt is read exactly as it would
-    /// be alone and no batch reaches the 64 tokens where llama.cpp's CPU kernels compute
-    /// differently (see the module's notes), however many sequences generate beside it.
+    /// No batch reaches the 64 tokens where llama.cpp's CPU kernels compute differently, and
+    /// each sequence has KV cells of its own, so a prompt is read exactly as it would be alone
+    /// however it is cut and whatever is read beside it (see the module's notes). With
+    /// [`STEP_TOKENS`] sequences or more generating, a prompt chunk is decoded in a batch of its
+    /// own first.
     fn step(&mut self) {
-        if let Some(seq) = self
+        let generating = self
             .slots
             .iter()
-            .position(|s| s.as_ref().is_some_and(|s| s.fed < s.run.tokens.len()))
-        {
-            self.batch.clear();
-            let full = self.add_prompt_chunk(seq);
-            self.decode(full);
+            .flatten()
+            .filter(|s| s.next.is_some())
+            .count();
+        let mut reading: Vec<(usize, usize)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(seq, s)| {
+                let s = s.as_ref()?;
+                (s.fed < s.run.tokens.len()).then(|| (s.run.tokens.len() - s.fed, seq))
+            })
+            .collect();
+        reading.sort_unstable();
+        let mut room = STEP_TOKENS.saturating_sub(generating);
+        if room == 0 {
+            // No room beside the generated tokens: the first prompt's chunk goes alone first.
+            if let Some(&(_, seq)) = reading.first() {
+                self.batch.clear();
+                let full = self.add_prompt_chunk(seq, PREFILL_CHUNK);
+                self.decode(full);
+            }
+            reading.clear();
         }
         self.batch.clear();
         let mut full = false;
@@ -394,17 +419,27 @@ impl<'m> Scheduler<'m> {
                 slot.pos += 1;
             }
         }
+        for (_, seq) in reading {
+            if room == 0 {
+                break;
+            }
+            let before = self.batch.n_tokens();
+            full |= self.add_prompt_chunk(seq, room);
+            let added = usize::try_from(self.batch.n_tokens() - before).unwrap_or(room);
+            room = room.saturating_sub(added);
+        }
         self.decode(full);
     }
 
-    /// Adds the next chunk of sequence `seq`'s prompt to the batch; `true` if it overflowed.
-    fn add_prompt_chunk(&mut self, seq: usize) -> bool {
+    /// Adds up to `most` of sequence `seq`'s next prompt tokens to the batch; `true` if it
+    /// overflowed.
+    fn add_prompt_chunk(&mut self, seq: usize, most: usize) -> bool {
         let Some(slot) = self.slots[seq].as_mut() else {
             return false;
         };
         let len = slot.run.tokens.len();
         let id = i32::try_from(seq).unwrap_or(0);
-        let n = PREFILL_CHUNK.min(len - slot.fed);
+        let n = most.min(len - slot.fed);
         let mut full = false;
         for k in slot.fed..slot.fed + n {
             let pos = i32::try_from(k).unwrap_or(i32::MAX);
