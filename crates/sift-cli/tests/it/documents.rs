@@ -350,3 +350,51 @@ async fn eval_scores_a_folder_of_documents_and_gold_lines_naming_files() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("c.gold.json: no document"), "{stderr}");
 }
+
+/// One ExtractBench resume (7 pages, a PDF with a text layer) on the real embedded model:
+/// read, chunked to the model's context, extracted and merged into output valid against the
+/// benchmark's own schema.
+#[test]
+fn an_extractbench_resume_on_the_embedded_model_fits_its_schema() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/extractbench");
+    let schema = data.join("resume-schema.json");
+    let out = sift()
+        .args(["extract", "--schema"])
+        .arg(&schema)
+        .arg("--file")
+        .arg(data.join("Resume-Academic01.pdf"))
+        .arg("--spans")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["document"]["kind"], "pdf");
+    assert_eq!(answer["document"]["pages"], 7);
+    let chunks = answer["document"]["chunks"].as_array().unwrap();
+    assert!(
+        chunks.len() > 1,
+        "7 pages do not fit the embedded model's context in one chunk"
+    );
+    // Valid against the schema inside ExtractBench's wrapper, checked here on its own.
+    let wrapped: Value = serde_json::from_str(&std::fs::read_to_string(&schema).unwrap()).unwrap();
+    let compiled =
+        sift_core::Schema::compile("resume", wrapped["schema_definition"].clone()).unwrap();
+    let errors = compiled.errors(&answer["value"]);
+    assert!(errors.is_empty(), "{errors:?}: {}", answer["value"]);
+    // Every span reads back a grounded value from the document's text, on a real page.
+    let text: Vec<char> = answer["text"].as_str().unwrap().chars().collect();
+    let spans = answer["spans"].as_object().unwrap();
+    assert!(!spans.is_empty(), "{answer}");
+    for (pointer, found) in spans {
+        for span in found.as_array().unwrap() {
+            let (start, end) = (
+                span["start"].as_u64().unwrap() as usize,
+                span["end"].as_u64().unwrap() as usize,
+            );
+            assert!(start < end && end <= text.len(), "{pointer}: {span}");
+            let page = span["page"].as_u64().unwrap();
+            assert!((1..=7).contains(&page), "{pointer}: {span}");
+        }
+    }
+}
