@@ -114,14 +114,40 @@ pub(super) fn operations(
         return;
     };
     let name = &e.spec.name;
+    let mut responses = responses;
+    let refusal = json!({
+        "type": "object",
+        "properties": {
+            "detail": {"type": "string", "description": "Why the document was refused"},
+            "type": {"enum": ["too_large", "too_many_pages", "encrypted", "no_text", "malformed", "empty", "unsupported"]}
+        },
+        "required": ["detail", "type"]
+    });
+    let body = |description: &str, schema: Value| json!({"description": description, "content": {"application/json": {"schema": schema}}});
+    responses["400"] = body(
+        "The multipart body is malformed",
+        json!({"$ref": "#/components/schemas/Message"}),
+    );
+    responses["413"] = body(
+        "The document is over the size or page limit",
+        refusal.clone(),
+    );
+    responses["415"] = body("A document type sift does not read", refusal.clone());
+    responses["422"] = body(
+        "The input's other fields do not fit (FastAPI's shape), or the document cannot be read: encrypted, scanned with no text layer, malformed, empty",
+        json!({"anyOf": [{"$ref": "#/components/schemas/HttpValidationError"}, refusal]}),
+    );
+    let mut failure = responses["502"].clone();
+    failure["description"] = json!(
+        "The model failed on the document: as for any extraction when it was one chunk; else every chunk failed (`all_chunks_failed`) or the merged answer does not fit the schema (`document_invalid`)"
+    );
+    failure["content"]["application/json"]["schema"] = json!({"type": "object", "properties": {"detail": {"type": "object"}}, "required": ["detail"]});
+    responses["502"] = failure;
     let mut one = responses.clone();
     one["200"] = json!({
         "description": format!("The {name} extracted from the document, valid against its schema"),
         "content": {"application/json": {"schema": answer(output_ref)}}
     });
-    one["413"] = json!({"description": "The document is over the size or page limit"});
-    one["415"] = json!({"description": "A document type sift does not read"});
-    one["422"] = json!({"description": "The input does not fit, or the document cannot be read (encrypted, scanned with no text layer, malformed, empty)"});
     paths.insert(
         format!("/v1/extractors/{name}/document"),
         json!({"post": {

@@ -439,3 +439,53 @@ async fn a_streamed_document_sends_elements_as_chunks_complete_then_the_answer()
             >= 2
     );
 }
+
+#[tokio::test]
+async fn openapi_describes_the_uploads_and_the_answer() {
+    let upstream = ScriptedServer::start().await;
+    let app = app(&upstream, ServerConfig::default());
+    let response = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/openapi.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&bytes).unwrap();
+    let op = &doc["paths"]["/v1/extractors/people/document"]["post"];
+    let content = op["requestBody"]["content"].as_object().unwrap();
+    for mime in [
+        "multipart/form-data",
+        "application/pdf",
+        "text/html",
+        "text/markdown",
+        "text/plain",
+    ] {
+        assert!(content.contains_key(mime), "{mime}: {op}");
+    }
+    assert_eq!(
+        content["multipart/form-data"]["schema"]["properties"]["file"]["format"],
+        "binary"
+    );
+    let answer = &op["responses"]["200"]["content"]["application/json"]["schema"];
+    assert_eq!(
+        answer["required"],
+        json!(["value", "document", "conflicts", "failed_chunks"])
+    );
+    assert!(
+        op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "spans")
+    );
+    assert!(doc["paths"]["/v1/extractors/people/document/stream"]["post"].is_object());
+    // The built-in `user` takes `query`, its only string field: it takes documents too.
+    assert!(doc["paths"]["/v1/extractors/user/document"]["post"].is_object());
+}
