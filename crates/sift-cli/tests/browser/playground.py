@@ -3,8 +3,9 @@ what it saw as one JSON line.
 
     python playground.py BASE_URL SCREENSHOT_DIR EXTRACTOR FIELD TEXT [stream]
 
-The extractor is picked, TEXT typed into the input field FIELD, the streamed toggle set when
-asked, and the run button pressed. While it runs, the number of streamed elements shown is
+The extractor is picked, TEXT typed into the input field FIELD (a TEXT of `@PATH` chooses the
+file PATH in the document input instead), the streamed toggle set when asked, and the run
+button pressed. While it runs, the number of streamed elements shown is
 sampled; once it is done the result, the attempts and the marked spans are read. Screenshots
 of each step go to SCREENSHOT_DIR.
 """
@@ -39,7 +40,10 @@ try:
     Select(picker).select_by_value(extractor)
     box = WebDriverWait(driver, 5).until(lambda d: d.find_element(*by_id("input-" + field)))
     box.clear()
-    box.send_keys(text)
+    if text.startswith("@"):
+        driver.find_element(*by_id("file")).send_keys(text[1:])
+    else:
+        box.send_keys(text)
     toggle = driver.find_element(*by_id("stream"))
     if toggle.is_selected() != stream:
         toggle.click()
@@ -57,6 +61,7 @@ try:
     out["element_counts"] = sorted(set(counts))
     out["result"] = driver.find_element(*by_id("result")).text
     out["attempts"] = [a.text for a in driver.find_elements(*by_id("attempt"))]
+    out["document"] = [d.text for d in driver.find_elements(*by_id("document"))]
     marks = driver.find_elements(*by_id("span"))
     out["spans"] = [{"text": m.text, "pointer": m.get_attribute("data-pointer")} for m in marks]
     if marks:

@@ -312,3 +312,63 @@ async fn the_playground_can_be_turned_off() {
         .unwrap();
     assert_eq!(page.status(), 404);
 }
+
+#[tokio::test]
+async fn a_pdf_chosen_in_the_playground_is_read_and_its_values_marked_in_its_text() {
+    let upstream = ScriptedServer::start().await;
+    upstream.fallback(|body| {
+        let text = sift_test_support::last_user_text(body);
+        // The chunk holding the name answers with it; the others with nobody.
+        let answer = if text.contains("Ann Lee") {
+            r#"{"value": [{"name": "Ann Lee", "city": "Leeds"}]}"#
+        } else {
+            r#"{"value": []}"#
+        };
+        Reply::tool_call(
+            body["tools"][0]["function"]["name"].as_str().unwrap_or("f"),
+            answer,
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sift.toml");
+    std::fs::write(
+        &config,
+        r#"
+[extractors.people]
+description = "The people of a document"
+schema = { type = "array", items = { type = "object", properties = { name = { type = "string" }, city = { type = "string" } }, required = ["name", "city"] } }
+"#,
+    )
+    .unwrap();
+    use sift_test_support::pdf::{Line, Page};
+    let pdf = dir.path().join("people.pdf");
+    std::fs::write(
+        &pdf,
+        sift_test_support::pdf::document(&[
+            Page::Text(vec![Line::text(780, "A list of visitors.")]),
+            Page::Text(vec![Line::text(780, "Ann Lee came from Leeds.")]),
+        ]),
+    )
+    .unwrap();
+    let mut cmd = sift();
+    cmd.env("OPENAI_BASE_URL", upstream.base_url())
+        .env("SIFT_CONFIG", &config);
+    let file = format!("@{}", pdf.display());
+    let seen = play(cmd, "playground-document", "people", "text", &file, false).await;
+    let result: Value = serde_json::from_str(seen["result"].as_str().unwrap())
+        .unwrap_or_else(|e| panic!("no JSON result ({e}): {seen}"));
+    assert_eq!(
+        result,
+        json!([{"name": "Ann Lee", "city": "Leeds"}]),
+        "{seen}"
+    );
+    assert!(
+        seen["document"].to_string().contains("pdf, 2 pages"),
+        "{seen}"
+    );
+    let spans = seen["spans"].as_array().unwrap();
+    assert!(
+        spans.contains(&json!({"text": "Ann Lee", "pointer": "/0/name"})),
+        "{seen}"
+    );
+}
