@@ -24,6 +24,7 @@ mod gemini;
 mod openai;
 pub mod otlp;
 pub mod pdf;
+pub mod readers;
 
 pub use batch_api::BatchEnd;
 /// The HTTP client tests talk to servers with (see [`http_client`]).

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
+use sift_test_support::ScriptedServer;
 use sift_test_support::pdf::{self, Line, Page};
-use sift_test_support::{Reply, ScriptedServer, last_user_text};
 
 use crate::sift;
 
@@ -21,22 +21,7 @@ chunk_tokens = 20
 overlap_tokens = 5
 "#;
 
-/// Every `NAME lives in CITY.` of the chunk.
-fn reader(body: &Value) -> Reply {
-    let text = last_user_text(body);
-    let text = text.trim_start_matches("People:");
-    let tool = body["tools"][0]["function"]["name"]
-        .as_str()
-        .unwrap_or("f")
-        .to_owned();
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let people: Vec<Value> = words
-        .windows(4)
-        .filter(|w| w[1] == "lives" && w[2] == "in" && w[3].ends_with('.'))
-        .map(|w| json!({"name": w[0], "city": w[3].trim_end_matches('.')}))
-        .collect();
-    Reply::tool_call(&tool, json!({"value": people}).to_string())
-}
+use sift_test_support::readers::people as reader;
 
 struct Scratch {
     dir: tempfile::TempDir,

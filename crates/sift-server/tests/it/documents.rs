@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 use sift_config::Config;
-use sift_server::{Extractor, ServerConfig};
+use sift_server::ServerConfig;
 use sift_test_support::pdf::{self, Line, Page};
 use sift_test_support::{Reply, ScriptedServer, last_user_text};
 use tower::ServiceExt;
@@ -42,24 +42,14 @@ fn reader(body: &Value) -> Reply {
     if text.contains("FAIL") {
         return Reply::error(400, "this chunk is refused");
     }
+    if text.starts_with("People:") {
+        return sift_test_support::readers::people(body);
+    }
     let tool = body["tools"][0]["function"]["name"]
         .as_str()
         .unwrap_or("f")
         .to_owned();
-    let people = text.starts_with("People:");
-    let words: Vec<&str> = text
-        .trim_start_matches("People:")
-        .split_whitespace()
-        .collect();
-    if people {
-        let mut people = Vec::new();
-        for w in words.windows(4) {
-            if w[1] == "lives" && w[2] == "in" && w[3].ends_with('.') {
-                people.push(json!({"name": w[0], "city": w[3].trim_end_matches('.')}));
-            }
-        }
-        return Reply::tool_call(&tool, json!({"value": people}).to_string());
-    }
+    let words: Vec<&str> = text.split_whitespace().collect();
     let mut paper = serde_json::Map::new();
     let mut authors = Vec::new();
     for w in words.windows(2) {
@@ -84,20 +74,11 @@ fn reader(body: &Value) -> Reply {
 
 fn app(upstream: &ScriptedServer, config: ServerConfig) -> Router {
     upstream.fallback(reader);
-    let file = Config::parse(CONFIG, Path::new("sift.toml")).unwrap();
-    let provider = sift_openai::OpenAi::new(
-        sift_openai::OpenAiConfig::new(upstream.base_url())
-            .api_key("sk-test")
-            .timeout(std::time::Duration::from_secs(5)),
+    crate::v1::serving(
+        upstream,
+        Config::parse(CONFIG, Path::new("sift.toml")).unwrap(),
+        config,
     )
-    .unwrap();
-    let client = sift_core::Client::new(provider);
-    let extractors = file
-        .extractors
-        .into_iter()
-        .map(|spec| Extractor::new(spec, client.clone()))
-        .collect();
-    sift_server::router(client, config.extractors(extractors))
 }
 
 async fn send(

@@ -24,7 +24,7 @@ pub(crate) fn examples(upstream: &ScriptedServer, config: ServerConfig) -> Route
 }
 
 /// The router serving the extractors of `file`, answered by `upstream`.
-fn serving(upstream: &ScriptedServer, file: Config, config: ServerConfig) -> Router {
+pub(crate) fn serving(upstream: &ScriptedServer, file: Config, config: ServerConfig) -> Router {
     let provider = sift_openai::OpenAi::new(
         sift_openai::OpenAiConfig::new(upstream.base_url())
             .api_key("sk-test")
