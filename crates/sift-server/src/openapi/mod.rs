@@ -5,6 +5,7 @@
 mod chat;
 mod documents;
 mod schemas;
+mod traces;
 
 use serde_json::{Value, json};
 use utoipa::OpenApi;
@@ -115,6 +116,7 @@ pub fn document(extractors: &Registry, adhoc: bool) -> Value {
         adhoc_operations(&mut paths);
     }
     chat::add(&mut paths, &mut components);
+    traces::operations(&mut paths);
     // The seed's stream, as the extractors' are described.
     if let Some(content) = doc.pointer_mut("/paths/~1extract/post/responses/200/content") {
         *content = stream_content(

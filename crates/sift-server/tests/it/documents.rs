@@ -469,4 +469,10 @@ async fn openapi_describes_the_uploads_and_the_answer() {
     assert!(doc["paths"]["/v1/extractors/people/document/stream"]["post"].is_object());
     // The built-in `user` takes `query`, its only string field: it takes documents too.
     assert!(doc["paths"]["/v1/extractors/user/document"]["post"].is_object());
+    // The kept traces are described too (404 when none are kept).
+    assert_eq!(
+        doc["paths"]["/v1/traces"]["get"]["operationId"],
+        "list_traces"
+    );
+    assert!(doc["paths"]["/v1/traces/{id}"]["get"]["responses"]["404"].is_object());
 }
