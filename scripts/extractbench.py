@@ -4,6 +4,7 @@
 and the same PDFs read by poppler's `pdftotext` and fed as text (the reader's effect).
 
     python3 scripts/extractbench.py [DATA] [--sift target/release/sift] [--out DIR]
+        [--types resume,swimming] [--readers sift,pdftotext]
 
 DATA defaults to ../shared/data/extractbench. Prints one Markdown table: per type and reader,
 the documents, those answered with schema-valid output, the failures by kind, field F1 and
@@ -48,7 +49,11 @@ def main():
     ap.add_argument("data", nargs="?", default=str(here.parent / "shared/data/extractbench"))
     ap.add_argument("--sift", default=str(here / "target/release/sift"))
     ap.add_argument("--out", default=str(here / "target/extractbench"))
+    ap.add_argument("--types", help="comma-separated types to run (resume,swimming,...); default all")
+    ap.add_argument("--readers", default="sift,pdftotext", help="sift, pdftotext or both")
     args = ap.parse_args()
+    only = set(args.types.split(",")) if args.types else None
+    readers = set(args.readers.split(","))
     data = pathlib.Path(args.data)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -56,6 +61,8 @@ def main():
     for schema in sorted(data.glob("*/*/*-schema.json")):
         folder = schema.parent
         kind = schema.name.removesuffix("-schema.json")
+        if only and kind not in only:
+            continue
         pdfs = sorted(folder.glob("*.pdf"))
         n_pages = sum(pages(p) for p in pdfs)
         # The same documents as pdftotext reads them, beside their gold.
@@ -65,7 +72,8 @@ def main():
         for pdf in pdfs:
             subprocess.run(["pdftotext", str(pdf), str(text_dir / (pdf.stem + ".txt"))], check=True)
             shutil.copy(pdf.with_name(pdf.stem + ".gold.json"), text_dir)
-        for reader, source in (("sift (pdf-extract)", folder), ("pdftotext", text_dir)):
+        chosen = [(n, s) for n, s in (("sift (pdf-extract)", folder), ("pdftotext", text_dir)) if n.split()[0] in readers]
+        for reader, source in chosen:
             report_path = out / f"{kind}-{'sift' if source == folder else 'pdftotext'}.json"
             report_path.unlink(missing_ok=True)
             report, took = run_eval(args.sift, kind, source, schema, report_path)

@@ -19,6 +19,9 @@ pub(crate) struct Kept<T> {
 struct Entry<T> {
     tokens: Vec<T>,
     used: u64,
+    /// How its cells were computed (the scheduler's two kernel families): a prompt reuses
+    /// only cells computed as it would compute them itself.
+    family: bool,
 }
 
 impl<T: PartialEq + Clone> Kept<T> {
@@ -29,19 +32,21 @@ impl<T: PartialEq + Clone> Kept<T> {
                 .map(|_| Entry {
                     tokens: Vec::new(),
                     used: 0,
+                    family: false,
                 })
                 .collect(),
             clock: 0,
         }
     }
 
-    /// Among the sequences `free` allows, the one to run `tokens` in, and how many leading
-    /// tokens its kept prompt shares with them: the longest shared prefix, else (and among
-    /// equals) the least recently used.
+    /// Among the sequences `free` allows, the one to run `tokens` (read in `family`) in, and
+    /// how many leading tokens its kept prompt shares with them: the longest shared prefix
+    /// among kept prompts of the same family, else (and among equals) the least recently used.
     pub(crate) fn choose(
         &mut self,
         free: impl Fn(usize) -> bool,
         tokens: &[T],
+        family: bool,
     ) -> Option<(usize, usize)> {
         self.clock += 1;
         let (seq, shared) = self
@@ -49,7 +54,14 @@ impl<T: PartialEq + Clone> Kept<T> {
             .iter()
             .enumerate()
             .filter(|&(i, _)| free(i))
-            .map(|(i, e)| (i, common(&e.tokens, tokens), e.used))
+            .map(|(i, e)| {
+                let shared = if e.family == family {
+                    common(&e.tokens, tokens)
+                } else {
+                    0
+                };
+                (i, shared, e.used)
+            })
             .max_by_key(|&(i, shared, used)| {
                 (shared, std::cmp::Reverse(used), std::cmp::Reverse(i))
             })
@@ -58,11 +70,13 @@ impl<T: PartialEq + Clone> Kept<T> {
         Some((seq, shared))
     }
 
-    /// Records that sequence `seq` now keeps `tokens` (an empty slice: nothing).
-    pub(crate) fn keep(&mut self, seq: usize, tokens: &[T]) {
+    /// Records that sequence `seq` now keeps `tokens` (an empty slice: nothing), computed in
+    /// `family`.
+    pub(crate) fn keep(&mut self, seq: usize, tokens: &[T], family: bool) {
         if let Some(e) = self.kept.get_mut(seq) {
             e.tokens.clear();
             e.tokens.extend_from_slice(tokens);
+            e.family = family;
         }
     }
 }
@@ -79,37 +93,51 @@ mod tests {
     #[test]
     fn the_sequence_sharing_the_longest_prefix_is_chosen() {
         let mut k = Kept::new(3);
-        k.keep(0, &[1, 2, 3, 4]);
-        k.keep(1, &[1, 2, 9, 9, 9]);
-        k.keep(2, &[5]);
-        assert_eq!(k.choose(|_| true, &[1, 2, 3, 7]), Some((0, 3)));
-        assert_eq!(k.choose(|_| true, &[1, 2, 9, 9, 0]), Some((1, 4)));
-        assert_eq!(k.choose(|_| true, &[5, 5]), Some((2, 1)));
+        k.keep(0, &[1, 2, 3, 4], false);
+        k.keep(1, &[1, 2, 9, 9, 9], false);
+        k.keep(2, &[5], false);
+        assert_eq!(k.choose(|_| true, &[1, 2, 3, 7], false), Some((0, 3)));
+        assert_eq!(k.choose(|_| true, &[1, 2, 9, 9, 0], false), Some((1, 4)));
+        assert_eq!(k.choose(|_| true, &[5, 5], false), Some((2, 1)));
         // A busy sequence is not chosen, however much it shares.
-        assert_eq!(k.choose(|i| i != 0, &[1, 2, 3, 4]), Some((1, 2)));
-        assert_eq!(k.choose(|_| false, &[1]), None);
+        assert_eq!(k.choose(|i| i != 0, &[1, 2, 3, 4], false), Some((1, 2)));
+        assert_eq!(k.choose(|_| false, &[1], false), None);
     }
 
     #[test]
     fn with_nothing_shared_the_least_recently_used_is_taken() {
         let mut k: Kept<u32> = Kept::new(3);
         // All equal: the first.
-        assert_eq!(k.choose(|_| true, &[7]), Some((0, 0)));
-        assert_eq!(k.choose(|_| true, &[8]), Some((1, 0)));
-        assert_eq!(k.choose(|_| true, &[9]), Some((2, 0)));
+        assert_eq!(k.choose(|_| true, &[7], false), Some((0, 0)));
+        assert_eq!(k.choose(|_| true, &[8], false), Some((1, 0)));
+        assert_eq!(k.choose(|_| true, &[9], false), Some((2, 0)));
         // 0 was used longest ago.
-        assert_eq!(k.choose(|_| true, &[6]), Some((0, 0)));
-        k.keep(1, &[]);
-        assert_eq!(k.choose(|i| i == 1, &[8]), Some((1, 0)), "nothing kept");
+        assert_eq!(k.choose(|_| true, &[6], false), Some((0, 0)));
+        k.keep(1, &[], false);
+        assert_eq!(
+            k.choose(|i| i == 1, &[8], false),
+            Some((1, 0)),
+            "nothing kept"
+        );
+    }
+
+    #[test]
+    fn a_prompt_reuses_only_cells_of_its_own_family() {
+        let mut k = Kept::new(2);
+        k.keep(0, &[1, 2, 3, 4], true);
+        k.keep(1, &[1, 2, 3], false);
+        assert_eq!(k.choose(|_| true, &[1, 2, 3, 4, 5], true), Some((0, 4)));
+        assert_eq!(k.choose(|_| true, &[1, 2, 3, 4, 5], false), Some((1, 3)));
+        assert_eq!(k.choose(|i| i == 0, &[1, 2, 3, 4, 5], false), Some((0, 0)));
     }
 
     #[test]
     fn a_kept_prompt_is_replaced() {
         let mut k = Kept::new(1);
-        k.keep(0, &[1, 2, 3]);
-        assert_eq!(k.choose(|_| true, &[1, 2, 3]), Some((0, 3)));
-        k.keep(0, &[4, 5]);
-        assert_eq!(k.choose(|_| true, &[1, 2, 3]), Some((0, 0)));
+        k.keep(0, &[1, 2, 3], false);
+        assert_eq!(k.choose(|_| true, &[1, 2, 3], false), Some((0, 3)));
+        k.keep(0, &[4, 5], false);
+        assert_eq!(k.choose(|_| true, &[1, 2, 3], false), Some((0, 0)));
         assert_eq!(common(&[1, 2], &[1, 2, 3]), 2);
     }
 }

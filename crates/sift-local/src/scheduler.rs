@@ -18,9 +18,11 @@
 //! alone, but with a KV cache shared by all sequences not for a prompt read beside another's
 //! tokens (0.74 in a logit) nor for a token whose cell comes before its prompt's, as happens once
 //! freed cells are reused (0.71); and a batch of 64 tokens or more is computed differently from
-//! a smaller one (0.54). Enough to change a greedy token. So the cache is split by sequence,
-//! and every batch stays under 64 tokens: the prompts of several sequences are read together,
-//! beside the generated tokens, in the room that leaves.
+//! a smaller one (0.54). Enough to change a greedy token. Within each of the two (batches under
+//! 64, batches of 64 or more) the result does not depend on the cut (`examples/prefill.rs`). So
+//! the cache is split by sequence; a prompt of 64 tokens or more is read, all of it, in batches
+//! of 64 or more (several prompts together), and reuses only cells read that way, leaving 64 or
+//! more to read; a shorter prompt and the generated tokens go in batches under 64.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -44,15 +46,27 @@ const DRY_BASE: f32 = 1.75;
 const DRY_ALLOWED: i32 = 4;
 const DRY_LAST_N: i32 = 512;
 
-/// Tokens decoded in one step, prompt and generated alike. Under 64: llama.cpp's CPU kernels
-/// compute a batch of 64 tokens or more differently from a smaller one, so a prefix kept from a
-/// prompt read in one batch of 64 or more did not give the answer the same prompt read alone
-/// gives (measured in `examples/kv_layout.rs`); in batches under 64, every prompt token's state
-/// is the same however the prompt was split, shared or read beside others.
+/// Tokens decoded in one small batch: generated tokens, and the prompts shorter than
+/// [`BIG_PROMPT`]. Under 64: llama.cpp's CPU kernels compute a batch of 64 tokens or more
+/// differently from a smaller one (`examples/kv_layout.rs`, `examples/prefill.rs`: the same
+/// prompt read in pieces under 64 and in pieces of 64 or more differs by 1.25 in a logit), while
+/// within each of the two the result does not depend on how the prompt was cut or what was
+/// read beside it (0 between pieces of 32 and 63, and between 64, 128 and 512).
 const STEP_TOKENS: usize = 63;
 
-/// Prompt tokens read in a batch of their own, when generated tokens leave no room beside
-/// them (more than [`STEP_TOKENS`] sequences generating).
+/// A prompt this long or longer is read in batches of 64 tokens or more, all its tokens, alone
+/// or beside others, so it is always computed by the same (faster: 282 against 204 tokens/s on
+/// the default model) kernels; a shorter one in small batches.
+const BIG_PROMPT: usize = 64;
+
+/// Prompt tokens of long prompts read per step, in one batch of their own (a sequence's last
+/// piece takes up to 63 more rather than leave a remainder under 64). At 128 the prompt rate
+/// was 0.91x that of pieces of 512 (`examples/prefill.rs`), and a step holds the generating
+/// sequences back less than half a second on 2 cores.
+const BIG_PIECE: usize = 128;
+
+/// Prompt tokens of a short prompt read in a batch of their own, when generated tokens leave
+/// no room beside them ([`STEP_TOKENS`] sequences or more generating).
 const PREFILL_CHUNK: usize = 32;
 
 /// Sizes of the context.
@@ -78,7 +92,8 @@ impl Limits {
             .ok()
             .and_then(|p| n_ctx.checked_mul(p))
             .unwrap_or(u32::MAX / 2);
-        let batch = u32::try_from(parallel + STEP_TOKENS).unwrap_or(256);
+        let batch =
+            u32::try_from((parallel + STEP_TOKENS).max(BIG_PIECE + BIG_PROMPT)).unwrap_or(256);
         Self {
             n_ctx,
             parallel,
@@ -319,21 +334,26 @@ impl<'m> Scheduler<'m> {
             self.clear(seq, 0);
             0
         };
-        self.kept.keep(seq, &tokens[..keep]);
+        self.kept
+            .keep(seq, &tokens[..keep], tokens.len() >= BIG_PROMPT);
         keep
     }
 
     /// Runs `run` in the free sequence whose kept prompt it shares the most of.
     fn start(&mut self, run: Prepared) {
         let slots = &self.slots;
-        let Some((seq, shared)) = self.kept.choose(|i| slots[i].is_none(), &run.tokens) else {
+        let long = run.tokens.len() >= BIG_PROMPT;
+        let Some((seq, shared)) = self.kept.choose(|i| slots[i].is_none(), &run.tokens, long)
+        else {
             return;
         };
-        // The last prompt token is always decoded: its logits give the first answer token.
-        let shared = if self.limits.keep_prompts {
-            shared.min(run.tokens.len() - 1)
-        } else {
-            0
+        // The last prompt token is always decoded: its logits give the first answer token. A
+        // long prompt leaves 64 or more to read, so they are read by the kernels that read
+        // the part it reuses.
+        let shared = match (self.limits.keep_prompts, long) {
+            (false, _) => 0,
+            (true, false) => shared.min(run.tokens.len() - 1),
+            (true, true) => shared.min(run.tokens.len() - BIG_PROMPT),
         };
         // What the sequence holds past the shared part goes.
         let reuse = self.truncate(seq, &run.tokens, shared);
@@ -371,42 +391,65 @@ impl<'m> Scheduler<'m> {
         }
     }
 
-    /// One step: the next token of every generating sequence and, in the room left under
-    /// [`STEP_TOKENS`], the next prompt tokens of the sequences still reading one (those with
-    /// the least left first, so a short request is not held up behind a document), all in one
-    /// batch; a token is sampled for every sequence whose logits the step produced.
+    /// One step: up to [`BIG_PIECE`] tokens of the long prompts still being read, in a batch of
+    /// their own (64 tokens or more: each such prompt keeps either none or 64 or more left);
+    /// then the next token of every generating sequence and, in the room left under
+    /// [`STEP_TOKENS`], the next tokens of the short prompts, in one small batch. Prompts with
+    /// the least left go first, so a short request is not held up behind a document. A token
+    /// is sampled for every sequence whose logits a batch produced.
     ///
-    /// No batch reaches the 64 tokens where llama.cpp's CPU kernels compute differently, and
-    /// each sequence has KV cells of its own, so a prompt is read exactly as it would be alone
-    /// however it is cut and whatever is read beside it (see the module's notes). With
-    /// [`STEP_TOKENS`] sequences or more generating, a prompt chunk is decoded in a batch of its
-    /// own first.
+    /// Every token of a long prompt is computed by the kernels of batches of 64 or more, and
+    /// every other token by those of smaller batches, each sequence in KV cells of its own, so
+    /// a prompt is read exactly as it would be alone (see the module's notes).
     fn step(&mut self) {
+        let mut long: Vec<(usize, usize)> = Vec::new();
+        let mut short: Vec<(usize, usize)> = Vec::new();
+        for (seq, s) in self.slots.iter().enumerate() {
+            let Some(s) = s else { continue };
+            let left = s.run.tokens.len() - s.fed;
+            if left > 0 {
+                if s.run.tokens.len() >= BIG_PROMPT {
+                    long.push((left, seq));
+                } else {
+                    short.push((left, seq));
+                }
+            }
+        }
+        long.sort_unstable();
+        short.sort_unstable();
+        if !long.is_empty() {
+            self.batch.clear();
+            let mut room = BIG_PIECE;
+            let mut full = false;
+            for (left, seq) in long {
+                if room == 0 {
+                    break;
+                }
+                // Never leave a remainder under 64: it would be read by the other kernels.
+                let mut n = room.min(left);
+                if left - n < BIG_PROMPT {
+                    n = left;
+                }
+                full |= self.add_prompt_chunk(seq, n);
+                room = room.saturating_sub(n);
+            }
+            self.decode(full);
+        }
         let generating = self
             .slots
             .iter()
             .flatten()
             .filter(|s| s.next.is_some())
             .count();
-        let mut reading: Vec<(usize, usize)> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(seq, s)| {
-                let s = s.as_ref()?;
-                (s.fed < s.run.tokens.len()).then(|| (s.run.tokens.len() - s.fed, seq))
-            })
-            .collect();
-        reading.sort_unstable();
         let mut room = STEP_TOKENS.saturating_sub(generating);
         if room == 0 {
-            // No room beside the generated tokens: the first prompt's chunk goes alone first.
-            if let Some(&(_, seq)) = reading.first() {
+            // No room beside the generated tokens: the first short prompt's chunk goes alone.
+            if let Some(&(_, seq)) = short.first() {
                 self.batch.clear();
                 let full = self.add_prompt_chunk(seq, PREFILL_CHUNK);
                 self.decode(full);
             }
-            reading.clear();
+            short.clear();
         }
         self.batch.clear();
         let mut full = false;
@@ -419,7 +462,7 @@ impl<'m> Scheduler<'m> {
                 slot.pos += 1;
             }
         }
-        for (_, seq) in reading {
+        for (_, seq) in short {
             if room == 0 {
                 break;
             }
