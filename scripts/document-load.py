@@ -105,6 +105,8 @@ def main():
               f"{len(body.get('failed_chunks', []))} failed chunks, {len(body.get('conflicts', []))} conflicts")
         if result.get("status") != 200:
             print("  detail:", json.dumps(body)[:400])
+        for f in body.get("failed_chunks", []):
+            print(f"  chunk {f['chunk']} (pages {f['pages'][0]}-{f['pages'][1]}) failed: {f['kind']}: {f['message'][:160]}")
         beside.sort()
         p95 = beside[min(len(beside) - 1, int(len(beside) * 0.95))] if beside else 0
         print(f"/user alone: median {statistics.median(alone):.2f} s")
