@@ -97,6 +97,40 @@ fn main() {
             rates[1]
         );
     }
+    // A piece of 128 read beside another sequence's 100 tokens in one batch, against alone.
+    let piece = &tokens[..128];
+    let other = vocab.tokenize(
+        "The weather in Leeds was wet all week. "
+            .repeat(12)
+            .as_bytes(),
+        true,
+        false,
+    );
+    let other = &other[..100.min(other.len())];
+    let mut last = |beside: bool| -> Vec<f32> {
+        ctx.clear_kv_cache();
+        let mut batch = LlamaBatch::new(512, 2);
+        for (k, t) in piece.iter().enumerate() {
+            batch.add(*t, k as i32, &[0], k + 1 == piece.len()).unwrap();
+        }
+        if beside {
+            for (k, t) in other.iter().enumerate() {
+                batch.add(*t, k as i32, &[1], false).unwrap();
+            }
+        }
+        ctx.decode(&mut batch).unwrap();
+        ctx.get_logits_ith(piece.len() as i32 - 1).to_vec()
+    };
+    let alone = last(false);
+    let beside = last(true);
+    let diff = alone
+        .iter()
+        .zip(&beside)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    println!(
+        "a piece of 128 read beside another sequence's 100 tokens in one batch, against alone: {diff}"
+    );
     drop(ctx);
     drop(model);
     // The engine loads the backend itself (one per process).

@@ -21,8 +21,9 @@
 //! a smaller one (0.54). Enough to change a greedy token. Within each of the two (batches under
 //! 64, batches of 64 or more) the result does not depend on the cut (`examples/prefill.rs`). So
 //! the cache is split by sequence; a prompt of 64 tokens or more is read, all of it, in batches
-//! of 64 or more (several prompts together), and reuses only cells read that way, leaving 64 or
-//! more to read; a shorter prompt and the generated tokens go in batches under 64.
+//! of 64 or more of its own tokens alone (llama.cpp would split a batch of several sequences
+//! into smaller pieces), and reuses only cells read that way, leaving 64 or more to read; a
+//! shorter prompt and the generated tokens go in batches under 64.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -394,8 +395,8 @@ impl<'m> Scheduler<'m> {
         }
     }
 
-    /// One step: up to [`BIG_PIECE`] tokens of the long prompts still being read (64 every other
-    /// step while others generate), in a batch of their own (64 tokens or more: each such
+    /// One step: up to [`BIG_PIECE`] tokens of the long prompt with the least left (64 every
+    /// other step while others generate), in a batch of their own (64 tokens or more: each such
     /// prompt keeps either none or 64 or more left);
     /// then the next token of every generating sequence and, in the room left under
     /// [`STEP_TOKENS`], the next tokens of the short prompts, in one small batch. Prompts with
@@ -428,19 +429,19 @@ impl<'m> Scheduler<'m> {
         let generating = self.slots.iter().flatten().any(|s| s.next.is_some());
         if !long.is_empty() && (!generating || self.steps.is_multiple_of(2)) {
             self.batch.clear();
-            let mut room = if generating { BIG_PROMPT } else { BIG_PIECE };
+            let room = if generating { BIG_PROMPT } else { BIG_PIECE };
             let mut full = false;
-            for (left, seq) in long {
-                if room == 0 {
-                    break;
-                }
+            // One sequence's tokens only: llama.cpp splits a batch of several sequences into
+            // micro-batches of equal tokens per sequence (its KV cache is split by sequence),
+            // which cut a prompt into pieces under 64 depending on what was read beside it
+            // (measured: a 43-page PDF's first chunk answered differently from run to run).
+            if let Some(&(left, seq)) = long.first() {
                 // Never leave a remainder under 64: it would be read by the other kernels.
                 let mut n = room.min(left);
                 if left - n < BIG_PROMPT {
                     n = left;
                 }
                 full |= self.add_prompt_chunk(seq, n);
-                room = room.saturating_sub(n);
             }
             self.decode(full);
         }

@@ -108,6 +108,53 @@ async fn eight_requests_with_three_schemas_together_answer_as_they_do_alone() {
     assert_eq!(stats.waiting, 0);
 }
 
+/// Request `i` of four long ones (over 64 tokens of prompt each, read in the larger batches).
+async fn ask_long(client: &Client, i: usize) -> Value {
+    let people = [
+        ("Daniel", 24, "New York City"),
+        ("Sarah", 20, "Leeds"),
+        ("Jeffrey", 55, "Paris"),
+        ("Maria", 31, "Lisbon"),
+    ];
+    let (name, age, city) = people[i];
+    let text = format!(
+        "Minutes of the residents' meeting, item {i}. The chair opened the session at seven and read          the notes of the last meeting, which were approved without changes. The treasurer reported          that the garden fund now holds enough for new benches and that the repairs to the gate are          paid for. Among the new members welcomed tonight was {name}, who is {age} years old and          moved here from {city} last month. The meeting closed at nine after a vote on the summer fair."
+    );
+    client
+        .extract::<UserDetail>()
+        .user(format!("Extract the new member: `{text}`"))
+        .max_retries(0)
+        .send()
+        .await
+        .map(|o| serde_json::to_value(o.value).unwrap())
+        .unwrap_or_else(|e| Value::String(format!("failed: {e}")))
+}
+
+#[tokio::test]
+async fn long_prompts_read_together_answer_as_they_do_alone() {
+    let _serial = crate::serial().await;
+    let p = own(LocalConfig::default().parallel(4).keep_prompts(false));
+    let client = Client::new(p.clone());
+    let mut alone = Vec::new();
+    for i in 0..4 {
+        alone.push(ask_long(&client, i).await);
+    }
+    let together = futures::future::join_all((0..4).map(|i| ask_long(&client, i))).await;
+    assert!(
+        p.stats().peak_running >= 2,
+        "they ran together: {:?}",
+        p.stats()
+    );
+    let differ: Vec<String> = alone
+        .iter()
+        .zip(&together)
+        .enumerate()
+        .filter(|(_, (a, t))| a != t)
+        .map(|(i, (a, t))| format!("request {i}: alone {a}, together {t}"))
+        .collect();
+    assert!(differ.is_empty(), "{differ:#?}");
+}
+
 /// A request whose answer is long: a list of forty strings.
 fn long_request(p: &LocalProvider) -> ChatRequest {
     ChatRequest {
