@@ -520,11 +520,10 @@ async fn document(ctx: &Ctx, id: String, path: &Path, asked: &str) -> (Record, U
     let document = match read {
         Ok(Ok(d)) => Arc::new(d),
         Ok(Err(e)) => {
-            let kind = match &e {
-                sift_documents::ReadFileError::Read(r) => r.kind(),
-                sift_documents::ReadFileError::Io(_) => "io",
-            };
-            return (failure(id, asked, kind, e.to_string()), Usage::default());
+            return (
+                failure(id, asked, e.kind(), e.to_string()),
+                Usage::default(),
+            );
         }
         Err(e) => return (failure(id, asked, "io", e.to_string()), Usage::default()),
     };

@@ -40,14 +40,8 @@ pub(crate) fn read(path: &Path) -> Result<Document, Failed> {
 /// The input for a document: no other fields, checked with the first chunk's text in the
 /// document field, and the prompt rendered once.
 fn input_for(spec: &ExtractorSpec, client: &Client, document: &Document) -> Result<Value, Failed> {
-    let field = spec.document_field()?;
     let input = Value::Object(serde_json::Map::new());
-    let plan = spec.document_plan(client, &input, CONCURRENCY);
-    let mut probe = input.clone();
-    if let Some(o) = probe.as_object_mut() {
-        let first: String = document.text.chars().take(plan.chunk_chars).collect();
-        o.insert(field, Value::String(first));
-    }
+    let probe = spec.first_chunk_input(client, &input, document)?;
     let errors = spec.input.errors(&probe);
     if let Some(e) = errors.first() {
         return Err(anyhow::anyhow!(

@@ -172,6 +172,25 @@ impl ExtractorSpec {
         (rendered + examples) / sift_documents::extract::CHARS_PER_TOKEN
     }
 
+    /// `input` with the document's first chunk in the document field: the input the model is
+    /// first asked with, which the service and the command line check (against the input
+    /// schema, and by rendering the prompt) before anything runs.
+    pub fn first_chunk_input(
+        &self,
+        client: &Client,
+        input: &Value,
+        document: &Document,
+    ) -> Result<Value, NoDocumentField> {
+        let field = self.document_field()?;
+        let plan = self.document_plan(client, input, 1);
+        let mut probe = input.clone();
+        if let Some(o) = probe.as_object_mut() {
+            let first: String = document.text.chars().take(plan.chunk_chars).collect();
+            o.insert(field, Value::String(first));
+        }
+        Ok(probe)
+    }
+
     /// The document's run through this extractor: its text in the document field of `input`
     /// (the other fields as given).
     pub fn document_run(

@@ -333,6 +333,16 @@ pub enum ReadFileError {
     Read(#[from] ReadError),
 }
 
+impl ReadFileError {
+    /// A short, stable name for the kind of error: `io`, or the [`ReadError`]'s kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReadFileError::Io(_) => "io",
+            ReadFileError::Read(e) => e.kind(),
+        }
+    }
+}
+
 /// Text from bytes: UTF-8 (a byte-order mark dropped), else read as Latin-1 (every byte a
 /// character), so no byte is lost and nothing fails on a legacy file.
 fn decode(bytes: &[u8]) -> std::borrow::Cow<'_, str> {

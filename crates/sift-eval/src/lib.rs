@@ -329,13 +329,7 @@ async fn document(
     })
     .await
     .map_err(|e| ("io".to_owned(), e.to_string()))?;
-    let document = read.map_err(|e| {
-        let kind = match &e {
-            sift_documents::ReadFileError::Read(r) => r.kind(),
-            sift_documents::ReadFileError::Io(_) => "io",
-        };
-        (kind.to_owned(), e.to_string())
-    })?;
+    let document = read.map_err(|e| (e.kind().to_owned(), e.to_string()))?;
     let out = extractor
         .extract_document(client, std::sync::Arc::new(document), input.clone(), 4)
         .await

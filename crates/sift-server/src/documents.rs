@@ -146,10 +146,8 @@ async fn prepare(
     req: Request,
 ) -> Result<(Arc<Extractor>, Arc<Document>, Value), ApiError> {
     let extractor = find(state, name)?;
-    let field = extractor
-        .spec
-        .document_field()
-        .map_err(|e| ApiError::BadBody(e.to_string()))?;
+    let no_field = |e: sift_config::NoDocumentField| ApiError::BadBody(e.to_string());
+    extractor.spec.document_field().map_err(no_field)?;
     let upload = upload(req, state, &extractor).await?;
     let limits = state.config.document_limits;
     let Upload {
@@ -164,12 +162,10 @@ async fn prepare(
     let input = Value::Object(fields);
     // The input is checked with the document's first chunk in its field, as the model
     // will see it.
-    let plan = extractor.spec.document_plan(&extractor.client, &input, 1);
-    let first: String = document.text.chars().take(plan.chunk_chars).collect();
-    let mut probe = input.clone();
-    if let Some(o) = probe.as_object_mut() {
-        o.insert(field, Value::String(first));
-    }
+    let probe = extractor
+        .spec
+        .first_chunk_input(&extractor.client, &input, &document)
+        .map_err(no_field)?;
     let errors = check_input(&extractor.spec.input, &probe, &body_loc());
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
