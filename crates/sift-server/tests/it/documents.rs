@@ -135,6 +135,15 @@ fn multipart(parts: &[FormPart<'_>]) -> (String, Vec<u8>) {
 const TOWNS: &str = "Ann lives in Leeds. Bob lives in York. Cy lives in Bath. Dee lives in Hull. \
                      Eve lives in Ely. Fay lives in Rye. Gus lives in Wells. Hal lives in Ripon.";
 
+/// The `name` of each person of a list answer.
+fn names(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect()
+}
+
 /// The text at a span of `text`.
 fn at(text: &str, span: &Value) -> String {
     let start = span["start"].as_u64().unwrap() as usize;
@@ -155,12 +164,7 @@ async fn a_long_text_is_chunked_merged_without_overlap_duplicates_with_document_
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let out = json(&body);
-    let names: Vec<&str> = out["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
+    let names = names(&out["value"]);
     assert_eq!(
         names,
         ["Ann", "Bob", "Cy", "Dee", "Eve", "Fay", "Gus", "Hal"]
@@ -209,12 +213,7 @@ async fn a_pdf_uploaded_as_multipart_gets_page_numbers_on_its_spans() {
     let out = json(&text);
     assert_eq!(out["document"]["kind"], "pdf");
     assert_eq!(out["document"]["pages"], 2);
-    let names: Vec<&str> = out["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
+    let names = names(&out["value"]);
     assert_eq!(names, ["Ann", "Bob", "Cy", "Dee"]);
     let doc_text = out["text"].as_str().unwrap();
     for (i, page) in [(0, 1), (1, 1), (2, 2), (3, 2)] {
@@ -312,12 +311,7 @@ async fn a_required_field_no_chunk_holds_fails_by_name_and_failed_chunks_are_rep
         failed[0]["start"].as_u64().unwrap() <= fail_at
             && fail_at < failed[0]["end"].as_u64().unwrap()
     );
-    let names: Vec<&str> = out["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
+    let names = names(&out["value"]);
     assert_eq!(names[..4], ["Ann", "Bob", "Cy", "Dee"], "{out}");
 }
 
