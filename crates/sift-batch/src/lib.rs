@@ -28,7 +28,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde_json::Value;
-use sift_config::{ExtractorSpec, Prices};
+use sift_config::{ExtractorSpec, Prices, Pricing};
 use sift_core::report::{ExtractionFailure, UsageReport};
 use sift_core::{Client, ExtractError, Extraction, Message, ProviderError, Usage};
 
@@ -273,7 +273,7 @@ pub async fn run(job: Job, mut interrupts: Interrupts) -> Result<Summary, BatchE
     let ctx = Arc::new(Ctx {
         extractor: job.extractor,
         client: job.client,
-        prices: Pricing(job.prices),
+        prices: Pricing::new(job.prices),
         spans: job.spans,
         chunks_at_once: concurrency,
     });
@@ -370,40 +370,6 @@ struct Ctx {
     spans: bool,
     /// A document's chunks extracted at once.
     chunks_at_once: usize,
-}
-
-/// Prices by model name.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Pricing(BTreeMap<String, Prices>);
-
-impl Pricing {
-    /// The prices of `model`: its own, or those of the longest name it starts with.
-    fn of(&self, model: &str) -> Option<&Prices> {
-        self.0.get(model).or_else(|| {
-            self.0
-                .iter()
-                .filter(|(name, _)| model.starts_with(name.as_str()))
-                .max_by_key(|(name, _)| name.len())
-                .map(|(_, p)| p)
-        })
-    }
-
-    /// What `usage` cost at the prices of the model that `answered` (else the one `asked`),
-    /// times `factor`; `None` when neither has prices.
-    pub(crate) fn cost(
-        &self,
-        asked: &str,
-        answered: &str,
-        usage: &Usage,
-        factor: f64,
-    ) -> Option<f64> {
-        if usage.total_tokens() == 0 {
-            return Some(0.0);
-        }
-        self.of(answered)
-            .or_else(|| self.of(asked))
-            .map(|p| p.cost(usage) * factor)
-    }
 }
 
 /// An item's id, input and conversation, or (its input does not fit, its prompt does not

@@ -29,7 +29,8 @@ use sift_core::{ChatResponse, Client, ProviderError, Turn, Turns, Usage};
 
 use crate::output::Output;
 use crate::progress::{Display, Stopped, Summary, Tally};
-use crate::{BatchError, Interrupts, Pricing, conversation, prepare, record};
+use crate::{BatchError, Interrupts, conversation, prepare, record};
+use sift_config::Pricing;
 
 /// The Batch API's discount on every token (half the price).
 pub const BATCH_PRICE_FACTOR: f64 = 0.5;
@@ -185,7 +186,7 @@ pub async fn run_remote(job: RemoteJob, mut interrupts: Interrupts) -> Result<Su
         state.rounds.clear();
     }
     std::fs::create_dir_all(&paths.downloads).map_err(|e| BatchError::io(&paths.downloads, e))?;
-    let pricing = Pricing(job.prices.clone());
+    let pricing = Pricing::new(job.prices.clone());
     let asked = job.client.model().to_owned();
 
     // Every item not yet in the output, as a conversation to run.

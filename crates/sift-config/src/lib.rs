@@ -204,6 +204,48 @@ impl Prices {
     }
 }
 
+/// Prices by model name (the config's `[models."NAME"]`), for what the command line and the
+/// service report a call cost.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pricing(BTreeMap<String, Prices>);
+
+impl Pricing {
+    /// Prices by model name.
+    pub fn new(prices: BTreeMap<String, Prices>) -> Self {
+        Self(prices)
+    }
+
+    /// The prices of `model`: its own, or those of the longest name it starts with (a dated
+    /// `gpt-4o-mini-2024-07-18` is priced as `gpt-4o-mini`).
+    pub fn of(&self, model: &str) -> Option<&Prices> {
+        self.0.get(model).or_else(|| {
+            self.0
+                .iter()
+                .filter(|(name, _)| model.starts_with(name.as_str()))
+                .max_by_key(|(name, _)| name.len())
+                .map(|(_, p)| p)
+        })
+    }
+
+    /// What `usage` cost at the prices of the model that `answered` (else the one `asked`),
+    /// times `factor` (a batch API's discount); `None` when neither has prices. Nothing spent
+    /// costs nothing, priced or not.
+    pub fn cost(
+        &self,
+        asked: &str,
+        answered: &str,
+        usage: &sift_core::Usage,
+        factor: f64,
+    ) -> Option<f64> {
+        if usage.total_tokens() == 0 {
+            return Some(0.0);
+        }
+        self.of(answered)
+            .or_else(|| self.of(asked))
+            .map(|p| p.cost(usage) * factor)
+    }
+}
+
 /// One problem in a config, with its place when it has one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {

@@ -225,3 +225,50 @@ fn a_schema_path_that_is_a_device_is_refused_by_name_without_reading_it() {
         "{e}"
     );
 }
+
+#[test]
+fn a_call_is_priced_by_the_model_that_answered_then_by_the_longest_prefix() {
+    let config = Config::parse(
+        r#"
+[models."gpt-4o-mini"]
+input = 0.15
+cached_input = 0.075
+output = 0.60
+
+[models."gpt-4o"]
+input = 2.5
+output = 10.0
+"#,
+        Path::new("sift.toml"),
+    )
+    .expect("loads");
+    let pricing = sift_config::Pricing::new(config.prices.clone());
+    let usage = sift_core::Usage {
+        input_tokens: 1_000_000,
+        output_tokens: 1_000_000,
+        cached_input_tokens: 500_000,
+    };
+    // A dated name is priced as the longest configured name it starts with.
+    let dated = pricing.cost("x", "gpt-4o-mini-2024-07-18", &usage, 1.0);
+    assert_close(dated, 0.5 * 0.15 + 0.5 * 0.075 + 0.60);
+    // The answering model wins over the one asked; the asked one is the fallback.
+    assert_close(
+        pricing.cost("gpt-4o-mini", "gpt-4o", &usage, 1.0),
+        2.5 * 0.5 + 2.5 * 0.5 + 10.0,
+    );
+    assert_close(
+        pricing.cost("gpt-4o", "unknown", &usage, 0.5),
+        (2.5 + 10.0) * 0.5,
+    );
+    assert_eq!(pricing.cost("a", "b", &usage, 1.0), None);
+    assert_eq!(
+        pricing.cost("a", "b", &sift_core::Usage::default(), 1.0),
+        Some(0.0)
+    );
+}
+
+/// `got` is `Some` and within a rounding error of `want`.
+fn assert_close(got: Option<f64>, want: f64) {
+    let got = got.expect("priced");
+    assert!((got - want).abs() < 1e-9, "{got} != {want}");
+}
