@@ -214,6 +214,7 @@ async fn serve(args: &ServeArgs, telemetry: &providers::Observed) -> anyhow::Res
             .extractors(extractors)
             .adhoc(file.server.adhoc)
             .api_keys(file.server.keys()?);
+        config.prices = sift_config::Pricing::new(file.prices.clone());
     } else {
         // No file: the default section's keys, those of `SIFT_API_KEYS`.
         config = config.api_keys(sift_config::ServerSection::default().keys()?);

@@ -205,14 +205,14 @@ impl Prices {
 }
 
 /// Prices by model name (the config's `[models."NAME"]`), for what the command line and the
-/// service report a call cost.
+/// service report a call cost. Cheap to clone (one table shared).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Pricing(BTreeMap<String, Prices>);
+pub struct Pricing(std::sync::Arc<BTreeMap<String, Prices>>);
 
 impl Pricing {
     /// Prices by model name.
     pub fn new(prices: BTreeMap<String, Prices>) -> Self {
-        Self(prices)
+        Self(std::sync::Arc::new(prices))
     }
 
     /// The prices of `model`: its own, or those of the longest name it starts with (a dated

@@ -9,6 +9,7 @@ use futures::{Stream, StreamExt};
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::grounding::Spans;
 use crate::machine::{Answer, Delivery, Job, Machine, Step};
 use crate::message::{ChatDelta, ChatResponse, FinishReason};
 use crate::mode::ReadError;
@@ -97,14 +98,14 @@ pub(crate) fn run<T: Send + 'static>(
             match span.in_scope(|| machine.answered(answer, response, started.elapsed())) {
                 Step::Done(value, response, spans) => {
                     ending.outcome = "success";
-                    stats.set_response(response, spans);
+                    stats.set_response(response, spans.clone());
                     yield Ok(Event::Value(value));
-                    yield Ok(done(&stats));
+                    yield Ok(done(&stats, spans));
                     return;
                 }
                 Step::Finished => {
                     ending.outcome = "success";
-                    yield Ok(done(&stats));
+                    yield Ok(done(&stats, None));
                     return;
                 }
                 Step::Again { attempt, errors } => {
@@ -122,11 +123,12 @@ pub(crate) fn run<T: Send + 'static>(
     }
 }
 
-fn done<T>(stats: &StreamStats) -> Event<T> {
+fn done<T>(stats: &StreamStats, spans: Option<Spans>) -> Event<T> {
     let attempts = stats.attempts();
     Event::Done {
         usage: attempts.iter().map(|a| a.usage).sum(),
         attempts,
+        spans,
     }
 }
 
@@ -368,7 +370,11 @@ impl Ending {
                 "emitted {{index}}"
             );
             match result {
-                Ok(value) => Event::Element { index, value },
+                Ok((value, spans)) => Event::Element {
+                    index,
+                    value,
+                    spans,
+                },
                 Err((errors, value)) => Event::ItemError {
                     index,
                     errors,

@@ -403,7 +403,9 @@ where
         while let Some(event) = events.next().await {
             match event? {
                 Event::Value(v) => value = Some(v),
-                Event::Done { usage, attempts } => {
+                Event::Done {
+                    usage, attempts, ..
+                } => {
                     if let (Some(value), Some((response, spans))) =
                         (value.take(), stats.take_response())
                     {

@@ -215,11 +215,12 @@ impl<T> Machine<T> {
     }
 
     /// A streamed list element as it closed: its index, and the element checked against the
-    /// element schema and decoded, or its errors and the value as written.
+    /// element schema and decoded (with its spans, pointers into the element, when grounded),
+    /// or its errors and the value as written.
     pub(crate) fn element(
         &mut self,
         mut value: Value,
-    ) -> (usize, Result<T, (Vec<FieldError>, Value)>) {
+    ) -> (usize, ElementResult<T>) {
         let index = self.emitted;
         self.emitted += 1;
         self.emitted_in_attempt += 1;
@@ -229,7 +230,6 @@ impl<T> Machine<T> {
             .drop_strict_nulls(&mut value, self.constrained);
         let sources = self.sources.as_deref();
         let result = check(schema, &self.decode, &value, &self.recording, sources)
-            .map(|(v, _)| v)
             .map_err(|failure| (failure.errors, value));
         (index, result)
     }
@@ -416,6 +416,9 @@ impl Rejection {
         }
     }
 }
+
+/// A streamed element checked: decoded with its spans, or its errors and the value as written.
+pub(crate) type ElementResult<T> = Result<(T, Option<Spans>), (Vec<FieldError>, Value)>;
 
 /// Why a value failed [`check`]: its errors, and among them the values that are not in the
 /// input (when it fitted the schema and was grounded).

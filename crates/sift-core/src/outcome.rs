@@ -292,6 +292,9 @@ pub enum Event<T, P = Value> {
         index: usize,
         /// The element.
         value: T,
+        /// Where each grounded value of the element was found, by JSON pointer into the
+        /// element; `None` when the extraction is not grounded.
+        spans: Option<Spans>,
     },
     /// A list element that failed validation; the stream goes on with the next one.
     ItemError {
@@ -320,6 +323,10 @@ pub enum Event<T, P = Value> {
         usage: Usage,
         /// Every attempt, the last one successful.
         attempts: Vec<Attempt>,
+        /// Where each grounded value of the final [`Event::Value`] was found (partial streams
+        /// of a grounded extraction); `None` otherwise (an element stream's elements carry
+        /// their own).
+        spans: Option<Spans>,
     },
 }
 
@@ -327,7 +334,15 @@ impl<T> Event<T, Value> {
     /// The same event in a stream whose snapshots have type `P`; `None` for a snapshot.
     pub(crate) fn cast<P>(self) -> Option<Event<T, P>> {
         Some(match self {
-            Event::Element { index, value } => Event::Element { index, value },
+            Event::Element {
+                index,
+                value,
+                spans,
+            } => Event::Element {
+                index,
+                value,
+                spans,
+            },
             Event::ItemError {
                 index,
                 errors,
@@ -340,7 +355,15 @@ impl<T> Event<T, Value> {
             Event::Snapshot(_) => return None,
             Event::Retry { attempt, errors } => Event::Retry { attempt, errors },
             Event::Value(v) => Event::Value(v),
-            Event::Done { usage, attempts } => Event::Done { usage, attempts },
+            Event::Done {
+                usage,
+                attempts,
+                spans,
+            } => Event::Done {
+                usage,
+                attempts,
+                spans,
+            },
         })
     }
 }

@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{Value, json};
@@ -13,14 +12,13 @@ use sift_core::grounding::{Policy, Sources, describes};
 use sift_core::{Message, Schema};
 
 use crate::AppState;
+use crate::answer::{Answerer, RawQuery, answer, answer_query, stream_response};
 use crate::deadline::Deadline;
 use crate::error::ApiError;
 use crate::handlers::wants_sse;
 use crate::request::{Body, ErrorDetail, LocItem};
 use crate::v1::RawJson;
-use crate::v1::{
-    AnswerQuery, Target, answer, answer_query, body_loc, check_input, stream_response,
-};
+use crate::v1::{Target, body_loc, check_input};
 
 /// The body of `POST /v1/extract`.
 struct Adhoc {
@@ -356,18 +354,19 @@ fn adhoc_target<'a>(
 
 pub(crate) async fn adhoc(
     State(state): State<Arc<AppState>>,
-    query: Result<Query<AnswerQuery>, QueryRejection>,
+    query: RawQuery,
     Body(RawJson(body)): Body<RawJson>,
 ) -> Result<Response, ApiError> {
     let query = answer_query(query)?;
     let request = adhoc_body(&state, &body).await?;
     let (client, messages) = adhoc_call(&state, &request);
     let examples = adhoc_shown_examples(&request);
+    let by = Answerer::of(&client, &state.config.prices);
     adhoc_target(&client, &request, &examples)
         .builder(&adhoc_input(&request), messages)
         .send()
         .await
-        .map(|out| answer(out, &query))
+        .map(|out| answer(out, &query, &by))
         .map_err(|e| ApiError::extraction(e, &client))
 }
 
@@ -380,8 +379,10 @@ pub(crate) async fn adhoc_stream(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     deadline: Option<Extension<Deadline>>,
+    query: RawQuery,
     Body(RawJson(body)): Body<RawJson>,
 ) -> Result<Response, ApiError> {
+    let query = answer_query(query)?;
     let request = adhoc_body(&state, &body).await?;
     let (client, messages) = adhoc_call(&state, &request);
     let examples = adhoc_shown_examples(&request);
@@ -389,5 +390,6 @@ pub(crate) async fn adhoc_stream(
         .builder(&adhoc_input(&request), messages)
         .stream();
     let deadline = deadline.map(|Extension(d)| d);
-    stream_response(events, client.recording(), wants_sse(&headers), deadline).await
+    let by = Answerer::of(&client, &state.config.prices);
+    stream_response(events, by, query, wants_sse(&headers), deadline).await
 }

@@ -10,8 +10,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Extension, Path, Query, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
@@ -19,12 +18,15 @@ use sift_documents::extract::{ChunkFailure, DocumentError, DocumentEvent};
 use sift_documents::{Document, DocumentExtraction, Kind, ReadError};
 
 use crate::AppState;
+use crate::answer::{
+    AnswerQuery, Answerer, RawQuery, StreamDone, answer_query, priced, usage_headers,
+};
 use crate::deadline::{Deadline, next_before};
 use crate::error::ApiError;
 use crate::extractors::Extractor;
-use crate::handlers::{StreamDone, frame, stream_body, wants_sse};
+use crate::handlers::{frame, stream_body, wants_sse};
 use crate::request::{ErrorDetail, LocItem, read_raw};
-use crate::v1::{AnswerQuery, answer_query, body_loc, check_input, find, usage_headers};
+use crate::v1::{body_loc, check_input, find};
 
 /// A document and the rest of the input, read from the request.
 struct Upload {
@@ -178,7 +180,7 @@ async fn prepare(
 pub(crate) async fn run_document(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    query: Result<Query<AnswerQuery>, QueryRejection>,
+    query: RawQuery,
     req: Request,
 ) -> Result<Response, ApiError> {
     let query = answer_query(query)?;
@@ -194,14 +196,33 @@ pub(crate) async fn run_document(
         .await
         .map_err(|e| ApiError::BadBody(e.to_string()))?
         .map_err(|e| ApiError::DocumentFailed(Box::new(e), extractor.client.recording().clone()))?;
-    Ok(answer(out, &document, &query))
+    let by = Answerer::of(&extractor.client, &state.config.prices);
+    Ok(answer(out, &document, &query, &by))
 }
 
-fn answer(out: DocumentExtraction, document: &Document, query: &AnswerQuery) -> Response {
-    let attempts = out.attempts.len();
-    let usage = out.usage;
-    let mut response = Json(out.answer(document, query.spans)).into_response();
-    usage_headers(response.headers_mut(), attempts, usage);
+/// The document's answer; with `?attempts=true` also every chunk's calls priced, the usage
+/// and the cost.
+fn answer(
+    out: DocumentExtraction,
+    document: &Document,
+    query: &AnswerQuery,
+    by: &Answerer,
+) -> Response {
+    let (usage, calls) = (out.usage, out.attempts.len());
+    let priced = query
+        .attempts
+        .then(|| priced(&out.attempts, &by.model, &by.pricing, &by.recording));
+    let mut body = serde_json::to_value(out.answer(document, query.spans)).unwrap_or_default();
+    if let (Some((attempts, cost)), Some(object)) = (priced, body.as_object_mut()) {
+        object.insert("attempts".into(), json!(attempts));
+        object.insert(
+            "usage".into(),
+            json!(sift_core::report::UsageReport::from(usage)),
+        );
+        object.insert("cost_usd".into(), json!(cost));
+    }
+    let mut response = Json(body).into_response();
+    usage_headers(response.headers_mut(), calls, usage);
     response
 }
 
@@ -214,12 +235,15 @@ pub(crate) async fn stream_document(
     Path(name): Path<String>,
     headers: HeaderMap,
     deadline: Option<Extension<Deadline>>,
+    query: RawQuery,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let query = answer_query(query)?;
     let deadline = deadline.map(|Extension(d)| d);
     let sse = wants_sse(&headers);
     let (extractor, document, input) = prepare(&state, &name, req).await?;
     let recording = extractor.client.recording().clone();
+    let by = Answerer::of(&extractor.client, &state.config.prices);
     let mut events = Box::pin(
         extractor
             .spec
@@ -254,10 +278,10 @@ pub(crate) async fn stream_document(
                     match *done {
                         Ok(out) => {
                             let usage = out.usage;
+                            let done = StreamDone::new(usage, &out.attempts, &query, &by);
                             let body = out.answer(&document, false);
                             yield Ok(frame(sse, Some("document"), Some("document"), &serde_json::to_string(&body).unwrap_or_default()));
                             if sse {
-                                let done = StreamDone { usage: usage.into() };
                                 yield Ok(frame(true, Some("done"), None, &serde_json::to_string(&done).unwrap_or_default()));
                             }
                         }

@@ -15,7 +15,6 @@ use crate::batch::{Batch, failure_message, run_batch};
 use crate::deadline::Deadline;
 use crate::error::{
     ApiError, HttpValidationError, ManyUsersError, ManyUsersFailureDetail, QueryFailure,
-    UsageReport,
 };
 use crate::extractors::Extractor;
 use crate::models::{MultipleUserData, UserData, UserDetail};
@@ -192,13 +191,6 @@ pub(crate) async fn many_users(
     }
 }
 
-/// Sent last on an event stream (`event: done`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StreamDone {
-    /// Tokens spent over every attempt.
-    pub usage: UsageReport,
-}
-
 /// An element the model produced that failed validation (`event: item_error`, or an NDJSON
 /// line `{"item_error": ...}`); the stream goes on.
 #[derive(Debug, Serialize, ToSchema)]
@@ -302,13 +294,9 @@ pub(crate) async fn extract(
     let events = v1::Target::of(&extractor)
         .builder_as(list, &input, messages)
         .elements();
-    v1::stream_response(
-        events,
-        extractor.client.recording(),
-        wants_sse(&headers),
-        deadline,
-    )
-    .await
+    let by = crate::answer::Answerer::of(&extractor.client, &state.config.prices);
+    let query = crate::answer::AnswerQuery::default();
+    crate::answer::stream_response(events, by, query, wants_sse(&headers), deadline).await
 }
 
 /// A streamed answer: SSE or NDJSON, never cached.

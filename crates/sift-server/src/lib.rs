@@ -14,6 +14,7 @@
 //! ```
 
 mod adhoc;
+mod answer;
 mod auth;
 mod batch;
 mod chat;
@@ -40,9 +41,10 @@ use axum::routing::{get, post};
 use sift_core::Client;
 use utoipa_swagger_ui::SwaggerUi;
 
+pub use answer::{PricedAttempt, StreamDone};
 pub use chat::ModelRoute;
 pub use extractors::{Extractor, Registry};
-pub use handlers::{Health, ItemError, StreamDone, user_prompt};
+pub use handlers::{Health, ItemError, user_prompt};
 pub use listen::{Listen, serve};
 pub use openapi::{document, openapi};
 
@@ -102,6 +104,9 @@ pub struct ServerConfig {
     /// What `GET /evals` shows (an evaluation report as HTML, made anew for each request);
     /// without it, `/evals` answers 404.
     pub evals: Option<EvalsPage>,
+    /// Prices by model (the config's `[models."NAME"]`): what `?attempts=true` and a
+    /// stream's `done` event say each call cost.
+    pub prices: sift_config::Pricing,
 }
 
 /// Renders the evaluation page, or says why it cannot (`sift serve --eval-report` gives one).
@@ -162,6 +167,7 @@ impl Default for ServerConfig {
             evals: None,
             document_limits: sift_documents::Limits::default(),
             models: Vec::new(),
+            prices: sift_config::Pricing::default(),
         }
     }
 }

@@ -4,23 +4,21 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use axum::extract::{Extension, Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sift_core::json_stream::PathSegment;
-use sift_core::trace::Recording;
-use sift_core::{Event, EventStream, ExtractBuilder, ExtractError, Extraction, Message, Schema};
+use sift_core::{ExtractBuilder, Extraction, Message, Schema};
 
 use crate::AppState;
+use crate::answer::{Answerer, RawQuery, answer, answer_query, stream_response};
 use crate::batch::{Batch, failure_message, run_batch};
-use crate::deadline::{Deadline, next_before};
-use crate::error::{ApiError, ExtractionFailure, InputFailure, ManyFailureDetail};
+use crate::deadline::Deadline;
+use crate::error::{ApiError, InputFailure, ManyFailureDetail};
 use crate::extractors::Extractor;
-use crate::handlers::{ItemError, StreamDone, frame, stream_body, wants_sse};
+use crate::handlers::wants_sse;
 use crate::request::{Body, ErrorDetail, FromBody, LocItem};
 
 /// Any JSON body; checked against a schema by the handler.
@@ -221,67 +219,6 @@ pub(crate) async fn run_messages(
         .map_err(|e| ApiError::extraction(e, &extractor.client))
 }
 
-/// The query of `/v1/extractors/{name}` and `/v1/extract`.
-#[derive(Debug, Default, serde::Deserialize)]
-pub(crate) struct AnswerQuery {
-    /// Answer `{"value": ..., "spans": {...}}`: where each grounded value was found, by
-    /// JSON pointer into the value (`start`/`end` count Unicode scalar values of the input
-    /// field named, end exclusive).
-    #[serde(default)]
-    pub(crate) spans: bool,
-}
-
-/// The query read, or a FastAPI-style 422 naming what in it is wrong (`?spans=maybe`).
-pub(crate) fn answer_query(
-    query: Result<Query<AnswerQuery>, QueryRejection>,
-) -> Result<AnswerQuery, ApiError> {
-    query.map(|Query(q)| q).map_err(|e| {
-        ApiError::Validation(vec![ErrorDetail::new(
-            "bool_parsing",
-            vec![LocItem::Key("query".into()), LocItem::Key("spans".into())],
-            format!("Input should be a valid boolean ({})", e.body_text()),
-            Value::Null,
-        )])
-    })
-}
-
-/// What `?spans=true` answers.
-#[derive(Debug, Serialize)]
-struct WithSpans {
-    /// The extracted value.
-    value: Value,
-    /// Where each grounded value was found, by JSON pointer into `value`.
-    spans: sift_core::grounding::Spans,
-}
-
-/// The value (or, with `?spans=true`, the value and its spans), with the attempts and
-/// tokens in headers.
-pub(crate) fn answer(out: Extraction<Value>, query: &AnswerQuery) -> Response {
-    let mut response = if query.spans {
-        Json(WithSpans {
-            value: out.value,
-            spans: out.spans.unwrap_or_default(),
-        })
-        .into_response()
-    } else {
-        Json(out.value).into_response()
-    };
-    usage_headers(response.headers_mut(), out.attempts.len(), out.usage);
-    response
-}
-
-/// The attempts made and the tokens they used, as the `sift-*` headers.
-pub(crate) fn usage_headers(headers: &mut HeaderMap, attempts: usize, usage: sift_core::Usage) {
-    for (name, n) in [
-        ("sift-attempts", attempts as u64),
-        ("sift-input-tokens", usage.input_tokens),
-        ("sift-output-tokens", usage.output_tokens),
-        ("sift-cached-input-tokens", usage.cached_input_tokens),
-    ] {
-        headers.insert(HeaderName::from_static(name), HeaderValue::from(n));
-    }
-}
-
 /// The extractor called `name`, once `input` fits its input schema.
 fn find_for(state: &AppState, name: &str, input: &Value) -> Result<Arc<Extractor>, ApiError> {
     let extractor = find(state, name)?;
@@ -296,12 +233,15 @@ fn find_for(state: &AppState, name: &str, input: &Value) -> Result<Arc<Extractor
 pub(crate) async fn run_one(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    query: Result<Query<AnswerQuery>, QueryRejection>,
+    query: RawQuery,
     Body(RawJson(input)): Body<RawJson>,
 ) -> Result<Response, ApiError> {
     let query = answer_query(query)?;
     let extractor = find_for(&state, &name, &input)?;
-    run(&extractor, &input).await.map(|out| answer(out, &query))
+    let by = Answerer::of(&extractor.client, &state.config.prices);
+    run(&extractor, &input)
+        .await
+        .map(|out| answer(out, &query, &by))
 }
 
 pub(crate) async fn run_many(
@@ -383,108 +323,14 @@ pub(crate) async fn run_stream(
     Path(name): Path<String>,
     headers: HeaderMap,
     deadline: Option<Extension<Deadline>>,
+    query: RawQuery,
     Body(RawJson(input)): Body<RawJson>,
 ) -> Result<Response, ApiError> {
+    let query = answer_query(query)?;
     let extractor = find_for(&state, &name, &input)?;
     let messages = messages(&extractor, &input).await?;
     let deadline = deadline.map(|Extension(d)| d);
     let events = Target::of(&extractor).builder(&input, messages).stream();
-    let recording = extractor.client.recording();
-    stream_response(events, recording, wants_sse(&headers), deadline).await
-}
-
-/// One event of a stream, framed; `true` when the stream ends after it. The final `done`
-/// event is framed by [`stream_response`].
-fn frame_event(
-    sse: bool,
-    event: Result<Event<Value>, ExtractError>,
-    recording: &Recording,
-) -> (Option<String>, bool) {
-    let report = |errors: Vec<sift_core::FieldError>| -> Vec<crate::error::AnswerError> {
-        errors
-            .into_iter()
-            .map(|e| crate::error::AnswerError {
-                path: e.path,
-                message: recording.scrub(e.message),
-            })
-            .collect()
-    };
-    let chunk = match event {
-        Ok(Event::Element { value, .. } | Event::Value(value)) => {
-            frame(sse, None, None, &value.to_string())
-        }
-        Ok(Event::Snapshot(v)) => frame(sse, Some("partial"), Some("partial"), &v.to_string()),
-        Ok(Event::Retry { attempt, errors }) => {
-            let json = json!({"attempt": attempt, "errors": report(errors)}).to_string();
-            frame(sse, Some("retry"), Some("retry"), &json)
-        }
-        Ok(Event::ItemError {
-            index,
-            errors,
-            value,
-        }) => {
-            let json = serde_json::to_string(&ItemError {
-                index,
-                errors: report(errors),
-                value,
-            })
-            .unwrap_or_default();
-            frame(sse, Some("item_error"), Some("item_error"), &json)
-        }
-        Ok(_) => return (None, false),
-        Err(e) => {
-            let detail = ExtractionFailure::from_error(&e, recording);
-            tracing::error!(error = %detail.message, "extraction failed mid-stream");
-            let json = serde_json::to_string(&detail).unwrap_or_default();
-            return (Some(frame(sse, Some("error"), Some("error"), &json)), true);
-        }
-    };
-    (Some(chunk), false)
-}
-
-/// Streams an extraction's events (elements as they close, or partial snapshots then the
-/// value) as NDJSON lines or SSE events, ending an event stream with `done` and the usage. A
-/// failure before anything was sent answers with its status.
-pub(crate) async fn stream_response(
-    mut events: EventStream<Value>,
-    recording: &Recording,
-    sse: bool,
-    deadline: Option<Deadline>,
-) -> Result<Response, ApiError> {
-    let first = match events.next().await {
-        Some(Err(e)) => return Err(ApiError::Extraction(Box::new(e), recording.clone())),
-        other => other,
-    };
-    let recording = recording.clone();
-    let stats = events.stats();
-    let body = async_stream::stream! {
-        let mut pending = first;
-        loop {
-            let event = match pending.take() {
-                Some(event) => event,
-                None => match next_before(&mut events, deadline).await {
-                    Ok(Some(event)) => event,
-                    Ok(None) => break,
-                    Err(d) => {
-                        let detail = d.failure("the stream");
-                        tracing::error!(error = %detail.message, "request deadline passed mid-stream");
-                        yield Ok(frame(sse, Some("error"), Some("error"), &serde_json::to_string(&detail).unwrap_or_default()));
-                        break;
-                    }
-                },
-            };
-            let (chunk, last) = frame_event(sse, event, &recording);
-            if let Some(chunk) = chunk {
-                yield Ok::<_, std::convert::Infallible>(chunk);
-            }
-            if last {
-                break;
-            }
-        }
-        if sse {
-            let done = StreamDone { usage: stats.usage().into() };
-            yield Ok(frame(true, Some("done"), None, &serde_json::to_string(&done).unwrap_or_default()));
-        }
-    };
-    Ok(stream_body(sse, body))
+    let by = Answerer::of(&extractor.client, &state.config.prices);
+    stream_response(events, by, query, wants_sse(&headers), deadline).await
 }

@@ -311,7 +311,9 @@ async fn a_break_after_elements_is_incomplete() {
         .elements()
         .collect()
         .await;
-    assert!(matches!(&events[0], Ok(Event::Element { index: 0, value }) if value.name == "Ann"));
+    assert!(
+        matches!(&events[0], Ok(Event::Element { index: 0, value, .. }) if value.name == "Ann")
+    );
     match &events[1] {
         Err(ExtractError::Incomplete {
             emitted, attempts, ..
@@ -375,7 +377,15 @@ async fn a_partial_stream_announces_its_retry_and_starts_over() {
             Event::Value(v) => Event::Value(serde_json::from_value(v).unwrap()),
             Event::Snapshot(s) => Event::Snapshot(s),
             Event::Retry { attempt, errors } => Event::Retry { attempt, errors },
-            Event::Done { usage, attempts } => Event::Done { usage, attempts },
+            Event::Done {
+                usage,
+                attempts,
+                spans,
+            } => Event::Done {
+                usage,
+                attempts,
+                spans,
+            },
             other => panic!("{other:?}"),
         })
         .collect()

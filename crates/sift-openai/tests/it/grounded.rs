@@ -216,10 +216,19 @@ async fn streamed_elements_are_grounded_as_they_close() {
         .user(text)
         .grounded_in("text", text)
         .elements();
-    let mut seen = Vec::new();
+    let (mut seen, mut located) = (Vec::new(), Vec::new());
     while let Some(event) = stream.next().await {
         match event.unwrap() {
-            Event::Element { index, value } => seen.push((index, Ok(value["name"].clone()))),
+            Event::Element {
+                index,
+                value,
+                spans,
+            } => {
+                seen.push((index, Ok(value["name"].clone())));
+                // Each element's spans point into the element.
+                let span = spans.expect("grounded")["/name"][0].clone();
+                located.push((span.start, span.end));
+            }
             Event::ItemError { index, errors, .. } => {
                 seen.push((index, Err(errors[0].message.clone())));
             }
@@ -240,4 +249,5 @@ async fn streamed_elements_are_grounded_as_they_close() {
             (2, Ok(json!("Grace"))),
         ]
     );
+    assert_eq!(located, [(0, 3), (8, 13)]);
 }

@@ -28,9 +28,10 @@ use serde_json::{Value, json};
 use sift_core::{ChatDelta, ChatRequest, Client, OutputFormat, Usage};
 
 use crate::AppState;
+use crate::answer::usage_headers;
 use crate::deadline::{Deadline, next_before};
 use crate::request::Body;
-use crate::v1::{RawJson, usage_headers};
+use crate::v1::RawJson;
 use request::{Answer, ChatCall};
 pub(crate) use request::{MAX_MESSAGES, MAX_TOOLS};
 pub(crate) use wire::OpenAiShaped;

@@ -60,7 +60,10 @@ fn answer(value: &Value) -> Value {
                 "description": "With `?spans=true`: where each grounded value was found, by JSON pointer into `value`; offsets index `text` (Unicode scalar values, end exclusive), `page` is the PDF page (from 1)",
                 "additionalProperties": span_list
             },
-            "text": {"type": "string", "description": "With `?spans=true`: the document's text as read (PDF pages separated by form feeds)"}
+            "text": {"type": "string", "description": "With `?spans=true`: the document's text as read (PDF pages separated by form feeds)"},
+            "attempts": {"type": "array", "items": {"$ref": "#/components/schemas/PricedAttempt"}, "description": "With `?attempts=true`: every chunk's calls, in chunk order"},
+            "usage": {"$ref": "#/components/schemas/UsageReport"},
+            "cost_usd": {"type": ["number", "null"], "minimum": 0, "description": "With `?attempts=true`: USD at the configured prices; `null` when a model has none"}
         },
         "required": ["value", "document", "conflicts", "failed_chunks"]
     })
@@ -154,7 +157,7 @@ pub(super) fn operations(
             "tags": ["extractors"],
             "summary": format!("{name}, from a document (PDF, HTML, Markdown, text): split into chunks, extracted, merged"),
             "operationId": format!("extract_{id}_document"),
-            "parameters": [super::spans_parameter()],
+            "parameters": [super::spans_parameter(), super::attempts_parameter()],
             "requestBody": upload(e, &field),
             "responses": one
         }}),
@@ -173,6 +176,7 @@ pub(super) fn operations(
             "tags": ["extractors"],
             "summary": format!("{name}, from a document, streamed as chunks complete"),
             "operationId": format!("stream_{id}_document"),
+            "parameters": [super::stream_attempts_parameter()],
             "requestBody": upload(e, &field),
             "responses": stream
         }}),

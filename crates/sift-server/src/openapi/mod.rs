@@ -12,11 +12,12 @@ use utoipa::OpenApi;
 
 use crate::extractors::{Extractor, Registry};
 
+use crate::answer::{PricedAttempt, StreamDone};
 use crate::error::{
     AnswerError, AttemptReport, ExtractionError, ExtractionFailure, HttpValidationError,
     ManyUsersError, ManyUsersFailureDetail, Message, QueryFailure, UsageReport,
 };
-use crate::handlers::{self, Health, ItemError, StreamDone};
+use crate::handlers::{self, Health, ItemError};
 use crate::models::{MultipleUserData, UserData, UserDetail};
 use crate::request::{ErrorDetail, LocItem};
 
@@ -31,7 +32,7 @@ use crate::request::{ErrorDetail, LocItem};
     components(schemas(
         UserData, MultipleUserData, UserDetail, HttpValidationError, ErrorDetail, LocItem,
         ExtractionError, ExtractionFailure, AttemptReport, AnswerError, UsageReport,
-        ManyUsersError, ManyUsersFailureDetail, QueryFailure, StreamDone, ItemError, Health, Message,
+        ManyUsersError, ManyUsersFailureDetail, QueryFailure, StreamDone, PricedAttempt, ItemError, Health, Message,
         crate::error::InputFailure, crate::error::ManyFailureDetail
     )),
     tags(
@@ -251,23 +252,78 @@ fn spans_parameter() -> Value {
     })
 }
 
-/// The 200 body of a one-shot extraction: the value, or with `?spans=true` the value and
-/// its spans.
-fn value_or_spans(value: &Value) -> Value {
+/// The `attempts` query parameter of the one-shot extractions.
+fn attempts_parameter() -> Value {
+    json!({
+        "name": "attempts",
+        "in": "query",
+        "required": false,
+        "schema": {"type": "boolean", "default": false},
+        "description": "Answer `{\"value\": ..., \"attempts\": [...], \"usage\": {...}, \"cost_usd\": ...}`: every call to the model with its outcome, errors, tokens and cost (USD at the config's `[models.\"NAME\"]` prices, `null` for a model without)"
+    })
+}
+
+/// The `spans` query parameter of the streams: each element, or the final value, comes as
+/// `{"value", "spans"}`.
+fn stream_spans_parameter() -> Value {
+    json!({
+        "name": "spans",
+        "in": "query",
+        "required": false,
+        "schema": {"type": "boolean", "default": false},
+        "description": "Send each element (or the final value) as `{\"value\": ..., \"spans\": {...}}`: where each of its grounded values was found in the input, by JSON pointer into it"
+    })
+}
+
+/// The `attempts` query parameter of the streams: the SSE `done` event carries every call.
+fn stream_attempts_parameter() -> Value {
+    json!({
+        "name": "attempts",
+        "in": "query",
+        "required": false,
+        "schema": {"type": "boolean", "default": false},
+        "description": "The final `done` event (SSE) also carries `attempts` (every call with its outcome, errors, tokens and cost) and `cost_usd`"
+    })
+}
+
+/// Where each grounded value was found, by JSON pointer.
+fn spans_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "Where each grounded value was found, by JSON pointer into `value`",
+        "additionalProperties": {"type": "array", "items": {"$ref": "#/components/schemas/Span"}}
+    })
+}
+
+/// A streamed item: the value, or with `?spans=true` the value and its spans.
+fn with_spans(value: &Value) -> Value {
     json!({"anyOf": [
         value,
         {
             "type": "object",
             "description": "With `?spans=true`",
+            "properties": {"value": value, "spans": spans_schema()},
+            "required": ["value", "spans"]
+        }
+    ]})
+}
+
+/// The 200 body of a one-shot extraction: the value, or with `?spans=true` and
+/// `?attempts=true` the value and what they ask for.
+fn value_or_spans(value: &Value) -> Value {
+    json!({"anyOf": [
+        value,
+        {
+            "type": "object",
+            "description": "With `?spans=true` (`spans`) or `?attempts=true` (`attempts`, `usage`, `cost_usd`)",
             "properties": {
                 "value": value,
-                "spans": {
-                    "type": "object",
-                    "description": "Where each grounded value was found, by JSON pointer into `value`",
-                    "additionalProperties": {"type": "array", "items": {"$ref": "#/components/schemas/Span"}}
-                }
+                "spans": spans_schema(),
+                "attempts": {"type": "array", "items": {"$ref": "#/components/schemas/PricedAttempt"}},
+                "usage": {"$ref": "#/components/schemas/UsageReport"},
+                "cost_usd": {"type": ["number", "null"], "minimum": 0, "description": "USD at the configured prices; `null` when a model has none"}
             },
-            "required": ["value", "spans"]
+            "required": ["value"]
         }
     ]})
 }
@@ -319,7 +375,7 @@ fn operations(
             "tags": ["extractors"],
             "summary": format!("{name}: {description}"),
             "operationId": format!("extract_{id}"),
-            "parameters": [spans_parameter()],
+            "parameters": [spans_parameter(), attempts_parameter()],
             "requestBody": {"required": true, "content": {"application/json": {"schema": input_ref}}},
             "responses": one
         }
@@ -376,12 +432,13 @@ fn operations(
     let mut stream = error_responses(false);
     stream["200"] = json!({
         "description": format!("NDJSON by default, one line per item: {what}; `{{\"retry\": ...}}`, `{{\"item_error\": ...}}` and `{{\"error\": ...}}` lines report re-asks and failures. With `Accept: text/event-stream`, the same as SSE events (`partial`, `retry`, `item_error`, `error`, `done`)."),
-        "content": stream_content(&line, events)
+        "content": stream_content(&with_spans(&line), events)
     });
     paths.insert(format!("/v1/extractors/{name}/stream"), json!({"post": {
         "tags": ["extractors"],
         "summary": format!("{name}, streamed"),
         "operationId": format!("stream_{id}"),
+        "parameters": [stream_spans_parameter(), stream_attempts_parameter()],
         "requestBody": {"required": true, "content": {"application/json": {"schema": input_ref}}},
         "responses": stream
     }}));
@@ -425,14 +482,14 @@ fn adhoc_operations(paths: &mut serde_json::Map<String, Value>) {
         "tags": ["extractors"],
         "summary": "Extract against a JSON Schema sent with the request (refused with a 422 naming the keyword when the provider cannot enforce it)",
         "operationId": "extract_adhoc",
-        "parameters": [spans_parameter()],
+        "parameters": [spans_parameter(), attempts_parameter()],
         "requestBody": body,
         "responses": one
     }}));
     let mut stream = error_responses(false);
     stream["200"] = json!({
         "description": "As the extractors' `/stream`",
-        "content": stream_content(&json!({}), &[
+        "content": stream_content(&with_spans(&json!({})), &[
             StreamEvent::Partial,
             StreamEvent::Retry,
             StreamEvent::ItemError,
@@ -446,6 +503,7 @@ fn adhoc_operations(paths: &mut serde_json::Map<String, Value>) {
             "tags": ["extractors"],
             "summary": "Ad-hoc extraction, streamed",
             "operationId": "stream_adhoc",
+            "parameters": [stream_spans_parameter(), stream_attempts_parameter()],
             "requestBody": body,
             "responses": stream
         }}),

@@ -1,6 +1,7 @@
 //! The service against the scripted upstream, over real HTTP.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod answers;
 mod chat;
 mod clients;
 mod documents;
