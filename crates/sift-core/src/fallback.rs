@@ -133,8 +133,16 @@ impl Provider for Fallback {
         }
     }
 
+    /// The first member's, but in process only when every member is: any may answer.
     fn capabilities(&self) -> Capabilities {
-        self.members[0].provider.capabilities()
+        let all_local = self
+            .members
+            .iter()
+            .all(|m| m.provider.capabilities().in_process);
+        self.members[0]
+            .provider
+            .capabilities()
+            .with_in_process(all_local)
     }
 
     fn default_max_tokens(&self, request: &ChatRequest) -> Option<u32> {

@@ -217,10 +217,7 @@ impl<T> Machine<T> {
     /// A streamed list element as it closed: its index, and the element checked against the
     /// element schema and decoded (with its spans, pointers into the element, when grounded),
     /// or its errors and the value as written.
-    pub(crate) fn element(
-        &mut self,
-        mut value: Value,
-    ) -> (usize, ElementResult<T>) {
+    pub(crate) fn element(&mut self, mut value: Value) -> (usize, ElementResult<T>) {
         let index = self.emitted;
         self.emitted += 1;
         self.emitted_in_attempt += 1;

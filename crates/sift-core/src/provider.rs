@@ -23,6 +23,9 @@ pub struct Capabilities {
     /// What one request may hold, when the provider knows its model's window (the embedded
     /// model): long documents are split to fit it.
     pub window: Option<Window>,
+    /// The model runs in this process (the embedded model): its calls cost nothing but the
+    /// machine's time, so they are priced at zero where no price is configured.
+    pub in_process: bool,
 }
 
 /// A model's window: the tokens one request may hold, and how many run at once.
@@ -57,6 +60,13 @@ impl Capabilities {
         self.window = Some(window);
         self
     }
+
+    /// With the model running in this process or not.
+    #[must_use]
+    pub fn with_in_process(mut self, on: bool) -> Self {
+        self.in_process = on;
+        self
+    }
 }
 
 impl Default for Capabilities {
@@ -67,6 +77,7 @@ impl Default for Capabilities {
             streaming: false,
             constrained: false,
             window: None,
+            in_process: false,
         }
     }
 }

@@ -396,6 +396,7 @@ impl Provider for LocalProvider {
             .with_streaming(true)
             .with_constrained(true)
             .with_window(self.window)
+            .with_in_process(true)
     }
 
     fn check_schema(&self, schema: &Value) -> Result<(), SchemaError> {

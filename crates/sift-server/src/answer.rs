@@ -98,22 +98,21 @@ pub struct PricedAttempt {
 }
 
 /// Every call of an extraction priced, and the total (`None` when any call's model has no
-/// price). Calls whose model is unpriced but which spent nothing cost nothing.
-pub(crate) fn priced(
-    attempts: &[Attempt],
-    asked: &str,
-    pricing: &Pricing,
-    recording: &Recording,
-) -> (Vec<PricedAttempt>, Option<f64>) {
+/// price). Calls whose model is unpriced but which spent nothing cost nothing, and so do
+/// those of a model running in this process.
+pub(crate) fn priced(attempts: &[Attempt], by: &Answerer) -> (Vec<PricedAttempt>, Option<f64>) {
     let mut total = Some(0.0);
     let list = attempts
         .iter()
         .map(|a| {
-            let model = a.model.clone().unwrap_or_else(|| asked.to_owned());
-            let cost_usd = pricing.cost(asked, &model, &a.usage, 1.0);
+            let model = a.model.clone().unwrap_or_else(|| by.model.clone());
+            let cost_usd = by
+                .pricing
+                .cost(&by.model, &model, &a.usage, 1.0)
+                .or(by.in_process.then_some(0.0));
             total = total.zip(cost_usd).map(|(t, c)| t + c);
             PricedAttempt {
-                report: AttemptReport::new(a, recording),
+                report: AttemptReport::new(a, &by.recording),
                 model,
                 cost_usd,
             }
@@ -146,6 +145,8 @@ pub(crate) struct Answerer {
     pub(crate) pricing: Pricing,
     /// What may be shown of the content.
     pub(crate) recording: Recording,
+    /// Whether the model runs in this process (its calls cost nothing).
+    pub(crate) in_process: bool,
 }
 
 impl Answerer {
@@ -155,6 +156,7 @@ impl Answerer {
             model: client.model().to_owned(),
             pricing: pricing.clone(),
             recording: client.recording().clone(),
+            in_process: client.provider().capabilities().in_process,
         }
     }
 }
@@ -164,7 +166,7 @@ impl Answerer {
 pub(crate) fn answer(out: Extraction<Value>, query: &AnswerQuery, by: &Answerer) -> Response {
     let mut response = if query.spans || query.attempts {
         let (attempts, cost) = if query.attempts {
-            let (list, cost) = priced(&out.attempts, &by.model, &by.pricing, &by.recording);
+            let (list, cost) = priced(&out.attempts, by);
             (Some(list), Some(cost))
         } else {
             (None, None)
@@ -220,7 +222,7 @@ impl StreamDone {
         by: &Answerer,
     ) -> Self {
         let (attempts, cost_usd) = if query.attempts {
-            let (list, cost) = priced(attempts, &by.model, &by.pricing, &by.recording);
+            let (list, cost) = priced(attempts, by);
             (Some(list), Some(cost))
         } else {
             (None, None)

@@ -209,9 +209,7 @@ fn answer(
     by: &Answerer,
 ) -> Response {
     let (usage, calls) = (out.usage, out.attempts.len());
-    let priced = query
-        .attempts
-        .then(|| priced(&out.attempts, &by.model, &by.pricing, &by.recording));
+    let priced = query.attempts.then(|| priced(&out.attempts, by));
     let mut body = serde_json::to_value(out.answer(document, query.spans)).unwrap_or_default();
     if let (Some((attempts, cost)), Some(object)) = (priced, body.as_object_mut()) {
         object.insert("attempts".into(), json!(attempts));

@@ -459,6 +459,7 @@ pub fn router_with_reload(client: Client, mut config: ServerConfig) -> (Router, 
     let router = Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/traces", get(pages::traces))
+        .route("/assets/common.js", get(pages::common_js))
         .route("/", get(pages::playground))
         .with_state(state.clone())
         .merge(protected)

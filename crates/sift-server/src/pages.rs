@@ -17,10 +17,26 @@ fn html(page: &'static str) -> Response {
             (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (
                 axum::http::header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'",
             ),
         ],
         page,
+    )
+        .into_response()
+}
+
+/// `GET /assets/common.js`: what the pages share (`web/common.js`): the keyed fetch, building
+/// elements, reading an event stream. Code, no data: served without a key.
+pub(crate) async fn common_js() -> Response {
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/javascript; charset=utf-8",
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../web/common.js"),
     )
         .into_response()
 }

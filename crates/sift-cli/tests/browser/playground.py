@@ -1,9 +1,10 @@
 """Drives the playground (`GET /`) of a running `sift serve` in headless Chromium and prints
 what it saw as one JSON line.
 
-    python playground.py BASE_URL SCREENSHOT_DIR EXTRACTOR FIELD TEXT [stream]
+    python playground.py BASE_URL SCREENSHOT_DIR EXTRACTOR FIELD TEXT [stream] [schema=JSON]
 
-The extractor is picked, TEXT typed into the input field FIELD (a TEXT of `@PATH` chooses the
+The extractor is picked (an EXTRACTOR of "" picks the ad-hoc schema, whose schema field gets
+JSON when given), TEXT typed into the input field FIELD (a TEXT of `@PATH` chooses the
 file PATH in the document input instead), the streamed toggle set when asked, and the run
 button pressed. While it runs, the number of streamed elements shown is
 sampled; once it is done the result, the attempts and the marked spans are read. Screenshots
@@ -20,7 +21,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 base, shots, extractor, field, text = sys.argv[1:6]
-stream = len(sys.argv) > 6 and sys.argv[6] == "stream"
+stream = "stream" in sys.argv[6:]
+schema = next((a[len("schema="):] for a in sys.argv[6:] if a.startswith("schema=")), None)
 os.makedirs(shots, exist_ok=True)
 options = webdriver.ChromeOptions()
 for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900",
@@ -38,6 +40,10 @@ try:
     out["interactive_ms"] = round((time.monotonic() - started) * 1000)
     out["extractors"] = [o.get_attribute("value") for o in picker.find_elements(By.TAG_NAME, "option")]
     Select(picker).select_by_value(extractor)
+    if schema is not None:
+        schema_box = WebDriverWait(driver, 5).until(lambda d: d.find_element(*by_id("input-schema")))
+        schema_box.clear()
+        schema_box.send_keys(schema)
     box = WebDriverWait(driver, 5).until(lambda d: d.find_element(*by_id("input-" + field)))
     box.clear()
     if text.startswith("@"):
@@ -62,6 +68,7 @@ try:
     out["result"] = driver.find_element(*by_id("result")).text
     out["attempts"] = [a.text for a in driver.find_elements(*by_id("attempt"))]
     out["document"] = [d.text for d in driver.find_elements(*by_id("document"))]
+    out["cost"] = [c.text for c in driver.find_elements(*by_id("cost"))]
     marks = driver.find_elements(*by_id("span"))
     out["spans"] = [{"text": m.text, "pointer": m.get_attribute("data-pointer")} for m in marks]
     if marks:
@@ -70,8 +77,11 @@ try:
     driver.save_screenshot(os.path.join(shots, "2-result.png"))
     resources = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     out["external"] = [r for r in resources if not r.startswith(base)]
+    # The page and everything it loaded from the server (its shared script), API calls aside.
     out["page_bytes"] = driver.execute_script(
-        "return performance.getEntriesByType('navigation')[0].transferSize")
+        "return performance.getEntriesByType('navigation')[0].transferSize"
+        " + performance.getEntriesByType('resource').filter(e => e.initiatorType === 'script')"
+        ".reduce((n, e) => n + e.transferSize, 0)")
 finally:
     driver.quit()
 print(json.dumps(out))

@@ -65,8 +65,11 @@ try:
     resources = driver.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name)")
     out["external"] = [r for r in resources if not r.startswith(base)]
+    # The page and everything it loaded from the server (its shared script), API calls aside.
     out["page_bytes"] = driver.execute_script(
-        "return performance.getEntriesByType('navigation')[0].transferSize")
+        "return performance.getEntriesByType('navigation')[0].transferSize"
+        " + performance.getEntriesByType('resource').filter(e => e.initiatorType === 'script')"
+        ".reduce((n, e) => n + e.transferSize, 0)")
 finally:
     try:
         driver.switch_to.alert.dismiss()

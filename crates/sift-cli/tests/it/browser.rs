@@ -168,6 +168,19 @@ async fn play(
     text: &str,
     stream: bool,
 ) -> Value {
+    play_with(cmd, shots, extractor, field, text, stream, None).await
+}
+
+/// [`play`], with `schema` written into an ad-hoc run's schema field.
+async fn play_with(
+    cmd: Command,
+    shots: &str,
+    extractor: &str,
+    field: &str,
+    text: &str,
+    stream: bool,
+    schema: Option<&str>,
+) -> Value {
     let running = serve(cmd);
     let mut args = vec![
         running.url.clone(),
@@ -178,6 +191,9 @@ async fn play(
     ];
     if stream {
         args.push("stream".into());
+    }
+    if let Some(schema) = schema {
+        args.push(format!("schema={schema}"));
     }
     let seen = drive("playground.py", args).await;
     assert_eq!(
@@ -197,14 +213,24 @@ const SEED: &str = "Daniel is a 24 year man living in New York City";
 #[tokio::test]
 async fn the_playground_runs_the_seed_query_and_marks_where_each_value_was_found() {
     let upstream = ScriptedServer::start().await;
-    upstream.fallback(|_| Reply::tool_call("UserDetail", r#"{"name": "Daniel", "age": 24}"#));
+    upstream.fallback(|_| {
+        Reply::tool_call("UserDetail", r#"{"name": "Daniel", "age": 24}"#).usage(60, 12)
+    });
     let mut cmd = sift();
     cmd.env("OPENAI_BASE_URL", upstream.base_url());
     let seen = play(cmd, "playground-seed", "user", "query", SEED, false).await;
-    assert_eq!(seen["extractors"], json!(["user"]), "{seen}");
+    // The configured extractors, then the ad-hoc schema.
+    assert_eq!(seen["extractors"], json!(["user", ""]), "{seen}");
     let result: Value = serde_json::from_str(seen["result"].as_str().unwrap()).unwrap();
     assert_eq!(result, json!({"name": "Daniel", "age": 24}), "{seen}");
     assert_eq!(seen["attempts"].as_array().unwrap().len(), 1, "{seen}");
+    // No prices configured: the cost is said to be unknown, not zero.
+    assert!(
+        seen["cost"]
+            .to_string()
+            .contains("cost unknown: no price for gpt-4o-mini"),
+        "{seen}"
+    );
     // "Daniel" is marked in the text as /name; hovering it lights up its row.
     let spans = seen["spans"].as_array().unwrap();
     assert!(
@@ -214,35 +240,118 @@ async fn the_playground_runs_the_seed_query_and_marks_where_each_value_was_found
     assert!(seen["hovered_row"].to_string().contains("Daniel"), "{seen}");
 }
 
+/// A config pricing the model the scripted upstream answers as (USD per million tokens).
+fn priced_config(dir: &std::path::Path) -> PathBuf {
+    let config = dir.join("sift.toml");
+    std::fs::write(
+        &config,
+        "[models.\"gpt-4o-mini\"]\ninput = 0.15\noutput = 0.60\n",
+    )
+    .unwrap();
+    config
+}
+
 #[tokio::test]
-async fn a_failed_attempt_then_a_fixed_one_both_show_with_the_errors() {
+async fn a_failed_attempt_then_a_fixed_one_both_show_with_the_errors_and_costs() {
+    for stream in [true, false] {
+        let upstream = ScriptedServer::start().await;
+        let answers = [
+            r#"{"name": "Daniel", "age": 240}"#,
+            r#"{"name": "Daniel", "age": 24}"#,
+        ];
+        for (answer, tokens) in answers.into_iter().zip([1000, 3000]) {
+            upstream.push(
+                if stream {
+                    Reply::stream_tool_call("UserDetail", sift_test_support::split_chars(answer, 6))
+                } else {
+                    Reply::tool_call("UserDetail", answer)
+                }
+                .usage(tokens, 100),
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = sift();
+        cmd.env("OPENAI_BASE_URL", upstream.base_url())
+            .env("SIFT_CONFIG", priced_config(dir.path()));
+        let shots = if stream {
+            "playground-reask-streamed"
+        } else {
+            "playground-reask"
+        };
+        let seen = play(cmd, shots, "user", "query", SEED, stream).await;
+        let attempts: Vec<&str> = seen["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(attempts.len(), 2, "{seen}");
+        // Each call: its outcome, the error sent back, its tokens and cost.
+        assert!(
+            attempts[0].contains("validation_failed")
+                && attempts[0].contains("150")
+                && attempts[0].contains("1000 in / 100 out tokens")
+                && attempts[0].contains("$0.00021"),
+            "the first attempt: {attempts:?}"
+        );
+        assert!(
+            attempts[1].contains("success") && attempts[1].contains("$0.00051"),
+            "{attempts:?}"
+        );
+        assert!(
+            seen["cost"]
+                .to_string()
+                .contains("2 calls · 4000 in / 200 out tokens · cost $0.00072"),
+            "{seen}"
+        );
+        let result: Value = serde_json::from_str(seen["result"].as_str().unwrap()).unwrap();
+        assert_eq!(result["age"], 24, "{seen}");
+    }
+}
+
+#[tokio::test]
+async fn an_adhoc_schema_written_in_the_playground_is_extracted_and_marked() {
     let upstream = ScriptedServer::start().await;
-    upstream
-        .push(Reply::stream_tool_call(
-            "UserDetail",
-            sift_test_support::split_chars(r#"{"name": "Daniel", "age": 240}"#, 6),
-        ))
-        .push(Reply::stream_tool_call(
-            "UserDetail",
-            sift_test_support::split_chars(r#"{"name": "Daniel", "age": 24}"#, 6),
-        ));
+    upstream.fallback(|body| {
+        let name = body["tools"][0]["function"]["name"]
+            .as_str()
+            .unwrap_or("f")
+            .to_owned();
+        Reply::tool_call(&name, r#"{"name": "Daniel", "city": "New York City"}"#)
+    });
     let mut cmd = sift();
     cmd.env("OPENAI_BASE_URL", upstream.base_url());
-    let seen = play(cmd, "playground-reask", "user", "query", SEED, true).await;
-    let attempts: Vec<&str> = seen["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
-    assert_eq!(attempts.len(), 2, "{seen}");
-    assert!(
-        attempts[0].contains("re-asked") && attempts[0].contains("150"),
-        "the first attempt's error: {attempts:?}"
+    let schema = r#"{"type": "object", "properties": {"name": {"type": "string"}, "city": {"type": "string"}}, "required": ["name", "city"]}"#;
+    let seen = play_with(
+        cmd,
+        "playground-adhoc",
+        "",
+        "text",
+        SEED,
+        false,
+        Some(schema),
+    )
+    .await;
+    let result: Value = serde_json::from_str(seen["result"].as_str().unwrap())
+        .unwrap_or_else(|e| panic!("no JSON result ({e}): {seen}"));
+    assert_eq!(
+        result,
+        json!({"name": "Daniel", "city": "New York City"}),
+        "{seen}"
     );
-    assert!(attempts[1].contains("success"), "{attempts:?}");
-    let result: Value = serde_json::from_str(seen["result"].as_str().unwrap()).unwrap();
-    assert_eq!(result["age"], 24, "{seen}");
+    let spans = seen["spans"].as_array().unwrap();
+    assert!(
+        spans.contains(&json!({"text": "New York City", "pointer": "/city"})),
+        "{seen}"
+    );
+    // The schema written was the one sent.
+    let sent = &upstream.requests()[0].body;
+    assert!(
+        sent["tools"][0]["function"]["parameters"]["properties"]
+            .get("city")
+            .is_some(),
+        "{sent}"
+    );
 }
 
 #[tokio::test]
@@ -288,6 +397,14 @@ prompt = "List the events: {{ text }}"
     }
     let result: Value = serde_json::from_str(seen["result"].as_str().unwrap()).unwrap();
     assert_eq!(result.as_array().map(Vec::len), Some(3), "{seen}");
+    // Each element's spans, under its place in the list.
+    let spans = seen["spans"].as_array().unwrap();
+    for (pointer, text) in [("/0/what", "kick off"), ("/2/when", "1 June")] {
+        assert!(
+            spans.contains(&json!({"text": text, "pointer": pointer})),
+            "{pointer}: {seen}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -296,6 +413,8 @@ async fn the_playground_runs_the_seed_query_on_the_embedded_model() {
     let result: Value = serde_json::from_str(seen["result"].as_str().unwrap())
         .unwrap_or_else(|e| panic!("no JSON result ({e}): {seen}"));
     assert_eq!(result, json!({"name": "Daniel", "age": 24}), "{seen}");
+    // The embedded model runs in the process: its calls cost nothing.
+    assert!(seen["cost"].to_string().contains("cost $0"), "{seen}");
 }
 
 #[tokio::test]
