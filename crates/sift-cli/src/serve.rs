@@ -78,10 +78,11 @@ pub struct ServeArgs {
     /// OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=false.
     #[arg(long, env = "SIFT_RECORD_CONTENT", default_value_t = true, action = clap::ArgAction::Set)]
     record_content: bool,
-    /// Requests whose traces are kept in process for GET /v1/traces (the newest; 0: none).
-    /// Their spans are what the OTLP export sends; at most 64 MiB are kept in all. Off by
-    /// default: the span pipeline costs about 0.1 ms of CPU per request.
-    #[arg(long, env = "SIFT_TRACES", default_value_t = 0)]
+    /// Requests whose traces are kept in process for GET /v1/traces and the trace viewer at
+    /// GET /traces (the newest; 0: none). Their spans are what the OTLP export sends; at most
+    /// 64 MiB are kept in all. The span pipeline costs about 0.05-0.1 ms of CPU per request:
+    /// 0 saves it where only throughput on a fast upstream matters.
+    #[arg(long, env = "SIFT_TRACES", default_value_t = 100)]
     traces: usize,
     /// Serve the playground at GET / (a page to try the extractors in a browser).
     #[arg(long, env = "SIFT_PLAYGROUND", default_value_t = true, action = clap::ArgAction::Set)]

@@ -20,7 +20,10 @@ pub(crate) struct ListQuery {
 }
 
 fn off() -> ApiError {
-    ApiError::NotFound("traces are not kept (sift serve --traces 0)".into())
+    ApiError::NotFound(
+        "traces are not kept: sift serve --traces N (SIFT_TRACES=N) keeps the last N requests'"
+            .into(),
+    )
 }
 
 /// Whether a trace belongs in the list: a request (it has a route), not the trace viewer's

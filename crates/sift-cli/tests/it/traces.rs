@@ -170,17 +170,47 @@ async fn traces_need_the_key_and_hold_no_content_when_recording_is_off() {
 }
 
 #[tokio::test]
-async fn no_traces_are_kept_by_default() {
+async fn traces_are_kept_by_default_and_turned_off_with_zero() {
     let upstream = ScriptedServer::start().await;
+    upstream.fallback(|_| Reply::tool_call("UserDetail", r#"{"name": "Daniel", "age": 24}"#));
+    let http = sift_test_support::http_client();
+    let query = json!({"query": "Daniel is a 24 year man living in New York City"});
+    // The defaults: the trace viewer has the request with nothing set.
     let mut cmd = sift();
     cmd.env("OPENAI_BASE_URL", upstream.base_url());
     let running = serve(cmd);
-    let answer = sift_test_support::http_client()
+    let sent = http
+        .post(format!("{}/user", running.url))
+        .json(&query)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let trace = trace_of(&running.url, "/user", None).await;
+    assert!(
+        names(&trace).contains(&"extract UserDetail".to_owned()),
+        "{trace}"
+    );
+    drop(running);
+
+    // `--traces 0`: none kept, and the answer says how to keep them.
+    let mut cmd = sift();
+    cmd.env("OPENAI_BASE_URL", upstream.base_url())
+        .env("SIFT_TRACES", "0");
+    let running = serve(cmd);
+    let sent = http
+        .post(format!("{}/user", running.url))
+        .json(&query)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let answer = http
         .get(format!("{}/v1/traces", running.url))
         .send()
         .await
         .unwrap();
     assert_eq!(answer.status(), 404);
     let body: Value = answer.json().await.unwrap();
-    assert!(body["detail"].to_string().contains("--traces 0"), "{body}");
+    assert!(body["detail"].to_string().contains("--traces N"), "{body}");
 }

@@ -44,7 +44,7 @@ fn span() -> Value {
 /// Adds the two operations.
 pub(super) fn operations(paths: &mut serde_json::Map<String, Value>) {
     let message = json!({"$ref": "#/components/schemas/Message"});
-    let off = json!({"description": "No such trace, or traces are not kept (`sift serve --traces 0`, the default)", "content": {"application/json": {"schema": message}}});
+    let off = json!({"description": "No such trace, or traces are not kept (`sift serve --traces 0`)", "content": {"application/json": {"schema": message}}});
     let unauthorized = json!({"description": "A service key is required (`Authorization: Bearer KEY`)", "content": {"application/json": {"schema": message}}});
     let mut record = summary();
     record["properties"]["spans"] =

@@ -7,7 +7,7 @@
 //! ```text
 //! cargo build --release -p sift-cli -p sift-test-support
 //! target/release/load-user [--sift target/release/sift] [--requests 20000] [--connections 16]
-//!     [--telemetry default|off|console|otlp|on] [--path /user]
+//!     [--telemetry default|off|console|traces|otlp|on] [--path /user]
 //! ```
 //!
 //! `--path` drives another endpoint taking the same body: `/v1/extractors/user` (the built-in
@@ -19,10 +19,12 @@
 //! in front of the same scripted upstream, sent the same Chat Completions request, its
 //! process tree's CPU time read the same way.
 //!
-//! `--telemetry` (the telemetry benchmark): `off` has no console and no export; `console`
-//! writes the console to a file; `otlp` exports spans and metrics to an OTLP/HTTP receiver in
-//! this process; `on` does both. `default` (the default) is the binary's defaults, with the
-//! console discarded.
+//! `--telemetry` (the telemetry benchmark): `off` has no console, no export and no kept
+//! traces; `console` writes the console to a file; `otlp` exports spans and metrics to an
+//! OTLP/HTTP receiver in this process; `on` does both (these four keep no traces); `traces`
+//! keeps the last 100 requests' traces in process (`GET /v1/traces`), with no console and no
+//! export. `default` (the default) is the binary's defaults (console and kept traces), with
+//! the console discarded.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -88,22 +90,29 @@ async fn main() {
     let mut log = None;
     match telemetry.as_str() {
         "default" => {}
-        "off" => extra_env.push_str(",SIFT_CONSOLE=off"),
-        "console" => log = Some(console_log.as_str()),
+        "off" => extra_env.push_str(",SIFT_CONSOLE=off,SIFT_TRACES=0"),
+        "console" => {
+            log = Some(console_log.as_str());
+            extra_env.push_str(",SIFT_TRACES=0");
+        }
+        // The recent traces kept in process (GET /v1/traces), nothing else.
+        "traces" => extra_env.push_str(",SIFT_CONSOLE=off,SIFT_TRACES=100"),
         "otlp" => {
             extra_env.push_str(&format!(
-                ",SIFT_CONSOLE=off,OTEL_EXPORTER_OTLP_ENDPOINT={}",
+                ",SIFT_CONSOLE=off,SIFT_TRACES=0,OTEL_EXPORTER_OTLP_ENDPOINT={}",
                 receiver.endpoint()
             ));
         }
         "on" => {
             log = Some(console_log.as_str());
             extra_env.push_str(&format!(
-                ",OTEL_EXPORTER_OTLP_ENDPOINT={}",
+                ",SIFT_TRACES=0,OTEL_EXPORTER_OTLP_ENDPOINT={}",
                 receiver.endpoint()
             ));
         }
-        other => panic!("--telemetry must be default, off, console, otlp or on, not {other}"),
+        other => {
+            panic!("--telemetry must be default, off, console, traces, otlp or on, not {other}")
+        }
     }
 
     let upstream = ScriptedServer::start().await;
