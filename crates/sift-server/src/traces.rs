@@ -26,10 +26,13 @@ fn off() -> ApiError {
     )
 }
 
-/// Whether a trace belongs in the list: a request (it has a route), not the trace viewer's
-/// own (its page and its JSON). Traces of no request (a log at start-up) are left out.
+/// Whether a trace belongs in the list: a request (it has a route), not the pages' own (the
+/// playground and trace viewer, their shared script, the viewer's JSON). Traces of no request
+/// (a log at start-up) are left out.
 fn listed(endpoint: Option<&str>) -> bool {
-    endpoint.is_some_and(|e| !e.starts_with("/v1/traces") && e != "/traces")
+    endpoint.is_some_and(|e| {
+        !e.starts_with("/v1/traces") && !e.starts_with("/assets/") && e != "/traces" && e != "/"
+    })
 }
 
 pub(crate) async fn list(

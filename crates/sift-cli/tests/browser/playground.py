@@ -2,11 +2,12 @@
 what it saw as one JSON line.
 
     python playground.py BASE_URL SCREENSHOT_DIR EXTRACTOR FIELD TEXT [stream] [schema=JSON]
+        [set:NAME=VALUE ...]
 
 The extractor is picked (an EXTRACTOR of "" picks the ad-hoc schema, whose schema field gets
 JSON when given), TEXT typed into the input field FIELD (a TEXT of `@PATH` chooses the
 file PATH in the document input instead), the streamed toggle set when asked, and the run
-button pressed. While it runs, the number of streamed elements shown is
+button pressed; each `set:NAME=VALUE` types VALUE into the input field NAME first. While it runs, the number of streamed elements shown is
 sampled; once it is done the result, the attempts and the marked spans are read. Screenshots
 of each step go to SCREENSHOT_DIR.
 """
@@ -23,6 +24,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 base, shots, extractor, field, text = sys.argv[1:6]
 stream = "stream" in sys.argv[6:]
 schema = next((a[len("schema="):] for a in sys.argv[6:] if a.startswith("schema=")), None)
+others = [a[len("set:"):].split("=", 1) for a in sys.argv[6:] if a.startswith("set:")]
 os.makedirs(shots, exist_ok=True)
 options = webdriver.ChromeOptions()
 for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900",
@@ -44,6 +46,10 @@ try:
         schema_box = WebDriverWait(driver, 5).until(lambda d: d.find_element(*by_id("input-schema")))
         schema_box.clear()
         schema_box.send_keys(schema)
+    for name, value in others:
+        other = WebDriverWait(driver, 5).until(lambda d: d.find_element(*by_id("input-" + name)))
+        other.clear()
+        other.send_keys(value)
     box = WebDriverWait(driver, 5).until(lambda d: d.find_element(*by_id("input-" + field)))
     box.clear()
     if text.startswith("@"):
@@ -66,6 +72,7 @@ try:
     out["state"] = driver.find_element(By.ID, "state").text
     out["element_counts"] = sorted(set(counts))
     out["result"] = driver.find_element(*by_id("result")).text
+    out["item_errors"] = [e.text for e in driver.find_elements(*by_id("item-error"))]
     out["attempts"] = [a.text for a in driver.find_elements(*by_id("attempt"))]
     out["document"] = [d.text for d in driver.find_elements(*by_id("document"))]
     out["cost"] = [c.text for c in driver.find_elements(*by_id("cost"))]

@@ -100,6 +100,14 @@ async fn the_trace_viewer_shows_a_request_with_its_failed_and_fixed_attempts() {
         rows.iter().any(|r| r.as_str().unwrap().contains("/user")),
         "{seen}"
     );
+    // The pages' own requests (the viewer, its script, its JSON) are not listed.
+    assert!(
+        !rows.iter().any(|r| {
+            let r = r.as_str().unwrap();
+            r.contains("/assets/") || r.contains("/traces")
+        }),
+        "{seen}"
+    );
     let spans: Vec<&str> = seen["spans"]
         .as_array()
         .unwrap()
@@ -112,6 +120,19 @@ async fn the_trace_viewer_shows_a_request_with_its_failed_and_fixed_attempts() {
         spans.iter().filter(|s| s.starts_with("chat ")).count(),
         2,
         "both attempts: {spans:?}"
+    );
+    // Each answer's validation: the failed one, then the one that passed.
+    let validations: Vec<&&str> = spans
+        .iter()
+        .filter(|s| s.starts_with("validate "))
+        .collect();
+    assert_eq!(
+        validations,
+        [
+            &"validate UserDetail failed",
+            &"validate UserDetail succeeded"
+        ],
+        "{spans:?}"
     );
     // The first chat span's attributes, shown on a click: the messages sift sent.
     let details = seen["details"].as_str().unwrap();
@@ -168,10 +189,11 @@ async fn play(
     text: &str,
     stream: bool,
 ) -> Value {
-    play_with(cmd, shots, extractor, field, text, stream, None).await
+    play_with(cmd, shots, extractor, field, text, stream, &[]).await
 }
 
-/// [`play`], with `schema` written into an ad-hoc run's schema field.
+/// [`play`], with `more` typed in first: `("schema", JSON)` into an ad-hoc run's schema
+/// field, `(NAME, VALUE)` into the input field NAME.
 async fn play_with(
     cmd: Command,
     shots: &str,
@@ -179,7 +201,7 @@ async fn play_with(
     field: &str,
     text: &str,
     stream: bool,
-    schema: Option<&str>,
+    more: &[(&str, &str)],
 ) -> Value {
     let running = serve(cmd);
     let mut args = vec![
@@ -192,8 +214,12 @@ async fn play_with(
     if stream {
         args.push("stream".into());
     }
-    if let Some(schema) = schema {
-        args.push(format!("schema={schema}"));
+    for (name, value) in more {
+        args.push(if *name == "schema" {
+            format!("schema={value}")
+        } else {
+            format!("set:{name}={value}")
+        });
     }
     let seen = drive("playground.py", args).await;
     assert_eq!(
@@ -329,7 +355,7 @@ async fn an_adhoc_schema_written_in_the_playground_is_extracted_and_marked() {
         "text",
         SEED,
         false,
-        Some(schema),
+        &[("schema", schema)],
     )
     .await;
     let result: Value = serde_json::from_str(seen["result"].as_str().unwrap())
@@ -355,39 +381,32 @@ async fn an_adhoc_schema_written_in_the_playground_is_extracted_and_marked() {
 }
 
 #[tokio::test]
-async fn a_streamed_list_shows_its_elements_one_by_one() {
+async fn the_events_example_streamed_shows_its_elements_one_by_one_with_their_spans() {
     let upstream = ScriptedServer::start().await;
     upstream.fallback(|body| {
         let name = body["tools"][0]["function"]["name"]
             .as_str()
-            .unwrap_or("Array_of_Event")
+            .unwrap_or("Events")
             .to_owned();
-        let answer = r#"{"value": [{"what": "kick off", "when": "3 March"}, {"what": "review", "when": "9 April"}, {"what": "launch", "when": "1 June"}]}"#;
+        let answer = r#"{"value": [{"title": "The board meets", "date": "2027-01-14"}, {"title": "The spring fair opens", "date": "2027-04-02", "place": "Old Market Hall"}, {"title": "the summer party", "date": "2027-06-21", "place": "the garden"}]}"#;
         Reply::stream_tool_call(&name, sift_test_support::split_chars(answer, 12))
-            .chunk_delay(std::time::Duration::from_millis(120))
+            .chunk_delay(std::time::Duration::from_millis(100))
     });
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sift.toml");
-    std::fs::write(
-        &config,
-        r#"
-[extractors.events]
-description = "Every event in a text, in order"
-schema = { type = "array", items = { type = "object", title = "Event", properties = { what = { type = "string" }, when = { type = "string" } }, required = ["what", "when"] } }
-prompt = "List the events: {{ text }}"
-"#,
-    )
-    .unwrap();
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let text = std::fs::read_to_string(examples.join("texts/events.txt")).unwrap();
     let mut cmd = sift();
     cmd.env("OPENAI_BASE_URL", upstream.base_url())
-        .env("SIFT_CONFIG", &config);
-    let seen = play(
+        .env("SIFT_CONFIG", examples.join("sift.toml"));
+    // The year the dates are in (as the example's prompt says).
+    let year = [("year", "2027")];
+    let seen = play_with(
         cmd,
         "playground-events",
         "events",
         "text",
-        "We kick off on 3 March, review on 9 April and launch on 1 June.",
+        &text,
         true,
+        &year,
     )
     .await;
     // Seen with one, then two, then three elements: each shown as it closed.
@@ -397,11 +416,16 @@ prompt = "List the events: {{ text }}"
     }
     let result: Value = serde_json::from_str(seen["result"].as_str().unwrap()).unwrap();
     assert_eq!(result.as_array().map(Vec::len), Some(3), "{seen}");
-    // Each element's spans, under its place in the list.
+    // Each element's spans, under its place in the list: the words it was copied from, and
+    // the words a date stands for.
     let spans = seen["spans"].as_array().unwrap();
-    for (pointer, text) in [("/0/what", "kick off"), ("/2/when", "1 June")] {
+    for (pointer, words) in [
+        ("/0/title", "The board meets"),
+        ("/1/place", "Old Market Hall"),
+        ("/2/date", "21 June"),
+    ] {
         assert!(
-            spans.contains(&json!({"text": text, "pointer": pointer})),
+            spans.contains(&json!({"text": words, "pointer": pointer})),
             "{pointer}: {seen}"
         );
     }
