@@ -8,8 +8,14 @@
 //! reads, 2 threads, each read into a fresh sequence), and the largest difference in a logit
 //! of its last token against the prompt read in pieces of 32 (0: bit for bit the same). Then
 //! the engine's own rate, a request with that prompt through `LocalProvider` (its time to the
-//! first token). Compare with llama.cpp's `llama-bench -p 512 -t 2` on the same GGUF
-//! (`scripts/llama-server.sh llama-bench` builds it).
+//! first token). Compare with llama.cpp's `llama-bench -p TOKENS -n 0 -t 2` on the same GGUF
+//! (`scripts/llama-server.sh llama-bench` builds it), alternating runs:
+//!
+//! ```text
+//! B=$(scripts/llama-server.sh llama-bench); M=~/.cache/sift/models/SmolLM2-135M-Instruct.Q4_1.gguf
+//! for r in 1 2 3; do $B -m $M -p 512 -n 0 -t 2 -r 3 | grep pp512
+//!   target/release/examples/prefill $M 512 | grep engine; done
+//! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::num::NonZeroU32;
