@@ -3,7 +3,6 @@
 //! element and of a partial stream's final value.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -11,17 +10,8 @@ use sift_config::{Prices, Pricing};
 use sift_server::ServerConfig;
 use sift_test_support::{Reply, ScriptedServer, split_chars};
 
-use crate::v1::examples;
+use crate::v1::{examples, text};
 use crate::{call, call_with, json};
-
-fn text(name: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../examples/texts")
-            .join(name),
-    )
-    .unwrap()
-}
 
 /// The characters `span` covers in `text`.
 fn covered(text: &str, span: &Value) -> String {

@@ -40,7 +40,8 @@ pub(crate) fn serving(upstream: &ScriptedServer, file: Config, config: ServerCon
     sift_server::router(client, config.extractors(extractors))
 }
 
-fn text(path: &str) -> String {
+/// An example text of `examples/texts/`.
+pub(crate) fn text(path: &str) -> String {
     std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../examples/texts")
