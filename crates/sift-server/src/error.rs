@@ -106,6 +106,8 @@ pub enum ApiError {
     PayloadTooLarge,
     /// `400`: the body could not be read.
     BadBody(String),
+    /// `400`: the query string says something that cannot be done (what, in words).
+    BadQuery(String),
     /// The extraction failed; the status depends on how. Its report is scrubbed as the
     /// recording says.
     Extraction(Box<ExtractError>, sift_core::trace::Recording),
@@ -196,6 +198,9 @@ impl IntoResponse for ApiError {
                 Json(json!({"detail": format!("could not read the request body: {text}")})),
             )
                 .into_response(),
+            ApiError::BadQuery(text) => {
+                (StatusCode::BAD_REQUEST, Json(json!({"detail": text}))).into_response()
+            }
             ApiError::Extraction(e, recording) => {
                 let status = extraction_status(&e);
                 let detail = ExtractionFailure::from_error(&e, &recording);

@@ -5,18 +5,29 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::AppState;
 use crate::error::ApiError;
 
-/// `?limit=N`: the newest N (default and at most every request kept).
-#[derive(Debug, Deserialize)]
-pub(crate) struct ListQuery {
-    limit: Option<usize>,
+/// `?limit=N`: the newest N (default and at most every request kept). Any count is taken,
+/// however large (more than are kept is all of them); anything else is a 400.
+fn limit(pairs: &[(String, String)]) -> Result<usize, ApiError> {
+    let Some((_, text)) = pairs.iter().rev().find(|(k, _)| k == "limit") else {
+        return Ok(usize::MAX);
+    };
+    let text = text.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadQuery(format!(
+            "limit must be a count (a whole number, 0 or more), not `{}`",
+            text.chars().take(64).collect::<String>()
+        )));
+    }
+    // Past usize's range: more than could ever be kept.
+    Ok(text.parse::<usize>().unwrap_or(usize::MAX))
 }
 
 fn off() -> ApiError {
@@ -37,16 +48,21 @@ fn listed(endpoint: Option<&str>) -> bool {
 
 pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<ListQuery>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
     let Some(source) = &state.config.traces else {
         return off().into_response();
+    };
+    let pairs = query.map(|Query(p)| p).unwrap_or_default();
+    let limit = match limit(&pairs) {
+        Ok(n) => n,
+        Err(e) => return e.into_response(),
     };
     let traces: Vec<_> = source
         .list()
         .into_iter()
         .filter(|t| listed(t.endpoint.as_deref()))
-        .take(query.limit.unwrap_or(usize::MAX))
+        .take(limit)
         .collect();
     Json(json!({ "traces": traces })).into_response()
 }

@@ -191,6 +191,25 @@ async fn traces_are_kept_by_default_and_turned_off_with_zero() {
         names(&trace).contains(&"extract UserDetail".to_owned()),
         "{trace}"
     );
+    // Any count is a limit, however large; anything else is refused, saying why.
+    let list = |limit: &'static str| {
+        let url = format!("{}/v1/traces?limit={limit}", running.url);
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap() }
+    };
+    let all = list("22422463555098656305577984").await;
+    assert_eq!(all.status(), 200);
+    let all: Value = all.json().await.unwrap();
+    assert_eq!(all["traces"].as_array().map(Vec::len), Some(1), "{all}");
+    let none: Value = list("0").await.json().await.unwrap();
+    assert_eq!(none["traces"], json!([]));
+    let refused = list("-1").await;
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["detail"].to_string().contains("limit must be a count"),
+        "{body}"
+    );
     drop(running);
 
     // `--traces 0`: none kept, and the answer says how to keep them.
