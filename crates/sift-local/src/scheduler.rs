@@ -294,21 +294,20 @@ impl<'m> Scheduler<'m> {
             // in the form found.
             let matcher = self.grammars.matcher_for(constraint)?;
             chain.push(LlamaSampler::from(matcher));
-            if matches!(constraint, Constraint::Grounded { .. }) {
-                // Held to the text, a small model repeats the same list item until the token
-                // limit (the example invoice: one line 12 times). DRY ("don't repeat
-                // yourself") lowers the token that would continue a repeated run, so the
-                // list closes instead; no sequence breakers, since JSON's quotes and newlines
-                // are inside every repeated item.
-                chain.push(LlamaSampler::dry(
-                    self.model,
-                    DRY_MULTIPLIER,
-                    DRY_BASE,
-                    DRY_ALLOWED,
-                    DRY_LAST_N,
-                    std::iter::empty::<&[u8]>(),
-                ));
-            }
+            // Held to a schema, a small model repeats the same list item until the token
+            // limit (the example invoice held to its text: one line 12 times; a
+            // JSONSchemaBench record: one array item 30 times). DRY ("don't repeat yourself")
+            // lowers the token that would continue a repeated run, so the list closes
+            // instead; no sequence breakers, since JSON's quotes and newlines are inside every
+            // repeated item.
+            chain.push(LlamaSampler::dry(
+                self.model,
+                DRY_MULTIPLIER,
+                DRY_BASE,
+                DRY_ALLOWED,
+                DRY_LAST_N,
+                std::iter::empty::<&[u8]>(),
+            ));
         }
         if temperature > 0.0 {
             chain.push(LlamaSampler::temp(temperature));

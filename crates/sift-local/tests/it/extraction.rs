@@ -264,3 +264,36 @@ fn sift_core_schema_for_long_list() -> OutputFormat {
         strict: false,
     }
 }
+
+/// A made-up record whose schema bounds nothing: held to the schema alone (nothing grounded),
+/// the model used to repeat list items until the token limit. With DRY on every constrained
+/// generation the list closes and the answer fits (before: a token-limit failure).
+#[tokio::test]
+async fn an_unbounded_list_of_made_up_items_closes_before_the_token_limit() {
+    let _serial = crate::serial().await;
+    let schema = sift_core::Schema::compile(
+        "Record",
+        serde_json::json!({
+            "type": "object",
+            "properties": {"rows": {"type": "array", "items": {
+                "type": "object",
+                "properties": {"key": {"type": "string"}, "value": {"type": "integer"}},
+                "required": ["key", "value"]
+            }}},
+            "required": ["rows"]
+        }),
+    )
+    .unwrap();
+    let out = client()
+        .extract_value(&schema)
+        .user(
+            "Write one realistic, complete example record of this kind, inventing plausible \
+             values for its fields.",
+        )
+        .max_retries(0)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.value["rows"].is_array(), "{}", out.value);
+    assert!(out.usage.output_tokens < 512, "{:?}", out.usage);
+}
