@@ -36,6 +36,12 @@ const ARRAY_MAX: usize = 64;
 /// Nesting followed, `$ref`s included.
 const MAX_DEPTH: usize = 24;
 
+/// Schema nodes the walk may visit for one grammar, `$ref`s followed each time. A schema
+/// whose references branch and nest makes the walk exponential in its depth: one of
+/// JSONSchemaBench's held a server core for over ten minutes, past its request's deadline.
+/// Past this (a few milliseconds of work) the schema gets the plain grammar instead.
+const MAX_VISITS: usize = 50_000;
+
 /// The Lark grammar for `schema` grounded in `sources`, or `None` when nothing in it is
 /// grounded, the inputs are too large, or the schema uses what the walk does not translate.
 /// `whitespace_flexible` allows whitespace between tokens, as the JSON grammar does.
@@ -53,9 +59,10 @@ pub(crate) fn lark(schema: &Value, sources: &Sources, whitespace_flexible: bool)
         grounded: 0,
         text_token: None,
         written: None,
+        visits: std::cell::Cell::new(0),
     };
     let start = g.value(schema, "", 0).ok()?;
-    if g.grounded == 0 {
+    if g.grounded == 0 || g.spent() {
         return None;
     }
     let mut out = format!("start: {start}\n");
@@ -92,9 +99,23 @@ struct Gen<'a> {
     text_token: Option<String>,
     /// The numbers and dates the inputs write, read once when first needed.
     written: Option<Written>,
+    /// Schema nodes visited so far (see [`MAX_VISITS`]).
+    visits: std::cell::Cell<usize>,
 }
 
 impl<'a> Gen<'a> {
+    /// Counts one node visited; `false` once the walk has used its budget.
+    fn visit(&self) -> bool {
+        let n = self.visits.get().saturating_add(1);
+        self.visits.set(n);
+        n <= MAX_VISITS
+    }
+
+    /// Whether the walk ran out of its budget (its result is then not used).
+    fn spent(&self) -> bool {
+        self.visits.get() > MAX_VISITS
+    }
+
     fn name(&mut self, prefix: &str) -> String {
         self.next += 1;
         format!("{prefix}{}", self.next)
@@ -113,7 +134,7 @@ impl<'a> Gen<'a> {
 
     /// A Lark expression for any value of `schema` at rule path `rule`.
     fn value(&mut self, schema: &Value, rule: &str, depth: usize) -> Result<String, Stop> {
-        if depth > MAX_DEPTH {
+        if depth > MAX_DEPTH || !self.visit() {
             return Err(Untranslated);
         }
         let schema = self.resolve(schema)?;
@@ -171,7 +192,7 @@ impl<'a> Gen<'a> {
 
     /// Whether some leaf under `schema` is grounded.
     fn holds_grounded(&self, schema: &Value, rule: &str, depth: usize) -> bool {
-        if depth > MAX_DEPTH {
+        if depth > MAX_DEPTH || !self.visit() {
             return false;
         }
         let Ok(schema) = self.resolve(schema) else {
@@ -452,7 +473,7 @@ impl<'a> Gen<'a> {
     /// `schema` with its local `$ref`s replaced by what they point at (an inlined schema
     /// stands alone); recursion cannot be.
     fn inline_refs(&self, schema: &Value, depth: usize) -> Result<Value, Stop> {
-        if depth > MAX_DEPTH {
+        if depth > MAX_DEPTH || !self.visit() {
             return Err(Untranslated);
         }
         match schema {

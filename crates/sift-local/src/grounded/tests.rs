@@ -194,3 +194,26 @@ fn nothing_grounded_means_no_grammar() {
     assert!(lark(&schema, &big, true).is_none());
     assert!(lark(&schema, &sources, true).is_some());
 }
+
+#[test]
+fn a_schema_whose_refs_branch_and_nest_gets_the_plain_grammar_not_an_endless_walk() {
+    // Each definition refers to the next twice: 2^22 paths to the one grounded leaf.
+    let mut defs = serde_json::Map::new();
+    for i in 0..22 {
+        let next = json!({"$ref": format!("#/$defs/d{}", i + 1)});
+        defs.insert(
+            format!("d{i}"),
+            json!({"type": "object", "properties": {"a": next, "b": next}}),
+        );
+    }
+    defs.insert(
+        "d22".into(),
+        json!({"type": "object", "properties": {"name": {"type": "string"}}}),
+    );
+    let schema = json!({"$defs": defs, "$ref": "#/$defs/d0"});
+    let sources = Sources::new().with_input("text", "Ann lives in Leeds.");
+    assert!(lark(&schema, &sources, true).is_none());
+    // A schema of ordinary size is still grounded.
+    let small = json!({"type": "object", "properties": {"name": {"type": "string"}}});
+    assert!(lark(&small, &sources, true).is_some());
+}
