@@ -98,7 +98,7 @@ pub(crate) fn run<T: Send + 'static>(
             match span.in_scope(|| machine.answered(answer, response, started.elapsed())) {
                 Step::Done(value, response, spans) => {
                     ending.outcome = "success";
-                    stats.set_response(response, spans.clone());
+                    stats.set_response(response);
                     yield Ok(Event::Value(value));
                     yield Ok(done(&stats, spans));
                     return;

@@ -404,11 +404,11 @@ where
             match event? {
                 Event::Value(v) => value = Some(v),
                 Event::Done {
-                    usage, attempts, ..
+                    usage,
+                    attempts,
+                    spans,
                 } => {
-                    if let (Some(value), Some((response, spans))) =
-                        (value.take(), stats.take_response())
-                    {
+                    if let (Some(value), Some(response)) = (value.take(), stats.take_response()) {
                         return Ok(Extraction {
                             value,
                             usage,

@@ -371,10 +371,8 @@ impl<T> Event<T, Value> {
 #[derive(Debug, Default)]
 struct Progress {
     attempts: Vec<Attempt>,
-    /// The answer that succeeded (for `send`).
+    /// The answer that succeeded (for `send`; its spans come with [`Event::Done`]).
     response: Option<ChatResponse>,
-    /// Its spans, when grounded.
-    spans: Option<Spans>,
 }
 
 /// Tokens and attempts of a stream, readable while and after it runs.
@@ -405,16 +403,13 @@ impl StreamStats {
         self.with(|p| p.attempts.len())
     }
 
-    pub(crate) fn set_response(&self, response: ChatResponse, spans: Option<Spans>) {
-        self.with(|p| {
-            p.response = Some(response);
-            p.spans = spans;
-        });
+    pub(crate) fn set_response(&self, response: ChatResponse) {
+        self.with(|p| p.response = Some(response));
     }
 
-    /// The answer that succeeded, and its spans.
-    pub(crate) fn take_response(&self) -> Option<(ChatResponse, Option<Spans>)> {
-        self.with(|p| p.response.take().map(|r| (r, p.spans.take())))
+    /// The answer that succeeded.
+    pub(crate) fn take_response(&self) -> Option<ChatResponse> {
+        self.with(|p| p.response.take())
     }
 
     pub(crate) fn push(&self, attempt: Attempt) -> Vec<Attempt> {
