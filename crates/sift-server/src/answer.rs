@@ -165,12 +165,7 @@ impl Answerer {
 /// with the attempts and tokens in headers.
 pub(crate) fn answer(out: Extraction<Value>, query: &AnswerQuery, by: &Answerer) -> Response {
     let mut response = if query.spans || query.attempts {
-        let (attempts, cost) = if query.attempts {
-            let (list, cost) = priced(&out.attempts, by);
-            (Some(list), Some(cost))
-        } else {
-            (None, None)
-        };
+        let (attempts, cost) = query.attempts.then(|| priced(&out.attempts, by)).unzip();
         Json(Detailed {
             value: out.value,
             spans: query.spans.then(|| out.spans.unwrap_or_default()),
@@ -221,12 +216,7 @@ impl StreamDone {
         query: &AnswerQuery,
         by: &Answerer,
     ) -> Self {
-        let (attempts, cost_usd) = if query.attempts {
-            let (list, cost) = priced(attempts, by);
-            (Some(list), Some(cost))
-        } else {
-            (None, None)
-        };
+        let (attempts, cost_usd) = query.attempts.then(|| priced(attempts, by)).unzip();
         Self {
             usage: usage.into(),
             attempts,
@@ -259,20 +249,18 @@ impl Framer {
                 })
                 .collect()
         };
+        let with_spans = |value: Value, spans: Option<Spans>| {
+            let json = json!({"value": value, "spans": spans.unwrap_or_default()});
+            frame(sse, None, None, &json.to_string())
+        };
         let chunk = match event {
-            Ok(Event::Element { value, spans, .. }) if self.spans => {
-                let json = json!({"value": value, "spans": spans.unwrap_or_default()});
-                frame(sse, None, None, &json.to_string())
-            }
+            Ok(Event::Element { value, spans, .. }) if self.spans => with_spans(value, spans),
             Ok(Event::Value(value)) if self.spans => {
                 self.held = Some(value);
                 return (None, false);
             }
             Ok(Event::Done { spans, .. }) => match self.held.take() {
-                Some(value) => {
-                    let json = json!({"value": value, "spans": spans.unwrap_or_default()});
-                    frame(sse, None, None, &json.to_string())
-                }
+                Some(value) => with_spans(value, spans),
                 None => return (None, false),
             },
             Ok(Event::Element { value, .. } | Event::Value(value)) => {

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::AppState;
+use crate::answer::RawQuery;
 use crate::error::ApiError;
 
 /// `?limit=N`: the newest N (default and at most every request kept). Any count is taken,
@@ -46,10 +46,7 @@ fn listed(endpoint: Option<&str>) -> bool {
     })
 }
 
-pub(crate) async fn list(
-    State(state): State<Arc<AppState>>,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Response {
+pub(crate) async fn list(State(state): State<Arc<AppState>>, query: RawQuery) -> Response {
     let Some(source) = &state.config.traces else {
         return off().into_response();
     };
