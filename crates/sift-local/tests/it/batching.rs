@@ -82,27 +82,39 @@ async fn ask(client: &Client, i: usize) -> Value {
     value.unwrap_or_else(|e| panic!("request {i}: {e}"))
 }
 
-#[tokio::test]
-async fn eight_requests_with_three_schemas_together_answer_as_they_do_alone() {
-    let _serial = crate::serial().await;
-    // No kept prompts: alone and together, every prompt is read in full.
-    let p = own(LocalConfig::default().parallel(8).keep_prompts(false));
-    let client = Client::new(p.clone());
+/// Requests `0..n` asked one at a time, then all at once: where the answers differ, and the
+/// most that ran at once while asked one at a time.
+async fn alone_then_together<F, Fut>(p: &LocalProvider, n: usize, ask: F) -> (Vec<String>, usize)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Value>,
+{
     let mut alone = Vec::new();
-    for i in 0..8 {
-        alone.push(ask(&client, i).await);
+    for i in 0..n {
+        alone.push(ask(i).await);
     }
-    assert_eq!(p.stats().peak_running, 1, "one at a time");
-    let together = futures::future::join_all((0..8).map(|i| ask(&client, i))).await;
-    let stats = p.stats();
-    assert!(stats.peak_running >= 4, "the eight ran together: {stats:?}");
-    let differ: Vec<String> = alone
+    let peak_alone = p.stats().peak_running;
+    let together = futures::future::join_all((0..n).map(&ask)).await;
+    let differ = alone
         .iter()
         .zip(&together)
         .enumerate()
         .filter(|(_, (a, t))| a != t)
         .map(|(i, (a, t))| format!("request {i}: alone {a}, together {t}"))
         .collect();
+    (differ, peak_alone)
+}
+
+#[tokio::test]
+async fn eight_requests_with_three_schemas_together_answer_as_they_do_alone() {
+    let _serial = crate::serial().await;
+    // No kept prompts: alone and together, every prompt is read in full.
+    let p = own(LocalConfig::default().parallel(8).keep_prompts(false));
+    let client = Client::new(p.clone());
+    let (differ, peak_alone) = alone_then_together(&p, 8, |i| ask(&client, i)).await;
+    assert_eq!(peak_alone, 1, "one at a time");
+    let stats = p.stats();
+    assert!(stats.peak_running >= 4, "the eight ran together: {stats:?}");
     assert!(differ.is_empty(), "{differ:#?}");
     assert_eq!(stats.running, 0);
     assert_eq!(stats.waiting, 0);
@@ -135,23 +147,12 @@ async fn long_prompts_read_together_answer_as_they_do_alone() {
     let _serial = crate::serial().await;
     let p = own(LocalConfig::default().parallel(4).keep_prompts(false));
     let client = Client::new(p.clone());
-    let mut alone = Vec::new();
-    for i in 0..4 {
-        alone.push(ask_long(&client, i).await);
-    }
-    let together = futures::future::join_all((0..4).map(|i| ask_long(&client, i))).await;
+    let (differ, _) = alone_then_together(&p, 4, |i| ask_long(&client, i)).await;
     assert!(
         p.stats().peak_running >= 2,
         "they ran together: {:?}",
         p.stats()
     );
-    let differ: Vec<String> = alone
-        .iter()
-        .zip(&together)
-        .enumerate()
-        .filter(|(_, (a, t))| a != t)
-        .map(|(i, (a, t))| format!("request {i}: alone {a}, together {t}"))
-        .collect();
     assert!(differ.is_empty(), "{differ:#?}");
 }
 

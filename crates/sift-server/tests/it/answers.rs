@@ -11,7 +11,7 @@ use sift_server::ServerConfig;
 use sift_test_support::{Reply, ScriptedServer, split_chars};
 
 use crate::v1::{examples, text};
-use crate::{call, call_with, json};
+use crate::{call, call_with, json, sse_events};
 
 /// The characters `span` covers in `text`.
 fn covered(text: &str, span: &Value) -> String {
@@ -20,21 +20,6 @@ fn covered(text: &str, span: &Value) -> String {
         span["end"].as_u64().unwrap() as usize,
     );
     text.chars().skip(start).take(end - start).collect()
-}
-
-/// An SSE body as (event name, data) pairs.
-fn sse_events(body: &str) -> Vec<(String, Value)> {
-    body.split("\n\n")
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            let name = e
-                .lines()
-                .find_map(|l| l.strip_prefix("event: "))
-                .unwrap_or("message");
-            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
-            (name.to_owned(), json(data))
-        })
-        .collect()
 }
 
 fn priced() -> ServerConfig {

@@ -87,3 +87,18 @@ mod http_body_util_shim {
         String::from_utf8(bytes.to_vec()).unwrap()
     }
 }
+
+/// An SSE body as (event name, data) pairs.
+pub fn sse_events(body: &str) -> Vec<(String, Value)> {
+    body.split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let name = e
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or("message");
+            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            (name.to_owned(), json(data))
+        })
+        .collect()
+}

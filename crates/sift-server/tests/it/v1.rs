@@ -12,7 +12,7 @@ use sift_server::{Extractor, ServerConfig};
 use sift_test_support::{Reply, ScriptedServer, split_chars};
 use tower::ServiceExt;
 
-use crate::{app, call, call_with, json};
+use crate::{app, call, call_with, json, sse_events};
 
 pub(crate) fn example_config() -> Config {
     Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sift.toml")).unwrap()
@@ -269,21 +269,10 @@ async fn an_object_schema_streams_partial_snapshots_then_the_value_as_sse() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ct, "text/event-stream");
-    let events: Vec<(&str, Value)> = text
-        .split("\n\n")
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            let name = e
-                .lines()
-                .find_map(|l| l.strip_prefix("event: "))
-                .unwrap_or("message");
-            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
-            (name, json(data))
-        })
-        .collect();
+    let events = sse_events(&text);
     let partials: Vec<&Value> = events
         .iter()
-        .filter(|(n, _)| *n == "partial")
+        .filter(|(n, _)| n == "partial")
         .map(|(_, v)| v)
         .collect();
     assert!(partials.len() >= 3, "{text}");
@@ -293,10 +282,10 @@ async fn an_object_schema_streams_partial_snapshots_then_the_value_as_sse() {
             .any(|p| p.get("email").is_none() && p["name"] == "Maria Keller")
     );
     let (name, value) = &events[events.len() - 2];
-    assert_eq!(*name, "message", "the value is plain data");
+    assert_eq!(name, "message", "the value is plain data");
     assert_eq!(value["city"], "Zurich");
     let (name, done) = events.last().unwrap();
-    assert_eq!(*name, "done");
+    assert_eq!(name, "done");
     assert_eq!(done["usage"]["output_tokens"], 40);
 }
 
