@@ -50,7 +50,10 @@ pub(crate) async fn list(State(state): State<Arc<AppState>>, query: RawQuery) ->
     let Some(source) = &state.config.traces else {
         return off().into_response();
     };
-    let pairs = query.map(|Query(p)| p).unwrap_or_default();
+    let pairs = match query {
+        Ok(Query(pairs)) => pairs,
+        Err(e) => return ApiError::BadQuery(e.body_text()).into_response(),
+    };
     let limit = match limit(&pairs) {
         Ok(n) => n,
         Err(e) => return e.into_response(),
