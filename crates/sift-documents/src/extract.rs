@@ -7,9 +7,12 @@
 //! beginning is where required facts usually are), the others against the schema with its
 //! objects' `required` and arrays' `minItems` relaxed down from the root (a chunk need not
 //! hold every field: the parties of a contract are on its first page), and the merged value
-//! is validated against the schema as written. A chunk the model cannot take whole (input too long) is split in
-//! two and retried, at most three times over. A chunk that fails is reported, never
-//! dropped silently; the others are still merged.
+//! is validated against the schema as written. A first chunk whose answer to the schema as
+//! written fails (cut off by the token limit, invalid after the re-asks: a long schema asked
+//! of a small model) is asked again for the relaxed schema, which lets it leave out what it
+//! cannot fill. A chunk the model cannot take whole (input too long) is split in two and
+//! retried, at most three times over. A chunk that fails is reported, never dropped silently;
+//! the others are still merged.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -383,6 +386,18 @@ impl DocumentRun {
     }
 }
 
+/// Whether `error` is the model's answer failing (cut off, invalid or ungrounded after the
+/// re-asks), which a laxer schema may mend; not a provider's failure or a schema's.
+fn answer_failed(error: &ExtractError) -> bool {
+    matches!(
+        error,
+        ExtractError::TokenLimit { .. }
+            | ExtractError::RetriesExhausted { .. }
+            | ExtractError::Ungrounded { .. }
+            | ExtractError::Incomplete { .. }
+    )
+}
+
 fn unreachable_done() -> Result<DocumentExtraction, DocumentError> {
     Err(DocumentError::AllChunksFailed {
         failed: Vec::new(),
@@ -392,11 +407,15 @@ fn unreachable_done() -> Result<DocumentExtraction, DocumentError> {
 }
 
 /// Runs one chunk; a chunk too long for the model is split in two and each half run, up to
-/// [`MAX_SPLITS`] times over. The results come back in document order.
+/// [`MAX_SPLITS`] times over. The results come back in document order. With a `fallback`
+/// schema (the first chunk's, relaxed), an answer that fails against `schema` is asked again
+/// for the fallback: a success then carries the failed attempts too; a second failure is
+/// reported beside the first.
 fn run_chunk<F, Fut>(
     run: std::sync::Arc<DocumentRun>,
     chunk: Chunk,
     schema: Schema,
+    fallback: Option<Schema>,
     extract: F,
     depth: u32,
 ) -> Pin<Box<dyn Future<Output = Vec<ChunkResult>> + Send>>
@@ -412,7 +431,21 @@ where
         );
         let length = chunk.end - chunk.start;
         if !too_long || depth >= MAX_SPLITS || length < 64 {
-            return vec![(chunk, result)];
+            return match (result, fallback) {
+                (Err(first), Some(relaxed)) if answer_failed(&first) => {
+                    match extract(run.call(&chunk, &relaxed)).await {
+                        Ok(mut out) => {
+                            out.usage += first.usage();
+                            let mut attempts = first.attempts().to_vec();
+                            attempts.append(&mut out.attempts);
+                            out.attempts = attempts;
+                            vec![(chunk, Ok(out))]
+                        }
+                        Err(second) => vec![(chunk.clone(), Err(first)), (chunk, Err(second))],
+                    }
+                }
+                (result, _) => vec![(chunk, result)],
+            };
         }
         let halves = split(&chunk.text, length / 2 + length / 20, length / 20);
         let mut out = Vec::new();
@@ -425,6 +458,7 @@ where
                     run.clone(),
                     half,
                     schema.clone(),
+                    fallback.clone(),
                     extract.clone(),
                     depth + 1,
                 )
@@ -470,15 +504,17 @@ where
             // The first chunk is asked for the schema as written: a document's beginning is
             // where its required facts usually are (a resume's name, a contract's parties), and
             // a model told they may be left out leaves them out (the embedded model answered
-            // `{}` for every chunk of a resume). The others may leave out what they lack.
+            // `{}` for every chunk of a resume). The others may leave out what they lack, and
+            // so may the first when its answer to the whole schema fails.
             let full = run.schema.clone();
             move |chunk: Chunk| {
+                let fallback = (chunk.index == 0 && !whole).then(|| schema.clone());
                 let schema = if chunk.index == 0 {
                     full.clone()
                 } else {
                     schema.clone()
                 };
-                run_chunk(run.clone(), chunk, schema, extract.clone(), 0)
+                run_chunk(run.clone(), chunk, schema, fallback, extract.clone(), 0)
             }
         })
         .buffered(concurrency);

@@ -316,6 +316,59 @@ async fn a_required_field_no_chunk_holds_fails_by_name_and_failed_chunks_are_rep
 }
 
 #[tokio::test]
+async fn a_first_chunk_failing_the_whole_schema_is_asked_again_relaxed() {
+    let upstream = ScriptedServer::start().await;
+    let app = app(&upstream, ServerConfig::default());
+    // The first chunk holds the title but not the (required) year: its answer to the schema
+    // as written is invalid, and with no re-asks left it fails. Asked again with `required`
+    // relaxed, its title is kept, and the year comes from a later chunk.
+    let text = "Title: Backprop. Nothing about when it appeared, only words.\n\n\
+                Filler text that says nothing at all, to make a chunk of it.\n\n\
+                It appeared in Year 1989 at last.";
+    let (status, _, body) = send(
+        &app,
+        "/v1/extractors/paper/document?attempts=true",
+        "text/plain",
+        text.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let out = json(&body);
+    assert_eq!(out["value"]["title"], "Backprop", "{out}");
+    assert_eq!(out["value"]["year"], 1989, "{out}");
+    assert_eq!(out["failed_chunks"], json!([]), "{out}");
+
+    // The first chunk was asked twice: for the schema as written, then relaxed; both calls
+    // are counted.
+    let first: Vec<Value> = upstream
+        .requests()
+        .into_iter()
+        .filter(|r| last_user_text(&r.body).contains("Title: Backprop"))
+        .map(|r| r.body["tools"][0]["function"]["parameters"].clone())
+        .collect();
+    assert_eq!(first.len(), 2, "{first:?}");
+    // Strict tools list every property as required: a field the schema lets be left out is
+    // nullable instead.
+    assert_eq!(first[0]["properties"]["year"]["type"], "integer");
+    assert_eq!(
+        first[1]["properties"]["year"]["type"],
+        json!(["integer", "null"])
+    );
+    let outcomes: Vec<&Value> = out["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["outcome"])
+        .collect();
+    assert_eq!(outcomes.len(), upstream.requests().len(), "{out}");
+    assert_eq!(
+        outcomes.iter().filter(|o| **o != "success").count(),
+        1,
+        "{out}"
+    );
+}
+
+#[tokio::test]
 async fn uploads_are_refused_by_size_type_and_content_with_the_reason() {
     let upstream = ScriptedServer::start().await;
     let config = ServerConfig::default().document_limits(sift_documents::Limits {
