@@ -42,6 +42,9 @@ def post(url, body, timeout):
             return response.status, response.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+    except (TimeoutError, urllib.error.URLError, ConnectionError) as e:
+        # The client gave up (or the connection broke): counted as a failure, not a crash.
+        return 0, json.dumps({"detail": {"kind": "client_timeout", "message": str(e)}}).encode()
 
 
 def classify(schema, status, raw):

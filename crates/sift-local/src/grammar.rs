@@ -176,20 +176,23 @@ impl Grammars {
     }
 
     fn compile(&self, schema: &Value, approximate: bool) -> Result<Matcher, String> {
-        let options = json!({
+        let mut options = json!({
             "whitespace_flexible": self.whitespace_flexible,
             "lenient": approximate,
             "coerce_one_of": approximate,
         });
+        if self.whitespace_flexible {
+            options["whitespace_pattern"] = json!(crate::grounded::WHITESPACE);
+        }
         let schema = match schema {
             Value::Object(obj) => {
                 let mut obj = obj.clone();
                 obj.insert("x-guidance".into(), options);
                 let mut schema = Value::Object(obj);
-                // Free strings bounded: a small model otherwise repeats itself inside one
+                // Free strings and lists bounded: a small model otherwise repeats itself
                 // until the token limit. The answer is still validated against the schema
                 // as written.
-                crate::grounded::bound_free_strings(&mut schema);
+                crate::grounded::bound_free_values(&mut schema);
                 schema
             }
             // `true`: any JSON value.

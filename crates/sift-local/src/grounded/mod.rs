@@ -33,6 +33,18 @@ pub(crate) const FREE_STRING_MAX: u64 = 256;
 /// Most items a grounded array may hold when its schema sets no bound (the same reason).
 const ARRAY_MAX: usize = 64;
 
+/// Whitespace between tokens where it is flexible (every grammar: the grounded one, the
+/// JSON Schema parts inlined in it, and the schema-only one): a run of at most 16, as a small
+/// model otherwise fills its answer's token limit with blank lines (measured on
+/// JSONSchemaBench).
+pub(crate) const WHITESPACE: &str = r"[ \t\n\r]{1,16}";
+
+/// Most items a free array (one whose items nothing grounds) may hold in the grammar when its
+/// schema sets no bound: a small model asked to make a record up varies its items (so DRY
+/// sampling, which stops exact repeats, does not stop it) and keeps adding them until the
+/// token limit. Lists read from the text are grounded, bounded by the text instead.
+pub(crate) const FREE_ARRAY_MAX: u64 = 16;
+
 /// Nesting followed, `$ref`s included.
 const MAX_DEPTH: usize = 24;
 
@@ -67,7 +79,7 @@ pub(crate) fn lark(schema: &Value, sources: &Sources, whitespace_flexible: bool)
     }
     let mut out = format!("start: {start}\n");
     if whitespace_flexible {
-        out.push_str("WS: /[ \\t\\n\\r]{1,16}/\n");
+        let _ = writeln!(out, "WS: /{WHITESPACE}/");
     }
     out.push_str(&g.rules);
     Some(out)
@@ -460,11 +472,15 @@ impl<'a> Gen<'a> {
     /// `schema` as llguidance's own JSON Schema grammar, free strings bounded.
     fn inline(&mut self, schema: &Value, depth: usize) -> Result<String, Stop> {
         let mut schema = self.inline_refs(schema, depth)?;
-        bound_free_strings(&mut schema);
+        bound_free_values(&mut schema);
         if let Value::Object(obj) = &mut schema {
             obj.insert(
                 "x-guidance".into(),
-                json!({"whitespace_flexible": self.whitespace_flexible}),
+                if self.whitespace_flexible {
+                    json!({"whitespace_flexible": true, "whitespace_pattern": WHITESPACE})
+                } else {
+                    json!({"whitespace_flexible": false})
+                },
             );
         }
         Ok(format!("%json {schema}"))
@@ -502,9 +518,10 @@ impl<'a> Gen<'a> {
 }
 
 /// Gives every string subschema of `schema` that sets no length, format, pattern, enum or
-/// const a `maxLength` of [`FREE_STRING_MAX`] (the grammar only: answers are still validated
-/// against the schema as written).
-pub(crate) fn bound_free_strings(schema: &mut Value) {
+/// const a `maxLength` of [`FREE_STRING_MAX`], and every array subschema that sets no
+/// `maxItems` one of [`FREE_ARRAY_MAX`] (or its `minItems`, or its `prefixItems`, when
+/// more): the grammar only, answers are still validated against the schema as written.
+pub(crate) fn bound_free_values(schema: &mut Value) {
     fn walk(v: &mut Value, depth: usize) {
         if depth > 64 {
             return;
@@ -529,6 +546,20 @@ pub(crate) fn bound_free_strings(schema: &mut Value) {
                     .any(|k| obj.contains_key(*k))
                 {
                     obj.insert("maxLength".into(), json!(FREE_STRING_MAX));
+                }
+                let is_array = match obj.get("type") {
+                    Some(Value::String(t)) => t == "array",
+                    Some(Value::Array(ts)) => ts.iter().any(|t| t == "array"),
+                    _ => obj.contains_key("items"),
+                };
+                if is_array && !obj.contains_key("maxItems") {
+                    let least = obj.get("minItems").and_then(Value::as_u64).unwrap_or(0);
+                    let prefix = obj
+                        .get("prefixItems")
+                        .and_then(Value::as_array)
+                        .map_or(0, |p| p.len() as u64);
+                    let max = FREE_ARRAY_MAX.max(least).max(prefix);
+                    obj.insert("maxItems".into(), json!(max));
                 }
                 for (k, child) in obj.iter_mut() {
                     // Values of these keywords are data, not schemas.
