@@ -176,14 +176,10 @@ impl Grammars {
     }
 
     fn compile(&self, schema: &Value, approximate: bool) -> Result<Matcher, String> {
-        let mut options = json!({
-            "whitespace_flexible": self.whitespace_flexible,
-            "lenient": approximate,
-            "coerce_one_of": approximate,
-        });
-        if self.whitespace_flexible {
-            options["whitespace_pattern"] = json!(crate::grounded::WHITESPACE);
-        }
+        let mut options = crate::grounded::whitespace_options(self.whitespace_flexible);
+        options.insert("lenient".into(), json!(approximate));
+        options.insert("coerce_one_of".into(), json!(approximate));
+        let options = Value::Object(options);
         let schema = match schema {
             Value::Object(obj) => {
                 let mut obj = obj.clone();

@@ -39,6 +39,16 @@ const ARRAY_MAX: usize = 64;
 /// JSONSchemaBench).
 pub(crate) const WHITESPACE: &str = r"[ \t\n\r]{1,16}";
 
+/// llguidance's JSON Schema options for whitespace: none, or runs of [`WHITESPACE`].
+pub(crate) fn whitespace_options(flexible: bool) -> Map<String, Value> {
+    let mut options = Map::new();
+    options.insert("whitespace_flexible".into(), json!(flexible));
+    if flexible {
+        options.insert("whitespace_pattern".into(), json!(WHITESPACE));
+    }
+    options
+}
+
 /// Most items a free array (one whose items nothing grounds) may hold in the grammar when its
 /// schema sets no bound: a small model asked to make a record up varies its items (so DRY
 /// sampling, which stops exact repeats, does not stop it) and keeps adding them until the
@@ -476,11 +486,7 @@ impl<'a> Gen<'a> {
         if let Value::Object(obj) = &mut schema {
             obj.insert(
                 "x-guidance".into(),
-                if self.whitespace_flexible {
-                    json!({"whitespace_flexible": true, "whitespace_pattern": WHITESPACE})
-                } else {
-                    json!({"whitespace_flexible": false})
-                },
+                Value::Object(whitespace_options(self.whitespace_flexible)),
             );
         }
         Ok(format!("%json {schema}"))
@@ -528,11 +534,15 @@ pub(crate) fn bound_free_values(schema: &mut Value) {
         }
         match v {
             Value::Object(obj) => {
-                let is_string = match obj.get("type") {
-                    Some(Value::String(t)) => t == "string",
-                    Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
-                    _ => false,
+                // Whether the schema's `type` (a name or a list) allows `name`; `None` when
+                // it sets no type.
+                let allows = |name: &str| match obj.get("type") {
+                    Some(Value::String(t)) => Some(t == name),
+                    Some(Value::Array(ts)) => Some(ts.iter().any(|t| t == name)),
+                    _ => None,
                 };
+                let is_string = allows("string").unwrap_or(false);
+                let is_array = allows("array").unwrap_or_else(|| obj.contains_key("items"));
                 if is_string
                     && ![
                         "maxLength",
@@ -547,11 +557,6 @@ pub(crate) fn bound_free_values(schema: &mut Value) {
                 {
                     obj.insert("maxLength".into(), json!(FREE_STRING_MAX));
                 }
-                let is_array = match obj.get("type") {
-                    Some(Value::String(t)) => t == "array",
-                    Some(Value::Array(ts)) => ts.iter().any(|t| t == "array"),
-                    _ => obj.contains_key("items"),
-                };
                 if is_array && !obj.contains_key("maxItems") {
                     let least = obj.get("minItems").and_then(Value::as_u64).unwrap_or(0);
                     let prefix = obj
