@@ -140,15 +140,46 @@ const FOREIGN_MONTHS: &[(&str, u32)] = &[
     ("dezembro", 12),
 ];
 
+/// The month `word` names (a whole name or an English abbreviation of at least three letters,
+/// in any case), if it names one. Runs on every word of a text, so most words are turned away
+/// by their length or first letter before anything is compared, and ASCII words are compared
+/// without being lower-cased into a new string.
 fn month(word: &str) -> Option<u32> {
-    let w = word.to_lowercase();
-    let w = w.trim_end_matches('.');
+    let w = word.trim_end_matches('.');
+    // The longest name is `septiembre` (10 bytes); a non-ASCII upper-case letter may take a
+    // byte more than its lower case, so longer words are checked after lower-casing.
+    if w.len() < 3 || w.len() > 16 {
+        return None;
+    }
+    let first = w.as_bytes()[0].to_ascii_lowercase();
+    if !matches!(
+        first,
+        b'j' | b'f' | b'm' | b'a' | b's' | b'o' | b'n' | b'd' | b'e' | b'g' | b'l'
+    ) && first.is_ascii()
+    {
+        return None;
+    }
+    if w.is_ascii() {
+        return MONTHS
+            .iter()
+            .position(|m| {
+                m.len() >= w.len() && m.as_bytes()[..w.len()].eq_ignore_ascii_case(w.as_bytes())
+            })
+            .map(|i| i as u32 + 1)
+            .or_else(|| {
+                FOREIGN_MONTHS
+                    .iter()
+                    .find(|(m, _)| m.eq_ignore_ascii_case(w))
+                    .map(|&(_, n)| n)
+            });
+    }
+    let w = w.to_lowercase();
     if w.len() < 3 {
         return None;
     }
     MONTHS
         .iter()
-        .position(|m| m.starts_with(w))
+        .position(|m| m.starts_with(&w))
         .map(|i| i as u32 + 1)
         .or_else(|| {
             FOREIGN_MONTHS
@@ -161,7 +192,7 @@ fn month(word: &str) -> Option<u32> {
 /// Words that join a day, its month and its year in Spanish and Portuguese (`3 de marzo de
 /// 2027`), skipped when reading a date.
 fn joiner(word: &(usize, usize, &str)) -> bool {
-    matches!(word.2.to_lowercase().as_str(), "de" | "del")
+    word.2.eq_ignore_ascii_case("de") || word.2.eq_ignore_ascii_case("del")
 }
 
 /// A word of a text: where it starts and ends (characters, end exclusive), and the word.
@@ -171,11 +202,13 @@ type Word<'t> = (usize, usize, &'t str);
 /// `au 7 mai`): its month, the end of the month's word, and the word after (the year, if it
 /// is one).
 fn range_end<'t>(words: &'t [Word<'t>], k: usize) -> Option<(u32, usize, Option<&'t Word<'t>>)> {
-    let between = words.get(k)?.2.to_lowercase();
-    let last = if matches!(
-        between.as_str(),
-        "to" | "and" | "until" | "till" | "through" | "bis" | "au" | "al" | "a" | "tot" | "e"
-    ) {
+    let between = words.get(k)?.2;
+    let last = if [
+        "to", "and", "until", "till", "through", "bis", "au", "al", "a", "tot", "e",
+    ]
+    .iter()
+    .any(|w| between.eq_ignore_ascii_case(w))
+    {
         k + 1
     } else {
         k
@@ -199,18 +232,29 @@ fn past_joiner(words: &[(usize, usize, &str)], k: usize) -> usize {
 
 /// `thirty-three`, `seven`, `ninety`: the number a word (or hyphenated pair) spells.
 fn number_word(word: &str) -> Option<f64> {
-    let w = word.to_lowercase();
-    if let Some(i) = UNITS.iter().position(|u| *u == w) {
+    // Every number word is ASCII, at most `seventy-seven` long, and starts with one of these.
+    if !word.is_ascii()
+        || word.len() < 3
+        || word.len() > 13
+        || !matches!(
+            word.as_bytes()[0].to_ascii_lowercase(),
+            b'z' | b'o' | b't' | b'f' | b's' | b'e' | b'n'
+        )
+    {
+        return None;
+    }
+    let is = |a: &str, b: &str| !b.is_empty() && a.eq_ignore_ascii_case(b);
+    if let Some(i) = UNITS.iter().position(|u| is(word, u)) {
         return Some(i as f64);
     }
-    if let Some(i) = TENS.iter().position(|t| !t.is_empty() && *t == w) {
+    if let Some(i) = TENS.iter().position(|t| is(word, t)) {
         return Some((i * 10) as f64);
     }
-    let (tens, unit) = w.split_once('-')?;
-    let t = TENS.iter().position(|x| !x.is_empty() && *x == tens)?;
+    let (tens, unit) = word.split_once('-')?;
+    let t = TENS.iter().position(|x| is(tens, x))?;
     let u = UNITS
         .iter()
-        .position(|x| *x == unit)
+        .position(|x| is(unit, x))
         .filter(|&u| (1..10).contains(&u))?;
     Some((t * 10 + u) as f64)
 }

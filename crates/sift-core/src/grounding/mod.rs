@@ -372,7 +372,9 @@ fn ground_with(
     let mut by_date: HashMap<(i32, u32, u32), Vec<Span>> = HashMap::new();
     let mut by_day_month: HashMap<(u32, u32), Vec<Span>> = HashMap::new();
     let mut years = std::collections::HashSet::new();
-    for text in &texts {
+    // Read only when a leaf is to be found among them.
+    let normalized = leaves.iter().any(|l| l.policy == Policy::Normalized);
+    for text in texts.iter().filter(|_| normalized) {
         for m in mentions(text.original) {
             let span = Span {
                 field: text.field.to_owned(),
@@ -551,7 +553,10 @@ impl Walk<'_> {
                 for (k, v) in map {
                     let sub = properties.and_then(|p| p.get(k)).unwrap_or(&Value::Null);
                     let pointer = format!("{}/{}", at.pointer, crate::escape_pointer_token(k));
-                    let rule = if at.rule.is_empty() {
+                    // Rule paths are only read to find a policy set by path.
+                    let rule = if self.policies.is_empty() {
+                        String::new()
+                    } else if at.rule.is_empty() {
                         k.clone()
                     } else {
                         format!("{}.{k}", at.rule)
@@ -565,7 +570,11 @@ impl Walk<'_> {
             }
             Value::Array(items) => {
                 let sub = schema.get("items").unwrap_or(&Value::Null);
-                let rule = format!("{}[]", at.rule);
+                let rule = if self.policies.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}[]", at.rule)
+                };
                 for (i, v) in items.iter().enumerate() {
                     let pointer = format!("{}/{i}", at.pointer);
                     let child = At {
@@ -728,6 +737,11 @@ fn fold_into(text: &str, folded: &mut String, mut each: impl FnMut(usize, usize)
             folded.push(' ');
             each(ci.saturating_sub(1), 1);
             space = false;
+        }
+        if c.is_ascii() {
+            folded.push(c.to_ascii_lowercase());
+            each(ci, 1);
+            continue;
         }
         for l in c.to_lowercase() {
             let before = folded.len();
@@ -1028,6 +1042,51 @@ mod tests {
             &[("text", "3 ago 2027")],
         );
         assert_eq!(g.ungrounded.len(), 1, "`ago` is not August");
+    }
+
+    #[test]
+    fn month_and_number_words_are_read_in_any_case_and_in_accented_spellings() {
+        let date =
+            json!({"type": "object", "properties": {"d": {"type": "string", "format": "date"}}});
+        for (text, day) in [
+            ("on 3 NOVEMBER 2026", "2026-11-03"),
+            ("on SEPT 3, 2026", "2026-09-03"),
+            ("on 3 Sept. 2026", "2026-09-03"),
+            ("le 3 DÉCEMBRE 2026", "2026-12-03"),
+            ("el 3 de ENERO de 2026", "2026-01-03"),
+            ("am 3. MÄRZ 2026", "2026-03-03"),
+            ("il 3 Luglio 2026", "2026-07-03"),
+            ("from 5 TO 7 May 2027", "2027-05-05"),
+            ("el 5 DE mayo DEL 2027", "2027-05-05"),
+        ] {
+            let g = ground(&json!({"d": day}), &date, &[("text", text)]);
+            assert!(g.ungrounded.is_empty(), "{text}: {:?}", g.ungrounded);
+        }
+        // Words that only start like a month are not one.
+        for text in ["on 3 Marsupial 2026", "on 3 Ju 2026", "on 3 décembres 2026"] {
+            let g = ground(&json!({"d": "2026-12-03"}), &date, &[("text", text)]);
+            assert_eq!(g.ungrounded.len(), 1, "{text}");
+        }
+        let number = json!({"type": "object", "properties": {"n": {"type": "integer"}}});
+        for (text, n) in [
+            ("THIRTY-THREE years", 33),
+            ("Seven days", 7),
+            ("ninety-Nine bottles", 99),
+            ("zero", 0),
+            ("Nineteen", 19),
+        ] {
+            let g = ground(&json!({"n": n}), &number, &[("text", text)]);
+            assert!(g.ungrounded.is_empty(), "{text}: {:?}", g.ungrounded);
+        }
+        for (text, n) in [
+            ("thirty-zero", 30),
+            ("twenty-ten", 30),
+            ("élevé", 11),
+            ("sevens", 7),
+        ] {
+            let g = ground(&json!({"n": n}), &number, &[("text", text)]);
+            assert_eq!(g.ungrounded.len(), 1, "{text}");
+        }
     }
 
     #[test]
