@@ -24,12 +24,16 @@ pub(crate) struct Job {
     pub(crate) messages: Vec<(String, String)>,
     /// What the output must match, if anything.
     pub(crate) constraint: Option<crate::grammar::Constraint>,
+    /// The answer's token limit; when `stretch_to` is set, the least it may be.
     pub(crate) max_tokens: u32,
+    /// Where the limit was not asked for: it grows to what the context has left after the
+    /// prompt, up to this.
+    pub(crate) stretch_to: Option<u32>,
     pub(crate) temperature: f32,
     /// The sampler's seed when `temperature` is above 0 (else the clock's).
     pub(crate) seed: Option<u64>,
     /// Where pieces go; closing the receiver cancels the generation. Its capacity must hold
-    /// every piece of the generation (`max_tokens` + 2), so the model thread never waits on
+    /// every piece of the generation (the limit, stretched, + 2), so the model thread never waits on
     /// a slow reader.
     pub(crate) out: tokio::sync::mpsc::Sender<Piece>,
     /// The job's place among those admitted; given back when it ends.

@@ -225,7 +225,7 @@ impl<'m> Scheduler<'m> {
     }
 
     /// The job's prompt as tokens and its sampler; `None` (the caller told) when it cannot run.
-    fn prepare(&mut self, job: Job) -> Option<Prepared> {
+    fn prepare(&mut self, mut job: Job) -> Option<Prepared> {
         if job.out.is_closed() {
             return None;
         }
@@ -248,6 +248,12 @@ impl<'m> Scheduler<'m> {
                 self.limits.n_ctx
             );
             return failed(&job, Piece::TooLong(msg));
+        }
+        if let Some(most) = job.stretch_to {
+            let left = u64::from(self.limits.n_ctx) - tokens.len() as u64;
+            job.max_tokens = job
+                .max_tokens
+                .max(u32::try_from(left.min(u64::from(most))).unwrap_or(most));
         }
         if tokens.is_empty() {
             return failed(&job, Piece::Failed("the prompt is empty".into()));

@@ -297,3 +297,39 @@ async fn an_unbounded_list_of_made_up_items_closes_before_the_token_limit() {
     assert!(out.value["rows"].is_array(), "{}", out.value);
     assert!(out.usage.output_tokens < 512, "{:?}", out.usage);
 }
+
+/// With no limit asked for, an answer may run past the default 512 tokens into the room the
+/// prompt leaves in the context (up to 1024); a limit asked for is kept.
+#[tokio::test]
+async fn an_answer_grows_past_512_tokens_only_when_no_limit_is_asked_for() {
+    let _serial = crate::serial().await;
+    let schema = sift_core::Schema::compile(
+        "Codes",
+        serde_json::json!({
+            "type": "array",
+            "items": {"type": "integer", "minimum": 100000, "maximum": 999999},
+            "minItems": 90,
+            "maxItems": 90
+        }),
+    )
+    .unwrap();
+    let ask = || {
+        client()
+            .extract_value(&schema)
+            .user("List ninety six-digit codes.")
+            .max_retries(0)
+    };
+    let out = ask().send().await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(out.value.as_array().map(Vec::len), Some(90));
+    assert!(
+        out.usage.output_tokens > 512,
+        "the answer took {} tokens: not a test of the stretched limit",
+        out.usage.output_tokens
+    );
+    match ask().max_tokens(512).send().await.unwrap_err() {
+        ExtractError::TokenLimit {
+            limit: Some(512), ..
+        } => {}
+        other => panic!("unexpected {other:?}"),
+    }
+}
