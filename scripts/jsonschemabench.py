@@ -8,7 +8,8 @@ error, how many are refused with a 4xx naming the feature, and how many fail oth
     python3 scripts/jsonschemabench.py ../shared/data/jsonschemabench --url http://127.0.0.1:8000
 
 Prints a Markdown table, then one line per schema not answered. `--json FILE` also writes
-every outcome.
+every outcome; `--rerun FILE` asks again only the schemas such a file records as not answered
+(after a change that can only affect those, such as the answer's token limit).
 """
 
 import argparse
@@ -79,6 +80,8 @@ def main():
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--json", type=pathlib.Path)
     parser.add_argument("--only", help="only sets whose name contains this")
+    parser.add_argument("--rerun", type=pathlib.Path,
+                        help="only the schemas a previous run's --json FILE did not answer")
     parser.add_argument("--concurrency", type=int, default=1,
                         help="requests in flight at once (the embedded model batches them)")
     args = parser.parse_args()
@@ -90,6 +93,11 @@ def main():
         if not (args.only and args.only not in folder.name)
         for path in sorted(folder.glob("*.json"))
     ]
+
+    if args.rerun:
+        missed = {(o["set"], o["schema"]) for o in json.loads(args.rerun.read_text())
+                  if o["outcome"] != "answered"}
+        paths = [(f, p) for f, p in paths if (f.name, p.name) in missed]
 
     def one(item):
         folder, path = item

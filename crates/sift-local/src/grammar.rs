@@ -188,7 +188,7 @@ impl Grammars {
                 // Free strings and lists bounded: a small model otherwise repeats itself
                 // until the token limit. The answer is still validated against the schema
                 // as written.
-                crate::grounded::bound_free_values(&mut schema);
+                crate::bounds::bound_free_values(&mut schema);
                 schema
             }
             // `true`: any JSON value.

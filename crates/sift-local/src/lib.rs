@@ -31,6 +31,7 @@
 
 mod engine;
 pub use engine::EngineError;
+mod bounds;
 mod grammar;
 mod grounded;
 pub mod model_file;

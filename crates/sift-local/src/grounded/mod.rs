@@ -26,10 +26,6 @@ use sift_core::grounding::{Policy, Sources, Written};
 /// and past this it would hold up every other generation on the model thread.
 pub(crate) const MAX_GROUNDED_TEXT: usize = 64 * 1024;
 
-/// The length bound given to a free string whose schema sets none: small models otherwise
-/// repeat themselves inside a string until the token limit.
-pub(crate) const FREE_STRING_MAX: u64 = 256;
-
 /// Most items a grounded array may hold when its schema sets no bound (the same reason).
 const ARRAY_MAX: usize = 64;
 
@@ -48,12 +44,6 @@ pub(crate) fn whitespace_options(flexible: bool) -> Map<String, Value> {
     }
     options
 }
-
-/// Most items a free array (one whose items nothing grounds) may hold in the grammar when its
-/// schema sets no bound: a small model asked to make a record up varies its items (so DRY
-/// sampling, which stops exact repeats, does not stop it) and keeps adding them until the
-/// token limit. Lists read from the text are grounded, bounded by the text instead.
-pub(crate) const FREE_ARRAY_MAX: u64 = 16;
 
 /// Nesting followed, `$ref`s included.
 const MAX_DEPTH: usize = 24;
@@ -482,7 +472,7 @@ impl<'a> Gen<'a> {
     /// `schema` as llguidance's own JSON Schema grammar, free strings bounded.
     fn inline(&mut self, schema: &Value, depth: usize) -> Result<String, Stop> {
         let mut schema = self.inline_refs(schema, depth)?;
-        bound_free_values(&mut schema);
+        crate::bounds::bound_free_values(&mut schema);
         if let Value::Object(obj) = &mut schema {
             obj.insert(
                 "x-guidance".into(),
@@ -521,68 +511,6 @@ impl<'a> Gen<'a> {
             other => Ok(other.clone()),
         }
     }
-}
-
-/// Gives every string subschema of `schema` that sets no length, format, pattern, enum or
-/// const a `maxLength` of [`FREE_STRING_MAX`], and every array subschema that sets no
-/// `maxItems` one of [`FREE_ARRAY_MAX`] (or its `minItems`, or its `prefixItems`, when
-/// more): the grammar only, answers are still validated against the schema as written.
-pub(crate) fn bound_free_values(schema: &mut Value) {
-    fn walk(v: &mut Value, depth: usize) {
-        if depth > 64 {
-            return;
-        }
-        match v {
-            Value::Object(obj) => {
-                // Whether the schema's `type` (a name or a list) allows `name`; `None` when
-                // it sets no type.
-                let allows = |name: &str| match obj.get("type") {
-                    Some(Value::String(t)) => Some(t == name),
-                    Some(Value::Array(ts)) => Some(ts.iter().any(|t| t == name)),
-                    _ => None,
-                };
-                let is_string = allows("string").unwrap_or(false);
-                let is_array = allows("array").unwrap_or_else(|| obj.contains_key("items"));
-                if is_string
-                    && ![
-                        "maxLength",
-                        "minLength",
-                        "format",
-                        "pattern",
-                        "enum",
-                        "const",
-                    ]
-                    .iter()
-                    .any(|k| obj.contains_key(*k))
-                {
-                    obj.insert("maxLength".into(), json!(FREE_STRING_MAX));
-                }
-                if is_array && !obj.contains_key("maxItems") {
-                    let least = obj.get("minItems").and_then(Value::as_u64).unwrap_or(0);
-                    let prefix = obj
-                        .get("prefixItems")
-                        .and_then(Value::as_array)
-                        .map_or(0, |p| p.len() as u64);
-                    let max = FREE_ARRAY_MAX.max(least).max(prefix);
-                    obj.insert("maxItems".into(), json!(max));
-                }
-                for (k, child) in obj.iter_mut() {
-                    // Values of these keywords are data, not schemas.
-                    if matches!(k.as_str(), "enum" | "const" | "default" | "examples") {
-                        continue;
-                    }
-                    walk(child, depth + 1);
-                }
-            }
-            Value::Array(items) => {
-                for child in items {
-                    walk(child, depth + 1);
-                }
-            }
-            _ => {}
-        }
-    }
-    walk(schema, 0);
 }
 
 /// The types `schema` allows (`type` as a string or a list).

@@ -170,32 +170,6 @@ fn chunks_keep_words_and_escapes_whole() {
 }
 
 #[test]
-fn free_strings_and_lists_get_a_bound_unless_they_have_one() {
-    let mut s = json!({"type": "object", "properties": {
-        "a": {"type": "string"},
-        "b": {"type": "string", "maxLength": 3},
-        "c": {"type": ["string", "null"], "enum": ["x", null]},
-        "d": {"type": "array", "items": {"type": "string", "format": "date"}},
-        "e": {"type": "array", "maxItems": 100},
-        "f": {"type": ["array", "null"], "minItems": 40},
-        "g": {"items": {"type": "integer"}, "prefixItems": vec![json!({}); 20]},
-        "h": {"const": [1, 2]}
-    }});
-    bound_free_values(&mut s);
-    let p = &s["properties"];
-    assert_eq!(p["a"]["maxLength"], FREE_STRING_MAX);
-    assert_eq!(p["b"]["maxLength"], 3);
-    assert!(p["c"].get("maxLength").is_none());
-    assert!(p["d"]["items"].get("maxLength").is_none());
-    assert_eq!(p["d"]["maxItems"], FREE_ARRAY_MAX);
-    assert_eq!(p["e"]["maxItems"], 100);
-    // Never below what the schema asks for at least.
-    assert_eq!(p["f"]["maxItems"], 40);
-    assert_eq!(p["g"]["maxItems"], 20);
-    assert!(p["h"].get("maxItems").is_none());
-}
-
-#[test]
 fn nothing_grounded_means_no_grammar() {
     let sources = Sources::new().with_input("text", "Ann is 30");
     let schema = json!({"type": "object", "properties": {"mood": {"enum": ["a", "b"]}}});
