@@ -14,6 +14,9 @@ pub(crate) const FREE_STRING_MAX: u64 = 256;
 /// and keeps adding them. Lists read from the text are grounded, bounded by the text instead.
 pub(crate) const FREE_ARRAY_MAX: u64 = 16;
 
+/// The same for a free array whose items are objects or arrays: each item costs many tokens.
+pub(crate) const FREE_COMPOUND_ARRAY_MAX: u64 = 8;
+
 /// Most keys a map (an object that lists no properties) may hold beyond its required ones
 /// when its schema sets no `maxProperties`, for the same reason.
 pub(crate) const FREE_MAP_MAX: u64 = 8;
@@ -21,8 +24,9 @@ pub(crate) const FREE_MAP_MAX: u64 = 8;
 /// Gives, in `schema` (the grammar's copy):
 /// - every string subschema that sets no length, format, pattern, enum or const a `maxLength`
 ///   of [`FREE_STRING_MAX`];
-/// - every array subschema that sets no `maxItems` one of [`FREE_ARRAY_MAX`] (or its
-///   `minItems`, or its `prefixItems`, when more);
+/// - every array subschema that sets no `maxItems` one of [`FREE_ARRAY_MAX`], or
+///   [`FREE_COMPOUND_ARRAY_MAX`] when its items are objects or arrays (or its `minItems`, or
+///   its `prefixItems`, when more);
 /// - every object that lists its properties and says nothing of others
 ///   `"additionalProperties": false` (llguidance, like JSON Schema, otherwise allows any key
 ///   with any value: what a small model invents), and every map (an object listing none) a
@@ -143,7 +147,22 @@ fn walk(v: &mut Value, objects: bool, depth: usize) {
             .get("prefixItems")
             .and_then(Value::as_array)
             .map_or(0, |p| p.len() as u64);
-        let max = FREE_ARRAY_MAX.max(least).max(prefix);
+        let compound = obj.get("items").is_some_and(|items| {
+            ["properties", "items", "$ref", "additionalProperties"]
+                .iter()
+                .any(|k| items.get(*k).is_some())
+                || match items.get("type") {
+                    Some(Value::String(t)) => t == "object" || t == "array",
+                    Some(Value::Array(ts)) => ts.iter().any(|t| t == "object" || t == "array"),
+                    _ => false,
+                }
+        });
+        let most = if compound {
+            FREE_COMPOUND_ARRAY_MAX
+        } else {
+            FREE_ARRAY_MAX
+        };
+        let max = most.max(least).max(prefix);
         obj.insert("maxItems".into(), json!(max));
     }
     if objects && is_object && !sets(obj, &["enum", "const"]) {
@@ -239,7 +258,9 @@ mod tests {
             "e": {"type": "array", "maxItems": 100},
             "f": {"type": ["array", "null"], "minItems": 40},
             "g": {"items": {"type": "integer"}, "prefixItems": vec![json!({}); 20]},
-            "h": {"const": [1, 2]}
+            "h": {"const": [1, 2]},
+            "i": {"type": "array", "items": {"type": ["object", "null"]}},
+            "j": {"type": "array", "items": {"$ref": "#/properties/a"}}
         }});
         bound_free_values(&mut s);
         let p = &s["properties"];
@@ -253,6 +274,8 @@ mod tests {
         assert_eq!(p["f"]["maxItems"], 40);
         assert_eq!(p["g"]["maxItems"], 20);
         assert!(p["h"].get("maxItems").is_none());
+        assert_eq!(p["i"]["maxItems"], FREE_COMPOUND_ARRAY_MAX);
+        assert_eq!(p["j"]["maxItems"], FREE_COMPOUND_ARRAY_MAX);
     }
 
     #[test]
@@ -313,5 +336,16 @@ mod tests {
             json!({"anyOf": [{"type": "object", "properties": {"a": {}}}, {"type": "null"}]});
         bound_free_values(&mut s);
         assert_eq!(s["anyOf"][0]["additionalProperties"], false);
+    }
+
+    #[test]
+    fn whitespace_is_two_line_breaks_and_an_indent_at_most() {
+        let s = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+        assert!(accepts(&s, "{\n  \"a\": 1\n}"));
+        assert!(accepts(&s, "{\n\n  \"a\": 1}"));
+        assert!(accepts(&s, "{\r\n\t\"a\" :  1}"));
+        assert!(!accepts(&s, "{\n\n\n  \"a\": 1}"));
+        assert!(!accepts(&s, "{\n \n\"a\": 1}"));
+        assert!(!accepts(&s, &format!("{{\"a\":{}1}}", " ".repeat(17))));
     }
 }
