@@ -110,12 +110,6 @@ fn walk(v: &mut Value, objects: bool, depth: usize) {
     let Value::Object(obj) = v else {
         return;
     };
-    // Whether the schema's `type` (a name or a list) allows `name`; `None` when it sets none.
-    let allows = |obj: &serde_json::Map<String, Value>, name: &str| match obj.get("type") {
-        Some(Value::String(t)) => Some(t == name),
-        Some(Value::Array(ts)) => Some(ts.iter().any(|t| t == name)),
-        _ => None,
-    };
     let is_string = allows(obj, "string").unwrap_or(false);
     let is_array = allows(obj, "array").unwrap_or_else(|| obj.contains_key("items"));
     let is_object = allows(obj, "object").unwrap_or_else(|| {
@@ -147,16 +141,16 @@ fn walk(v: &mut Value, objects: bool, depth: usize) {
             .get("prefixItems")
             .and_then(Value::as_array)
             .map_or(0, |p| p.len() as u64);
-        let compound = obj.get("items").is_some_and(|items| {
-            ["properties", "items", "$ref", "additionalProperties"]
-                .iter()
-                .any(|k| items.get(*k).is_some())
-                || match items.get("type") {
-                    Some(Value::String(t)) => t == "object" || t == "array",
-                    Some(Value::Array(ts)) => ts.iter().any(|t| t == "object" || t == "array"),
-                    _ => false,
-                }
-        });
+        let compound = obj
+            .get("items")
+            .and_then(Value::as_object)
+            .is_some_and(|items| {
+                sets(
+                    items,
+                    &["properties", "items", "$ref", "additionalProperties"],
+                ) || allows(items, "object") == Some(true)
+                    || allows(items, "array") == Some(true)
+            });
         let most = if compound {
             FREE_COMPOUND_ARRAY_MAX
         } else {
@@ -188,6 +182,15 @@ fn walk(v: &mut Value, objects: bool, depth: usize) {
             }
             sub => walk(sub, objects, depth + 1),
         }
+    }
+}
+
+/// Whether the schema's `type` (a name or a list) allows `name`; `None` when it sets none.
+fn allows(schema: &serde_json::Map<String, Value>, name: &str) -> Option<bool> {
+    match schema.get("type") {
+        Some(Value::String(t)) => Some(t == name),
+        Some(Value::Array(ts)) => Some(ts.iter().any(|t| t == name)),
+        _ => None,
     }
 }
 

@@ -185,9 +185,9 @@ impl Grammars {
                 let mut obj = obj.clone();
                 obj.insert("x-guidance".into(), options);
                 let mut schema = Value::Object(obj);
-                // Free strings and lists bounded: a small model otherwise repeats itself
-                // until the token limit. The answer is still validated against the schema
-                // as written.
+                // Free strings, lists and objects bounded (see `bounds`): a small model
+                // otherwise repeats itself until the token limit. The answer is still
+                // validated against the schema as written.
                 crate::bounds::bound_free_values(&mut schema);
                 schema
             }
