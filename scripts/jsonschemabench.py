@@ -9,7 +9,9 @@ error, how many are refused with a 4xx naming the feature, and how many fail oth
 
 Prints a Markdown table, then one line per schema not answered. `--json FILE` also writes
 every outcome; `--rerun FILE` asks again only the schemas such a file records as not answered
-(after a change that can only affect those, such as the answer's token limit).
+(after a change that can only affect those, such as the answer's token limit). `--instruction`
+picks the text sent with each schema: this script's (`complete`, the default) or the benchmark's
+own (`benchmark`).
 """
 
 import argparse
@@ -26,10 +28,16 @@ try:
 except ImportError:  # the server's own validation still counts; say so
     jsonschema = None
 
-TEXT = (
-    "Write one realistic, complete example record of this kind, inventing plausible values "
-    "for its fields."
-)
+# What the request's text asks for. `complete` is this script's own wording; `benchmark` is
+# JSONSchemaBench's instruction (Geng et al. 2025, as openbench and the paper's harness send it),
+# which asks for a valid instance and nothing more.
+INSTRUCTIONS = {
+    "complete": (
+        "Write one realistic, complete example record of this kind, inventing plausible values "
+        "for its fields."
+    ),
+    "benchmark": "Generate a valid JSON object that matches the schema below.",
+}
 
 
 def post(url, body, timeout):
@@ -82,6 +90,8 @@ def main():
     parser.add_argument("--only", help="only sets whose name contains this")
     parser.add_argument("--rerun", type=pathlib.Path,
                         help="only the schemas a previous run's --json FILE did not answer")
+    parser.add_argument("--instruction", choices=sorted(INSTRUCTIONS), default="complete",
+                        help="the text sent: this script's own (complete) or JSONSchemaBench's")
     parser.add_argument("--concurrency", type=int, default=1,
                         help="requests in flight at once (the embedded model batches them)")
     args = parser.parse_args()
@@ -107,7 +117,7 @@ def main():
             f"{args.url}/v1/extract",
             # The text asks for a made-up record: nothing in it is to be copied, so no
             # value is held to it.
-            {"schema": schema, "text": TEXT, "grounding": {"*": "free"}},
+            {"schema": schema, "text": INSTRUCTIONS[args.instruction], "grounding": {"*": "free"}},
             args.timeout,
         )
         outcome, note = classify(schema, status, raw)
