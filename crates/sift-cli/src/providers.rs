@@ -385,8 +385,8 @@ impl<'a> Clients<'a> {
         Ok(config)
     }
 
-    /// The flags' timeout, body limit and token ceiling and the admission, over an Anthropic
-    /// `config`.
+    /// The flags' timeout, body limit and token ceiling, telemetry's header hook and the
+    /// admission, over an Anthropic `config`.
     fn anthropic(
         &self,
         config: sift_anthropic::AnthropicConfig,
@@ -395,14 +395,17 @@ impl<'a> Clients<'a> {
             .timeout(upstream_timeout(self.args.timeout)?)
             .max_body(self.args.max_upstream_body)
             .max_answer_tokens(self.args.max_answer_tokens);
+        if let Some(hook) = self.telemetry.trace_propagation() {
+            config = config.header_hook(hook);
+        }
         if let Some(a) = &self.admission {
             config = config.admission(a.clone());
         }
         Ok(config)
     }
 
-    /// The flags' timeout, body limit and token ceiling and the admission, over a Gemini
-    /// `config`.
+    /// The flags' timeout, body limit and token ceiling, telemetry's header hook and the
+    /// admission, over a Gemini `config`.
     fn gemini(
         &self,
         config: sift_gemini::GeminiConfig,
@@ -411,6 +414,9 @@ impl<'a> Clients<'a> {
             .timeout(upstream_timeout(self.args.timeout)?)
             .max_body(self.args.max_upstream_body)
             .max_answer_tokens(self.args.max_answer_tokens);
+        if let Some(hook) = self.telemetry.trace_propagation() {
+            config = config.header_hook(hook);
+        }
         if let Some(a) = &self.admission {
             config = config.admission(a.clone());
         }

@@ -12,7 +12,8 @@
 //!   that turns a response's events into a [`ChatStream`](sift_core::ChatStream) through a
 //!   provider's own [`EventReader`](sse::EventReader);
 //! - [`Transport::json`] and [`Transport::download`]: the calls of the providers' batch APIs;
-//! - [`transport_setters!`]: the settings every provider's config offers, written once.
+//! - [`transport_setters!`]: the settings every provider's config offers, written once;
+//! - [`HeaderHook`]: headers added to every request as it is sent (trace propagation).
 
 mod errors;
 pub mod sse;
@@ -27,8 +28,13 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 use sift_core::{Admission, ProviderError};
 
+/// A function that adds headers to each request just before it is sent, in the span of the
+/// call: `sift_telemetry::Telemetry::trace_propagation` gives one that adds the W3C
+/// `traceparent`, so the model server's own spans join sift's trace.
+pub type HeaderHook = dyn Fn(&mut HeaderMap) + Send + Sync;
+
 /// How a provider's calls are sent and retried.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Settings {
     /// Where calls go, for connect errors.
@@ -47,6 +53,24 @@ pub struct Settings {
     pub max_retry_after: Duration,
     /// Paces calls across callers (`sift batch`'s rate limits), when set.
     pub admission: Option<Arc<dyn Admission>>,
+    /// Adds headers to every request as it is sent, when set.
+    pub header_hook: Option<Arc<HeaderHook>>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("endpoint", &self.endpoint)
+            .field("timeout", &self.timeout)
+            .field("max_body", &self.max_body)
+            .field("max_transport_retries", &self.max_transport_retries)
+            .field("backoff_base", &self.backoff_base)
+            .field("backoff_max", &self.backoff_max)
+            .field("max_retry_after", &self.max_retry_after)
+            .field("admission", &self.admission)
+            .field("header_hook", &self.header_hook.is_some())
+            .finish()
+    }
 }
 
 impl Settings {
@@ -62,6 +86,7 @@ impl Settings {
             backoff_max: Duration::from_secs(8),
             max_retry_after: Duration::from_secs(60),
             admission: None,
+            header_hook: None,
         }
     }
 }
@@ -163,7 +188,7 @@ impl Transport {
         secrets: impl Iterator<Item = &'a String>,
     ) -> Result<reqwest::Response, ProviderError> {
         let timeout = self.settings.timeout;
-        let response = tokio::time::timeout(timeout, request.send())
+        let response = tokio::time::timeout(timeout, self.hooked(request).send())
             .await
             .map_err(|_| ProviderError::Timeout(timeout))?
             .map_err(|e| self.transport_error(e))?;
@@ -175,6 +200,19 @@ impl Transport {
         let location = location(status, response.headers());
         let bytes = self.read_body(response).await?;
         Err(status_error(status, retry_after, location, &bytes, secrets))
+    }
+
+    /// `request` with the [`HeaderHook`]'s headers, written now, in the caller's span (every
+    /// request [`open`](Self::open) sends gets them; a provider sending by itself calls this).
+    pub fn hooked(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.settings.header_hook {
+            Some(hook) => {
+                let mut headers = HeaderMap::new();
+                hook(&mut headers);
+                request.headers(headers)
+            }
+            None => request,
+        }
     }
 
     /// The backoff before retry `retry` (0 for the first): doubling from the base, capped,
@@ -358,7 +396,7 @@ const LONGEST_WAIT: f64 = 86_400.0;
 
 /// The settings every HTTP provider's config offers, as builder methods over its
 /// `transport: Settings` field: `timeout`, `max_transport_retries`, `backoff`, `max_body`,
-/// `admission`. Used inside the config's `impl` block.
+/// `admission`, `header_hook`. Used inside the config's `impl` block.
 #[macro_export]
 macro_rules! transport_setters {
     () => {
@@ -389,6 +427,13 @@ macro_rules! transport_setters {
         /// Paces calls through `admission` (rate limits shared across callers).
         pub fn admission(mut self, admission: std::sync::Arc<dyn sift_core::Admission>) -> Self {
             self.transport.admission = Some(admission);
+            self
+        }
+
+        /// Adds headers to each request as it is sent (see [`HeaderHook`](
+        /// $crate::HeaderHook)): `sift_telemetry`'s trace propagation.
+        pub fn header_hook(mut self, hook: std::sync::Arc<$crate::HeaderHook>) -> Self {
+            self.transport.header_hook = Some(hook);
             self
         }
     };

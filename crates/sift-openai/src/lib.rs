@@ -71,10 +71,7 @@ pub struct OpenAiConfig {
     dialect: Dialect,
 }
 
-/// A function that adds headers to each request just before it is sent, in the span of the
-/// model call: `sift_telemetry::Telemetry::trace_propagation` gives one that adds the W3C
-/// `traceparent`, so the model server's own spans join sift's trace.
-pub type HeaderHook = dyn Fn(&mut HeaderMap) + Send + Sync;
+pub use sift_http::HeaderHook;
 
 impl fmt::Debug for OpenAiConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -305,6 +302,7 @@ impl OpenAi {
         settings.backoff_max = config.backoff_max;
         settings.max_retry_after = config.max_retry_after;
         settings.admission = config.admission.clone();
+        settings.header_hook = config.header_hook.clone();
         Ok(Self {
             http,
             config,
@@ -354,26 +352,19 @@ impl OpenAi {
         body
     }
 
-    /// A POST of `body` to the completions endpoint, with the hook's headers.
+    /// A POST of `body` to the completions endpoint (the hook's headers are added as it is
+    /// sent).
     fn post(&self, body: &[u8]) -> reqwest::RequestBuilder {
-        let request = self
-            .http
+        self.http
             .post(&self.endpoint)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body.to_vec());
-        match &self.config.header_hook {
-            Some(hook) => {
-                let mut headers = HeaderMap::new();
-                hook(&mut headers);
-                request.headers(headers)
-            }
-            None => request,
-        }
+            .body(body.to_vec())
     }
 
     async fn try_once(&self, body: &[u8]) -> Result<ChatResponse, ProviderError> {
         let response = self
-            .post(body)
+            .transport
+            .hooked(self.post(body))
             .timeout(self.config.timeout)
             .send()
             .await

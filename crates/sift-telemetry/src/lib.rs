@@ -645,8 +645,9 @@ impl Telemetry {
     }
 
     /// A function that writes the current span's W3C `traceparent` into outgoing headers (for
-    /// `sift_openai::OpenAiConfig::header_hook`), so an instrumented model server continues
-    /// sift's trace under the `chat` span; `None` when nothing is exported.
+    /// the providers' `header_hook`: OpenAI-compatible, Anthropic and Gemini), so an
+    /// instrumented model server or gateway continues sift's trace under the `chat` span;
+    /// `None` when nothing is exported.
     pub fn trace_propagation(&self) -> Option<Arc<TracePropagation>> {
         self.tracer_provider.as_ref()?;
         Some(Arc::new(|headers: &mut http::HeaderMap| {

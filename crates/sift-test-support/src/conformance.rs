@@ -27,6 +27,8 @@ pub struct Knobs {
     pub timeout: Duration,
     /// The largest answer read.
     pub max_body: usize,
+    /// The header hook to set (`header_hook` on the provider's config), if any.
+    pub header_hook: Option<fn(&mut http::HeaderMap)>,
 }
 
 /// A provider under test: its wire format, and how to build it talking to a scripted
@@ -49,6 +51,7 @@ impl Subject {
             key: FAULT_KEY,
             timeout,
             max_body,
+            header_hook: None,
         };
         Client::from_arc((self.build)(server, knobs))
     }
@@ -63,8 +66,8 @@ macro_rules! conformance_suite {
             use $crate::conformance as checks;
             $crate::conformance_suite!(@tests $subject;
                 every_mode_one_shot, every_mode_streamed, reasks_use_the_providers_turns,
-                truncation, refusal, retry_rules, hostile_answers, hostile_streams,
-                keys_never_come_back);
+                truncation, refusal, retry_rules, header_hook_runs_on_every_try,
+                hostile_answers, hostile_streams, keys_never_come_back);
         }
     };
     (@tests $subject:ident; $($check:ident),*) => {
@@ -648,6 +651,52 @@ pub async fn retry_rules(subject: &Subject) {
     assert_eq!((kind(&err), n), ("timeout", 3), "{}", report(&err));
     let (err, _) = failing(subject, quick, Reply::stalled()).await;
     assert_eq!(kind(&err), "timeout", "{}", report(&err));
+}
+
+/// A header hook's headers (telemetry's `traceparent`) go with every try, retries and streams
+/// included; with no hook, none are added.
+pub async fn header_hook_runs_on_every_try(subject: &Subject) {
+    fn hook(headers: &mut http::HeaderMap) {
+        headers.insert("x-sift-hook", http::HeaderValue::from_static("on"));
+    }
+    let hooked = |r: &crate::Recorded| r.headers.get("x-sift-hook").map(|v| v.as_bytes().to_vec());
+    let server = ScriptedServer::start().await;
+    server.push(Reply::error(503, "overloaded").header("retry-after", "0"));
+    answer_every_request(&server, subject.wire, GOOD);
+    let knobs = Knobs {
+        key: FAULT_KEY,
+        timeout: Duration::from_secs(5),
+        max_body: 1 << 20,
+        header_hook: Some(hook),
+    };
+    let client = Client::from_arc((subject.build)(&server, knobs));
+    let out = client
+        .extract_value(&person())
+        .user("Ada is 36")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(out.value["age"], 36);
+    let mut stream = client.extract_value(&person()).user("Ada is 36").stream();
+    while let Some(event) = stream.next().await {
+        event.unwrap_or_else(|e| panic!("streamed: {e:#}"));
+    }
+    let sent = server.requests();
+    assert_eq!(sent.len(), 3, "a retried call and a streamed one");
+    assert!(subject.wire.streamed(&sent[2].body));
+    for (i, r) in sent.iter().enumerate() {
+        assert_eq!(hooked(r).as_deref(), Some(&b"on"[..]), "request {i}");
+    }
+    let server = ScriptedServer::start().await;
+    answer_every_request(&server, subject.wire, GOOD);
+    subject
+        .client(&server)
+        .extract_value(&person())
+        .user("Ada is 36")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(hooked(&server.requests()[0]), None, "no hook, no header");
 }
 
 /// Whole answers that are not answers: each a clear error, none read past its bound.

@@ -138,6 +138,45 @@ async fn spans_go_to_the_otlp_endpoint_and_are_flushed_on_sigterm() {
     let _ = std::fs::remove_file(log);
 }
 
+/// Calls to Anthropic and Gemini carry the `chat` span's `traceparent` as OpenAI-compatible
+/// ones do, so a traced gateway in front of them joins sift's trace.
+#[tokio::test]
+async fn native_providers_calls_carry_the_chat_spans_traceparent() {
+    for provider in ["anthropic", "gemini"] {
+        let receiver = OtlpReceiver::start().await;
+        let upstream = ScriptedServer::start().await;
+        upstream.fallback(|_| Reply::tool_call("UserDetail", r#"{"name":"Daniel","age":24}"#));
+        let mut cmd = sift();
+        let (base, var) = match provider {
+            "anthropic" => (upstream.anthropic_base_url(), "ANTHROPIC"),
+            _ => (upstream.gemini_base_url(), "GEMINI"),
+        };
+        cmd.env(format!("{var}_BASE_URL"), base)
+            .env(format!("{var}_API_KEY"), KEY)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint());
+        let running = crate::serve(cmd);
+        post_user(&running, "Daniel is 24").await;
+        stop_async(running).await;
+        let spans = receiver.spans();
+        let chat = spans
+            .iter()
+            .find(|s| s.name.starts_with("chat "))
+            .unwrap_or_else(|| panic!("{provider}: no chat span in {spans:?}"));
+        let sent = upstream.requests()[0]
+            .headers
+            .get("traceparent")
+            .unwrap_or_else(|| panic!("{provider}: the call carries no traceparent"))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            sent,
+            format!("00-{}-{}-01", chat.trace_id, chat.span_id),
+            "{provider}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_backend_is_reported_once_and_requests_do_not_wait() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

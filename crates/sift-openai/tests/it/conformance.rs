@@ -10,11 +10,14 @@ use sift_test_support::conformance::{Knobs, Subject};
 use sift_test_support::{ScriptedServer, Wire};
 
 fn build(server: &ScriptedServer, knobs: Knobs) -> Arc<dyn Provider> {
-    let config = OpenAiConfig::new(server.base_url())
+    let mut config = OpenAiConfig::new(server.base_url())
         .api_key(knobs.key)
         .timeout(knobs.timeout)
         .max_body(knobs.max_body)
         .backoff(Duration::from_millis(5), Duration::from_millis(20));
+    if let Some(hook) = knobs.header_hook {
+        config = config.header_hook(Arc::new(hook));
+    }
     Arc::new(OpenAi::new(config).expect("provider"))
 }
 
