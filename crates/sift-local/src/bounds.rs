@@ -21,12 +21,13 @@ pub(crate) const FREE_COMPOUND_ARRAY_MAX: u64 = 8;
 /// when its schema sets no `maxProperties`, for the same reason.
 pub(crate) const FREE_MAP_MAX: u64 = 8;
 
-/// Gives, in `schema` (the grammar's copy):
-/// - every string subschema that sets no length, format, pattern, enum or const a `maxLength`
-///   of [`FREE_STRING_MAX`];
+/// Gives, in `schema` (the grammar's copy), where a subschema that names no type counts as
+/// each of them:
+/// - every string subschema that sets no `maxLength`, format, enum or const a `maxLength` of
+///   [`FREE_STRING_MAX`] (or its `minLength`, when more);
 /// - every array subschema that sets no `maxItems` one of [`FREE_ARRAY_MAX`], or
-///   [`FREE_COMPOUND_ARRAY_MAX`] when its items are objects or arrays (or its `minItems`, or
-///   its `prefixItems`, when more);
+///   [`FREE_COMPOUND_ARRAY_MAX`] when its items are (or may be) objects or arrays (or its
+///   `minItems`, or its `prefixItems`, when more);
 /// - every object that lists its properties and says nothing of others
 ///   `"additionalProperties": false` (llguidance, like JSON Schema, otherwise allows any key
 ///   with any value: what a small model invents), and every map (an object listing none) a
@@ -110,30 +111,33 @@ fn walk(v: &mut Value, objects: bool, depth: usize) {
     let Value::Object(obj) = v else {
         return;
     };
-    let is_string = allows(obj, "string").unwrap_or(false);
-    let is_array = allows(obj, "array").unwrap_or_else(|| obj.contains_key("items"));
-    let is_object = allows(obj, "object").unwrap_or_else(|| {
-        ["properties", "additionalProperties", "patternProperties"]
-            .iter()
-            .any(|k| obj.contains_key(*k))
-    });
     let sets = |obj: &serde_json::Map<String, Value>, keys: &[&str]| {
         keys.iter().any(|k| obj.contains_key(*k))
     };
-    if is_string
+    // A schema that names no type and defers to no other schema takes any value: each type's
+    // bound applies to it (llguidance reads `maxLength` and the rest per type, as JSON Schema
+    // does).
+    let untyped = !obj.contains_key("type")
         && !sets(
             obj,
             &[
-                "maxLength",
-                "minLength",
-                "format",
-                "pattern",
-                "enum",
-                "const",
+                "$ref", "anyOf", "oneOf", "allOf", "enum", "const", "not", "if",
             ],
-        )
-    {
-        obj.insert("maxLength".into(), json!(FREE_STRING_MAX));
+        );
+    let is_string = allows(obj, "string").unwrap_or(untyped);
+    let is_array = allows(obj, "array").unwrap_or_else(|| untyped || obj.contains_key("items"));
+    let is_object = allows(obj, "object").unwrap_or_else(|| {
+        untyped
+            || ["properties", "additionalProperties", "patternProperties"]
+                .iter()
+                .any(|k| obj.contains_key(*k))
+    });
+    // A `pattern` is bounded too (llguidance intersects the two; a pattern that needs more
+    // than the bound is compiled without it, see `Grammars::compile`); a `format` is left
+    // to its own grammar.
+    if is_string && !sets(obj, &["maxLength", "format", "enum", "const"]) {
+        let least = obj.get("minLength").and_then(Value::as_u64).unwrap_or(0);
+        obj.insert("maxLength".into(), json!(FREE_STRING_MAX.max(least)));
     }
     if is_array && !obj.contains_key("maxItems") {
         let least = obj.get("minItems").and_then(Value::as_u64).unwrap_or(0);
@@ -141,16 +145,16 @@ fn walk(v: &mut Value, objects: bool, depth: usize) {
             .get("prefixItems")
             .and_then(Value::as_array)
             .map_or(0, |p| p.len() as u64);
-        let compound = obj
-            .get("items")
-            .and_then(Value::as_object)
-            .is_some_and(|items| {
+        // Items of any kind (no `items`) may be objects or arrays.
+        let compound = obj.get("items").is_none_or(|items| {
+            items.as_object().is_some_and(|items| {
                 sets(
                     items,
                     &["properties", "items", "$ref", "additionalProperties"],
                 ) || allows(items, "object") == Some(true)
                     || allows(items, "array") == Some(true)
-            });
+            })
+        });
         let most = if compound {
             FREE_COMPOUND_ARRAY_MAX
         } else {
@@ -279,6 +283,52 @@ mod tests {
         assert!(p["h"].get("maxItems").is_none());
         assert_eq!(p["i"]["maxItems"], FREE_COMPOUND_ARRAY_MAX);
         assert_eq!(p["j"]["maxItems"], FREE_COMPOUND_ARRAY_MAX);
+    }
+
+    #[test]
+    fn values_of_any_type_and_patterned_strings_are_bounded_too() {
+        let mut s = json!({"type": "object", "properties": {
+            "any": {},
+            "described": {"description": "anything"},
+            "long": {"type": "string", "minLength": 300},
+            "short": {"type": "string", "minLength": 3},
+            "pat": {"type": "string", "pattern": "^[a-z]+$"},
+            "date": {"type": "string", "format": "date"},
+            "list": {"type": "array"},
+            "refd": {"$ref": "#/properties/any"},
+            "either": {"anyOf": [{"type": "integer"}, {"type": "string"}]}
+        }});
+        bound_free_values(&mut s);
+        let p = &s["properties"];
+        assert_eq!(p["any"]["maxLength"], FREE_STRING_MAX);
+        assert_eq!(p["any"]["maxItems"], FREE_COMPOUND_ARRAY_MAX);
+        assert_eq!(p["any"]["maxProperties"], FREE_MAP_MAX);
+        assert_eq!(p["described"]["maxLength"], FREE_STRING_MAX);
+        assert_eq!(p["long"]["maxLength"], 300);
+        assert_eq!(p["short"]["maxLength"], FREE_STRING_MAX);
+        assert_eq!(p["pat"]["maxLength"], FREE_STRING_MAX);
+        assert!(p["date"].get("maxLength").is_none());
+        assert_eq!(p["list"]["maxItems"], FREE_COMPOUND_ARRAY_MAX);
+        // What defers to other schemas is bounded there.
+        assert!(p["refd"].get("maxLength").is_none());
+        assert!(p["either"].get("maxLength").is_none());
+        assert_eq!(p["either"]["anyOf"][1]["maxLength"], FREE_STRING_MAX);
+
+        // Through the grammar: a value of any type is held to each type's bound.
+        let any = json!({"type": "object", "properties": {"v": {}}, "required": ["v"]});
+        let most = "x".repeat(FREE_STRING_MAX as usize);
+        assert!(accepts(&any, &format!("{{\"v\":\"{most}\"}}")));
+        assert!(!accepts(&any, &format!("{{\"v\":\"{most}x\"}}")));
+        assert!(accepts(&any, "{\"v\":[1,2,3]}"));
+        assert!(accepts(&any, "{\"v\":12}"));
+        assert!(!accepts(
+            &any,
+            &format!("{{\"v\":[{}]}}", ["1"; 9].join(","))
+        ));
+        // A pattern that needs more than the bound is compiled as written, not refused.
+        let needs = json!({"type": "string", "pattern": "^a{300}$"});
+        assert!(accepts(&needs, &format!("\"{}\"", "a".repeat(300))));
+        assert!(!accepts(&needs, &format!("\"{}\"", "a".repeat(299))));
     }
 
     #[test]

@@ -184,17 +184,24 @@ impl Grammars {
             Value::Object(obj) => {
                 let mut obj = obj.clone();
                 obj.insert("x-guidance".into(), options);
-                let mut schema = Value::Object(obj);
-                // Free strings, lists and objects bounded (see `bounds`): a small model
-                // otherwise repeats itself until the token limit. The answer is still
-                // validated against the schema as written.
-                crate::bounds::bound_free_values(&mut schema);
-                schema
+                Value::Object(obj)
             }
             // `true`: any JSON value.
             Value::Bool(true) => json!({"x-guidance": options}),
             _ => return Err("the schema `false` admits no answer".into()),
         };
+        // Free strings, lists and objects bounded (see `bounds`): a small model otherwise
+        // repeats itself until the token limit. The answer is still validated against the
+        // schema as written. Bounds that leave a subschema nothing to match (a `pattern`
+        // longer than the string bound) make llguidance refuse the grammar: the schema is
+        // then compiled as written.
+        let mut bounded = schema.clone();
+        crate::bounds::bound_free_values(&mut bounded);
+        self.compile_schema(bounded)
+            .or_else(|_| self.compile_schema(schema))
+    }
+
+    fn compile_schema(&self, schema: Value) -> Result<Matcher, String> {
         let matcher = Matcher::new(
             self.factory
                 .create_parser(TopLevelGrammar::from_json_schema(schema)),
