@@ -176,29 +176,33 @@ impl Grammars {
     }
 
     fn compile(&self, schema: &Value, approximate: bool) -> Result<Matcher, String> {
-        let mut options = crate::grounded::whitespace_options(self.whitespace_flexible);
-        options.insert("lenient".into(), json!(approximate));
-        options.insert("coerce_one_of".into(), json!(approximate));
-        let options = Value::Object(options);
-        let schema = match schema {
-            Value::Object(obj) => {
-                let mut obj = obj.clone();
-                obj.insert("x-guidance".into(), options);
-                Value::Object(obj)
-            }
-            // `true`: any JSON value.
-            Value::Bool(true) => json!({"x-guidance": options}),
-            _ => return Err("the schema `false` admits no answer".into()),
-        };
         // Free strings, lists and objects bounded (see `bounds`): a small model otherwise
         // repeats itself until the token limit. The answer is still validated against the
         // schema as written. Bounds that leave a subschema nothing to match (a `pattern`
         // longer than the string bound) make llguidance refuse the grammar: the schema is
-        // then compiled as written.
-        let mut bounded = schema.clone();
+        // then compiled as written (copied again only then).
+        let mut bounded = self.guided(schema, approximate)?;
         crate::bounds::bound_free_values(&mut bounded);
         self.compile_schema(bounded)
-            .or_else(|_| self.compile_schema(schema))
+            .or_else(|_| self.compile_schema(self.guided(schema, approximate)?))
+    }
+
+    /// A copy of `schema` carrying llguidance's options (`x-guidance`).
+    fn guided(&self, schema: &Value, approximate: bool) -> Result<Value, String> {
+        let mut options = crate::grounded::whitespace_options(self.whitespace_flexible);
+        options.insert("lenient".into(), json!(approximate));
+        options.insert("coerce_one_of".into(), json!(approximate));
+        let options = Value::Object(options);
+        match schema {
+            Value::Object(obj) => {
+                let mut obj = obj.clone();
+                obj.insert("x-guidance".into(), options);
+                Ok(Value::Object(obj))
+            }
+            // `true`: any JSON value.
+            Value::Bool(true) => Ok(json!({"x-guidance": options})),
+            _ => Err("the schema `false` admits no answer".into()),
+        }
     }
 
     fn compile_schema(&self, schema: Value) -> Result<Matcher, String> {
