@@ -313,9 +313,20 @@ mod tests {
             "{err}"
         );
         drop(first);
-        // Once the first is done, the output is free, retry_failed's rewrite included.
+        // Once the first is done, the output is free, retry_failed's rewrite included. (A
+        // test beside this one that starts `mkfifo` can hold a copy of the descriptor, and
+        // so the lock, between its fork and its exec: a few tries.)
         std::fs::write(&path, serde_json::to_string(&failed("x")).unwrap() + "\n").unwrap();
-        let (again, done) = Output::open(&path, true).unwrap();
+        let mut tries = 0;
+        let (again, done) = loop {
+            match Output::open(&path, true) {
+                Err(BatchError::Locked(_)) if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.unwrap(),
+            }
+        };
         assert!(done.ids.is_empty());
         let err = Output::open(&path, false).unwrap_err().to_string();
         assert!(err.contains("holds its lock"), "{err}");
