@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
+
+use crate::bounds::Tight;
 use serde_json::{Value, json};
 use sift_core::{SchemaError, escape_pointer_token};
 
@@ -176,14 +178,19 @@ impl Grammars {
     }
 
     fn compile(&self, schema: &Value, approximate: bool) -> Result<Matcher, String> {
-        // Free strings, lists and objects bounded (see `bounds`): a small model otherwise
-        // repeats itself until the token limit. The answer is still validated against the
-        // schema as written. Bounds that leave a subschema nothing to match (a `pattern`
-        // longer than the string bound) make llguidance refuse the grammar: the schema is
-        // then compiled as written (copied again only then).
-        let mut bounded = self.guided(schema, approximate)?;
-        crate::bounds::bound_free_values(&mut bounded);
-        self.compile_schema(bounded)
+        // Free values bounded (see `bounds`): a small model otherwise repeats itself until
+        // the token limit. The answer is still validated against the schema as written.
+        // Bounds llguidance refuses fall back to fewer: a word pattern beside a schema's own
+        // pattern can be more than llguidance decides in its budget, and so can a length
+        // bound on a pattern (or leave it nothing to match); last, the schema as written.
+        let bounded = |tight: Tight| {
+            let mut bounded = self.guided(schema, approximate)?;
+            crate::bounds::bound_free_values(&mut bounded, tight);
+            self.compile_schema(bounded)
+        };
+        bounded(Tight::All)
+            .or_else(|_| bounded(Tight::NoWords))
+            .or_else(|_| bounded(Tight::Loose))
             .or_else(|_| self.compile_schema(self.guided(schema, approximate)?))
     }
 
@@ -203,6 +210,12 @@ impl Grammars {
             Value::Bool(true) => Ok(json!({"x-guidance": options})),
             _ => Err("the schema `false` admits no answer".into()),
         }
+    }
+
+    /// `schema` compiled as it is: no bounds added, none taken away.
+    #[cfg(test)]
+    pub(crate) fn compile_as_written(&self, schema: &Value) -> Result<Matcher, String> {
+        self.compile_schema(self.guided(schema, false)?)
     }
 
     fn compile_schema(&self, schema: Value) -> Result<Matcher, String> {

@@ -474,7 +474,10 @@ impl<'a> Gen<'a> {
     /// `schema` as llguidance's own JSON Schema grammar, free strings bounded.
     fn inline(&mut self, schema: &Value, depth: usize) -> Result<String, Stop> {
         let mut schema = self.inline_refs(schema, depth)?;
-        crate::bounds::bound_free_values(&mut schema);
+        // Not the word pattern: a grounded grammar llguidance refuses costs the answer its
+        // grounding (the schema's own grammar is used instead), and the pattern's
+        // intersections are what it may refuse.
+        crate::bounds::bound_free_values(&mut schema, crate::bounds::Tight::NoWords);
         if let Value::Object(obj) = &mut schema {
             obj.insert(
                 "x-guidance".into(),
