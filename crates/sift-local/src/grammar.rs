@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
-
-use crate::bounds::Tight;
 use serde_json::{Value, json};
 use sift_core::{SchemaError, escape_pointer_token};
+
+use crate::bounds::Tight;
 
 /// How closely the grammar follows the schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

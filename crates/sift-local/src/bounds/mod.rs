@@ -302,6 +302,49 @@ struct Walk {
     used: usize,
 }
 
+/// Whether the schema's `type` (a name or a list) allows `name`; `None` when it sets none.
+fn allows(schema: &serde_json::Map<String, Value>, name: &str) -> Option<bool> {
+    match schema.get("type") {
+        Some(Value::String(t)) => Some(t == name),
+        Some(Value::Array(ts)) => Some(ts.iter().any(|t| t == name)),
+        _ => None,
+    }
+}
+
+/// The number rules of [`bound_free_values`] on one number schema; `fractions`: whether it
+/// allows numbers that are not integers.
+fn bound_number(obj: &mut serde_json::Map<String, Value>, fractions: bool) {
+    // A side is bounded by `minimum`, or by a numeric `exclusiveMinimum` (draft 4's is a
+    // flag on `minimum`). A bound is added only where it keeps what the other side allows.
+    let bound = |obj: &serde_json::Map<String, Value>, inclusive: &str, exclusive: &str| {
+        obj.get(inclusive)
+            .and_then(Value::as_f64)
+            .or_else(|| obj.get(exclusive).and_then(Value::as_f64))
+    };
+    let most = FREE_NUMBER_MAX as f64;
+    let low = bound(obj, "minimum", "exclusiveMinimum");
+    let high = bound(obj, "maximum", "exclusiveMaximum");
+    if low.is_none() && high.is_none_or(|h| h > -most) {
+        obj.insert("minimum".into(), json!(-FREE_NUMBER_MAX));
+    }
+    if high.is_none() && low.is_none_or(|l| l < most) {
+        obj.insert("maximum".into(), json!(FREE_NUMBER_MAX));
+    }
+    if fractions && !obj.contains_key("multipleOf") {
+        obj.insert("multipleOf".into(), json!(10f64.powi(-FREE_DECIMALS)));
+    }
+}
+
+/// The pattern of a free string: runs of non-whitespace end at [`FREE_WORD_MAX`].
+fn word_pattern() -> String {
+    format!(r"^\s*(\S{{1,{FREE_WORD_MAX}}}\s+)*\S{{0,{FREE_WORD_MAX}}}$")
+}
+
+/// The pattern of a free map's keys: at most [`FREE_WORD_MAX`] characters.
+fn key_pattern() -> String {
+    format!("^.{{1,{FREE_WORD_MAX}}}$")
+}
+
 impl Walk {
     /// Bounds the schema `v` and every schema under it.
     fn walk(&mut self, v: &mut Value, depth: usize) {
@@ -441,57 +484,12 @@ impl Walk {
         }
         any
     }
-}
 
-/// Whether the schema's `type` (a name or a list) allows `name`; `None` when it sets none.
-fn allows(schema: &serde_json::Map<String, Value>, name: &str) -> Option<bool> {
-    match schema.get("type") {
-        Some(Value::String(t)) => Some(t == name),
-        Some(Value::Array(ts)) => Some(ts.iter().any(|t| t == name)),
-        _ => None,
-    }
-}
-
-/// The number rules of [`bound_free_values`] on one number schema; `fractions`: whether it
-/// allows numbers that are not integers.
-fn bound_number(obj: &mut serde_json::Map<String, Value>, fractions: bool) {
-    // A side is bounded by `minimum`, or by a numeric `exclusiveMinimum` (draft 4's is a
-    // flag on `minimum`). A bound is added only where it keeps what the other side allows.
-    let bound = |obj: &serde_json::Map<String, Value>, inclusive: &str, exclusive: &str| {
-        obj.get(inclusive)
-            .and_then(Value::as_f64)
-            .or_else(|| obj.get(exclusive).and_then(Value::as_f64))
-    };
-    let most = FREE_NUMBER_MAX as f64;
-    let low = bound(obj, "minimum", "exclusiveMinimum");
-    let high = bound(obj, "maximum", "exclusiveMaximum");
-    if low.is_none() && high.is_none_or(|h| h > -most) {
-        obj.insert("minimum".into(), json!(-FREE_NUMBER_MAX));
-    }
-    if high.is_none() && low.is_none_or(|l| l < most) {
-        obj.insert("maximum".into(), json!(FREE_NUMBER_MAX));
-    }
-    if fractions && !obj.contains_key("multipleOf") {
-        obj.insert("multipleOf".into(), json!(10f64.powi(-FREE_DECIMALS)));
-    }
-}
-
-/// The pattern of a free string: runs of non-whitespace end at [`FREE_WORD_MAX`].
-fn word_pattern() -> String {
-    format!(r"^\s*(\S{{1,{FREE_WORD_MAX}}}\s+)*\S{{0,{FREE_WORD_MAX}}}$")
-}
-
-/// The pattern of a free map's keys: at most [`FREE_WORD_MAX`] characters.
-fn key_pattern() -> String {
-    format!("^.{{1,{FREE_WORD_MAX}}}$")
-}
-
-/// Bounds the keys an object's `additionalProperties` admits: llguidance reads no
-/// `propertyNames`, so their schema moves to a pattern every key up to [`FREE_WORD_MAX`]
-/// characters matches. Only for maps (a listed name matching the pattern would have to fit
-/// both schemas), and not beside patterns of the schema's own (a key matching one of those
-/// must fit its schema, not this one); the caller makes sure no key is required.
-impl Walk {
+    /// Bounds the keys an object's `additionalProperties` admits: llguidance reads no
+    /// `propertyNames`, so their schema moves to a pattern every key up to [`FREE_WORD_MAX`]
+    /// characters matches. Only for maps (a listed name matching the pattern would have to
+    /// fit both schemas), and not beside patterns of the schema's own (a key matching one of
+    /// those must fit its schema, not this one); the caller makes sure no key is required.
     fn bound_keys(&mut self, obj: &mut serde_json::Map<String, Value>) {
         let values = match obj.get("additionalProperties") {
             None | Some(Value::Bool(true)) => self.any_value(FREE_DEPTH - 1),
